@@ -1,0 +1,373 @@
+//! Reading a relocatable object: goblin parses, this file checks every offset,
+//! size and index the later stages rely on, so they can index without panicking.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use goblin::elf::reloc::RelocSection;
+use goblin::elf::section_header::{SHT_GROUP, SHT_NOBITS, SHT_REL, SHT_RELA};
+use goblin::elf::Elf;
+
+use crate::addr::Alignment;
+use crate::error::{ErrorKind, LoadError, SectionProblem, SectionRef, SymbolProblem};
+
+/// `EM_X86_64`.
+pub const EM_X86_64: u16 = 62;
+/// `EM_AARCH64`.
+pub const EM_AARCH64: u16 = 183;
+const ET_REL: u16 = 1;
+const ELFCLASS64: u8 = 2;
+const ELFDATA2LSB: u8 = 1;
+const GRP_COMDAT: u32 = 1;
+
+/// `SHN_UNDEF`.
+pub(crate) const SHN_UNDEF: u32 = 0;
+/// First reserved section index.
+pub(crate) const SHN_LORESERVE: u32 = 0xff00;
+/// `SHN_ABS`.
+pub(crate) const SHN_ABS: u32 = 0xfff1;
+/// `SHN_COMMON`.
+pub(crate) const SHN_COMMON: u32 = 0xfff2;
+/// `SHN_XINDEX`.
+pub(crate) const SHN_XINDEX: u32 = 0xffff;
+
+pub(crate) const STB_GLOBAL: u8 = 1;
+pub(crate) const STB_WEAK: u8 = 2;
+pub(crate) const STT_SECTION: u8 = 3;
+pub(crate) const STT_FILE: u8 = 4;
+pub(crate) const STV_DEFAULT: u8 = 0;
+pub(crate) const STV_PROTECTED: u8 = 3;
+
+/// The machines whose relocations this loader applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// x86-64.
+    X86_64,
+}
+
+impl Machine {
+    /// `e_machine` for this machine.
+    pub const fn e_machine(self) -> u16 {
+        match self {
+            Machine::X86_64 => EM_X86_64,
+        }
+    }
+}
+
+/// One section header, checked: `data` is in the file (or `None` for
+/// `SHT_NOBITS`), and `align` is a power of two.
+#[derive(Clone, Debug)]
+pub(crate) struct Section<'a> {
+    pub name: &'a str,
+    pub sh_type: u32,
+    pub flags: u64,
+    pub size: u64,
+    pub align: Alignment,
+    pub info: u32,
+    pub data: Option<&'a [u8]>,
+}
+
+/// One symbol table entry, with its name looked up.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Symbol<'a> {
+    pub name: &'a str,
+    pub value: u64,
+    pub size: u64,
+    pub shndx: u32,
+    pub bind: u8,
+    pub kind: u8,
+    pub visibility: u8,
+}
+
+impl Symbol<'_> {
+    pub fn is_global(&self) -> bool {
+        self.bind == STB_GLOBAL || self.bind == STB_WEAK
+    }
+
+    pub fn is_weak(&self) -> bool {
+        self.bind == STB_WEAK
+    }
+
+    pub fn is_undefined(&self) -> bool {
+        self.shndx == SHN_UNDEF
+    }
+
+    /// Visible to other modules: hidden and internal symbols stay private to
+    /// their object, as they would to a shared library.
+    pub fn is_exported(&self) -> bool {
+        self.is_global()
+            && !self.is_undefined()
+            && (self.visibility == STV_DEFAULT || self.visibility == STV_PROTECTED)
+    }
+}
+
+/// A section of relocations and the section it patches.
+pub(crate) struct RelocationSection<'a> {
+    pub target: usize,
+    pub entries: RelocSection<'a>,
+}
+
+/// A `SHT_GROUP` section: its signature and member section indices.
+pub(crate) struct Group<'a> {
+    pub signature: &'a str,
+    pub comdat: bool,
+    pub members: Vec<u32>,
+}
+
+/// A parsed relocatable object, the input to planning. It borrows the file's bytes.
+pub struct Object<'a> {
+    pub(crate) name: Box<str>,
+    pub(crate) machine: Machine,
+    pub(crate) sections: Vec<Section<'a>>,
+    pub(crate) symbols: Vec<Symbol<'a>>,
+    pub(crate) relocations: Vec<RelocationSection<'a>>,
+    pub(crate) groups: Vec<Group<'a>>,
+}
+
+impl<'a> Object<'a> {
+    /// Parses `bytes` as an ELF64 little-endian relocatable object. `name` names
+    /// the module in errors and in the namespace.
+    pub fn parse(name: &str, bytes: &'a [u8]) -> Result<Self, LoadError> {
+        let fail = |kind| LoadError::new(name, kind);
+        check_identity(bytes).map_err(fail)?;
+        let mut elf = Elf::parse(bytes).map_err(|_| {
+            fail(ErrorKind::Malformed {
+                what: "ELF headers or tables",
+            })
+        })?;
+        if elf.header.e_type != ET_REL {
+            return Err(fail(ErrorKind::NotRelocatable {
+                e_type: elf.header.e_type,
+            }));
+        }
+        let machine = match elf.header.e_machine {
+            EM_X86_64 => Machine::X86_64,
+            e_machine => return Err(fail(ErrorKind::UnsupportedMachine { e_machine })),
+        };
+        let sections = read_sections(&elf, bytes).map_err(fail)?;
+        let symbols = read_symbols(&elf, sections.len()).map_err(fail)?;
+        let relocations = read_relocations(&mut elf, &sections).map_err(fail)?;
+        let groups = read_groups(&sections, &symbols).map_err(fail)?;
+        Ok(Self {
+            name: name.into(),
+            machine,
+            sections,
+            symbols,
+            relocations,
+            groups,
+        })
+    }
+
+    /// The module name given to [`Object::parse`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The machine the object is for.
+    pub fn machine(&self) -> Machine {
+        self.machine
+    }
+
+    /// A reference to section `index` for error messages.
+    pub(crate) fn section_ref(&self, index: usize) -> SectionRef {
+        section_ref(&self.sections, index)
+    }
+
+    pub(crate) fn error(&self, kind: ErrorKind) -> LoadError {
+        LoadError::new(&self.name, kind)
+    }
+
+    /// A printable name for symbol `index`: its own, or its section's for
+    /// section symbols.
+    pub(crate) fn symbol_name(&self, index: usize) -> Box<str> {
+        match self.symbols.get(index) {
+            Some(symbol) if symbol.kind == STT_SECTION => self
+                .sections
+                .get(symbol.shndx as usize)
+                .map_or("?", |section| section.name)
+                .into(),
+            Some(symbol) => symbol.name.into(),
+            None => "?".into(),
+        }
+    }
+}
+
+fn section_ref(sections: &[Section<'_>], index: usize) -> SectionRef {
+    SectionRef {
+        index,
+        name: sections
+            .get(index)
+            .map_or("?", |section| section.name)
+            .into(),
+    }
+}
+
+fn check_identity(bytes: &[u8]) -> Result<(), ErrorKind> {
+    if bytes.get(..4) != Some(b"\x7fELF".as_slice()) {
+        return Err(ErrorKind::NotElf);
+    }
+    let class = bytes.get(4).copied().unwrap_or(0);
+    if class != ELFCLASS64 {
+        return Err(ErrorKind::UnsupportedClass { class });
+    }
+    let data = bytes.get(5).copied().unwrap_or(0);
+    if data != ELFDATA2LSB {
+        return Err(ErrorKind::UnsupportedEndian { data });
+    }
+    Ok(())
+}
+
+fn read_sections<'a>(elf: &Elf<'a>, bytes: &'a [u8]) -> Result<Vec<Section<'a>>, ErrorKind> {
+    let mut sections = Vec::with_capacity(elf.section_headers.len());
+    for header in &elf.section_headers {
+        let name = elf.shdr_strtab.get_at(header.sh_name).unwrap_or("?");
+        let align = Alignment::from_elf(header.sh_addralign);
+        let index = sections.len();
+        let problem = |problem| ErrorKind::Section {
+            section: SectionRef {
+                index,
+                name: name.into(),
+            },
+            problem,
+        };
+        let align = align.ok_or_else(|| {
+            problem(SectionProblem::BadAlignment {
+                align: header.sh_addralign,
+            })
+        })?;
+        let data = if header.sh_type == SHT_NOBITS {
+            None
+        } else {
+            let start = usize::try_from(header.sh_offset).ok();
+            let len = usize::try_from(header.sh_size).ok();
+            let range = start
+                .zip(len)
+                .and_then(|(start, len)| Some(start..start.checked_add(len)?));
+            Some(
+                range
+                    .and_then(|range| bytes.get(range))
+                    .ok_or_else(|| problem(SectionProblem::OutOfBounds))?,
+            )
+        };
+        sections.push(Section {
+            name,
+            sh_type: header.sh_type,
+            flags: header.sh_flags,
+            size: header.sh_size,
+            align,
+            info: header.sh_info,
+            data,
+        });
+    }
+    Ok(sections)
+}
+
+fn read_symbols<'a>(elf: &Elf<'a>, section_count: usize) -> Result<Vec<Symbol<'a>>, ErrorKind> {
+    let mut symbols = Vec::with_capacity(elf.syms.len());
+    for (index, symbol) in elf.syms.iter().enumerate() {
+        let fail = |name: &str, problem| ErrorKind::Symbol {
+            index,
+            name: name.into(),
+            problem,
+        };
+        let name = if symbol.st_name == 0 {
+            ""
+        } else {
+            elf.strtab
+                .get_at(symbol.st_name)
+                .ok_or_else(|| fail("?", SymbolProblem::BadName))?
+        };
+        let shndx = u32::try_from(symbol.st_shndx).unwrap_or(u32::MAX);
+        if shndx == SHN_XINDEX {
+            return Err(fail(name, SymbolProblem::ExtendedIndex));
+        }
+        let kind = symbol.st_type();
+        let in_a_section = shndx != SHN_UNDEF && shndx < SHN_LORESERVE;
+        if in_a_section && shndx as usize >= section_count && kind != STT_FILE {
+            return Err(fail(name, SymbolProblem::BadSectionIndex { shndx }));
+        }
+        symbols.push(Symbol {
+            name,
+            value: symbol.st_value,
+            size: symbol.st_size,
+            shndx,
+            bind: symbol.st_bind(),
+            kind,
+            visibility: symbol.st_visibility(),
+        });
+    }
+    Ok(symbols)
+}
+
+fn read_relocations<'a>(
+    elf: &mut Elf<'a>,
+    sections: &[Section<'a>],
+) -> Result<Vec<RelocationSection<'a>>, ErrorKind> {
+    let mut relocations = Vec::with_capacity(elf.shdr_relocs.len());
+    for (index, entries) in core::mem::take(&mut elf.shdr_relocs) {
+        let index = &index;
+        let header = elf
+            .section_headers
+            .get(*index)
+            .ok_or(ErrorKind::Malformed {
+                what: "relocation section index",
+            })?;
+        let problem = |problem| ErrorKind::Section {
+            section: section_ref(sections, *index),
+            problem,
+        };
+        if header.sh_type == SHT_REL {
+            return Err(problem(SectionProblem::ImplicitAddends));
+        }
+        debug_assert_eq!(header.sh_type, SHT_RELA);
+        let target = header.sh_info as usize;
+        if target == 0 || target >= sections.len() {
+            return Err(problem(SectionProblem::BadLink));
+        }
+        relocations.push(RelocationSection { target, entries });
+    }
+    Ok(relocations)
+}
+
+fn read_groups<'a>(
+    sections: &[Section<'a>],
+    symbols: &[Symbol<'a>],
+) -> Result<Vec<Group<'a>>, ErrorKind> {
+    let mut groups = Vec::new();
+    for (index, section) in sections.iter().enumerate() {
+        if section.sh_type != SHT_GROUP {
+            continue;
+        }
+        let bad = || ErrorKind::Section {
+            section: section_ref(sections, index),
+            problem: SectionProblem::BadGroup,
+        };
+        let words: Vec<u32> = section
+            .data
+            .unwrap_or_default()
+            .chunks_exact(4)
+            .filter_map(|word| word.try_into().ok().map(u32::from_le_bytes))
+            .collect();
+        let (flags, members) = words.split_first().ok_or_else(bad)?;
+        if members
+            .iter()
+            .any(|&member| member as usize >= sections.len() || member == 0)
+        {
+            return Err(bad());
+        }
+        // sh_info names the signature symbol. A section symbol (as gas emits for
+        // groups named after their section) stands for its section's name.
+        let symbol = symbols.get(section.info as usize).ok_or_else(bad)?;
+        let signature = if symbol.kind == STT_SECTION {
+            sections.get(symbol.shndx as usize).ok_or_else(bad)?.name
+        } else {
+            symbol.name
+        };
+        groups.push(Group {
+            signature,
+            comdat: flags & GRP_COMDAT != 0,
+            members: members.to_vec(),
+        });
+    }
+    Ok(groups)
+}

@@ -1,0 +1,353 @@
+//! The loader's errors: one type, with a variant per thing that went wrong and
+//! enough context (module, section, offset, relocation type, symbol) to act on.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::addr::VirtAddr;
+use crate::plan::SectionKind;
+use crate::reloc::RelocationType;
+
+/// A failed load, or a failed step of one. `module` is the name the caller gave
+/// the object (usually its file name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The module being loaded.
+    pub module: Box<str>,
+    /// What went wrong.
+    pub kind: ErrorKind,
+}
+
+/// A section named in an error: its index in the section header table and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionRef {
+    /// Index in the section header table.
+    pub index: usize,
+    /// Name from the section header string table (`?` when it has none).
+    pub name: Box<str>,
+}
+
+/// Who already defines a symbol that a module defines again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Definer {
+    /// The host's exports.
+    Host,
+    /// A module loaded earlier, by name.
+    Module(Box<str>),
+}
+
+/// The kinds of failure. Tests match on these variants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The file does not start with the ELF magic.
+    NotElf,
+    /// Only ELF64 objects are loaded.
+    UnsupportedClass {
+        /// `e_ident[EI_CLASS]`.
+        class: u8,
+    },
+    /// Only little-endian objects are loaded.
+    UnsupportedEndian {
+        /// `e_ident[EI_DATA]`.
+        data: u8,
+    },
+    /// Only relocatable objects (`ET_REL`) are loaded.
+    NotRelocatable {
+        /// `e_type`.
+        e_type: u16,
+    },
+    /// The object is for a machine this loader does not relocate.
+    UnsupportedMachine {
+        /// `e_machine`.
+        e_machine: u16,
+    },
+    /// The ELF structure is damaged; `what` says which part.
+    Malformed {
+        /// The part of the file that could not be read.
+        what: &'static str,
+    },
+    /// A section is unusable.
+    Section {
+        /// The section.
+        section: SectionRef,
+        /// Why.
+        problem: SectionProblem,
+    },
+    /// A symbol table entry is unusable.
+    Symbol {
+        /// Index in the symbol table.
+        index: usize,
+        /// Name (may be empty).
+        name: Box<str>,
+        /// Why.
+        problem: SymbolProblem,
+    },
+    /// Symbols that nothing defines: every missing name, sorted.
+    Unresolved {
+        /// The names.
+        names: Vec<Box<str>>,
+    },
+    /// A strong definition of a name that is already strongly defined.
+    DuplicateDefinition {
+        /// The symbol.
+        name: Box<str>,
+        /// Who defined it first.
+        existing: Definer,
+    },
+    /// A relocation could not be applied.
+    Relocation(Box<RelocationFailure>),
+    /// The region has no free block of this size and alignment.
+    OutOfMemory {
+        /// Bytes requested.
+        size: u64,
+        /// Alignment requested.
+        align: u64,
+    },
+    /// The platform refused to change page permissions.
+    Protection {
+        /// Start of the range.
+        start: VirtAddr,
+        /// Length of the range.
+        len: u64,
+        /// The platform's error code.
+        code: i32,
+    },
+    /// The module is bigger than one module may be (code in it must reach all of it
+    /// with 32-bit displacements).
+    ModuleTooLarge {
+        /// The planned size.
+        size: u64,
+    },
+    /// Internal check: what was placed differs from the plan. Reported rather than
+    /// ignored, because the plan is a promise made to the caller.
+    PlanMismatch {
+        /// Which kind.
+        kind: SectionKind,
+        /// The plan's figure.
+        planned: u64,
+        /// What was used.
+        used: u64,
+    },
+    /// `map_section` named a section that is not loaded.
+    SectionNotLoaded {
+        /// The section index.
+        index: usize,
+    },
+}
+
+/// Why a section cannot be loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionProblem {
+    /// Its file range lies outside the file.
+    OutOfBounds,
+    /// `sh_addralign` is not a power of two, or larger than the loader allows.
+    BadAlignment {
+        /// The value.
+        align: u64,
+    },
+    /// It asks to be writable and executable at once.
+    WritableAndExecutable,
+    /// Thread-local storage is not supported.
+    ThreadLocal,
+    /// A relocation section without explicit addends (`SHT_REL`) on a machine that uses RELA.
+    ImplicitAddends,
+    /// A relocation section refers to a section index that does not exist.
+    BadLink,
+    /// A group section is malformed.
+    BadGroup,
+}
+
+/// Why a symbol cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolProblem {
+    /// Its section index is out of range or names an unloadable section.
+    BadSectionIndex {
+        /// `st_shndx`.
+        shndx: u32,
+    },
+    /// Its name is not in the string table.
+    BadName,
+    /// Its value lies outside its section.
+    OutOfSection,
+    /// A `COMMON` symbol with an alignment that is not a power of two or too large.
+    BadCommonAlignment {
+        /// The alignment.
+        align: u64,
+    },
+    /// Extended section indices (`SHN_XINDEX`) are not supported.
+    ExtendedIndex,
+}
+
+/// A relocation that failed, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelocationFailure {
+    /// The section being patched.
+    pub section: SectionRef,
+    /// Offset of the field within that section.
+    pub offset: u64,
+    /// The relocation type.
+    pub r_type: RelocationType,
+    /// The symbol the relocation refers to (section symbols are named after their section).
+    pub symbol: Box<str>,
+    /// Why.
+    pub problem: RelocationProblem,
+}
+
+/// Why a relocation could not be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelocationProblem {
+    /// The computed value does not fit the field. It is never truncated.
+    Overflow {
+        /// The value that did not fit.
+        value: i128,
+    },
+    /// The field lies outside its section.
+    OutOfBounds,
+    /// The loader does not implement this relocation type.
+    Unsupported,
+    /// The value breaks an alignment rule of the field.
+    Misaligned {
+        /// The value.
+        value: i128,
+    },
+    /// The symbol index is outside the symbol table.
+    BadSymbol,
+    /// The symbol lives in a section that is not loaded (for example `.eh_frame`,
+    /// or a COMDAT copy that was discarded).
+    TargetNotLoaded,
+}
+
+impl LoadError {
+    pub(crate) fn new(module: &str, kind: ErrorKind) -> Self {
+        Self {
+            module: module.into(),
+            kind,
+        }
+    }
+}
+
+impl fmt::Display for SectionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "section {} [{}]", self.name, self.index)
+    }
+}
+
+impl fmt::Display for Definer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Definer::Host => f.write_str("the host"),
+            Definer::Module(name) => write!(f, "module {name}"),
+        }
+    }
+}
+
+impl fmt::Display for RelocationProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RelocationProblem::Overflow { value } => {
+                write!(f, "value {value:#x} does not fit the field")
+            }
+            RelocationProblem::OutOfBounds => f.write_str("field lies outside the section"),
+            RelocationProblem::Unsupported => f.write_str("unsupported relocation type"),
+            RelocationProblem::Misaligned { value } => write!(f, "value {value:#x} is misaligned"),
+            RelocationProblem::BadSymbol => f.write_str("symbol index out of range"),
+            RelocationProblem::TargetNotLoaded => f.write_str("target section is not loaded"),
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::NotElf => f.write_str("not an ELF file"),
+            ErrorKind::UnsupportedClass { class } => write!(f, "ELF class {class} is not ELF64"),
+            ErrorKind::UnsupportedEndian { data } => {
+                write!(f, "ELF data encoding {data} is not little-endian")
+            }
+            ErrorKind::NotRelocatable { e_type } => {
+                write!(f, "ELF type {e_type} is not a relocatable object (ET_REL)")
+            }
+            ErrorKind::UnsupportedMachine { e_machine } => {
+                write!(f, "machine {e_machine} is not supported")
+            }
+            ErrorKind::Malformed { what } => write!(f, "malformed ELF: {what}"),
+            ErrorKind::Section { section, problem } => write!(f, "{section}: {problem:?}"),
+            ErrorKind::Symbol {
+                index,
+                name,
+                problem,
+            } => write!(f, "symbol {name} [{index}]: {problem:?}"),
+            ErrorKind::Unresolved { names } => {
+                f.write_str("unresolved symbols:")?;
+                for name in names {
+                    write!(f, " {name}")?;
+                }
+                Ok(())
+            }
+            ErrorKind::DuplicateDefinition { name, existing } => {
+                write!(f, "symbol {name} is already defined by {existing}")
+            }
+            ErrorKind::Relocation(failure) => write!(
+                f,
+                "{} at offset {:#x}: {} against symbol {}: {}",
+                failure.section, failure.offset, failure.r_type, failure.symbol, failure.problem
+            ),
+            ErrorKind::OutOfMemory { size, align } => write!(
+                f,
+                "region has no free block of {size} bytes aligned to {align}"
+            ),
+            ErrorKind::Protection { start, len, code } => write!(
+                f,
+                "platform refused to protect {len} bytes at {start} (code {code})"
+            ),
+            ErrorKind::ModuleTooLarge { size } => {
+                write!(f, "module needs {size} bytes, more than one module may use")
+            }
+            ErrorKind::PlanMismatch {
+                kind,
+                planned,
+                used,
+            } => write!(f, "{kind:?} used {used} bytes but the plan said {planned}"),
+            ErrorKind::SectionNotLoaded { index } => write!(f, "section [{index}] is not loaded"),
+        }
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.module, self.kind)
+    }
+}
+
+impl core::error::Error for LoadError {}
+
+/// Why a module could not be unloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnloadError {
+    /// Other loaded modules bind to this module's symbols; unload them first.
+    InUse {
+        /// The names of the modules that depend on it.
+        users: Vec<Box<str>>,
+    },
+    /// The module is no longer loaded.
+    NotLoaded,
+}
+
+impl fmt::Display for UnloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnloadError::InUse { users } => {
+                f.write_str("module is in use by:")?;
+                for user in users {
+                    write!(f, " {user}")?;
+                }
+                Ok(())
+            }
+            UnloadError::NotLoaded => f.write_str("module is not loaded"),
+        }
+    }
+}
+
+impl core::error::Error for UnloadError {}

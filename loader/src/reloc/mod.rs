@@ -1,0 +1,145 @@
+//! Relocation engines, one file per architecture. Each is pure: bytes,
+//! addresses and values in, patched bytes or an error out. They never read
+//! loader state, so host tests can drive every architecture on any host.
+
+pub mod x86_64;
+
+use core::fmt;
+
+use crate::error::RelocationProblem;
+
+/// A raw ELF relocation type number (`ELF64_R_TYPE`), kept as is so errors can
+/// name types the loader does not know.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RelocationType {
+    /// `e_machine` of the object the relocation came from.
+    pub machine: u16,
+    /// The type number.
+    pub raw: u32,
+}
+
+impl RelocationType {
+    /// The psABI name, such as `R_X86_64_PC32`, or `None` for unknown numbers.
+    pub fn name(self) -> Option<&'static str> {
+        match self.machine {
+            crate::elf::EM_X86_64 => x86_64::name(self.raw),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for RelocationType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for RelocationType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "relocation type {} (machine {})", self.raw, self.machine),
+        }
+    }
+}
+
+/// The values a relocation formula may use, in the psABI's letters. All
+/// addresses are *target* addresses: where the code will run, not where its
+/// bytes are being patched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FixupInputs {
+    /// S: the symbol's address.
+    pub symbol: u64,
+    /// A: the addend.
+    pub addend: i64,
+    /// P: the address of the field being patched.
+    pub place: u64,
+    /// GOT: the address of the module's GOT.
+    pub got: u64,
+    /// The address of this symbol's GOT slot, when the plan gave it one.
+    pub got_slot: Option<u64>,
+    /// The address of this symbol's call stub, when the plan gave it one.
+    pub stub: Option<u64>,
+    /// Z: the symbol's size.
+    pub symbol_size: u64,
+}
+
+/// How a relocation went: a stub or a relaxation may have been used, which the
+/// caller counts to check the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Patched as written.
+    Direct,
+    /// The target was out of reach, so the call goes through its stub.
+    ThroughStub,
+}
+
+/// Which value range a field accepts. The check always happens before writing,
+/// so a value is either written whole or refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Range {
+    Signed,
+    Unsigned,
+    /// Either reading of the bits is accepted (plain data words).
+    Either,
+}
+
+/// Writes the low `width` bytes of `value` little-endian at `offset`, after
+/// checking that `value` fits `width` bytes read as `range`.
+pub(crate) fn write_field(
+    bytes: &mut [u8],
+    offset: usize,
+    width: usize,
+    value: i128,
+    range: Range,
+) -> Result<(), RelocationProblem> {
+    let bits = u32::try_from(width * 8).map_err(|_| RelocationProblem::OutOfBounds)?;
+    let signed_min = -(1i128 << (bits - 1));
+    let signed_max = (1i128 << (bits - 1)) - 1;
+    let unsigned_max = (1i128 << bits) - 1;
+    let fits = match range {
+        Range::Signed => (signed_min..=signed_max).contains(&value),
+        Range::Unsigned => (0..=unsigned_max).contains(&value),
+        Range::Either => (signed_min..=unsigned_max).contains(&value),
+    };
+    if !fits {
+        return Err(RelocationProblem::Overflow { value });
+    }
+    let field = offset
+        .checked_add(width)
+        .and_then(|end| bytes.get_mut(offset..end))
+        .ok_or(RelocationProblem::OutOfBounds)?;
+    let encoded = (value as u128).to_le_bytes();
+    for (destination, source) in field.iter_mut().zip(encoded.iter()) {
+        *destination = *source;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_range_checked_before_writing() {
+        let mut bytes = [0xaau8; 4];
+        assert_eq!(
+            write_field(&mut bytes, 0, 4, 1 << 31, Range::Signed),
+            Err(RelocationProblem::Overflow { value: 1 << 31 })
+        );
+        assert_eq!(bytes, [0xaa; 4], "a refused value writes nothing");
+        assert_eq!(write_field(&mut bytes, 0, 4, -1, Range::Signed), Ok(()));
+        assert_eq!(bytes, [0xff; 4]);
+        assert!(write_field(&mut bytes, 0, 4, -1, Range::Unsigned).is_err());
+        assert_eq!(
+            write_field(&mut bytes, 0, 4, 0xffff_ffff, Range::Unsigned),
+            Ok(())
+        );
+        assert!(write_field(&mut bytes, 0, 4, 1 << 32, Range::Either).is_err());
+        assert!(write_field(&mut bytes, 0, 4, -(1 << 31) - 1, Range::Either).is_err());
+        assert_eq!(
+            write_field(&mut bytes, 1, 4, 0, Range::Either),
+            Err(RelocationProblem::OutOfBounds)
+        );
+    }
+}

@@ -1,0 +1,489 @@
+//! x86-64 relocations (System V psABI, chapter 4.4).
+
+use super::{write_field, Applied, FixupInputs, Range};
+use crate::error::RelocationProblem;
+
+/// `R_X86_64_NONE`.
+pub const R_X86_64_NONE: u32 = 0;
+/// `R_X86_64_64`: S + A, 64 bits.
+pub const R_X86_64_64: u32 = 1;
+/// `R_X86_64_PC32`: S + A - P, signed 32 bits.
+pub const R_X86_64_PC32: u32 = 2;
+/// `R_X86_64_GOT32`: G + A, signed 32 bits (G is the slot's offset in the GOT).
+pub const R_X86_64_GOT32: u32 = 3;
+/// `R_X86_64_PLT32`: L + A - P, signed 32 bits.
+pub const R_X86_64_PLT32: u32 = 4;
+/// `R_X86_64_GOTPCREL`: G + GOT + A - P, signed 32 bits.
+pub const R_X86_64_GOTPCREL: u32 = 9;
+/// `R_X86_64_32`: S + A, zero-extended 32 bits.
+pub const R_X86_64_32: u32 = 10;
+/// `R_X86_64_32S`: S + A, sign-extended 32 bits.
+pub const R_X86_64_32S: u32 = 11;
+/// `R_X86_64_16`: S + A, 16 bits.
+pub const R_X86_64_16: u32 = 12;
+/// `R_X86_64_PC16`: S + A - P, signed 16 bits.
+pub const R_X86_64_PC16: u32 = 13;
+/// `R_X86_64_8`: S + A, 8 bits.
+pub const R_X86_64_8: u32 = 14;
+/// `R_X86_64_PC8`: S + A - P, signed 8 bits.
+pub const R_X86_64_PC8: u32 = 15;
+/// `R_X86_64_PC64`: S + A - P, 64 bits.
+pub const R_X86_64_PC64: u32 = 24;
+/// `R_X86_64_GOTOFF64`: S + A - GOT, 64 bits.
+pub const R_X86_64_GOTOFF64: u32 = 25;
+/// `R_X86_64_GOTPC32`: GOT + A - P, signed 32 bits.
+pub const R_X86_64_GOTPC32: u32 = 26;
+/// `R_X86_64_GOT64`: G + A, 64 bits.
+pub const R_X86_64_GOT64: u32 = 27;
+/// `R_X86_64_GOTPCREL64`: G + GOT - P + A, 64 bits.
+pub const R_X86_64_GOTPCREL64: u32 = 28;
+/// `R_X86_64_GOTPC64`: GOT - P + A, 64 bits.
+pub const R_X86_64_GOTPC64: u32 = 29;
+/// `R_X86_64_GOTPLT64`: G + A, 64 bits (like GOT64; there is no lazy binding).
+pub const R_X86_64_GOTPLT64: u32 = 30;
+/// `R_X86_64_PLTOFF64`: L - GOT + A, 64 bits.
+pub const R_X86_64_PLTOFF64: u32 = 31;
+/// `R_X86_64_SIZE32`: Z + A, zero-extended 32 bits.
+pub const R_X86_64_SIZE32: u32 = 32;
+/// `R_X86_64_SIZE64`: Z + A, 64 bits.
+pub const R_X86_64_SIZE64: u32 = 33;
+/// `R_X86_64_GOTPCRELX`: like GOTPCREL, and the instruction may be relaxed.
+pub const R_X86_64_GOTPCRELX: u32 = 41;
+/// `R_X86_64_REX_GOTPCRELX`: like GOTPCRELX, for instructions with a REX prefix.
+pub const R_X86_64_REX_GOTPCRELX: u32 = 42;
+
+/// Bytes in a GOT slot.
+pub const GOT_SLOT_SIZE: u64 = 8;
+/// Bytes in a call stub: `jmp *0(%rip)` (6 bytes), the 8-byte target, 2 bytes of `int3`.
+pub const STUB_SIZE: u64 = 16;
+/// Alignment of the stub area.
+pub const STUB_ALIGN: u64 = 16;
+
+/// The psABI name of a type, or `None` for one this loader does not know.
+pub fn name(r_type: u32) -> Option<&'static str> {
+    Some(match r_type {
+        R_X86_64_NONE => "R_X86_64_NONE",
+        R_X86_64_64 => "R_X86_64_64",
+        R_X86_64_PC32 => "R_X86_64_PC32",
+        R_X86_64_GOT32 => "R_X86_64_GOT32",
+        R_X86_64_PLT32 => "R_X86_64_PLT32",
+        R_X86_64_GOTPCREL => "R_X86_64_GOTPCREL",
+        R_X86_64_32 => "R_X86_64_32",
+        R_X86_64_32S => "R_X86_64_32S",
+        R_X86_64_16 => "R_X86_64_16",
+        R_X86_64_PC16 => "R_X86_64_PC16",
+        R_X86_64_8 => "R_X86_64_8",
+        R_X86_64_PC8 => "R_X86_64_PC8",
+        R_X86_64_PC64 => "R_X86_64_PC64",
+        R_X86_64_GOTOFF64 => "R_X86_64_GOTOFF64",
+        R_X86_64_GOTPC32 => "R_X86_64_GOTPC32",
+        R_X86_64_GOT64 => "R_X86_64_GOT64",
+        R_X86_64_GOTPCREL64 => "R_X86_64_GOTPCREL64",
+        R_X86_64_GOTPC64 => "R_X86_64_GOTPC64",
+        R_X86_64_GOTPLT64 => "R_X86_64_GOTPLT64",
+        R_X86_64_PLTOFF64 => "R_X86_64_PLTOFF64",
+        R_X86_64_SIZE32 => "R_X86_64_SIZE32",
+        R_X86_64_SIZE64 => "R_X86_64_SIZE64",
+        R_X86_64_GOTPCRELX => "R_X86_64_GOTPCRELX",
+        R_X86_64_REX_GOTPCRELX => "R_X86_64_REX_GOTPCRELX",
+        5 => "R_X86_64_COPY",
+        6 => "R_X86_64_GLOB_DAT",
+        7 => "R_X86_64_JUMP_SLOT",
+        8 => "R_X86_64_RELATIVE",
+        16..=23 | 34..=36 => return tls_name(r_type),
+        _ => return None,
+    })
+}
+
+fn tls_name(r_type: u32) -> Option<&'static str> {
+    Some(match r_type {
+        16 => "R_X86_64_DTPMOD64",
+        17 => "R_X86_64_DTPOFF64",
+        18 => "R_X86_64_TPOFF64",
+        19 => "R_X86_64_TLSGD",
+        20 => "R_X86_64_TLSLD",
+        21 => "R_X86_64_DTPOFF32",
+        22 => "R_X86_64_GOTTPOFF",
+        23 => "R_X86_64_TPOFF32",
+        34 => "R_X86_64_GOTPC32_TLSDESC",
+        35 => "R_X86_64_TLSDESC_CALL",
+        36 => "R_X86_64_TLSDESC",
+        _ => return None,
+    })
+}
+
+/// What a relocation type needs from the plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// A GOT slot holding the symbol's address.
+    pub got_slot: bool,
+    /// A call stub, when the symbol may be out of ±2 GiB reach.
+    pub stub: bool,
+    /// `mov foo@GOTPCREL(%rip), %reg` that may be turned into `lea` when the
+    /// symbol is in the same module, which saves the slot.
+    pub relaxable: bool,
+}
+
+/// What `r_type` needs, or `None` if it is not supported.
+pub fn needs(r_type: u32) -> Option<Needs> {
+    let none = Needs::default();
+    Some(match r_type {
+        R_X86_64_GOT32 | R_X86_64_GOTPCREL | R_X86_64_GOT64 | R_X86_64_GOTPCREL64
+        | R_X86_64_GOTPLT64 => Needs {
+            got_slot: true,
+            ..none
+        },
+        R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX => Needs {
+            got_slot: true,
+            relaxable: true,
+            ..none
+        },
+        R_X86_64_PLT32 => Needs { stub: true, ..none },
+        R_X86_64_NONE | R_X86_64_64 | R_X86_64_PC32 | R_X86_64_32 | R_X86_64_32S | R_X86_64_16
+        | R_X86_64_PC16 | R_X86_64_8 | R_X86_64_PC8 | R_X86_64_PC64 | R_X86_64_GOTOFF64
+        | R_X86_64_GOTPC32 | R_X86_64_GOTPC64 | R_X86_64_PLTOFF64 | R_X86_64_SIZE32
+        | R_X86_64_SIZE64 => none,
+        _ => return None,
+    })
+}
+
+const MOV_LOAD: u8 = 0x8b;
+const LEA: u8 = 0x8d;
+
+/// Whether the instruction whose 32-bit displacement sits at `offset` is
+/// `mov disp(%rip), %reg`, which can become `lea disp(%rip), %reg`.
+///
+/// The opcode is the byte before the ModRM byte, and ModRM must select
+/// RIP-relative addressing (mod 00, r/m 101). A REX prefix before the opcode
+/// changes nothing here.
+pub fn is_relaxable_load(bytes: &[u8], offset: usize) -> bool {
+    let opcode = offset.checked_sub(2).and_then(|at| bytes.get(at));
+    let modrm = offset.checked_sub(1).and_then(|at| bytes.get(at));
+    matches!((opcode, modrm), (Some(&MOV_LOAD), Some(modrm)) if modrm & 0xc7 == 0x05)
+}
+
+/// Applies one relocation to `bytes` (the section's contents) at `offset`.
+///
+/// `relax` turns a relaxable GOT load into `lea` of the symbol itself; callers
+/// pass it only for symbols defined in the same module, which are always in reach.
+pub fn apply(
+    r_type: u32,
+    bytes: &mut [u8],
+    offset: usize,
+    inputs: &FixupInputs,
+    relax: bool,
+) -> Result<Applied, RelocationProblem> {
+    let s = i128::from(inputs.symbol);
+    let a = i128::from(inputs.addend);
+    let p = i128::from(inputs.place);
+    let got = i128::from(inputs.got);
+    let slot = || {
+        inputs
+            .got_slot
+            .map(i128::from)
+            .ok_or(RelocationProblem::Unsupported)
+    };
+    let size = i128::from(inputs.symbol_size);
+    let (value, width, range) = match r_type {
+        R_X86_64_NONE => return Ok(Applied::Direct),
+        R_X86_64_64 => (s + a, 8, Range::Either),
+        R_X86_64_PC32 => (s + a - p, 4, Range::Signed),
+        R_X86_64_PLT32 => return apply_call(bytes, offset, inputs),
+        R_X86_64_32 => (s + a, 4, Range::Unsigned),
+        R_X86_64_32S => (s + a, 4, Range::Signed),
+        R_X86_64_16 => (s + a, 2, Range::Either),
+        R_X86_64_PC16 => (s + a - p, 2, Range::Signed),
+        R_X86_64_8 => (s + a, 1, Range::Either),
+        R_X86_64_PC8 => (s + a - p, 1, Range::Signed),
+        R_X86_64_PC64 => (s + a - p, 8, Range::Either),
+        R_X86_64_GOTOFF64 => (s + a - got, 8, Range::Either),
+        R_X86_64_GOTPC32 => (got + a - p, 4, Range::Signed),
+        R_X86_64_GOTPC64 => (got + a - p, 8, Range::Either),
+        R_X86_64_GOT32 => (slot()? - got + a, 4, Range::Signed),
+        R_X86_64_GOT64 | R_X86_64_GOTPLT64 => (slot()? - got + a, 8, Range::Either),
+        R_X86_64_GOTPCREL64 => (slot()? + a - p, 8, Range::Either),
+        // No PLT is needed for a 64-bit offset: it reaches the symbol itself.
+        R_X86_64_PLTOFF64 => (s + a - got, 8, Range::Either),
+        R_X86_64_SIZE32 => (size + a, 4, Range::Unsigned),
+        R_X86_64_SIZE64 => (size + a, 8, Range::Either),
+        R_X86_64_GOTPCREL => (slot()? + a - p, 4, Range::Signed),
+        R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX if relax => {
+            return relax_load(bytes, offset, s + a - p);
+        }
+        R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX => (slot()? + a - p, 4, Range::Signed),
+        _ => return Err(RelocationProblem::Unsupported),
+    };
+    write_field(bytes, offset, width, value, range).map(|()| Applied::Direct)
+}
+
+/// A call goes straight to its target when in reach, else through its stub.
+fn apply_call(
+    bytes: &mut [u8],
+    offset: usize,
+    inputs: &FixupInputs,
+) -> Result<Applied, RelocationProblem> {
+    let a = i128::from(inputs.addend);
+    let p = i128::from(inputs.place);
+    let direct = i128::from(inputs.symbol) + a - p;
+    match write_field(bytes, offset, 4, direct, Range::Signed) {
+        Ok(()) => Ok(Applied::Direct),
+        Err(overflow @ RelocationProblem::Overflow { .. }) => match inputs.stub {
+            Some(stub) => write_field(bytes, offset, 4, i128::from(stub) + a - p, Range::Signed)
+                .map(|()| Applied::ThroughStub),
+            None => Err(overflow),
+        },
+        Err(other) => Err(other),
+    }
+}
+
+fn relax_load(bytes: &mut [u8], offset: usize, value: i128) -> Result<Applied, RelocationProblem> {
+    if !is_relaxable_load(bytes, offset) {
+        return Err(RelocationProblem::Unsupported);
+    }
+    write_field(bytes, offset, 4, value, Range::Signed)?;
+    let opcode = offset
+        .checked_sub(2)
+        .and_then(|at| bytes.get_mut(at))
+        .ok_or(RelocationProblem::OutOfBounds)?;
+    *opcode = LEA;
+    Ok(Applied::Direct)
+}
+
+/// Writes a stub that jumps to `target` into `bytes[..STUB_SIZE]`.
+pub fn write_stub(bytes: &mut [u8], target: u64) -> Result<(), RelocationProblem> {
+    let stub = bytes
+        .get_mut(..STUB_SIZE as usize)
+        .ok_or(RelocationProblem::OutOfBounds)?;
+    // jmp *0(%rip): the 8-byte target follows the 6-byte instruction.
+    let mut code = [0xcc_u8; STUB_SIZE as usize];
+    code[..6].copy_from_slice(&[0xff, 0x25, 0, 0, 0, 0]);
+    code[6..14].copy_from_slice(&target.to_le_bytes());
+    stub.copy_from_slice(&code);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing)]
+    use super::*;
+
+    const P: u64 = 0x1000_0000;
+
+    fn inputs(symbol: u64, addend: i64) -> FixupInputs {
+        FixupInputs {
+            symbol,
+            addend,
+            place: P,
+            got: 0x2000_0000,
+            got_slot: Some(0x2000_0010),
+            stub: Some(0x1000_1000),
+            symbol_size: 24,
+        }
+    }
+
+    fn run(r_type: u32, fixup: &FixupInputs) -> Result<[u8; 8], RelocationProblem> {
+        let mut bytes = [0u8; 8];
+        apply(r_type, &mut bytes, 0, fixup, false)?;
+        Ok(bytes)
+    }
+
+    fn word32(bytes: [u8; 8]) -> i32 {
+        i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+    }
+
+    #[test]
+    fn absolute_types() {
+        let fixup = inputs(0xffff_ffff_8000_0000, 0x10);
+        assert_eq!(
+            u64::from_le_bytes(run(R_X86_64_64, &fixup).unwrap()),
+            0xffff_ffff_8000_0010
+        );
+        assert_eq!(word32(run(R_X86_64_32S, &fixup).unwrap()), i32::MIN + 0x10);
+        assert!(matches!(
+            run(R_X86_64_32, &fixup),
+            Err(RelocationProblem::Overflow { .. })
+        ));
+        let low = inputs(0xffff_fff0, 0xf);
+        assert_eq!(word32(run(R_X86_64_32, &low).unwrap()) as u32, u32::MAX);
+        assert!(matches!(
+            run(R_X86_64_32S, &low),
+            Err(RelocationProblem::Overflow { .. })
+        ));
+        assert!(matches!(
+            run(R_X86_64_32, &inputs(0xffff_fff0, 0x10)),
+            Err(RelocationProblem::Overflow { .. })
+        ));
+        assert_eq!(
+            run(R_X86_64_16, &inputs(0xfffe, 1)).unwrap()[..2],
+            [0xff, 0xff]
+        );
+        assert!(run(R_X86_64_16, &inputs(0x10000, 0)).is_err());
+        assert_eq!(run(R_X86_64_8, &inputs(0x7f, 0)).unwrap()[0], 0x7f);
+        assert!(run(R_X86_64_8, &inputs(0x100, 0)).is_err());
+    }
+
+    #[test]
+    fn pc_relative_types_check_both_ends() {
+        let max = P + i32::MAX as u64;
+        assert_eq!(
+            word32(run(R_X86_64_PC32, &inputs(max, 0)).unwrap()),
+            i32::MAX
+        );
+        assert!(
+            matches!(run(R_X86_64_PC32, &inputs(max + 1, 0)), Err(RelocationProblem::Overflow { value }) if value == 1 << 31)
+        );
+        let min = P - (1 << 31);
+        assert_eq!(
+            word32(run(R_X86_64_PC32, &inputs(min, 0)).unwrap()),
+            i32::MIN
+        );
+        assert!(run(R_X86_64_PC32, &inputs(min - 1, 0)).is_err());
+        assert_eq!(
+            run(R_X86_64_PC16, &inputs(P - 0x8000, 0)).unwrap()[..2],
+            [0x00, 0x80]
+        );
+        assert!(run(R_X86_64_PC16, &inputs(P + 0x8000, 0)).is_err());
+        assert_eq!(run(R_X86_64_PC8, &inputs(P + 0x7f, 0)).unwrap()[0], 0x7f);
+        assert!(run(R_X86_64_PC8, &inputs(P + 0x80, 0)).is_err());
+        let far = inputs(0x7fff_0000_0000, -8);
+        assert_eq!(
+            i64::from_le_bytes(run(R_X86_64_PC64, &far).unwrap()),
+            0x7fff_0000_0000 - 8 - P as i64
+        );
+    }
+
+    #[test]
+    fn got_types() {
+        let fixup = inputs(0x5555_0000_0000, -4);
+        assert_eq!(
+            word32(run(R_X86_64_GOTPCREL, &fixup).unwrap()),
+            0x1000_0010 - 4
+        );
+        assert_eq!(
+            word32(run(R_X86_64_GOTPCRELX, &fixup).unwrap()),
+            0x1000_0010 - 4
+        );
+        assert_eq!(
+            word32(run(R_X86_64_REX_GOTPCRELX, &fixup).unwrap()),
+            0x1000_0010 - 4
+        );
+        assert_eq!(word32(run(R_X86_64_GOT32, &fixup).unwrap()), 0x10 - 4);
+        assert_eq!(
+            i64::from_le_bytes(run(R_X86_64_GOT64, &fixup).unwrap()),
+            0x10 - 4
+        );
+        assert_eq!(
+            i64::from_le_bytes(run(R_X86_64_GOTPLT64, &fixup).unwrap()),
+            0x10 - 4
+        );
+        assert_eq!(
+            i64::from_le_bytes(run(R_X86_64_GOTPCREL64, &fixup).unwrap()),
+            0x1000_0010 - 4
+        );
+        assert_eq!(
+            word32(run(R_X86_64_GOTPC32, &fixup).unwrap()),
+            0x1000_0000 - 4
+        );
+        assert_eq!(
+            i64::from_le_bytes(run(R_X86_64_GOTPC64, &fixup).unwrap()),
+            0x1000_0000 - 4
+        );
+        assert_eq!(
+            i64::from_le_bytes(run(R_X86_64_GOTOFF64, &fixup).unwrap()),
+            0x5555_0000_0000 - 4 - 0x2000_0000
+        );
+        assert_eq!(
+            i64::from_le_bytes(run(R_X86_64_PLTOFF64, &fixup).unwrap()),
+            0x5555_0000_0000 - 4 - 0x2000_0000
+        );
+        let no_slot = FixupInputs {
+            got_slot: None,
+            ..fixup
+        };
+        assert_eq!(
+            run(R_X86_64_GOTPCREL, &no_slot),
+            Err(RelocationProblem::Unsupported)
+        );
+    }
+
+    #[test]
+    fn size_types() {
+        assert_eq!(word32(run(R_X86_64_SIZE32, &inputs(0, 8)).unwrap()), 32);
+        assert_eq!(
+            u64::from_le_bytes(run(R_X86_64_SIZE64, &inputs(0, -4)).unwrap()),
+            20
+        );
+        assert!(run(R_X86_64_SIZE32, &inputs(0, -25)).is_err());
+    }
+
+    #[test]
+    fn calls_use_the_stub_only_when_out_of_reach() {
+        let near = inputs(P + 0x100, -4);
+        let mut bytes = [0u8; 4];
+        assert_eq!(
+            apply(R_X86_64_PLT32, &mut bytes, 0, &near, false),
+            Ok(Applied::Direct)
+        );
+        assert_eq!(i32::from_le_bytes(bytes), 0xfc);
+        let far = inputs(0x7fff_0000_0000, -4);
+        assert_eq!(
+            apply(R_X86_64_PLT32, &mut bytes, 0, &far, false),
+            Ok(Applied::ThroughStub)
+        );
+        assert_eq!(i32::from_le_bytes(bytes), 0x1000 - 4);
+        let no_stub = FixupInputs { stub: None, ..far };
+        assert!(matches!(
+            apply(R_X86_64_PLT32, &mut bytes, 0, &no_stub, false),
+            Err(RelocationProblem::Overflow { .. })
+        ));
+    }
+
+    #[test]
+    fn relaxation_turns_mov_into_lea() {
+        // mov 0(%rip), %rax = 48 8b 05 <disp32>
+        let mut bytes = [0x48, 0x8b, 0x05, 0, 0, 0, 0];
+        assert!(is_relaxable_load(&bytes, 3));
+        let fixup = FixupInputs {
+            place: P + 3,
+            ..inputs(P + 0x40, -4)
+        };
+        assert_eq!(
+            apply(R_X86_64_REX_GOTPCRELX, &mut bytes, 3, &fixup, true),
+            Ok(Applied::Direct)
+        );
+        assert_eq!(bytes, [0x48, 0x8d, 0x05, 0x39, 0, 0, 0]);
+        // call *0(%rip) = ff 15: not a load, so it is never relaxed.
+        let mut call = [0xff, 0x15, 0, 0, 0, 0];
+        assert!(!is_relaxable_load(&call, 2));
+        assert_eq!(
+            apply(R_X86_64_GOTPCRELX, &mut call, 2, &fixup, true),
+            Err(RelocationProblem::Unsupported)
+        );
+    }
+
+    #[test]
+    fn unknown_and_out_of_bounds() {
+        assert_eq!(run(19, &inputs(0, 0)), Err(RelocationProblem::Unsupported));
+        assert_eq!(needs(19), None);
+        let mut short = [0u8; 3];
+        assert_eq!(
+            apply(R_X86_64_PC32, &mut short, 0, &inputs(P, 0), false),
+            Err(RelocationProblem::OutOfBounds)
+        );
+        assert_eq!(
+            apply(R_X86_64_64, &mut short, usize::MAX, &inputs(P, 0), false),
+            Err(RelocationProblem::OutOfBounds)
+        );
+    }
+
+    #[test]
+    fn stubs_jump_to_their_target() {
+        let mut area = [0u8; 16];
+        write_stub(&mut area, 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(&area[..6], &[0xff, 0x25, 0, 0, 0, 0]);
+        assert_eq!(
+            u64::from_le_bytes(area[6..14].try_into().unwrap()),
+            0x1122_3344_5566_7788
+        );
+    }
+}

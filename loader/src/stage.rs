@@ -1,0 +1,836 @@
+//! The load stages as types. Each transition consumes the previous stage, so a
+//! module cannot be relocated before it is placed or started before it is
+//! finalized. Dropping any stage frees what it holds and changes nothing else.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::addr::VirtAddr;
+use crate::elf::{Machine, Object};
+use crate::error::{ErrorKind, LoadError, RelocationFailure, RelocationProblem};
+use crate::loader::Loader;
+use crate::memory::ModuleMemory;
+use crate::module::Module;
+use crate::plan::{Binding, Layout, Placement, Plan, SectionKind, Segment};
+use crate::reloc::{x86_64, Applied, FixupInputs, RelocationType};
+use crate::symbols::{ModuleRecord, Pins};
+
+/// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
+/// allocated yet.
+pub struct Planned<'l, 'a> {
+    loader: Loader<'l>,
+    object: Object<'a>,
+    plan: Plan,
+    layout: Layout<'a>,
+}
+
+/// Stage 2: allocated in the region and copied. Sections may now be mapped to
+/// other target addresses before relocation.
+pub struct Placed<'l, 'a> {
+    loader: Loader<'l>,
+    object: Object<'a>,
+    plan: Plan,
+    layout: Layout<'a>,
+    memory: ModuleMemory,
+    targets: Targets,
+}
+
+/// Stage 3: relocated for its target addresses. Its bytes can be read (and
+/// copied elsewhere); pages are not protected yet.
+pub struct Relocated<'l> {
+    loader: Loader<'l>,
+    parts: Parts<'l>,
+}
+
+/// Stage 4: finalized. Pages have their permissions and the instruction cache
+/// has been synchronised. [`Finalized::start`] publishes it and runs its constructors.
+pub struct Finalized<'l> {
+    loader: Loader<'l>,
+    parts: Parts<'l>,
+}
+
+/// What a relocated module carries into the namespace.
+struct Parts<'l> {
+    name: Box<str>,
+    plan: Plan,
+    report: LoadReport,
+    memory: ModuleMemory,
+    code_target: (VirtAddr, u64),
+    exports: Vec<(Box<str>, u64, bool)>,
+    symbols: Vec<(Box<str>, u64)>,
+    comdats: Vec<Box<str>>,
+    init: Vec<VirtAddr>,
+    fini: Vec<VirtAddr>,
+    pins: Pins<'l>,
+}
+
+/// What a load used, to compare with its [`Plan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadReport {
+    /// GOT slots filled (always the plan's count: every slot has a user).
+    pub got_slots_used: u32,
+    /// Stubs that calls actually went through (at most the plan's count).
+    pub stubs_used: u32,
+    /// Relocations applied.
+    pub relocations_applied: u64,
+    /// Bytes of the reservation.
+    pub reserved: u64,
+}
+
+/// A loaded section as it was placed: for tools that copy or describe modules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedPiece {
+    /// The input section index, or `None` for the GOT, stub and `COMMON` areas.
+    pub section: Option<usize>,
+    /// The section name, or the area's name (`.got`, `.stubs`, `COMMON`).
+    pub name: Box<str>,
+    /// What it holds.
+    pub kind: SectionKind,
+    /// Offset of its bytes in the reservation.
+    pub offset: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The address it is relocated for.
+    pub target: VirtAddr,
+}
+
+/// Target address of each piece. Starts as the load address (run in place).
+struct Targets {
+    sections: Vec<u64>,
+    got: u64,
+    stubs: u64,
+    common: u64,
+}
+
+impl<'l, 'a> Planned<'l, 'a> {
+    pub(crate) fn new(
+        loader: Loader<'l>,
+        object: Object<'a>,
+        plan: Plan,
+        layout: Layout<'a>,
+    ) -> Self {
+        Self {
+            loader,
+            object,
+            plan,
+            layout,
+        }
+    }
+
+    /// The exact layout this module will take.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The parsed object.
+    pub fn object(&self) -> &Object<'a> {
+        &self.object
+    }
+
+    /// Reserves the plan's memory in the loader's region (one contiguous block)
+    /// and copies the sections in. Bss, padding, the GOT and stubs start zeroed.
+    pub fn allocate(self) -> Result<Placed<'l, 'a>, LoadError> {
+        let Planned {
+            loader,
+            object,
+            plan,
+            layout,
+        } = self;
+        let reservation = loader
+            .region
+            .reserve(plan.size(), plan.alignment().bytes())
+            .ok_or_else(|| {
+                object.error(ErrorKind::OutOfMemory {
+                    size: plan.size(),
+                    align: plan.alignment().bytes(),
+                })
+            })?;
+        let mut memory = ModuleMemory::new(reservation);
+        let base = memory.start().as_u64();
+        let bytes = memory.bytes_mut();
+        bytes.fill(0);
+        let mut used = [0u64; 6];
+        for (index, placement) in layout.placements.iter().enumerate() {
+            let (Some(placement), Some(section)) = (placement, object.sections.get(index)) else {
+                continue;
+            };
+            if let Some(data) = section.data {
+                let destination = usize::try_from(placement.offset)
+                    .ok()
+                    .and_then(|start| bytes.get_mut(start..start.checked_add(data.len())?))
+                    .ok_or_else(|| {
+                        mismatch(&object, placement.kind, placement.offset, plan.size())
+                    })?;
+                destination.copy_from_slice(data);
+            }
+            add_use(&mut used, placement);
+        }
+        for area in [layout.got, layout.stubs, layout.common] {
+            add_use(&mut used, &area);
+        }
+        // The plan promised exact figures; check the placement kept them.
+        for (kind, used) in SectionKind::ALL.iter().zip(used) {
+            let extent = plan.kind(*kind);
+            if used > extent.size {
+                return Err(mismatch(&object, *kind, extent.size, used));
+            }
+        }
+        let targets = Targets {
+            sections: layout
+                .placements
+                .iter()
+                .map(|placement| placement.map_or(0, |placement| base + placement.offset))
+                .collect(),
+            got: base + layout.got.offset,
+            stubs: base + layout.stubs.offset,
+            common: base + layout.common.offset,
+        };
+        Ok(Placed {
+            loader,
+            object,
+            plan,
+            layout,
+            memory,
+            targets,
+        })
+    }
+}
+
+fn add_use(used: &mut [u64; 6], placement: &Placement) {
+    let slot = SectionKind::ALL
+        .iter()
+        .position(|kind| *kind == placement.kind);
+    if let Some(total) = slot.and_then(|slot| used.get_mut(slot)) {
+        *total = total.saturating_add(placement.size);
+    }
+}
+
+fn mismatch(object: &Object<'_>, kind: SectionKind, planned: u64, used: u64) -> LoadError {
+    object.error(ErrorKind::PlanMismatch {
+        kind,
+        planned,
+        used,
+    })
+}
+
+impl<'l, 'a> Placed<'l, 'a> {
+    /// The exact layout this module took.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Where the module's bytes are now.
+    pub fn load_address(&self) -> VirtAddr {
+        self.memory.start()
+    }
+
+    /// Relocates the whole module for `base`: every piece keeps its offset from
+    /// the start of the reservation. Use it to run the module at another address
+    /// of the same layout (an alias mapping, a copy destination).
+    pub fn map_module(&mut self, base: VirtAddr) -> Result<(), LoadError> {
+        for segment in Segment::ALL {
+            let offset = self.plan.segment(segment).offset;
+            let target = base.checked_add(offset).ok_or_else(|| {
+                self.object
+                    .error(ErrorKind::ModuleTooLarge { size: offset })
+            })?;
+            self.map_segment(segment, target)?;
+        }
+        Ok(())
+    }
+
+    /// Relocates one segment for `target`, its new start address. Pieces keep
+    /// their offsets within the segment.
+    pub fn map_segment(&mut self, segment: Segment, target: VirtAddr) -> Result<(), LoadError> {
+        let start = self.plan.segment(segment).offset;
+        let shift = |offset: u64| {
+            offset
+                .checked_sub(start)
+                .and_then(|within| target.checked_add(within))
+                .map(VirtAddr::as_u64)
+        };
+        let overflow = || {
+            self.object.error(ErrorKind::ModuleTooLarge {
+                size: self.plan.size(),
+            })
+        };
+        let mut moved = Vec::new();
+        for (index, placement) in self.layout.placements.iter().enumerate() {
+            if let Some(placement) =
+                placement.filter(|placement| placement.kind.segment() == segment)
+            {
+                moved.push((index, shift(placement.offset).ok_or_else(overflow)?));
+            }
+        }
+        for (index, address) in moved {
+            if let Some(slot) = self.targets.sections.get_mut(index) {
+                *slot = address;
+            }
+        }
+        let areas = [
+            (self.layout.got, &mut self.targets.got),
+            (self.layout.stubs, &mut self.targets.stubs),
+            (self.layout.common, &mut self.targets.common),
+        ];
+        for (placement, slot) in areas {
+            if placement.kind.segment() == segment {
+                *slot = placement
+                    .offset
+                    .checked_sub(start)
+                    .and_then(|within| target.checked_add(within))
+                    .map(VirtAddr::as_u64)
+                    .ok_or_else(|| {
+                        LoadError::new(
+                            &self.object.name,
+                            ErrorKind::ModuleTooLarge {
+                                size: self.plan.size(),
+                            },
+                        )
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Relocates one input section for `target`. Relocations that then fall out of
+    /// reach are reported as overflows, as always.
+    pub fn map_section(&mut self, index: usize, target: VirtAddr) -> Result<(), LoadError> {
+        let loaded = self
+            .layout
+            .placements
+            .get(index)
+            .copied()
+            .flatten()
+            .is_some();
+        match self.targets.sections.get_mut(index) {
+            Some(slot) if loaded => {
+                *slot = target.as_u64();
+                Ok(())
+            }
+            _ => Err(self.object.error(ErrorKind::SectionNotLoaded { index })),
+        }
+    }
+
+    /// Every loaded piece with its place and target address.
+    pub fn pieces(&self) -> Vec<PlacedPiece> {
+        let mut pieces: Vec<PlacedPiece> = self
+            .layout
+            .placements
+            .iter()
+            .enumerate()
+            .filter_map(|(index, placement)| {
+                let placement = (*placement)?;
+                Some(PlacedPiece {
+                    section: Some(index),
+                    name: self
+                        .object
+                        .sections
+                        .get(index)
+                        .map_or("?", |section| section.name)
+                        .into(),
+                    kind: placement.kind,
+                    offset: placement.offset,
+                    size: placement.size,
+                    target: VirtAddr::new(self.targets.sections.get(index).copied().unwrap_or(0)),
+                })
+            })
+            .collect();
+        let areas = [
+            (".got", self.layout.got, self.targets.got),
+            (".stubs", self.layout.stubs, self.targets.stubs),
+            ("COMMON", self.layout.common, self.targets.common),
+        ];
+        for (name, placement, target) in areas {
+            if placement.size > 0 {
+                pieces.push(PlacedPiece {
+                    section: None,
+                    name: name.into(),
+                    kind: placement.kind,
+                    offset: placement.offset,
+                    size: placement.size,
+                    target: VirtAddr::new(target),
+                });
+            }
+        }
+        pieces
+    }
+
+    /// Resolves symbols (host exports, loaded modules, then the fallback) and
+    /// applies every relocation for the target addresses. Fails with every
+    /// unresolved name at once; on any failure the namespace is unchanged.
+    pub fn relocate(self) -> Result<Relocated<'l>, LoadError> {
+        let Placed {
+            loader,
+            object,
+            plan,
+            layout,
+            mut memory,
+            targets,
+        } = self;
+        let resolution = resolve(&loader, &object, &layout)?;
+        let values = symbol_values(&object, &layout, &targets, &resolution.external);
+        let got_base = targets.got;
+        let stub_base = targets.stubs;
+        let slot_address = |base: u64, size: u64, slot: Option<u32>| {
+            slot.map(|slot| base + u64::from(slot) * size)
+        };
+        let (got_size, stub_size) = match object.machine {
+            Machine::X86_64 => (x86_64::GOT_SLOT_SIZE, x86_64::STUB_SIZE),
+        };
+
+        let bytes = memory.bytes_mut();
+        fill_got_and_stubs(&object, &layout, &values, bytes)?;
+        let mut stub_used = vec![false; plan.stub_slots() as usize];
+        let mut applied = 0u64;
+        let e_machine = object.machine.e_machine();
+        for relocations in &object.relocations {
+            let Some(placement) = layout.placements.get(relocations.target).copied().flatten()
+            else {
+                continue;
+            };
+            let section_target = targets
+                .sections
+                .get(relocations.target)
+                .copied()
+                .unwrap_or(0);
+            let section_bytes = usize::try_from(placement.offset)
+                .ok()
+                .zip(usize::try_from(placement.size).ok())
+                .and_then(|(start, len)| bytes.get_mut(start..start.checked_add(len)?))
+                .ok_or_else(|| mismatch(&object, placement.kind, placement.offset, plan.size()))?;
+            for entry in relocations.entries.iter() {
+                let fail = |problem| {
+                    object.error(ErrorKind::Relocation(Box::new(RelocationFailure {
+                        section: object.section_ref(relocations.target),
+                        offset: entry.r_offset,
+                        r_type: RelocationType {
+                            machine: e_machine,
+                            raw: entry.r_type,
+                        },
+                        symbol: object.symbol_name(entry.r_sym),
+                        problem,
+                    })))
+                };
+                let symbol = values
+                    .get(entry.r_sym)
+                    .copied()
+                    .ok_or_else(|| fail(RelocationProblem::BadSymbol))?
+                    .ok_or_else(|| fail(RelocationProblem::TargetNotLoaded))?;
+                let binding = layout
+                    .bindings
+                    .get(entry.r_sym)
+                    .copied()
+                    .unwrap_or(Binding::Unused);
+                let stub_slot = layout.stub_slot.get(entry.r_sym).copied().flatten();
+                let inputs = FixupInputs {
+                    symbol,
+                    addend: entry.r_addend.unwrap_or(0),
+                    place: section_target.wrapping_add(entry.r_offset),
+                    got: got_base,
+                    got_slot: slot_address(
+                        got_base,
+                        got_size,
+                        layout.got_slot.get(entry.r_sym).copied().flatten(),
+                    ),
+                    stub: slot_address(stub_base, stub_size, stub_slot),
+                    symbol_size: object
+                        .symbols
+                        .get(entry.r_sym)
+                        .map_or(0, |symbol| symbol.size),
+                };
+                let offset = usize::try_from(entry.r_offset)
+                    .map_err(|_| fail(RelocationProblem::OutOfBounds))?;
+                let local = is_local(binding) || binding == Binding::GotBase;
+                let outcome = match object.machine {
+                    Machine::X86_64 => {
+                        let relax = local && x86_64::is_relaxable_load(section_bytes, offset);
+                        x86_64::apply(entry.r_type, section_bytes, offset, &inputs, relax)
+                    }
+                }
+                .map_err(fail)?;
+                if outcome == Applied::ThroughStub {
+                    if let Some(used) = stub_slot.and_then(|slot| stub_used.get_mut(slot as usize))
+                    {
+                        *used = true;
+                    }
+                }
+                applied += 1;
+            }
+        }
+
+        let report = LoadReport {
+            got_slots_used: layout.got_slot.iter().flatten().count() as u32,
+            stubs_used: stub_used.iter().filter(|used| **used).count() as u32,
+            relocations_applied: applied,
+            reserved: memory.len(),
+        };
+        if u64::from(report.got_slots_used) != u64::from(plan.got_slots())
+            || applied != plan.relocation_total()
+        {
+            return Err(mismatch(
+                &object,
+                SectionKind::Got,
+                u64::from(plan.got_slots()),
+                u64::from(report.got_slots_used),
+            ));
+        }
+        let init = read_pointers(&layout.init, &layout, memory.bytes());
+        let mut fini = read_pointers(&layout.fini, &layout, memory.bytes());
+        fini.reverse();
+        let (exports, symbols) = definitions(&object, &layout, &values);
+        let code = plan.segment(Segment::Code);
+        let code_target = targets
+            .sections
+            .iter()
+            .zip(&layout.placements)
+            .find_map(|(target, placement)| {
+                placement
+                    .filter(|p| p.kind.segment() == Segment::Code)
+                    .map(|p| *target - (p.offset - code.offset))
+            })
+            .unwrap_or(
+                targets
+                    .stubs
+                    .wrapping_sub(layout.stubs.offset - code.offset),
+            );
+        let parts = Parts {
+            name: object.name.clone(),
+            plan,
+            report,
+            memory,
+            code_target: (VirtAddr::new(code_target), code.size),
+            exports,
+            symbols,
+            comdats: layout
+                .comdats
+                .iter()
+                .map(|signature| (*signature).into())
+                .collect(),
+            init,
+            fini,
+            pins: resolution.pins,
+        };
+        Ok(Relocated { loader, parts })
+    }
+}
+
+struct Resolution<'l> {
+    /// Per symbol index: the address of an external symbol.
+    external: Vec<Option<u64>>,
+    pins: Pins<'l>,
+}
+
+/// Looks up every external name once, in namespace order, then the fallback.
+fn resolve<'l>(
+    loader: &Loader<'l>,
+    object: &Object<'_>,
+    layout: &Layout<'_>,
+) -> Result<Resolution<'l>, LoadError> {
+    let strong_definitions = object
+        .symbols
+        .iter()
+        .zip(&layout.bindings)
+        .filter(|(symbol, binding)| {
+            symbol.is_exported() && !symbol.is_weak() && is_local(**binding)
+        })
+        .map(|(symbol, _)| symbol.name);
+    if let Some(duplicate) = loader.namespace.find_duplicate(strong_definitions) {
+        return Err(object.error(duplicate));
+    }
+    let wanted: Vec<usize> = (0..object.symbols.len())
+        .filter(|index| layout.bindings.get(*index) == Some(&Binding::External))
+        .collect();
+    let names: Vec<&str> = wanted
+        .iter()
+        .map(|index| object.symbols.get(*index).map_or("", |symbol| symbol.name))
+        .collect();
+    let (found, pins) = loader.namespace.resolve_and_pin(&names);
+    let mut external = vec![None; object.symbols.len()];
+    let mut missing: Vec<Box<str>> = Vec::new();
+    for ((index, name), found) in wanted.iter().zip(&names).zip(found) {
+        let weak = object
+            .symbols
+            .get(*index)
+            .is_some_and(|symbol| symbol.is_weak());
+        let address = found
+            .or_else(|| {
+                loader
+                    .fallback
+                    .and_then(|fallback| fallback.resolve(name))
+                    .map(VirtAddr::as_u64)
+            })
+            .or(if weak { Some(0) } else { None });
+        match address {
+            Some(address) => {
+                if let Some(slot) = external.get_mut(*index) {
+                    *slot = Some(address);
+                }
+            }
+            None => missing.push((*name).into()),
+        }
+    }
+    if !missing.is_empty() {
+        missing.sort_unstable();
+        missing.dedup();
+        return Err(object.error(ErrorKind::Unresolved { names: missing }));
+    }
+    Ok(Resolution { external, pins })
+}
+
+fn is_local(binding: Binding) -> bool {
+    matches!(
+        binding,
+        Binding::Section { .. } | Binding::Common { .. } | Binding::Absolute(_)
+    )
+}
+
+/// S for every symbol, or `None` where it has no address (discarded).
+fn symbol_values(
+    object: &Object<'_>,
+    layout: &Layout<'_>,
+    targets: &Targets,
+    external: &[Option<u64>],
+) -> Vec<Option<u64>> {
+    layout
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(index, binding)| match *binding {
+            Binding::Unused => Some(0),
+            Binding::Section { section, value } => targets
+                .sections
+                .get(section)
+                .map(|base| base.wrapping_add(value)),
+            Binding::Absolute(value) => Some(value),
+            Binding::Common { offset } => Some(targets.common.wrapping_add(offset)),
+            Binding::External => external.get(index).copied().flatten(),
+            Binding::GotBase => Some(targets.got),
+            Binding::Discarded => {
+                let _ = object;
+                None
+            }
+        })
+        .collect()
+}
+
+fn fill_got_and_stubs(
+    object: &Object<'_>,
+    layout: &Layout<'_>,
+    values: &[Option<u64>],
+    bytes: &mut [u8],
+) -> Result<(), LoadError> {
+    let area = |placement: Placement,
+                bytes: &mut [u8],
+                at: u64,
+                len: u64|
+     -> Option<core::ops::Range<usize>> {
+        let start = usize::try_from(placement.offset.checked_add(at)?).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        (end <= bytes.len()).then_some(start..end)
+    };
+    let broken = |kind| mismatch(object, kind, 0, 0);
+    for (index, slot) in layout.got_slot.iter().enumerate() {
+        let Some(slot) = slot else { continue };
+        let value = values
+            .get(index)
+            .copied()
+            .flatten()
+            .ok_or_else(|| discarded_target(object, index))?;
+        let range = area(
+            layout.got,
+            bytes,
+            u64::from(*slot) * x86_64::GOT_SLOT_SIZE,
+            x86_64::GOT_SLOT_SIZE,
+        )
+        .ok_or_else(|| broken(SectionKind::Got))?;
+        bytes
+            .get_mut(range)
+            .ok_or_else(|| broken(SectionKind::Got))?
+            .copy_from_slice(&value.to_le_bytes());
+    }
+    for (index, slot) in layout.stub_slot.iter().enumerate() {
+        let Some(slot) = slot else { continue };
+        let value = values
+            .get(index)
+            .copied()
+            .flatten()
+            .ok_or_else(|| discarded_target(object, index))?;
+        let range = area(
+            layout.stubs,
+            bytes,
+            u64::from(*slot) * x86_64::STUB_SIZE,
+            x86_64::STUB_SIZE,
+        )
+        .ok_or_else(|| broken(SectionKind::Stubs))?;
+        let stub = bytes
+            .get_mut(range)
+            .ok_or_else(|| broken(SectionKind::Stubs))?;
+        match object.machine {
+            Machine::X86_64 => x86_64::write_stub(stub, value),
+        }
+        .map_err(|_| broken(SectionKind::Stubs))?;
+    }
+    Ok(())
+}
+
+fn discarded_target(object: &Object<'_>, index: usize) -> LoadError {
+    object.error(ErrorKind::Symbol {
+        index,
+        name: object.symbol_name(index),
+        problem: crate::error::SymbolProblem::BadSectionIndex {
+            shndx: object.symbols.get(index).map_or(0, |symbol| symbol.shndx),
+        },
+    })
+}
+
+/// The non-null entries of the given pointer arrays, in order.
+fn read_pointers(sections: &[usize], layout: &Layout<'_>, bytes: &[u8]) -> Vec<VirtAddr> {
+    let mut pointers = Vec::new();
+    for index in sections {
+        let Some(placement) = layout.placements.get(*index).copied().flatten() else {
+            continue;
+        };
+        let range = usize::try_from(placement.offset)
+            .ok()
+            .zip(usize::try_from(placement.size).ok())
+            .and_then(|(start, len)| bytes.get(start..start.checked_add(len)?));
+        for entry in range.unwrap_or_default().chunks_exact(8) {
+            let value = entry.try_into().map_or(0, u64::from_le_bytes);
+            // 0 and -1 are the conventional "no entry" markers.
+            if value != 0 && value != u64::MAX {
+                pointers.push(VirtAddr::new(value));
+            }
+        }
+    }
+    pointers
+}
+
+/// The module's exports `(name, address, weak)` and all its global definitions,
+/// sorted by name.
+type Definitions = (Vec<(Box<str>, u64, bool)>, Vec<(Box<str>, u64)>);
+
+fn definitions(object: &Object<'_>, layout: &Layout<'_>, values: &[Option<u64>]) -> Definitions {
+    let mut exports = Vec::new();
+    let mut symbols = Vec::new();
+    for ((symbol, binding), value) in object.symbols.iter().zip(&layout.bindings).zip(values) {
+        let (true, Some(value)) = (symbol.is_global() && is_local(*binding), value) else {
+            continue;
+        };
+        if symbol.is_exported() {
+            exports.push((symbol.name.into(), *value, symbol.is_weak()));
+        }
+        symbols.push((Box::<str>::from(symbol.name), *value));
+    }
+    symbols.sort_unstable();
+    symbols.dedup_by(|a, b| a.0 == b.0);
+    (exports, symbols)
+}
+
+impl<'l> Relocated<'l> {
+    /// The plan the module was loaded by.
+    pub fn plan(&self) -> &Plan {
+        &self.parts.plan
+    }
+
+    /// What the load used, for comparison with the plan.
+    pub fn report(&self) -> LoadReport {
+        self.parts.report
+    }
+
+    /// The module's relocated bytes, laid out as in the plan.
+    pub fn bytes(&self) -> &[u8] {
+        self.parts.memory.bytes()
+    }
+
+    /// Where the bytes are now.
+    pub fn load_address(&self) -> VirtAddr {
+        self.parts.memory.start()
+    }
+
+    /// Sets page permissions (text read+execute, read-only data and GOT read,
+    /// data and bss read+write; never write+execute) and synchronises the
+    /// instruction cache for the code's target range.
+    pub fn finalize(self) -> Result<Finalized<'l>, LoadError> {
+        let Relocated { loader, mut parts } = self;
+        let ranges: Vec<_> = Segment::ALL
+            .iter()
+            .map(|segment| {
+                let extent = parts.plan.segment(*segment);
+                (extent.offset, extent.size, segment.permissions())
+            })
+            .collect();
+        parts
+            .memory
+            .protect(loader.protection, &ranges)
+            .map_err(|kind| LoadError::new(&parts.name, kind))?;
+        let code = parts.plan.segment(Segment::Code);
+        let code_load = parts
+            .memory
+            .start()
+            .checked_add(code.offset)
+            .unwrap_or(parts.memory.start());
+        loader
+            .protection
+            .sync_instruction_cache(code_load, code.size);
+        if parts.code_target.0 != code_load {
+            loader
+                .protection
+                .sync_instruction_cache(parts.code_target.0, parts.code_target.1);
+        }
+        Ok(Finalized { loader, parts })
+    }
+}
+
+impl<'l> Finalized<'l> {
+    /// What the load used, for comparison with the plan.
+    pub fn report(&self) -> LoadReport {
+        self.parts.report
+    }
+
+    /// The module's relocated bytes, to copy to the target addresses.
+    pub fn bytes(&self) -> &[u8] {
+        self.parts.memory.bytes()
+    }
+
+    /// Publishes the module's symbols in the namespace and runs its constructors
+    /// (`.init_array`, by priority then order) at their target addresses.
+    ///
+    /// # Safety
+    /// The module's code must be present and executable at its target addresses
+    /// (true when nothing was mapped elsewhere), and running it must be sound.
+    pub unsafe fn start(self) -> Result<Module<'l>, LoadError> {
+        let Finalized { loader, parts } = self;
+        let Parts {
+            name,
+            memory,
+            exports,
+            symbols,
+            comdats,
+            init,
+            fini,
+            pins,
+            ..
+        } = parts;
+        let record = ModuleRecord {
+            name: name.clone(),
+            symbols,
+            exported: Vec::new(),
+            comdats,
+            dependencies: Vec::new(),
+            users: 0,
+            fini,
+            memory,
+        };
+        let id = loader
+            .namespace
+            .publish(record, &exports, pins)
+            .map_err(|(kind, _record)| LoadError::new(&name, kind))?;
+        for constructor in init {
+            // SAFETY: the caller guarantees the module's code is in place and safe
+            // to run; init_array entries are `extern "C" fn()` by the ELF ABI.
+            unsafe { crate::call::call_void(constructor) };
+        }
+        Ok(Module::new(loader.namespace, id))
+    }
+}

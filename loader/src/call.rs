@@ -11,7 +11,7 @@ use crate::addr::VirtAddr;
 /// `address` must be the entry of an `extern "C" fn()` in code that is mapped
 /// executable at that address, and calling it now must be sound.
 pub(crate) unsafe fn call_void(address: VirtAddr) {
-    if let Some(function) = usize::try_from(address.as_u64()).ok() {
+    if let Ok(function) = usize::try_from(address.as_u64()) {
         // SAFETY: the caller guarantees `address` is the entry of an
         // `extern "C" fn()`; `usize` and function pointers have the same size.
         let function: extern "C" fn() =

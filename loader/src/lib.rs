@@ -25,12 +25,18 @@
 //! NAMESPACE.add_host_export("kernel_print", VirtAddr::new(0x1000)).ok();
 //!
 //! let loader = Loader::new(&NAMESPACE, &REGION, &NoProtection);
-//! let bytes = modload::doc_example_object();
-//! let planned = loader.plan(Object::parse("example.o", &bytes)?)?;
-//! println!("text: {} bytes, GOT slots: {}", planned.plan().kind(modload::SectionKind::Text).size, planned.plan().got_slots());
+//! let bytes = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/example.o"));
+//! let planned = loader.plan(Object::parse("example.o", bytes)?)?;
+//! // The plan is exact and known before anything is allocated.
+//! assert_eq!(planned.plan().kind(modload::SectionKind::Text).size, 11);
+//! assert_eq!(planned.plan().got_slots(), 0);
+//!
 //! let mut placed = planned.allocate()?;
-//! placed.map_module(VirtAddr::new(0xffff_ffff_c000_0000))?; // link for another address
+//! // Link for another address: the bytes stay here, the code will run there.
+//! placed.map_module(VirtAddr::new(0xffff_ffff_c000_0000))?;
 //! let relocated = placed.relocate()?;
+//! // movabs $kernel_print, %rax: the immediate now holds the export's address.
+//! assert_eq!(relocated.bytes()[2..10], 0x1000u64.to_le_bytes());
 //! assert_eq!(relocated.report().relocations_applied, 1);
 //! # Ok(())
 //! # }
@@ -77,10 +83,3 @@ pub use protection::{MemoryProtection, NoProtection, Permissions, ProtectionErro
 pub use region::{Region, RegionError, RegionUsage};
 pub use stage::{Finalized, LoadReport, Placed, PlacedPiece, Planned, Relocated};
 pub use symbols::{ModuleId, Namespace};
-
-/// A tiny x86-64 object for the crate example: `get` loads `kernel_print`'s
-/// address with one `R_X86_64_64`.
-#[doc(hidden)]
-pub fn doc_example_object() -> alloc::vec::Vec<u8> {
-    alloc::vec::Vec::new()
-}

@@ -45,6 +45,17 @@ pub enum RegionError {
     UnusableMemory,
 }
 
+impl core::fmt::Display for RegionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            RegionError::AlreadyInitialized => "region already has memory",
+            RegionError::UnusableMemory => "memory is too small or not page-aligned",
+        })
+    }
+}
+
+impl core::error::Error for RegionError {}
+
 impl Region {
     /// An empty region; give it memory with [`Region::init`].
     pub const fn new() -> Self {
@@ -66,7 +77,9 @@ impl Region {
         if heap.size() != 0 {
             return Err(RegionError::AlreadyInitialized);
         }
-        let aligned = VirtAddr::from_ptr(start).as_u64() % crate::Alignment::PAGE.bytes() == 0;
+        let aligned = VirtAddr::from_ptr(start)
+            .as_u64()
+            .is_multiple_of(crate::Alignment::PAGE.bytes());
         if start.is_null() || !aligned || size < crate::Alignment::PAGE.bytes() as usize {
             return Err(RegionError::UnusableMemory);
         }

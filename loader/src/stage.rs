@@ -825,7 +825,7 @@ impl<'l> Finalized<'l> {
         let id = loader
             .namespace
             .publish(record, &exports, pins)
-            .map_err(|(kind, _record)| LoadError::new(&name, kind))?;
+            .map_err(|kind| LoadError::new(&name, kind))?;
         for constructor in init {
             // SAFETY: the caller guarantees the module's code is in place and safe
             // to run; init_array entries are `extern "C" fn()` by the ELF ABI.

@@ -177,14 +177,18 @@ impl Namespace {
         mut record: ModuleRecord,
         exports: &[(Box<str>, u64, bool)],
         pins: Pins<'_>,
-    ) -> Result<ModuleId, (ErrorKind, ModuleRecord)> {
+    ) -> Result<ModuleId, ErrorKind> {
         let mut state = self.state.lock();
         let strong = exports
             .iter()
             .filter(|(_, _, weak)| !weak)
             .map(|(name, _, _)| &**name);
         if let Some(duplicate) = state.duplicate(strong) {
-            return Err((duplicate, record));
+            // Free the memory and the pins outside the lock.
+            drop(state);
+            drop(record);
+            drop(pins);
+            return Err(duplicate);
         }
         let id = ModuleId(state.next_id);
         state.next_id += 1;

@@ -86,6 +86,10 @@ pub(crate) enum Range {
 
 /// Writes the low `width` bytes of `value` little-endian at `offset`, after
 /// checking that `value` fits `width` bytes read as `range`.
+///
+/// Address arithmetic is modulo 2^64, as in the processor, so `value` is first
+/// reduced to 64 bits: a kernel address such as `0xffff_ffff_8000_0000` is the
+/// sign-extended 32-bit value `-0x8000_0000`, which `R_X86_64_32S` accepts.
 pub(crate) fn write_field(
     bytes: &mut [u8],
     offset: usize,
@@ -94,22 +98,24 @@ pub(crate) fn write_field(
     range: Range,
 ) -> Result<(), RelocationProblem> {
     let bits = u32::try_from(width * 8).map_err(|_| RelocationProblem::OutOfBounds)?;
-    let signed_min = -(1i128 << (bits - 1));
-    let signed_max = (1i128 << (bits - 1)) - 1;
-    let unsigned_max = (1i128 << bits) - 1;
-    let fits = match range {
-        Range::Signed => (signed_min..=signed_max).contains(&value),
-        Range::Unsigned => (0..=unsigned_max).contains(&value),
-        Range::Either => (signed_min..=unsigned_max).contains(&value),
+    let word = value as u64;
+    let as_signed = i128::from(word as i64);
+    let as_unsigned = i128::from(word);
+    let signed_fits = (-(1i128 << (bits - 1))..(1i128 << (bits - 1))).contains(&as_signed);
+    let unsigned_fits = as_unsigned < (1i128 << bits);
+    let (fits, reported) = match range {
+        Range::Signed => (signed_fits, as_signed),
+        Range::Unsigned => (unsigned_fits, as_unsigned),
+        Range::Either => (signed_fits || unsigned_fits, as_signed),
     };
     if !fits {
-        return Err(RelocationProblem::Overflow { value });
+        return Err(RelocationProblem::Overflow { value: reported });
     }
     let field = offset
         .checked_add(width)
         .and_then(|end| bytes.get_mut(offset..end))
         .ok_or(RelocationProblem::OutOfBounds)?;
-    let encoded = (value as u128).to_le_bytes();
+    let encoded = word.to_le_bytes();
     for (destination, source) in field.iter_mut().zip(encoded.iter()) {
         *destination = *source;
     }
@@ -137,6 +143,14 @@ mod tests {
         );
         assert!(write_field(&mut bytes, 0, 4, 1 << 32, Range::Either).is_err());
         assert!(write_field(&mut bytes, 0, 4, -(1 << 31) - 1, Range::Either).is_err());
+        // Modulo 2^64: the top 2 GiB of the address space are small negative numbers.
+        assert_eq!(
+            write_field(&mut bytes, 0, 4, 0xffff_ffff_8000_0000, Range::Signed),
+            Ok(())
+        );
+        assert_eq!(bytes, [0, 0, 0, 0x80]);
+        assert!(write_field(&mut bytes, 0, 4, 0xffff_ffff_7fff_ffff, Range::Signed).is_err());
+        assert!(write_field(&mut bytes, 0, 4, 0xffff_ffff_8000_0000, Range::Unsigned).is_err());
         assert_eq!(
             write_field(&mut bytes, 1, 4, 0, Range::Either),
             Err(RelocationProblem::OutOfBounds)

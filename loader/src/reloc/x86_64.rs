@@ -267,16 +267,16 @@ mod tests {
     #![allow(clippy::indexing_slicing)]
     use super::*;
 
-    const P: u64 = 0x1000_0000;
+    const P: u64 = 0x9000_0000;
 
     fn inputs(symbol: u64, addend: i64) -> FixupInputs {
         FixupInputs {
             symbol,
             addend,
             place: P,
-            got: 0x2000_0000,
-            got_slot: Some(0x2000_0010),
-            stub: Some(0x1000_1000),
+            got: 0xa000_0000,
+            got_slot: Some(0xa000_0010),
+            stub: Some(0x9000_1000),
             symbol_size: 24,
         }
     }
@@ -390,11 +390,11 @@ mod tests {
         );
         assert_eq!(
             i64::from_le_bytes(run(R_X86_64_GOTOFF64, &fixup).unwrap()),
-            0x5555_0000_0000 - 4 - 0x2000_0000
+            0x5555_0000_0000 - 4 - 0xa000_0000
         );
         assert_eq!(
             i64::from_le_bytes(run(R_X86_64_PLTOFF64, &fixup).unwrap()),
-            0x5555_0000_0000 - 4 - 0x2000_0000
+            0x5555_0000_0000 - 4 - 0xa000_0000
         );
         let no_slot = FixupInputs {
             got_slot: None,

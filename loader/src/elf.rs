@@ -33,6 +33,9 @@ pub(crate) const SHN_XINDEX: u32 = 0xffff;
 
 pub(crate) const STB_GLOBAL: u8 = 1;
 pub(crate) const STB_WEAK: u8 = 2;
+/// `STB_GNU_UNIQUE`: g++ gives it to inline variables and template statics.
+/// One definition per process, so it behaves like a weak definition here.
+pub(crate) const STB_GNU_UNIQUE: u8 = 10;
 pub(crate) const STT_SECTION: u8 = 3;
 pub(crate) const STT_FILE: u8 = 4;
 pub(crate) const STV_DEFAULT: u8 = 0;
@@ -81,11 +84,12 @@ pub(crate) struct Symbol<'a> {
 
 impl Symbol<'_> {
     pub fn is_global(&self) -> bool {
-        self.bind == STB_GLOBAL || self.bind == STB_WEAK
+        matches!(self.bind, STB_GLOBAL | STB_WEAK | STB_GNU_UNIQUE)
     }
 
+    /// Weak and unique definitions yield to an earlier definition of the name.
     pub fn is_weak(&self) -> bool {
-        self.bind == STB_WEAK
+        matches!(self.bind, STB_WEAK | STB_GNU_UNIQUE)
     }
 
     pub fn is_undefined(&self) -> bool {

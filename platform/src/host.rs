@@ -61,33 +61,19 @@ pub enum Placement {
     /// Wherever `mmap` likes: in practice next to the shared libraries, so
     /// modules reach libc's data with 32-bit PC-relative references.
     Anywhere,
-    /// At or above this address, which must be free. Below 2 GiB, code compiled
-    /// `-fno-pic` for the small code model (32-bit absolute addresses) can run.
+    /// The first free range at or above this address, searching upward in steps
+    /// of the region's size, below 4 GiB. Below 2 GiB, code compiled `-fno-pic`
+    /// for the small code model (32-bit absolute addresses) can run.
     Near(u64),
 }
 
 /// Maps `size` bytes of fresh read-write memory, never unmapped, and hands it
 /// to `region`.
 pub fn map_region(region: &'static Region, size: usize, placement: Placement) -> io::Result<()> {
-    let hint = match placement {
-        Placement::Anywhere => std::ptr::null_mut(),
-        Placement::Near(address) => address as usize as *mut libc::c_void,
+    let memory = match placement {
+        Placement::Anywhere => map_anonymous(std::ptr::null_mut(), size)?,
+        Placement::Near(start) => map_near(start, size)?,
     };
-    // SAFETY: an anonymous private mapping touches no existing memory; with a
-    // hint and no MAP_FIXED the kernel never replaces an existing mapping.
-    let memory = unsafe {
-        libc::mmap(
-            hint,
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if memory == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
     // SAFETY: the mapping is fresh, readable, writable, page-aligned, never
     // unmapped (so valid for 'static) and known to nothing but this region.
     unsafe { region.init(memory.cast(), size) }.map_err(|error| match error {
@@ -98,6 +84,55 @@ pub fn map_region(region: &'static Region, size: usize, placement: Placement) ->
             io::Error::new(io::ErrorKind::InvalidInput, "mapping unusable as a region")
         }
     })
+}
+
+/// `MAP_FIXED_NOREPLACE` fails where anything is mapped already, so the search
+/// never disturbs another mapping (a plain hint is silently ignored instead).
+fn map_near(start: u64, size: usize) -> io::Result<*mut libc::c_void> {
+    let step = (size as u64).max(1 << 20);
+    let mut address = start;
+    while address.saturating_add(size as u64) <= 1 << 32 {
+        match map_anonymous(address as usize as *mut libc::c_void, size) {
+            Ok(memory) => return Ok(memory),
+            Err(error) if error.raw_os_error() == Some(libc::EEXIST) => address += step,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        "no free range below 4 GiB",
+    ))
+}
+
+/// An anonymous read-write mapping; with a non-null `at`, exactly there or an error.
+fn map_anonymous(at: *mut libc::c_void, size: usize) -> io::Result<*mut libc::c_void> {
+    let fixed = if at.is_null() {
+        0
+    } else {
+        libc::MAP_FIXED_NOREPLACE
+    };
+    // SAFETY: an anonymous private mapping touches no existing memory, and
+    // MAP_FIXED_NOREPLACE refuses (EEXIST) rather than replace a mapping.
+    let memory = unsafe {
+        libc::mmap(
+            at,
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed,
+            -1,
+            0,
+        )
+    };
+    if memory == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    if !at.is_null() && memory != at {
+        // Kernels before 4.17 treat the flag as a hint; do not keep a stray mapping.
+        // SAFETY: `memory` is the mapping just created, used by nothing.
+        unsafe { libc::munmap(memory, size) };
+        return Err(io::Error::from_raw_os_error(libc::EEXIST));
+    }
+    Ok(memory)
 }
 
 /// A new region in leaked memory, for tests and tools that need several.

@@ -1,0 +1,155 @@
+//! Shared set-up for the host tests: host exports, fresh regions and
+//! namespaces, and typed calls into loaded modules.
+#![allow(dead_code)]
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+
+use modload::{LoadError, Loader, Module, Namespace, Region, RegionUsage, VirtAddr};
+use modload_platform::host::{new_region, Placement, HOST_PROTECTION};
+
+thread_local! {
+    // Per thread, because the test harness runs tests in parallel threads and
+    // constructors run on the thread that starts the module.
+    static LOG: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
+    static COUNTER: Cell<i64> = const { Cell::new(0) };
+}
+
+pub extern "C" fn host_add(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+pub extern "C" fn host_mul(a: i64, b: i64) -> i64 {
+    a.wrapping_mul(b)
+}
+
+pub extern "C" fn host_record(value: i64) {
+    LOG.with(|log| log.borrow_mut().push(value));
+}
+
+pub extern "C" fn host_counter() -> i64 {
+    COUNTER.with(|counter| {
+        counter.set(counter.get() + 1);
+        counter.get()
+    })
+}
+
+/// What `host_record` received on this thread, emptying the log.
+pub fn take_log() -> Vec<i64> {
+    LOG.with(|log| std::mem::take(&mut *log.borrow_mut()))
+}
+
+pub fn address(function: *const ()) -> VirtAddr {
+    VirtAddr::from_ptr(function)
+}
+
+/// A region and a namespace of their own, so tests don't see each other.
+pub struct Env {
+    pub region: &'static Region,
+    pub namespace: &'static Namespace,
+    pub baseline: RegionUsage,
+}
+
+impl Env {
+    pub fn new(placement: Placement) -> Self {
+        let region = new_region(32 << 20, placement).expect("map a region");
+        if let Placement::Near(_) = placement {
+            assert!(
+                region.start().as_u64() < 0x8000_0000,
+                "low region landed at {}",
+                region.start()
+            );
+        }
+        let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
+        for (name, function) in [
+            ("host_add", host_add as *const ()),
+            ("host_mul", host_mul as *const ()),
+            ("host_record", host_record as *const ()),
+            ("host_counter", host_counter as *const ()),
+        ] {
+            namespace
+                .add_host_export(name, address(function))
+                .expect("fresh namespace");
+        }
+        Self {
+            region,
+            namespace,
+            baseline: region.usage(),
+        }
+    }
+
+    /// A region in the low 2 GiB, for code with 32-bit absolute addresses.
+    pub fn low() -> Self {
+        Self::new(Placement::Near(0x4000_0000))
+    }
+
+    pub fn anywhere() -> Self {
+        Self::new(Placement::Anywhere)
+    }
+
+    pub fn loader(&self) -> Loader<'static> {
+        Loader::new(self.namespace, self.region, &HOST_PROTECTION)
+    }
+
+    pub fn try_load(&self, path: &Path) -> Result<Module<'static>, LoadError> {
+        let bytes = modload_tests::read(path);
+        // SAFETY: the fixtures are this project's own test code.
+        unsafe { self.loader().load(&module_name(path), &bytes) }
+    }
+
+    pub fn load(&self, path: &Path) -> Module<'static> {
+        self.try_load(path)
+            .unwrap_or_else(|error| panic!("load {}: {error}", path.display()))
+    }
+
+    pub fn used(&self) -> usize {
+        self.region.usage().used
+    }
+
+    pub fn assert_back_to_baseline(&self) {
+        assert_eq!(
+            self.region.usage(),
+            self.baseline,
+            "region usage did not return to its starting value"
+        );
+    }
+}
+
+/// The fixture's name as a module name: `m1-pic-<hash>.o` loads as `m1.o`.
+pub fn module_name(path: &Path) -> String {
+    let file = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or("?");
+    format!("{}.o", file.split('-').next().unwrap_or(file))
+}
+
+/// `fn() -> i64` exported by `module`.
+pub fn call0(module: &Module<'_>, name: &str) -> i64 {
+    // SAFETY: the fixtures declare these functions as `long f(void)`.
+    let function: extern "C" fn() -> i64 =
+        unsafe { module.get(name) }.unwrap_or_else(|| panic!("no symbol {name}"));
+    function()
+}
+
+/// `fn(i64) -> i64` exported by `module`.
+pub fn call1(module: &Module<'_>, name: &str, argument: i64) -> i64 {
+    // SAFETY: the fixtures declare these functions as `long f(long)`.
+    let function: extern "C" fn(i64) -> i64 =
+        unsafe { module.get(name) }.unwrap_or_else(|| panic!("no symbol {name}"));
+    function(argument)
+}
+
+/// `fn(i64, i64) -> i64` exported by `module`.
+pub fn call2(module: &Module<'_>, name: &str, a: i64, b: i64) -> i64 {
+    // SAFETY: the fixtures declare these functions as `long f(long, long)` (or int, long).
+    let function: extern "C" fn(i64, i64) -> i64 =
+        unsafe { module.get(name) }.unwrap_or_else(|| panic!("no symbol {name}"));
+    function(a, b)
+}
+
+pub fn unload(module: Module<'_>) {
+    if let Err(refused) = module.unload() {
+        panic!("unload refused: {}", refused.error);
+    }
+}

@@ -243,6 +243,47 @@ impl fmt::Display for Definer {
     }
 }
 
+impl fmt::Display for SectionProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SectionProblem::OutOfBounds => f.write_str("its contents lie outside the file"),
+            SectionProblem::BadAlignment { align } => {
+                write!(f, "alignment {align} is not a power of two or is too large")
+            }
+            SectionProblem::WritableAndExecutable => {
+                f.write_str("it is both writable and executable")
+            }
+            SectionProblem::ThreadLocal => f.write_str("thread-local storage is not supported"),
+            SectionProblem::ImplicitAddends => {
+                f.write_str("REL relocations without addends are not supported here")
+            }
+            SectionProblem::BadLink => f.write_str("it refers to a section that does not exist"),
+            SectionProblem::BadGroup => f.write_str("the group section is malformed"),
+        }
+    }
+}
+
+impl fmt::Display for SymbolProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SymbolProblem::BadSectionIndex { shndx } => {
+                write!(f, "section index {shndx} is unusable")
+            }
+            SymbolProblem::BadName => f.write_str("its name is not in the string table"),
+            SymbolProblem::OutOfSection => f.write_str("its value lies outside its section"),
+            SymbolProblem::BadCommonAlignment { align } => {
+                write!(
+                    f,
+                    "COMMON alignment {align} is not a power of two or is too large"
+                )
+            }
+            SymbolProblem::ExtendedIndex => {
+                f.write_str("extended section indices are not supported")
+            }
+        }
+    }
+}
+
 impl fmt::Display for RelocationProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -273,12 +314,12 @@ impl fmt::Display for ErrorKind {
                 write!(f, "machine {e_machine} is not supported")
             }
             ErrorKind::Malformed { what } => write!(f, "malformed ELF: {what}"),
-            ErrorKind::Section { section, problem } => write!(f, "{section}: {problem:?}"),
+            ErrorKind::Section { section, problem } => write!(f, "{section}: {problem}"),
             ErrorKind::Symbol {
                 index,
                 name,
                 problem,
-            } => write!(f, "symbol {name} [{index}]: {problem:?}"),
+            } => write!(f, "symbol {name} [{index}]: {problem}"),
             ErrorKind::Unresolved { names } => {
                 f.write_str("unresolved symbols:")?;
                 for name in names {

@@ -27,16 +27,28 @@ fn identity_checks() {
     assert_eq!(parse_error(&[]), ErrorKind::NotElf);
     let mut class32 = good.clone();
     class32[4] = 1;
-    assert_eq!(parse_error(&class32), ErrorKind::UnsupportedClass { class: 1 });
+    assert_eq!(
+        parse_error(&class32),
+        ErrorKind::UnsupportedClass { class: 1 }
+    );
     let mut big_endian = good.clone();
     big_endian[5] = 2;
-    assert_eq!(parse_error(&big_endian), ErrorKind::UnsupportedEndian { data: 2 });
+    assert_eq!(
+        parse_error(&big_endian),
+        ErrorKind::UnsupportedEndian { data: 2 }
+    );
     let mut executable = good.clone();
     executable[16] = 2; // e_type = ET_EXEC
-    assert_eq!(parse_error(&executable), ErrorKind::NotRelocatable { e_type: 2 });
+    assert_eq!(
+        parse_error(&executable),
+        ErrorKind::NotRelocatable { e_type: 2 }
+    );
     let mut riscv = good.clone();
     riscv[18] = 243; // e_machine = EM_RISCV
-    assert_eq!(parse_error(&riscv), ErrorKind::UnsupportedMachine { e_machine: 243 });
+    assert_eq!(
+        parse_error(&riscv),
+        ErrorKind::UnsupportedMachine { e_machine: 243 }
+    );
 }
 
 #[test]
@@ -45,7 +57,13 @@ fn truncated_files_are_malformed_not_panics() {
     for len in [6, 16, 63, 64, 65, good.len() / 2, good.len() - 1] {
         let kind = parse_error(&good[..len]);
         assert!(
-            matches!(kind, ErrorKind::NotElf | ErrorKind::Malformed { .. } | ErrorKind::UnsupportedClass { .. } | ErrorKind::Section { .. }),
+            matches!(
+                kind,
+                ErrorKind::NotElf
+                    | ErrorKind::Malformed { .. }
+                    | ErrorKind::UnsupportedClass { .. }
+                    | ErrorKind::Section { .. }
+            ),
             "length {len}: {kind:?}"
         );
     }
@@ -63,11 +81,16 @@ fn find_section(bytes: &[u8], name: &str) -> usize {
     let shnum = u16::from_le_bytes(bytes[60..62].try_into().unwrap()) as usize;
     let shstrndx = u16::from_le_bytes(bytes[62..64].try_into().unwrap()) as usize;
     let strtab_header = section_header_offset(bytes, shstrndx);
-    let strtab = u64::from_le_bytes(bytes[strtab_header + 24..strtab_header + 32].try_into().unwrap()) as usize;
+    let strtab = u64::from_le_bytes(
+        bytes[strtab_header + 24..strtab_header + 32]
+            .try_into()
+            .unwrap(),
+    ) as usize;
     (0..shnum)
         .find(|index| {
             let header = section_header_offset(bytes, *index);
-            let name_offset = u32::from_le_bytes(bytes[header..header + 4].try_into().unwrap()) as usize;
+            let name_offset =
+                u32::from_le_bytes(bytes[header..header + 4].try_into().unwrap()) as usize;
             let rest = &bytes[strtab + name_offset..];
             &rest[..rest.iter().position(|byte| *byte == 0).unwrap()] == name.as_bytes()
         })
@@ -84,14 +107,26 @@ fn section_problems_name_the_section() {
     past_end[header + 24..header + 32].copy_from_slice(&(good.len() as u64).to_le_bytes()); // sh_offset
     assert_eq!(
         parse_error(&past_end),
-        ErrorKind::Section { section: SectionRef { index: text, name: ".text".into() }, problem: SectionProblem::OutOfBounds }
+        ErrorKind::Section {
+            section: SectionRef {
+                index: text,
+                name: ".text".into()
+            },
+            problem: SectionProblem::OutOfBounds
+        }
     );
 
     let mut odd_alignment = good.clone();
     odd_alignment[header + 48..header + 56].copy_from_slice(&3u64.to_le_bytes()); // sh_addralign
     assert_eq!(
         parse_error(&odd_alignment),
-        ErrorKind::Section { section: SectionRef { index: text, name: ".text".into() }, problem: SectionProblem::BadAlignment { align: 3 } }
+        ErrorKind::Section {
+            section: SectionRef {
+                index: text,
+                name: ".text".into()
+            },
+            problem: SectionProblem::BadAlignment { align: 3 }
+        }
     );
 
     // Writable and executable at once is refused at planning, like Linux's strict RWX.
@@ -102,7 +137,13 @@ fn section_problems_name_the_section() {
     let error = env.loader().plan(object).err().unwrap();
     assert_eq!(
         error.kind,
-        ErrorKind::Section { section: SectionRef { index: text, name: ".text".into() }, problem: SectionProblem::WritableAndExecutable }
+        ErrorKind::Section {
+            section: SectionRef {
+                index: text,
+                name: ".text".into()
+            },
+            problem: SectionProblem::WritableAndExecutable
+        }
     );
     env.assert_back_to_baseline();
 }
@@ -117,9 +158,15 @@ fn unsupported_relocation_types_are_named() {
     let mut tls = good.clone();
     tls[offset + 8..offset + 12].copy_from_slice(&19u32.to_le_bytes()); // R_X86_64_TLSGD
     let env = Env::anywhere();
-    let error = env.loader().plan(Object::parse("tls.o", &tls).unwrap()).err().unwrap();
+    let error = env
+        .loader()
+        .plan(Object::parse("tls.o", &tls).unwrap())
+        .err()
+        .unwrap();
     assert!(error.to_string().contains("R_X86_64_TLSGD"), "{error}");
-    let ErrorKind::Relocation(failure) = error.kind else { panic!("not a relocation error") };
+    let ErrorKind::Relocation(failure) = error.kind else {
+        panic!("not a relocation error")
+    };
     assert_eq!(failure.r_type.name(), Some("R_X86_64_TLSGD"));
     assert_eq!(failure.problem, modload::RelocationProblem::Unsupported);
     assert_eq!(&*failure.symbol, "far_function");
@@ -131,8 +178,16 @@ fn common_symbols_are_allocated_and_shared() {
     let owner = env.load(&compile_c(&fixture("common.c"), CModel::Pic, &["-fcommon"]));
     assert_eq!(call1(&owner, "common_touch", 5), 10);
     assert_eq!(call0(&owner, "common_align"), 1);
-    let user = env.load(&compile_c(&fixture("common_user.c"), CModel::Pic, &["-fcommon"]));
-    assert_eq!(call0(&user, "common_user_read"), 5, "the second tentative definition binds to the first");
+    let user = env.load(&compile_c(
+        &fixture("common_user.c"),
+        CModel::Pic,
+        &["-fcommon"],
+    ));
+    assert_eq!(
+        call0(&user, "common_user_read"),
+        5,
+        "the second tentative definition binds to the first"
+    );
     assert!(owner.unload().is_err(), "common_user depends on common");
     let owner = Module::from_id(env.namespace, env.namespace.modules()[0].0).unwrap();
     unload(user);
@@ -150,12 +205,18 @@ fn every_truncation_fails_cleanly() {
     let env = Env::anywhere();
     let loader = modload::Loader::new(env.namespace, env.region, &modload::NoProtection);
     for len in 0..good.len() {
-        let Ok(object) = Object::parse("cut.o", &good[..len]) else { continue };
+        let Ok(object) = Object::parse("cut.o", &good[..len]) else {
+            continue;
+        };
         if let Ok(planned) = loader.plan(object) {
             if let Ok(placed) = planned.allocate() {
                 drop(placed.relocate());
             }
         }
-        assert_eq!(env.region.usage(), env.baseline, "prefix of {len} bytes leaked");
+        assert_eq!(
+            env.region.usage(),
+            env.baseline,
+            "prefix of {len} bytes leaked"
+        );
     }
 }

@@ -121,14 +121,20 @@ fn three_c_modules_load_one_after_another_in_every_model() {
 #[test]
 fn dropping_the_loader_leaves_modules_running() {
     let env = Env::anywhere();
-    let loader: Loader<'static> = env.loader();
-    let bytes = modload_tests::read(&c("m1.c", CModel::Pic));
-    // SAFETY: the fixture is this project's test code.
-    let m1 = unsafe { loader.load("m1.o", &bytes) }.unwrap();
-    let bump_before = call1(&m1, "m1_bump", 1);
-    drop(loader);
-    drop(bytes); // the module does not borrow its file either
-    assert_eq!(call1(&m1, "m1_bump", 1), bump_before + 1);
+    // The loader and the object's bytes live only inside this block. The module
+    // outlives both, which the borrow checker proves: it borrows neither.
+    let m1 = {
+        let loader: Loader<'static> = env.loader();
+        let bytes = modload_tests::read(&c("m1.c", CModel::Pic));
+        // SAFETY: the fixture is this project's test code.
+        unsafe { loader.load("m1.o", &bytes) }.unwrap()
+    };
+    let first = call1(&m1, "m1_bump", 1);
+    assert_eq!(call1(&m1, "m1_bump", 1), first + 1);
+    // A second loader over the same namespace sees the module and binds to it.
+    let m2 = env.load(&c("m2.c", CModel::Pic));
+    assert_eq!(call0(&m2, "m2_read_counter"), first + 1);
+    unload(m2);
     unload(m1);
     env.assert_back_to_baseline();
 }

@@ -1,0 +1,302 @@
+//! Command-line parsing, by hand: the grammar is small enough that a parser
+//! library would be larger than the parsing.
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+
+/// The usage text, printed for `--help` and when no command is given.
+pub const USAGE: &str = "\
+modload: load relocatable ELF objects (.o) into this process and run them
+
+Usage:
+  modload run OBJECT... [OPTIONS] [-- ARGS...]
+  modload plan OBJECT [--json]
+  modload --help
+
+Commands:
+  run     Load the objects in order into one namespace, each as its own
+          module: later objects bind to earlier ones, and an object that
+          needs a later one waits for it. What remains resolves from the
+          named shared libraries, libc and libm. Then call the entry symbol
+          as int main(int argc, char **argv), with argv[0] = the first
+          object and ARGS after it, and exit with its return value.
+          Destructors and atexit handlers run at exit.
+  plan    Print the exact memory layout the loader plans for OBJECT:
+          kinds, segments, GOT and stub slots, relocations by type.
+
+Options for run:
+  --entry SYMBOL        Symbol to call instead of `main`
+  -l NAME, -lNAME       Also resolve symbols from libNAME.so
+  --lib PATH            Also resolve symbols from the shared library at PATH
+  --region-size BYTES   Memory for all modules (default 64M; suffixes K, M, G;
+                        0x for hexadecimal)
+  --                    Pass the words after it to the program
+
+Options for plan:
+  --json                Print the plan as one JSON object
+";
+
+/// The default bytes of region memory for `run`.
+pub const DEFAULT_REGION_SIZE: usize = 64 << 20;
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Print the usage text.
+    Help,
+    /// Load objects and call their entry point.
+    Run(RunArgs),
+    /// Print one object's layout plan.
+    Plan(PlanArgs),
+}
+
+/// Arguments of `modload run`.
+#[derive(Debug)]
+pub struct RunArgs {
+    /// The objects, in load order.
+    pub objects: Vec<PathBuf>,
+    /// The symbol to call.
+    pub entry: String,
+    /// Shared libraries to resolve from, in command-line order.
+    pub libraries: Vec<Library>,
+    /// Bytes of region memory.
+    pub region_size: usize,
+    /// The words after `--`: the program's argv[1..].
+    pub program_args: Vec<OsString>,
+}
+
+/// A shared library named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Library {
+    /// `-l NAME`: `libNAME.so` on the library search path.
+    Name(String),
+    /// `--lib PATH`.
+    Path(PathBuf),
+}
+
+/// Arguments of `modload plan`.
+#[derive(Debug)]
+pub struct PlanArgs {
+    /// The object to plan.
+    pub object: PathBuf,
+    /// Print JSON instead of a table.
+    pub json: bool,
+}
+
+/// Parses the arguments after the program name. The error is a one-line
+/// message for a usage mistake.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    let mut args = args.into_iter();
+    let Some(command) = args.next() else {
+        return Ok(Command::Help);
+    };
+    match command.to_str() {
+        Some("-h" | "--help" | "help") => Ok(Command::Help),
+        Some("run") => parse_run(args),
+        Some("plan") => parse_plan(args),
+        _ => Err(format!(
+            "unknown command `{}` (expected `run` or `plan`; see `modload --help`)",
+            command.to_string_lossy()
+        )),
+    }
+}
+
+fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String> {
+    let mut run = RunArgs {
+        objects: Vec::new(),
+        entry: String::from("main"),
+        libraries: Vec::new(),
+        region_size: DEFAULT_REGION_SIZE,
+        program_args: Vec::new(),
+    };
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else {
+            // Only paths may be non-UTF-8; options and their values are ASCII.
+            run.objects.push(PathBuf::from(arg));
+            continue;
+        };
+        if text == "--" {
+            run.program_args = args.collect();
+            break;
+        }
+        if let Some(value) = option_value(text, "--entry", &mut args)? {
+            run.entry = utf8(value, "--entry")?;
+        } else if let Some(value) = option_value(text, "--lib", &mut args)? {
+            run.libraries.push(Library::Path(PathBuf::from(value)));
+        } else if let Some(value) = option_value(text, "--region-size", &mut args)? {
+            run.region_size = parse_size(&utf8(value, "--region-size")?)?;
+        } else if let Some(name) = text.strip_prefix("-l") {
+            let name = if name.is_empty() {
+                utf8(required(&mut args, "-l")?, "-l")?
+            } else {
+                name.to_owned()
+            };
+            if name.is_empty() {
+                return Err(String::from("option -l needs a library name"));
+            }
+            run.libraries.push(Library::Name(name));
+        } else if text == "-h" || text == "--help" {
+            return Ok(Command::Help);
+        } else if text.starts_with('-') && text != "-" {
+            return Err(unknown_option(text));
+        } else {
+            run.objects.push(PathBuf::from(arg));
+        }
+    }
+    if run.objects.is_empty() {
+        return Err(String::from(
+            "run needs at least one object file (see `modload --help`)",
+        ));
+    }
+    Ok(Command::Run(run))
+}
+
+fn parse_plan(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
+    let mut object = None;
+    let mut json = false;
+    for arg in args {
+        match arg.to_str() {
+            Some("--json") => json = true,
+            Some("-h" | "--help") => return Ok(Command::Help),
+            Some(text) if text.starts_with('-') && text != "-" => return Err(unknown_option(text)),
+            _ if object.is_some() => {
+                return Err(String::from(
+                    "plan takes exactly one object file (see `modload --help`)",
+                ))
+            }
+            _ => object = Some(PathBuf::from(arg)),
+        }
+    }
+    let object =
+        object.ok_or_else(|| String::from("plan needs an object file (see `modload --help`)"))?;
+    Ok(Command::Plan(PlanArgs { object, json }))
+}
+
+/// The value of `--name VALUE` or `--name=VALUE` if `arg` is that option.
+fn option_value(
+    arg: &str,
+    name: &str,
+    rest: &mut impl Iterator<Item = OsString>,
+) -> Result<Option<OsString>, String> {
+    match arg.strip_prefix(name) {
+        Some("") => required(rest, name).map(Some),
+        Some(value) => Ok(value.strip_prefix('=').map(OsString::from)),
+        None => Ok(None),
+    }
+}
+
+fn required(rest: &mut impl Iterator<Item = OsString>, name: &str) -> Result<OsString, String> {
+    rest.next()
+        .ok_or_else(|| format!("option {name} needs a value"))
+}
+
+fn utf8(value: OsString, option: &str) -> Result<String, String> {
+    value.into_string().map_err(|value| invalid(option, &value))
+}
+
+fn invalid(option: &str, value: &OsStr) -> String {
+    format!("invalid value `{}` for {option}", value.to_string_lossy())
+}
+
+fn unknown_option(option: &str) -> String {
+    format!("unknown option `{option}` (see `modload --help`)")
+}
+
+/// Parses a byte count: decimal or `0x` hexadecimal, with an optional binary
+/// suffix `K`, `M` or `G`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let bad = || {
+        format!("invalid --region-size `{text}`: expected a byte count such as 67108864, 0x4000000 or 64M")
+    };
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (text.get(..at).unwrap_or_default(), 10),
+        Some((at, 'm' | 'M')) => (text.get(..at).unwrap_or_default(), 20),
+        Some((at, 'g' | 'G')) => (text.get(..at).unwrap_or_default(), 30),
+        _ => (text, 0),
+    };
+    let value = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => usize::from_str_radix(hex, 16),
+        None => digits.parse::<usize>(),
+    }
+    .map_err(|_| bad())?;
+    let bytes = value
+        .checked_mul(1usize << shift)
+        .filter(|bytes| *bytes > 0)
+        .ok_or_else(bad)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("0x1000"), Ok(4096));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("2k"), Ok(2048));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("-5").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn run_options() {
+        let Ok(Command::Run(run)) = parse(args(&[
+            "run",
+            "a.o",
+            "-lm",
+            "b.o",
+            "--entry=start",
+            "-l",
+            "z",
+            "--lib",
+            "x.so",
+            "--region-size",
+            "1M",
+            "--",
+            "-v",
+            "--entry",
+        ])) else {
+            panic!("run should parse");
+        };
+        assert_eq!(run.objects, [PathBuf::from("a.o"), PathBuf::from("b.o")]);
+        assert_eq!(run.entry, "start");
+        assert_eq!(
+            run.libraries,
+            [
+                Library::Name("m".into()),
+                Library::Name("z".into()),
+                Library::Path("x.so".into())
+            ]
+        );
+        assert_eq!(run.region_size, 1 << 20);
+        assert_eq!(run.program_args, args(&["-v", "--entry"]));
+    }
+
+    #[test]
+    fn mistakes() {
+        assert!(parse(args(&["run"])).is_err());
+        assert!(parse(args(&["run", "a.o", "--entry"])).is_err());
+        assert!(parse(args(&["run", "a.o", "--bogus"])).is_err());
+        assert!(parse(args(&["run", "a.o", "--region-size", "lots"])).is_err());
+        assert!(parse(args(&["plan"])).is_err());
+        assert!(parse(args(&["plan", "a.o", "b.o"])).is_err());
+        assert!(parse(args(&["frobnicate"])).is_err());
+        assert!(matches!(parse(args(&[])), Ok(Command::Help)));
+        assert!(matches!(
+            parse(args(&["plan", "x.o", "--json"])),
+            Ok(Command::Plan(PlanArgs { json: true, .. }))
+        ));
+    }
+}

@@ -1,0 +1,253 @@
+//! `modload plan`: the loader's exact layout for one object, before anything
+//! is allocated.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use modload::{
+    LoadError, Loader, Machine, Namespace, NoProtection, Object, Permissions, Plan, Region,
+    SectionKind, Segment,
+};
+
+use crate::args::PlanArgs;
+use crate::Failure;
+
+/// A region that is never given memory: planning allocates nothing, but a
+/// loader needs a region to exist.
+static SCRATCH_REGION: Region = Region::new();
+
+/// An object's plan and machine, worked out on its own.
+pub struct Planned {
+    /// The layout.
+    pub plan: Plan,
+    /// The machine the object is for.
+    pub machine: Machine,
+}
+
+/// Parses and plans `bytes` against an empty namespace, so the plan shows the
+/// object as if it were the first module loaded.
+pub fn plan_alone(name: &str, bytes: &[u8]) -> Result<Planned, LoadError> {
+    let namespace = Namespace::new();
+    let loader = Loader::new(&namespace, &SCRATCH_REGION, &NoProtection);
+    let planned = loader.plan(Object::parse(name, bytes)?)?;
+    Ok(Planned {
+        plan: planned.plan().clone(),
+        machine: planned.object().machine(),
+    })
+}
+
+/// Runs `modload plan`.
+pub fn command(args: &PlanArgs) -> Result<(), Failure> {
+    let name = args.object.to_string_lossy();
+    let bytes = std::fs::read(&args.object).map_err(|error| Failure::io(&name, &error))?;
+    let planned = plan_alone(&name, &bytes).map_err(|error| Failure::load(&error))?;
+    let output = if args.json {
+        json(&name, &planned)
+    } else {
+        table(&name, &planned)
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| Failure::io("cannot write the plan", &error))
+}
+
+/// Kinds in layout order, with the names both output formats use.
+const KINDS: [(SectionKind, &str); 6] = [
+    (SectionKind::Text, "text"),
+    (SectionKind::Stubs, "stubs"),
+    (SectionKind::ReadOnly, "readonly"),
+    (SectionKind::Got, "got"),
+    (SectionKind::Data, "data"),
+    (SectionKind::Bss, "bss"),
+];
+
+const SEGMENTS: [(Segment, &str); 3] = [
+    (Segment::Code, "code"),
+    (Segment::ReadOnly, "readonly"),
+    (Segment::Writable, "writable"),
+];
+
+fn machine_name(machine: Machine) -> &'static str {
+    match machine {
+        Machine::X86_64 => "x86_64",
+    }
+}
+
+/// `r-x` style, as `readelf` and `/proc/self/maps` show permissions.
+fn permissions(permissions: Permissions) -> String {
+    [
+        (Permissions::READ, 'r'),
+        (Permissions::WRITE, 'w'),
+        (Permissions::EXECUTE, 'x'),
+    ]
+    .iter()
+    .map(|(flag, letter)| {
+        if permissions.contains(*flag) {
+            *letter
+        } else {
+            '-'
+        }
+    })
+    .collect()
+}
+
+// `write!` to a String cannot fail, so its results are ignored below.
+
+fn table(name: &str, planned: &Planned) -> String {
+    let plan = &planned.plan;
+    let mut out = String::new();
+    let _ = writeln!(out, "module      {name}");
+    let _ = writeln!(out, "machine     {}", machine_name(planned.machine));
+    let _ = writeln!(
+        out,
+        "size        {} bytes, aligned to {}",
+        plan.size(),
+        plan.alignment().bytes()
+    );
+    let _ = writeln!(out, "got slots   {}", plan.got_slots());
+    let _ = writeln!(out, "stub slots  {}", plan.stub_slots());
+
+    let _ = writeln!(
+        out,
+        "\n{:<10} {:>10} {:>10} {:>6}",
+        "kind", "offset", "size", "align"
+    );
+    for (kind, label) in KINDS {
+        let extent = plan.kind(kind);
+        let _ = writeln!(
+            out,
+            "{label:<10} {:>#10x} {:>10} {:>6}",
+            extent.offset,
+            extent.size,
+            extent.align.bytes()
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "\n{:<10} {:>10} {:>10} {:>6}",
+        "segment", "offset", "size", "perms"
+    );
+    for (segment, label) in SEGMENTS {
+        let extent = plan.segment(segment);
+        let _ = writeln!(
+            out,
+            "{label:<10} {:>#10x} {:>10} {:>6}",
+            extent.offset,
+            extent.size,
+            permissions(segment.permissions())
+        );
+    }
+
+    let counts: Vec<(String, u64)> = plan
+        .relocation_counts()
+        .iter()
+        .map(|(kind, count)| (kind.to_string(), *count))
+        .collect();
+    let width = counts
+        .iter()
+        .map(|(kind, _)| kind.len())
+        .chain(["relocation".len()])
+        .max()
+        .unwrap_or_default();
+    let _ = writeln!(out, "\n{:<width$} {:>8}", "relocation", "count");
+    for (kind, count) in &counts {
+        let _ = writeln!(out, "{kind:<width$} {count:>8}");
+    }
+    let _ = writeln!(out, "{:<width$} {:>8}", "total", plan.relocation_total());
+    out
+}
+
+fn json(name: &str, planned: &Planned) -> String {
+    let plan = &planned.plan;
+    let mut out = String::from("{");
+    let _ = write!(
+        out,
+        "\"module\":{},\"machine\":{},\"size\":{},\"alignment\":{},",
+        json_string(name),
+        json_string(machine_name(planned.machine)),
+        plan.size(),
+        plan.alignment().bytes()
+    );
+    out.push_str("\"kinds\":{");
+    for (index, (kind, label)) in KINDS.iter().enumerate() {
+        let extent = plan.kind(*kind);
+        let _ = write!(
+            out,
+            "{}\"{label}\":{{\"offset\":{},\"size\":{},\"align\":{}}}",
+            if index == 0 { "" } else { "," },
+            extent.offset,
+            extent.size,
+            extent.align.bytes()
+        );
+    }
+    out.push_str("},\"segments\":{");
+    for (index, (segment, label)) in SEGMENTS.iter().enumerate() {
+        let extent = plan.segment(*segment);
+        let _ = write!(
+            out,
+            "{}\"{label}\":{{\"offset\":{},\"size\":{},\"permissions\":\"{}\"}}",
+            if index == 0 { "" } else { "," },
+            extent.offset,
+            extent.size,
+            permissions(segment.permissions())
+        );
+    }
+    let _ = write!(
+        out,
+        "}},\"got_slots\":{},\"stub_slots\":{},\"relocations\":{{",
+        plan.got_slots(),
+        plan.stub_slots()
+    );
+    for (index, (kind, count)) in plan.relocation_counts().iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}{}:{count}",
+            if index == 0 { "" } else { "," },
+            json_string(&kind.to_string())
+        );
+    }
+    let _ = writeln!(out, "}},\"relocation_total\":{}}}", plan.relocation_total());
+    out
+}
+
+/// `text` as a JSON string literal (RFC 8259 escaping).
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_json_strings() {
+        assert_eq!(json_string("a.o"), "\"a.o\"");
+        assert_eq!(json_string("q\"b\\s\n\u{1}é"), "\"q\\\"b\\\\s\\n\\u0001é\"");
+    }
+
+    #[test]
+    fn formats_permissions() {
+        assert_eq!(permissions(Permissions::CODE), "r-x");
+        assert_eq!(permissions(Permissions::READ_WRITE), "rw-");
+        assert_eq!(permissions(Permissions::READ_ONLY), "r--");
+    }
+}

@@ -56,7 +56,8 @@ struct Parts<'l> {
     plan: Plan,
     report: LoadReport,
     memory: ModuleMemory,
-    code_target: (VirtAddr, u64),
+    /// `(target, size)` of every code piece.
+    code_targets: Vec<(VirtAddr, u64)>,
     exports: Vec<(Box<str>, u64, bool)>,
     symbols: Vec<(Box<str>, u64)>,
     comdats: Vec<Box<str>>,
@@ -244,52 +245,38 @@ impl<'l, 'a> Placed<'l, 'a> {
     /// their offsets within the segment.
     pub fn map_segment(&mut self, segment: Segment, target: VirtAddr) -> Result<(), LoadError> {
         let start = self.plan.segment(segment).offset;
-        let shift = |offset: u64| {
-            offset
+        // Where a piece at `offset` lands, or `None` past the end of the address space.
+        let shift = |placement: &Placement| {
+            if placement.kind.segment() != segment {
+                return Ok(None);
+            }
+            placement
+                .offset
                 .checked_sub(start)
                 .and_then(|within| target.checked_add(within))
-                .map(VirtAddr::as_u64)
+                .map(|address| Some(address.as_u64()))
+                .ok_or_else(|| {
+                    self.object.error(ErrorKind::ModuleTooLarge {
+                        size: self.plan.size(),
+                    })
+                })
         };
-        let overflow = || {
-            self.object.error(ErrorKind::ModuleTooLarge {
-                size: self.plan.size(),
-            })
-        };
-        let mut moved = Vec::new();
-        for (index, placement) in self.layout.placements.iter().enumerate() {
-            if let Some(placement) =
-                placement.filter(|placement| placement.kind.segment() == segment)
-            {
-                moved.push((index, shift(placement.offset).ok_or_else(overflow)?));
-            }
+        // Work out every new address first, so a failure changes nothing.
+        let sections = self
+            .layout
+            .placements
+            .iter()
+            .map(|placement| placement.as_ref().map_or(Ok(None), shift))
+            .collect::<Result<Vec<_>, _>>()?;
+        let got = shift(&self.layout.got)?;
+        let stubs = shift(&self.layout.stubs)?;
+        let common = shift(&self.layout.common)?;
+        for (slot, address) in self.targets.sections.iter_mut().zip(sections) {
+            *slot = address.unwrap_or(*slot);
         }
-        for (index, address) in moved {
-            if let Some(slot) = self.targets.sections.get_mut(index) {
-                *slot = address;
-            }
-        }
-        let areas = [
-            (self.layout.got, &mut self.targets.got),
-            (self.layout.stubs, &mut self.targets.stubs),
-            (self.layout.common, &mut self.targets.common),
-        ];
-        for (placement, slot) in areas {
-            if placement.kind.segment() == segment {
-                *slot = placement
-                    .offset
-                    .checked_sub(start)
-                    .and_then(|within| target.checked_add(within))
-                    .map(VirtAddr::as_u64)
-                    .ok_or_else(|| {
-                        LoadError::new(
-                            &self.object.name,
-                            ErrorKind::ModuleTooLarge {
-                                size: self.plan.size(),
-                            },
-                        )
-                    })?;
-            }
-        }
+        self.targets.got = got.unwrap_or(self.targets.got);
+        self.targets.stubs = stubs.unwrap_or(self.targets.stubs);
+        self.targets.common = common.unwrap_or(self.targets.common);
         Ok(())
     }
 
@@ -373,7 +360,7 @@ impl<'l, 'a> Placed<'l, 'a> {
         let got_base = targets.got;
         let stub_base = targets.stubs;
         let slot_address = |base: u64, size: u64, slot: Option<u32>| {
-            slot.map(|slot| base + u64::from(slot) * size)
+            slot.map(|slot| base.wrapping_add(u64::from(slot) * size))
         };
         let (got_size, stub_size) = match object.machine {
             Machine::X86_64 => (x86_64::GOT_SLOT_SIZE, x86_64::STUB_SIZE),
@@ -479,27 +466,25 @@ impl<'l, 'a> Placed<'l, 'a> {
         let mut fini = read_pointers(&layout.fini, &layout, memory.bytes());
         fini.reverse();
         let (exports, symbols) = definitions(&object, &layout, &values);
-        let code = plan.segment(Segment::Code);
-        let code_target = targets
+        // Where code will execute, piece by piece: sections may have been
+        // mapped apart, and each target range needs its instruction cache synced.
+        let code_targets = targets
             .sections
             .iter()
             .zip(&layout.placements)
-            .find_map(|(target, placement)| {
-                placement
-                    .filter(|p| p.kind.segment() == Segment::Code)
-                    .map(|p| *target - (p.offset - code.offset))
+            .filter_map(|(target, placement)| placement.map(|placement| (*target, placement)))
+            .chain([(targets.stubs, layout.stubs)])
+            .filter(|(_, placement)| {
+                placement.kind.segment() == Segment::Code && placement.size > 0
             })
-            .unwrap_or(
-                targets
-                    .stubs
-                    .wrapping_sub(layout.stubs.offset - code.offset),
-            );
+            .map(|(target, placement)| (VirtAddr::new(target), placement.size))
+            .collect();
         let parts = Parts {
             name: object.name.clone(),
             plan,
             report,
             memory,
-            code_target: (VirtAddr::new(code_target), code.size),
+            code_targets,
             exports,
             symbols,
             comdats: layout
@@ -773,10 +758,13 @@ impl<'l> Relocated<'l> {
         loader
             .protection
             .sync_instruction_cache(code_load, code.size);
-        if parts.code_target.0 != code_load {
-            loader
-                .protection
-                .sync_instruction_cache(parts.code_target.0, parts.code_target.1);
+        // Code mapped elsewhere runs from there once the caller copies it; keep
+        // those ranges coherent too (a no-op where the targets are the load address).
+        let load_end = code_load.as_u64().saturating_add(code.size);
+        for &(target, size) in &parts.code_targets {
+            if !(code_load.as_u64()..load_end).contains(&target.as_u64()) {
+                loader.protection.sync_instruction_cache(target, size);
+            }
         }
         Ok(Finalized { loader, parts })
     }

@@ -863,3 +863,75 @@ fn modules_run_where_they_were_mapped_to() {
     unload(m1);
     env.assert_back_to_baseline();
 }
+
+#[test]
+fn mapping_moves_only_what_it_names_and_fails_atomically() {
+    let env = Env::anywhere();
+    let bytes = modload_tests::read(&c("m1.c", CModel::Pic));
+    let mut placed = env
+        .loader()
+        .plan(Object::parse("m1.o", &bytes).unwrap())
+        .unwrap()
+        .allocate()
+        .unwrap();
+    let before = placed.pieces();
+    let load = placed.load_address().as_u64();
+    assert!(
+        before
+            .iter()
+            .all(|piece| piece.target.as_u64() == load + piece.offset),
+        "targets start at the load address"
+    );
+
+    let code_start = placed.plan().segment(Segment::Code).offset;
+    placed
+        .map_segment(Segment::Code, VirtAddr::new(0x5000_0000))
+        .unwrap();
+    for (old, new) in before.iter().zip(placed.pieces()) {
+        if new.kind.segment() == Segment::Code {
+            assert_eq!(
+                new.target.as_u64(),
+                0x5000_0000 + new.offset - code_start,
+                "{}",
+                new.name
+            );
+        } else {
+            assert_eq!(new.target, old.target, "{} must not move", new.name);
+        }
+    }
+    let moved = placed.pieces();
+    // Past the end of the address space: refused, and nothing moves.
+    let error = placed
+        .map_segment(Segment::Writable, VirtAddr::new(u64::MAX - 8))
+        .unwrap_err();
+    assert!(matches!(error.kind, ErrorKind::ModuleTooLarge { .. }));
+    assert_eq!(placed.pieces(), moved);
+    // A section that is not loaded cannot be mapped.
+    assert_eq!(
+        placed
+            .map_section(0, VirtAddr::new(0x1000))
+            .unwrap_err()
+            .kind,
+        ErrorKind::SectionNotLoaded { index: 0 }
+    );
+    let text = moved
+        .iter()
+        .find(|piece| piece.name.as_ref() == ".text")
+        .unwrap()
+        .section
+        .unwrap();
+    placed
+        .map_section(text, VirtAddr::new(0x6000_0000))
+        .unwrap();
+    assert_eq!(
+        placed
+            .pieces()
+            .iter()
+            .find(|piece| piece.section == Some(text))
+            .unwrap()
+            .target,
+        VirtAddr::new(0x6000_0000)
+    );
+    drop(placed);
+    env.assert_back_to_baseline();
+}

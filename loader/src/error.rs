@@ -217,6 +217,9 @@ pub enum RelocationProblem {
     /// The symbol lives in a section that is not loaded (for example `.eh_frame`,
     /// or a COMDAT copy that was discarded).
     TargetNotLoaded,
+    /// Planning relaxed this instruction, but another relocation has since
+    /// overwritten it: the object's relocations overlap.
+    InstructionChanged,
 }
 
 impl LoadError {
@@ -295,6 +298,9 @@ impl fmt::Display for RelocationProblem {
             RelocationProblem::Misaligned { value } => write!(f, "value {value:#x} is misaligned"),
             RelocationProblem::BadSymbol => f.write_str("symbol index out of range"),
             RelocationProblem::TargetNotLoaded => f.write_str("target section is not loaded"),
+            RelocationProblem::InstructionChanged => {
+                f.write_str("another relocation overwrote the instruction")
+            }
         }
     }
 }

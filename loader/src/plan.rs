@@ -2,7 +2,7 @@
 //! allocated. The caller can read it to reserve memory, and the later stages
 //! check that what they used is exactly what it promised.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -229,6 +229,10 @@ pub(crate) struct Layout<'a> {
     /// Per symbol index: its GOT slot and stub, if planned.
     pub got_slot: Vec<Option<u32>>,
     pub stub_slot: Vec<Option<u32>>,
+    /// GOT loads relaxed to `lea` while planning, as (relocation section,
+    /// entry) indices. Relocation obeys this record rather than looking at
+    /// the bytes again, which earlier relocations may have changed.
+    pub relaxed: BTreeSet<(usize, usize)>,
     /// Section indices of init and fini arrays, in run order (fini reversed later).
     pub init: Vec<usize>,
     pub fini: Vec<usize>,
@@ -379,6 +383,7 @@ pub(crate) fn plan<'a>(
         common,
         got_slot: slots.got_slot,
         stub_slot: slots.stub_slot,
+        relaxed: slots.relaxed,
         init: init.into_iter().map(|(_, index)| index).collect(),
         fini: fini.into_iter().map(|(_, index)| index).collect(),
         comdats,
@@ -514,6 +519,7 @@ fn bind_symbols(
 }
 
 struct Slots {
+    relaxed: BTreeSet<(usize, usize)>,
     got_slot: Vec<Option<u32>>,
     stub_slot: Vec<Option<u32>>,
     got_count: u32,
@@ -528,6 +534,7 @@ fn assign_slots(
 ) -> Result<Slots, LoadError> {
     let symbol_count = object.symbols.len();
     let mut slots = Slots {
+        relaxed: BTreeSet::new(),
         got_slot: vec![None; symbol_count],
         stub_slot: vec![None; symbol_count],
         got_count: 0,
@@ -536,7 +543,7 @@ fn assign_slots(
     };
     let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
     let e_machine = object.machine.e_machine();
-    for relocations in &object.relocations {
+    for (list_index, relocations) in object.relocations.iter().enumerate() {
         if !loaded.get(relocations.target).copied().unwrap_or(false) {
             continue;
         }
@@ -545,7 +552,7 @@ fn assign_slots(
             .get(relocations.target)
             .and_then(|section| section.data)
             .unwrap_or_default();
-        for entry in relocations.entries.iter() {
+        for (entry_index, entry) in relocations.entries.iter().enumerate() {
             let fail = |problem| {
                 object.error(ErrorKind::Relocation(alloc::boxed::Box::new(
                     RelocationFailure {
@@ -568,15 +575,14 @@ fn assign_slots(
                 .get(entry.r_sym)
                 .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
             *counts.entry(entry.r_type).or_insert(0) += 1;
-            let local = matches!(
-                binding,
-                Binding::Section { .. }
-                    | Binding::Common { .. }
-                    | Binding::Absolute(_)
-                    | Binding::GotBase
-            );
+            // Only a symbol inside this module's reservation is sure to be in
+            // reach of a 32-bit displacement; an absolute one may be anywhere.
+            let in_module = matches!(binding, Binding::Section { .. } | Binding::Common { .. });
             let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
-            let relaxed = needs.relaxable && local && x86_64::is_relaxable_load(data, offset);
+            let relaxed = needs.relaxable && in_module && x86_64::is_relaxable_load(data, offset);
+            if relaxed {
+                slots.relaxed.insert((list_index, entry_index));
+            }
             if needs.got_slot && !relaxed {
                 claim(&mut slots.got_slot, &mut slots.got_count, entry.r_sym);
             }
@@ -642,7 +648,17 @@ impl Builder {
         self.current = None;
     }
 
+    /// Places a piece, or records that the layout overflowed (which makes
+    /// `finish` fail) so no caller can drop a piece by ignoring `None`.
     fn place(&mut self, kind: SectionKind, size: u64, align: Alignment) -> Option<Placement> {
+        let placed = self.try_place(kind, size, align);
+        if placed.is_none() {
+            self.overflowed = true;
+        }
+        placed
+    }
+
+    fn try_place(&mut self, kind: SectionKind, size: u64, align: Alignment) -> Option<Placement> {
         let segment = self.current?;
         let segment_extent = self.segments.get_mut(segment.slot())?;
         if segment_extent.is_none() {

@@ -371,7 +371,7 @@ impl<'l, 'a> Placed<'l, 'a> {
         let mut stub_used = vec![false; plan.stub_slots() as usize];
         let mut applied = 0u64;
         let e_machine = object.machine.e_machine();
-        for relocations in &object.relocations {
+        for (list_index, relocations) in object.relocations.iter().enumerate() {
             let Some(placement) = layout.placements.get(relocations.target).copied().flatten()
             else {
                 continue;
@@ -386,7 +386,7 @@ impl<'l, 'a> Placed<'l, 'a> {
                 .zip(usize::try_from(placement.size).ok())
                 .and_then(|(start, len)| bytes.get_mut(start..start.checked_add(len)?))
                 .ok_or_else(|| mismatch(&object, placement.kind, placement.offset, plan.size()))?;
-            for entry in relocations.entries.iter() {
+            for (entry_index, entry) in relocations.entries.iter().enumerate() {
                 let fail = |problem| {
                     object.error(ErrorKind::Relocation(Box::new(RelocationFailure {
                         section: object.section_ref(relocations.target),
@@ -404,11 +404,6 @@ impl<'l, 'a> Placed<'l, 'a> {
                     .copied()
                     .ok_or_else(|| fail(RelocationProblem::BadSymbol))?
                     .ok_or_else(|| fail(RelocationProblem::TargetNotLoaded))?;
-                let binding = layout
-                    .bindings
-                    .get(entry.r_sym)
-                    .copied()
-                    .unwrap_or(Binding::Unused);
                 let stub_slot = layout.stub_slot.get(entry.r_sym).copied().flatten();
                 let inputs = FixupInputs {
                     symbol,
@@ -428,10 +423,9 @@ impl<'l, 'a> Placed<'l, 'a> {
                 };
                 let offset = usize::try_from(entry.r_offset)
                     .map_err(|_| fail(RelocationProblem::OutOfBounds))?;
-                let local = is_local(binding) || binding == Binding::GotBase;
                 let outcome = match object.machine {
                     Machine::X86_64 => {
-                        let relax = local && x86_64::is_relaxable_load(section_bytes, offset);
+                        let relax = layout.relaxed.contains(&(list_index, entry_index));
                         x86_64::apply(entry.r_type, section_bytes, offset, &inputs, relax)
                     }
                 }
@@ -703,7 +697,9 @@ fn definitions(object: &Object<'_>, layout: &Layout<'_>, values: &[Option<u64>])
             continue;
         };
         if symbol.is_exported() {
-            exports.push((symbol.name.into(), *value, symbol.is_weak()));
+            // A COMMON symbol is a tentative definition: a real one may follow.
+            let weak = symbol.is_weak() || matches!(binding, Binding::Common { .. });
+            exports.push((symbol.name.into(), *value, weak));
         }
         symbols.push((Box::<str>::from(symbol.name), *value));
     }

@@ -165,7 +165,7 @@ pub fn is_relaxable_load(bytes: &[u8], offset: usize) -> bool {
 /// Applies one relocation to `bytes` (the section's contents) at `offset`.
 ///
 /// `relax` turns a relaxable GOT load into `lea` of the symbol itself; callers
-/// pass it only for symbols defined in the same module, which are always in reach.
+/// pass it only for symbols placed in the same module, which are in reach.
 pub fn apply(
     r_type: u32,
     bytes: &mut [u8],
@@ -237,8 +237,9 @@ fn apply_call(
 }
 
 fn relax_load(bytes: &mut [u8], offset: usize, value: i128) -> Result<Applied, RelocationProblem> {
+    // The plan saw a `mov` here; if it is gone, another relocation overwrote it.
     if !is_relaxable_load(bytes, offset) {
-        return Err(RelocationProblem::Unsupported);
+        return Err(RelocationProblem::InstructionChanged);
     }
     write_field(bytes, offset, 4, value, Range::Signed)?;
     let opcode = offset
@@ -457,7 +458,7 @@ mod tests {
         assert!(!is_relaxable_load(&call, 2));
         assert_eq!(
             apply(R_X86_64_GOTPCRELX, &mut call, 2, &fixup, true),
-            Err(RelocationProblem::Unsupported)
+            Err(RelocationProblem::InstructionChanged)
         );
     }
 

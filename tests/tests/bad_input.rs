@@ -69,39 +69,11 @@ fn truncated_files_are_malformed_not_panics() {
     }
 }
 
-fn section_header_offset(bytes: &[u8], index: usize) -> usize {
-    let shoff = u64::from_le_bytes(bytes[40..48].try_into().unwrap()) as usize;
-    let shentsize = u16::from_le_bytes(bytes[58..60].try_into().unwrap()) as usize;
-    shoff + index * shentsize
-}
-
-fn find_section(bytes: &[u8], name: &str) -> usize {
-    let object = Object::parse("probe.o", bytes).unwrap();
-    let _ = object;
-    let shnum = u16::from_le_bytes(bytes[60..62].try_into().unwrap()) as usize;
-    let shstrndx = u16::from_le_bytes(bytes[62..64].try_into().unwrap()) as usize;
-    let strtab_header = section_header_offset(bytes, shstrndx);
-    let strtab = u64::from_le_bytes(
-        bytes[strtab_header + 24..strtab_header + 32]
-            .try_into()
-            .unwrap(),
-    ) as usize;
-    (0..shnum)
-        .find(|index| {
-            let header = section_header_offset(bytes, *index);
-            let name_offset =
-                u32::from_le_bytes(bytes[header..header + 4].try_into().unwrap()) as usize;
-            let rest = &bytes[strtab + name_offset..];
-            &rest[..rest.iter().position(|byte| *byte == 0).unwrap()] == name.as_bytes()
-        })
-        .unwrap_or_else(|| panic!("no section {name}"))
-}
-
 #[test]
 fn section_problems_name_the_section() {
     let good = good_object();
-    let text = find_section(&good, ".text");
-    let header = section_header_offset(&good, text);
+    let text = section_index(&good, ".text");
+    let header = section_header(&good, text);
 
     let mut past_end = good.clone();
     past_end[header + 24..header + 32].copy_from_slice(&(good.len() as u64).to_le_bytes()); // sh_offset
@@ -152,8 +124,8 @@ fn section_problems_name_the_section() {
 fn unsupported_relocation_types_are_named() {
     // Rewrite the first relocation of a real object into a TLS type.
     let good = modload_tests::read(&assemble(&fixture("far_call.s")));
-    let rela = find_section(&good, ".rela.text");
-    let header = section_header_offset(&good, rela);
+    let rela = section_index(&good, ".rela.text");
+    let header = section_header(&good, rela);
     let offset = u64::from_le_bytes(good[header + 24..header + 32].try_into().unwrap()) as usize;
     let mut tls = good.clone();
     tls[offset + 8..offset + 12].copy_from_slice(&19u32.to_le_bytes()); // R_X86_64_TLSGD

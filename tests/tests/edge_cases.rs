@@ -6,57 +6,6 @@ use common::*;
 use modload::{ErrorKind, NoProtection, Object, RelocationProblem};
 use modload_tests::{assemble, fixture};
 
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
-}
-
-/// Offset of section header `index`.
-fn section_header(bytes: &[u8], index: usize) -> usize {
-    let shentsize = u16::from_le_bytes(bytes[58..60].try_into().unwrap()) as usize;
-    u64_at(bytes, 40) as usize + index * shentsize
-}
-
-fn section_index(bytes: &[u8], wanted: &str) -> usize {
-    let shnum = u16::from_le_bytes(bytes[60..62].try_into().unwrap()) as usize;
-    let names = u64_at(
-        bytes,
-        section_header(
-            bytes,
-            u16::from_le_bytes(bytes[62..64].try_into().unwrap()) as usize,
-        ) + 24,
-    ) as usize;
-    (0..shnum)
-        .find(|index| {
-            let name = u32::from_le_bytes(
-                bytes[section_header(bytes, *index)..][..4]
-                    .try_into()
-                    .unwrap(),
-            ) as usize;
-            bytes[names + name..].starts_with(wanted.as_bytes())
-                && bytes[names + name + wanted.len()] == 0
-        })
-        .unwrap_or_else(|| panic!("no section {wanted}"))
-}
-
-/// Offset of the symbol table entry named `wanted`.
-fn symbol_entry(bytes: &[u8], wanted: &str) -> usize {
-    let symtab = section_header(bytes, section_index(bytes, ".symtab"));
-    let strtab = section_header(bytes, section_index(bytes, ".strtab"));
-    let (start, size) = (
-        u64_at(bytes, symtab + 24) as usize,
-        u64_at(bytes, symtab + 32) as usize,
-    );
-    let names = u64_at(bytes, strtab + 24) as usize;
-    (start..start + size)
-        .step_by(24)
-        .find(|entry| {
-            let name = u32::from_le_bytes(bytes[*entry..*entry + 4].try_into().unwrap()) as usize;
-            bytes[names + name..].starts_with(wanted.as_bytes())
-                && bytes[names + name + wanted.len()] == 0
-        })
-        .unwrap_or_else(|| panic!("no symbol {wanted}"))
-}
-
 /// A bss too large to place must be refused, never left unplaced with its
 /// symbols at address 0.
 #[test]

@@ -198,6 +198,20 @@ pub(crate) struct Placement {
     pub size: u64,
 }
 
+impl Placement {
+    /// The bytes `[at, at + len)` of this piece, as a range of the reservation,
+    /// or `None` if the numbers do not fit a `usize`.
+    pub fn range(&self, at: u64, len: u64) -> Option<core::ops::Range<usize>> {
+        let start = usize::try_from(self.offset.checked_add(at)?).ok()?;
+        Some(start..start.checked_add(usize::try_from(len).ok()?)?)
+    }
+
+    /// The whole piece, as a range of the reservation.
+    pub fn whole(&self) -> Option<core::ops::Range<usize>> {
+        self.range(0, self.size)
+    }
+}
+
 /// How a symbol gets its address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Binding {
@@ -215,6 +229,22 @@ pub(crate) enum Binding {
     GotBase,
     /// Defined in a section that is not loaded.
     Discarded,
+}
+
+impl Binding {
+    /// Defined by this module itself, not looked up by name.
+    pub fn is_defined_here(self) -> bool {
+        matches!(
+            self,
+            Binding::Section { .. } | Binding::Common { .. } | Binding::Absolute(_)
+        )
+    }
+
+    /// Placed inside this module's reservation, so within 32-bit reach of its
+    /// code (an absolute symbol may be anywhere).
+    pub fn is_placed_here(self) -> bool {
+        matches!(self, Binding::Section { .. } | Binding::Common { .. })
+    }
 }
 
 /// Everything the later stages need besides the public [`Plan`].
@@ -575,11 +605,10 @@ fn assign_slots(
                 .get(entry.r_sym)
                 .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
             *counts.entry(entry.r_type).or_insert(0) += 1;
-            // Only a symbol inside this module's reservation is sure to be in
-            // reach of a 32-bit displacement; an absolute one may be anywhere.
-            let in_module = matches!(binding, Binding::Section { .. } | Binding::Common { .. });
             let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
-            let relaxed = needs.relaxable && in_module && x86_64::is_relaxable_load(data, offset);
+            let relaxed = needs.relaxable
+                && binding.is_placed_here()
+                && x86_64::is_relaxable_load(data, offset);
             if relaxed {
                 slots.relaxed.insert((list_index, entry_index));
             }

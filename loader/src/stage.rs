@@ -13,7 +13,7 @@ use crate::loader::Loader;
 use crate::memory::ModuleMemory;
 use crate::module::Module;
 use crate::plan::{Binding, Layout, Placement, Plan, SectionKind, Segment};
-use crate::reloc::{x86_64, Applied, FixupInputs, RelocationType};
+use crate::reloc::{write_field, x86_64, Applied, FixupInputs, Range, RelocationType};
 use crate::symbols::{ModuleRecord, Pins};
 
 /// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
@@ -356,7 +356,7 @@ impl<'l, 'a> Placed<'l, 'a> {
             targets,
         } = self;
         let resolution = resolve(&loader, &object, &layout)?;
-        let values = symbol_values(&object, &layout, &targets, &resolution.external);
+        let values = symbol_values(&layout, &targets, &resolution.external);
         let got_base = targets.got;
         let stub_base = targets.stubs;
         let slot_address = |base: u64, size: u64, slot: Option<u32>| {
@@ -381,10 +381,9 @@ impl<'l, 'a> Placed<'l, 'a> {
                 .get(relocations.target)
                 .copied()
                 .unwrap_or(0);
-            let section_bytes = usize::try_from(placement.offset)
-                .ok()
-                .zip(usize::try_from(placement.size).ok())
-                .and_then(|(start, len)| bytes.get_mut(start..start.checked_add(len)?))
+            let section_bytes = placement
+                .whole()
+                .and_then(|range| bytes.get_mut(range))
                 .ok_or_else(|| mismatch(&object, placement.kind, placement.offset, plan.size()))?;
             for (entry_index, entry) in relocations.entries.iter().enumerate() {
                 let fail = |problem| {
@@ -511,7 +510,7 @@ fn resolve<'l>(
         .iter()
         .zip(&layout.bindings)
         .filter(|(symbol, binding)| {
-            symbol.is_exported() && !symbol.is_weak() && is_local(**binding)
+            symbol.is_exported() && !symbol.is_weak() && binding.is_defined_here()
         })
         .map(|(symbol, _)| symbol.name);
     if let Some(duplicate) = loader.namespace.find_duplicate(strong_definitions) {
@@ -557,16 +556,8 @@ fn resolve<'l>(
     Ok(Resolution { external, pins })
 }
 
-fn is_local(binding: Binding) -> bool {
-    matches!(
-        binding,
-        Binding::Section { .. } | Binding::Common { .. } | Binding::Absolute(_)
-    )
-}
-
 /// S for every symbol, or `None` where it has no address (discarded).
 fn symbol_values(
-    object: &Object<'_>,
     layout: &Layout<'_>,
     targets: &Targets,
     external: &[Option<u64>],
@@ -585,10 +576,7 @@ fn symbol_values(
             Binding::Common { offset } => Some(targets.common.wrapping_add(offset)),
             Binding::External => external.get(index).copied().flatten(),
             Binding::GotBase => Some(targets.got),
-            Binding::Discarded => {
-                let _ = object;
-                None
-            }
+            Binding::Discarded => None,
         })
         .collect()
 }
@@ -599,58 +587,69 @@ fn fill_got_and_stubs(
     values: &[Option<u64>],
     bytes: &mut [u8],
 ) -> Result<(), LoadError> {
-    let area = |placement: Placement,
-                bytes: &mut [u8],
-                at: u64,
-                len: u64|
-     -> Option<core::ops::Range<usize>> {
-        let start = usize::try_from(placement.offset.checked_add(at)?).ok()?;
-        let end = start.checked_add(usize::try_from(len).ok()?)?;
-        (end <= bytes.len()).then_some(start..end)
+    let got = Slots {
+        object,
+        values,
+        owner: &layout.got_slot,
+        area: layout.got,
+        size: x86_64::GOT_SLOT_SIZE,
     };
-    let broken = |kind| mismatch(object, kind, 0, 0);
-    for (index, slot) in layout.got_slot.iter().enumerate() {
-        let Some(slot) = slot else { continue };
-        let value = values
-            .get(index)
-            .copied()
-            .flatten()
-            .ok_or_else(|| discarded_target(object, index))?;
-        let range = area(
-            layout.got,
-            bytes,
-            u64::from(*slot) * x86_64::GOT_SLOT_SIZE,
-            x86_64::GOT_SLOT_SIZE,
+    got.fill(bytes, |slot, value| {
+        write_field(
+            slot,
+            0,
+            x86_64::GOT_SLOT_SIZE as usize,
+            i128::from(value),
+            Range::Either,
         )
-        .ok_or_else(|| broken(SectionKind::Got))?;
-        bytes
-            .get_mut(range)
-            .ok_or_else(|| broken(SectionKind::Got))?
-            .copy_from_slice(&value.to_le_bytes());
-    }
-    for (index, slot) in layout.stub_slot.iter().enumerate() {
-        let Some(slot) = slot else { continue };
-        let value = values
-            .get(index)
-            .copied()
-            .flatten()
-            .ok_or_else(|| discarded_target(object, index))?;
-        let range = area(
-            layout.stubs,
-            bytes,
-            u64::from(*slot) * x86_64::STUB_SIZE,
-            x86_64::STUB_SIZE,
-        )
-        .ok_or_else(|| broken(SectionKind::Stubs))?;
-        let stub = bytes
-            .get_mut(range)
-            .ok_or_else(|| broken(SectionKind::Stubs))?;
-        match object.machine {
-            Machine::X86_64 => x86_64::write_stub(stub, value),
+    })?;
+    let stubs = Slots {
+        object,
+        values,
+        owner: &layout.stub_slot,
+        area: layout.stubs,
+        size: x86_64::STUB_SIZE,
+    };
+    stubs.fill(bytes, |stub, value| match object.machine {
+        Machine::X86_64 => x86_64::write_stub(stub, value),
+    })
+}
+
+/// One area of fixed-size slots (the GOT, the stubs) and the symbol each slot serves.
+struct Slots<'s, 'o> {
+    object: &'s Object<'o>,
+    values: &'s [Option<u64>],
+    /// Per symbol index: its slot in this area.
+    owner: &'s [Option<u32>],
+    area: Placement,
+    size: u64,
+}
+
+impl Slots<'_, '_> {
+    /// Writes each slot with `write(slot_bytes, symbol_address)`.
+    fn fill(
+        &self,
+        bytes: &mut [u8],
+        write: impl Fn(&mut [u8], u64) -> Result<(), RelocationProblem>,
+    ) -> Result<(), LoadError> {
+        let broken = || mismatch(self.object, self.area.kind, self.area.size, 0);
+        for (index, slot) in self.owner.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            let value = self
+                .values
+                .get(index)
+                .copied()
+                .flatten()
+                .ok_or_else(|| discarded_target(self.object, index))?;
+            let slot_bytes = self
+                .area
+                .range(u64::from(*slot) * self.size, self.size)
+                .and_then(|range| bytes.get_mut(range))
+                .ok_or_else(broken)?;
+            write(slot_bytes, value).map_err(|_| broken())?;
         }
-        .map_err(|_| broken(SectionKind::Stubs))?;
+        Ok(())
     }
-    Ok(())
 }
 
 fn discarded_target(object: &Object<'_>, index: usize) -> LoadError {
@@ -670,11 +669,8 @@ fn read_pointers(sections: &[usize], layout: &Layout<'_>, bytes: &[u8]) -> Vec<V
         let Some(placement) = layout.placements.get(*index).copied().flatten() else {
             continue;
         };
-        let range = usize::try_from(placement.offset)
-            .ok()
-            .zip(usize::try_from(placement.size).ok())
-            .and_then(|(start, len)| bytes.get(start..start.checked_add(len)?));
-        for entry in range.unwrap_or_default().chunks_exact(8) {
+        let array = placement.whole().and_then(|range| bytes.get(range));
+        for entry in array.unwrap_or_default().chunks_exact(8) {
             let value = entry.try_into().map_or(0, u64::from_le_bytes);
             // 0 and -1 are the conventional "no entry" markers.
             if value != 0 && value != u64::MAX {
@@ -693,7 +689,7 @@ fn definitions(object: &Object<'_>, layout: &Layout<'_>, values: &[Option<u64>])
     let mut exports = Vec::new();
     let mut symbols = Vec::new();
     for ((symbol, binding), value) in object.symbols.iter().zip(&layout.bindings).zip(values) {
-        let (true, Some(value)) = (symbol.is_global() && is_local(*binding), value) else {
+        let (true, Some(value)) = (symbol.is_global() && binding.is_defined_here(), value) else {
             continue;
         };
         if symbol.is_exported() {

@@ -72,6 +72,7 @@ const SEGMENTS: [(Segment, &str); 3] = [
 fn machine_name(machine: Machine) -> &'static str {
     match machine {
         Machine::X86_64 => "x86_64",
+        Machine::AArch64 => "aarch64",
     }
 }
 

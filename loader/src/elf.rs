@@ -46,6 +46,8 @@ pub(crate) const STV_PROTECTED: u8 = 3;
 pub enum Machine {
     /// x86-64.
     X86_64,
+    /// AArch64 (A64 instruction set, little-endian).
+    AArch64,
 }
 
 impl Machine {
@@ -53,6 +55,7 @@ impl Machine {
     pub const fn e_machine(self) -> u16 {
         match self {
             Machine::X86_64 => EM_X86_64,
+            Machine::AArch64 => EM_AARCH64,
         }
     }
 }
@@ -146,6 +149,7 @@ impl<'a> Object<'a> {
         }
         let machine = match elf.header.e_machine {
             EM_X86_64 => Machine::X86_64,
+            EM_AARCH64 => Machine::AArch64,
             e_machine => return Err(fail(ErrorKind::UnsupportedMachine { e_machine })),
         };
         let sections = read_sections(&elf, bytes).map_err(fail)?;

@@ -19,7 +19,7 @@ use crate::error::{
     ErrorKind, LoadError, RelocationFailure, RelocationProblem, SectionProblem, SymbolProblem,
 };
 use crate::protection::Permissions;
-use crate::reloc::{x86_64, RelocationType};
+use crate::reloc::{needs, x86_64, RelocationType, SlotSizes};
 use crate::symbols::NamespaceView;
 
 /// The largest alignment a section or `COMMON` symbol may ask for.
@@ -168,7 +168,10 @@ impl Plan {
         self.got_slots
     }
 
-    /// Stubs reserved: one per distinct symbol outside the module that is called.
+    /// Stubs (x86-64) or veneers (AArch64) reserved: one per distinct call
+    /// target outside the module, since its distance is unknown until placement.
+    /// On AArch64 a target is a symbol and addend pair, because a veneer jumps
+    /// to their sum.
     pub fn stub_slots(&self) -> u32 {
         self.stub_slots
     }
@@ -258,7 +261,8 @@ pub(crate) struct Layout<'a> {
     pub common: Placement,
     /// Per symbol index: its GOT slot and stub, if planned.
     pub got_slot: Vec<Option<u32>>,
-    pub stub_slot: Vec<Option<u32>>,
+    /// Per call target `(symbol index, addend key)`: its stub.
+    pub stub_slot: BTreeMap<(usize, i64), u32>,
     /// GOT loads relaxed to `lea` while planning, as (relocation section,
     /// entry) indices. Relocation obeys this record rather than looking at
     /// the bytes again, which earlier relocations may have changed.
@@ -330,9 +334,11 @@ pub(crate) fn plan<'a>(
     }
 
     let slots = assign_slots(object, &loaded, &bindings)?;
-    let (got_slot_size, stub_size, stub_align) = match object.machine {
-        Machine::X86_64 => (x86_64::GOT_SLOT_SIZE, x86_64::STUB_SIZE, x86_64::STUB_ALIGN),
-    };
+    let SlotSizes {
+        got_slot: got_slot_size,
+        stub: stub_size,
+        stub_align,
+    } = SlotSizes::of(object.machine);
 
     let mut builder = Builder::default();
     let mut placements = vec![None; object.sections.len()];
@@ -551,7 +557,7 @@ fn bind_symbols(
 struct Slots {
     relaxed: BTreeSet<(usize, usize)>,
     got_slot: Vec<Option<u32>>,
-    stub_slot: Vec<Option<u32>>,
+    stub_slot: BTreeMap<(usize, i64), u32>,
     got_count: u32,
     stub_count: u32,
     counts: Vec<(RelocationType, u64)>,
@@ -566,7 +572,7 @@ fn assign_slots(
     let mut slots = Slots {
         relaxed: BTreeSet::new(),
         got_slot: vec![None; symbol_count],
-        stub_slot: vec![None; symbol_count],
+        stub_slot: BTreeMap::new(),
         got_count: 0,
         stub_count: 0,
         counts: Vec::new(),
@@ -597,16 +603,15 @@ fn assign_slots(
                     },
                 )))
             };
-            let needs = match object.machine {
-                Machine::X86_64 => x86_64::needs(entry.r_type),
-            }
-            .ok_or_else(|| fail(RelocationProblem::Unsupported))?;
+            let needs = needs(object.machine, entry.r_type)
+                .ok_or_else(|| fail(RelocationProblem::Unsupported))?;
             let binding = *bindings
                 .get(entry.r_sym)
                 .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
             *counts.entry(entry.r_type).or_insert(0) += 1;
             let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
             let relaxed = needs.relaxable
+                && object.machine == Machine::X86_64
                 && binding.is_placed_here()
                 && x86_64::is_relaxable_load(data, offset);
             if relaxed {
@@ -615,8 +620,12 @@ fn assign_slots(
             if needs.got_slot && !relaxed {
                 claim(&mut slots.got_slot, &mut slots.got_count, entry.r_sym);
             }
-            if needs.stub && binding == Binding::External {
-                claim(&mut slots.stub_slot, &mut slots.stub_count, entry.r_sym);
+            if needs.stub && may_be_out_of_reach(object.machine, binding) {
+                let key = (entry.r_sym, stub_addend(object.machine, entry.r_addend));
+                if !slots.stub_slot.contains_key(&key) {
+                    slots.stub_slot.insert(key, slots.stub_count);
+                    slots.stub_count += 1;
+                }
             }
         }
     }
@@ -633,6 +642,28 @@ fn assign_slots(
         })
         .collect();
     Ok(slots)
+}
+
+/// Whether a call to a symbol bound this way may land out of direct reach.
+/// Symbols placed in the module are always in reach. An AArch64 branch reaches
+/// only ±128 MiB, so absolute symbols get a veneer too; on x86-64 they are
+/// expected within ±2 GiB, as in the kernel code model.
+fn may_be_out_of_reach(machine: Machine, binding: Binding) -> bool {
+    match binding {
+        Binding::External => true,
+        Binding::Absolute(_) => machine == Machine::AArch64,
+        _ => false,
+    }
+}
+
+/// The addend part of a stub's key. An x86-64 stub jumps to the symbol and the
+/// call adds its own addend, so one stub serves all; an AArch64 veneer jumps to
+/// symbol plus addend, so each addend needs its own.
+pub(crate) fn stub_addend(machine: Machine, addend: Option<i64>) -> i64 {
+    match machine {
+        Machine::X86_64 => 0,
+        Machine::AArch64 => addend.unwrap_or(0),
+    }
 }
 
 fn claim(slots: &mut [Option<u32>], count: &mut u32, symbol: usize) {

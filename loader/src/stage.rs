@@ -12,8 +12,11 @@ use crate::error::{ErrorKind, LoadError, RelocationFailure, RelocationProblem};
 use crate::loader::Loader;
 use crate::memory::ModuleMemory;
 use crate::module::Module;
+use crate::plan::stub_addend;
 use crate::plan::{Binding, Layout, Placement, Plan, SectionKind, Segment};
-use crate::reloc::{write_field, x86_64, Applied, FixupInputs, Range, RelocationType};
+use crate::reloc::{
+    aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
+};
 use crate::symbols::{ModuleRecord, Pins};
 
 /// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
@@ -362,9 +365,11 @@ impl<'l, 'a> Placed<'l, 'a> {
         let slot_address = |base: u64, size: u64, slot: Option<u32>| {
             slot.map(|slot| base.wrapping_add(u64::from(slot) * size))
         };
-        let (got_size, stub_size) = match object.machine {
-            Machine::X86_64 => (x86_64::GOT_SLOT_SIZE, x86_64::STUB_SIZE),
-        };
+        let SlotSizes {
+            got_slot: got_size,
+            stub: stub_size,
+            ..
+        } = SlotSizes::of(object.machine);
 
         let bytes = memory.bytes_mut();
         fill_got_and_stubs(&object, &layout, &values, bytes)?;
@@ -403,7 +408,10 @@ impl<'l, 'a> Placed<'l, 'a> {
                     .copied()
                     .ok_or_else(|| fail(RelocationProblem::BadSymbol))?
                     .ok_or_else(|| fail(RelocationProblem::TargetNotLoaded))?;
-                let stub_slot = layout.stub_slot.get(entry.r_sym).copied().flatten();
+                let stub_slot = layout
+                    .stub_slot
+                    .get(&(entry.r_sym, stub_addend(object.machine, entry.r_addend)))
+                    .copied();
                 let inputs = FixupInputs {
                     symbol,
                     addend: entry.r_addend.unwrap_or(0),
@@ -426,6 +434,9 @@ impl<'l, 'a> Placed<'l, 'a> {
                     Machine::X86_64 => {
                         let relax = layout.relaxed.contains(&(list_index, entry_index));
                         x86_64::apply(entry.r_type, section_bytes, offset, &inputs, relax)
+                    }
+                    Machine::AArch64 => {
+                        aarch64::apply(entry.r_type, section_bytes, offset, &inputs)
                     }
                 }
                 .map_err(fail)?;
@@ -587,54 +598,58 @@ fn fill_got_and_stubs(
     values: &[Option<u64>],
     bytes: &mut [u8],
 ) -> Result<(), LoadError> {
+    let sizes = SlotSizes::of(object.machine);
     let got = Slots {
         object,
         values,
-        owner: &layout.got_slot,
+        entries: layout
+            .got_slot
+            .iter()
+            .enumerate()
+            .filter_map(|(symbol, slot)| Some(((*slot)?, symbol, 0)))
+            .collect(),
         area: layout.got,
-        size: x86_64::GOT_SLOT_SIZE,
+        size: sizes.got_slot,
     };
     got.fill(bytes, |slot, value| {
-        write_field(
-            slot,
-            0,
-            x86_64::GOT_SLOT_SIZE as usize,
-            i128::from(value),
-            Range::Either,
-        )
+        write_field(slot, 0, slot.len(), i128::from(value), Range::Either)
     })?;
     let stubs = Slots {
         object,
         values,
-        owner: &layout.stub_slot,
+        entries: layout
+            .stub_slot
+            .iter()
+            .map(|(&(symbol, addend), &slot)| (slot, symbol, addend))
+            .collect(),
         area: layout.stubs,
-        size: x86_64::STUB_SIZE,
+        size: sizes.stub,
     };
     stubs.fill(bytes, |stub, value| match object.machine {
         Machine::X86_64 => x86_64::write_stub(stub, value),
+        Machine::AArch64 => aarch64::write_veneer(stub, value),
     })
 }
 
-/// One area of fixed-size slots (the GOT, the stubs) and the symbol each slot serves.
+/// One area of fixed-size slots (the GOT, the stubs) and what each slot holds.
 struct Slots<'s, 'o> {
     object: &'s Object<'o>,
     values: &'s [Option<u64>],
-    /// Per symbol index: its slot in this area.
-    owner: &'s [Option<u32>],
+    /// `(slot, symbol index, addend)`: the slot holds or jumps to symbol + addend.
+    entries: Vec<(u32, usize, i64)>,
     area: Placement,
     size: u64,
 }
 
 impl Slots<'_, '_> {
-    /// Writes each slot with `write(slot_bytes, symbol_address)`.
+    /// Writes each slot with `write(slot_bytes, target_address)`.
     fn fill(
         &self,
         bytes: &mut [u8],
         write: impl Fn(&mut [u8], u64) -> Result<(), RelocationProblem>,
     ) -> Result<(), LoadError> {
         let broken = || mismatch(self.object, self.area.kind, self.area.size, 0);
-        for (index, slot) in self.owner.iter().enumerate() {
-            let Some(slot) = slot else { continue };
+        for &(slot, index, addend) in &self.entries {
             let value = self
                 .values
                 .get(index)
@@ -643,10 +658,10 @@ impl Slots<'_, '_> {
                 .ok_or_else(|| discarded_target(self.object, index))?;
             let slot_bytes = self
                 .area
-                .range(u64::from(*slot) * self.size, self.size)
+                .range(u64::from(slot) * self.size, self.size)
                 .and_then(|range| bytes.get_mut(range))
                 .ok_or_else(broken)?;
-            write(slot_bytes, value).map_err(|_| broken())?;
+            write(slot_bytes, value.wrapping_add_signed(addend)).map_err(|_| broken())?;
         }
         Ok(())
     }
@@ -780,6 +795,24 @@ impl<'l> Finalized<'l> {
     /// The module's code must be present and executable at its target addresses
     /// (true when nothing was mapped elsewhere), and running it must be sound.
     pub unsafe fn start(self) -> Result<Module<'l>, LoadError> {
+        let (module, init) = self.publish_parts(true)?;
+        for constructor in init {
+            // SAFETY: the caller guarantees the module's code is in place and safe
+            // to run; init_array entries are `extern "C" fn()` by the ELF ABI.
+            unsafe { crate::call::call_void(constructor) };
+        }
+        Ok(module)
+    }
+
+    /// Publishes the module's symbols without running any of its code: for a
+    /// module linked to run on another machine or at another address, which
+    /// later modules still link against. Its constructors never run here, and
+    /// neither do its destructors when it is unloaded.
+    pub fn publish(self) -> Result<Module<'l>, LoadError> {
+        self.publish_parts(false).map(|(module, _)| module)
+    }
+
+    fn publish_parts(self, runs_here: bool) -> Result<(Module<'l>, Vec<VirtAddr>), LoadError> {
         let Finalized { loader, parts } = self;
         let Parts {
             name,
@@ -799,18 +832,14 @@ impl<'l> Finalized<'l> {
             comdats,
             dependencies: Vec::new(),
             users: 0,
-            fini,
+            fini: if runs_here { fini } else { Vec::new() },
             memory,
         };
         let id = loader
             .namespace
             .publish(record, &exports, pins)
             .map_err(|kind| LoadError::new(&name, kind))?;
-        for constructor in init {
-            // SAFETY: the caller guarantees the module's code is in place and safe
-            // to run; init_array entries are `extern "C" fn()` by the ELF ABI.
-            unsafe { crate::call::call_void(constructor) };
-        }
-        Ok(Module::new(loader.namespace, id))
+        let init = if runs_here { init } else { Vec::new() };
+        Ok((Module::new(loader.namespace, id), init))
     }
 }

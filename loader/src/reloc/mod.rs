@@ -2,10 +2,12 @@
 //! addresses and values in, patched bytes or an error out. They never read
 //! loader state, so host tests can drive every architecture on any host.
 
+pub mod aarch64;
 pub mod x86_64;
 
 use core::fmt;
 
+use crate::elf::Machine;
 use crate::error::RelocationProblem;
 
 /// A raw ELF relocation type number (`ELF64_R_TYPE`), kept as is so errors can
@@ -23,6 +25,7 @@ impl RelocationType {
     pub fn name(self) -> Option<&'static str> {
         match self.machine {
             crate::elf::EM_X86_64 => x86_64::name(self.raw),
+            crate::elf::EM_AARCH64 => aarch64::name(self.raw),
             _ => None,
         }
     }
@@ -39,6 +42,56 @@ impl fmt::Display for RelocationType {
         match self.name() {
             Some(name) => f.write_str(name),
             None => write!(f, "relocation type {} (machine {})", self.raw, self.machine),
+        }
+    }
+}
+
+/// What a relocation type needs from the plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// A GOT slot holding the symbol's address.
+    pub got_slot: bool,
+    /// A stub (x86-64) or veneer (AArch64), for a call whose target may be out
+    /// of the instruction's reach: ±2 GiB and ±128 MiB.
+    pub stub: bool,
+    /// `mov foo@GOTPCREL(%rip), %reg` that may be turned into `lea` when the
+    /// symbol is in the same module, which saves the slot (x86-64 only).
+    pub relaxable: bool,
+}
+
+/// What `r_type` of `machine` needs, or `None` if it is not supported.
+pub fn needs(machine: Machine, r_type: u32) -> Option<Needs> {
+    match machine {
+        Machine::X86_64 => x86_64::needs(r_type),
+        Machine::AArch64 => aarch64::needs(r_type),
+    }
+}
+
+/// Sizes of a machine's linkage areas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotSizes {
+    /// Bytes per GOT slot.
+    pub got_slot: u64,
+    /// Bytes per stub or veneer.
+    pub stub: u64,
+    /// Alignment of the stub or veneer area.
+    pub stub_align: u64,
+}
+
+impl SlotSizes {
+    /// The sizes `machine` uses.
+    pub const fn of(machine: Machine) -> Self {
+        match machine {
+            Machine::X86_64 => SlotSizes {
+                got_slot: x86_64::GOT_SLOT_SIZE,
+                stub: x86_64::STUB_SIZE,
+                stub_align: x86_64::STUB_ALIGN,
+            },
+            Machine::AArch64 => SlotSizes {
+                got_slot: aarch64::GOT_SLOT_SIZE,
+                stub: aarch64::VENEER_SIZE,
+                stub_align: aarch64::VENEER_ALIGN,
+            },
         }
     }
 }

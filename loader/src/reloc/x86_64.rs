@@ -1,6 +1,6 @@
 //! x86-64 relocations (System V psABI, chapter 4.4).
 
-use super::{write_field, Applied, FixupInputs, Range};
+use super::{write_field, Applied, FixupInputs, Needs, Range};
 use crate::error::RelocationProblem;
 
 /// `R_X86_64_NONE`.
@@ -110,18 +110,6 @@ fn tls_name(r_type: u32) -> Option<&'static str> {
         36 => "R_X86_64_TLSDESC",
         _ => return None,
     })
-}
-
-/// What a relocation type needs from the plan.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Needs {
-    /// A GOT slot holding the symbol's address.
-    pub got_slot: bool,
-    /// A call stub, when the symbol may be out of ±2 GiB reach.
-    pub stub: bool,
-    /// `mov foo@GOTPCREL(%rip), %reg` that may be turned into `lea` when the
-    /// symbol is in the same module, which saves the slot.
-    pub relaxable: bool,
 }
 
 /// What `r_type` needs, or `None` if it is not supported.

@@ -487,3 +487,439 @@ fn move_signed(
         insert(insn | MOVZ_BIT, bits, 5, 16)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Expected words come from `llvm-mc -triple=aarch64` and `llvm-objdump`
+    //! output for the same instructions and distances, not from this module.
+    #![allow(clippy::indexing_slicing)]
+    use super::*;
+
+    const P: u64 = 0x4000_0000;
+
+    fn at(symbol: u64) -> FixupInputs {
+        FixupInputs {
+            symbol,
+            addend: 0,
+            place: P,
+            got: 0x5000_0000,
+            got_slot: Some(0x5000_0010),
+            stub: Some(P + 0x1000),
+            symbol_size: 0,
+        }
+    }
+
+    /// Applies `r_type` to the one instruction `insn` and returns the result.
+    fn word(r_type: u32, insn: u32, inputs: &FixupInputs) -> Result<u32, RelocationProblem> {
+        let mut bytes = insn.to_le_bytes();
+        apply(r_type, &mut bytes, 0, inputs)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn forward(distance: i64) -> FixupInputs {
+        at(P.wrapping_add_signed(distance))
+    }
+
+    fn overflows(r_type: u32, insn: u32, inputs: &FixupInputs) {
+        let mut bytes = insn.to_le_bytes();
+        match apply(r_type, &mut bytes, 0, inputs) {
+            Err(RelocationProblem::Overflow { .. }) => {}
+            other => panic!("{r_type}: expected an overflow, got {other:?}"),
+        }
+        assert_eq!(bytes, insn.to_le_bytes(), "a refused value writes nothing");
+    }
+
+    fn misaligned(r_type: u32, insn: u32, inputs: &FixupInputs) {
+        let mut bytes = insn.to_le_bytes();
+        match apply(r_type, &mut bytes, 0, inputs) {
+            Err(RelocationProblem::Misaligned { .. }) => {}
+            other => panic!("{r_type}: expected misalignment, got {other:?}"),
+        }
+        assert_eq!(bytes, insn.to_le_bytes());
+    }
+
+    const BL: u32 = 0x9400_0000;
+    const B: u32 = 0x1400_0000;
+
+    #[test]
+    fn branch26_edges() {
+        let no_veneer = |distance| FixupInputs {
+            stub: None,
+            ..forward(distance)
+        };
+        assert_eq!(
+            word(R_AARCH64_CALL26, BL, &no_veneer(0x7ff_fffc)),
+            Ok(0x95ff_ffff)
+        );
+        assert_eq!(
+            word(R_AARCH64_CALL26, BL, &no_veneer(-0x800_0000)),
+            Ok(0x9600_0000)
+        );
+        assert_eq!(word(R_AARCH64_JUMP26, B, &no_veneer(4)), Ok(0x1400_0001));
+        overflows(R_AARCH64_CALL26, BL, &no_veneer(0x800_0000));
+        overflows(R_AARCH64_JUMP26, B, &no_veneer(-0x800_0004));
+        misaligned(R_AARCH64_CALL26, BL, &no_veneer(6));
+    }
+
+    #[test]
+    fn out_of_reach_branches_take_the_veneer() {
+        let mut bytes = BL.to_le_bytes();
+        let far = forward(0x800_0000);
+        assert_eq!(
+            apply(R_AARCH64_CALL26, &mut bytes, 0, &far),
+            Ok(Applied::ThroughStub)
+        );
+        // The veneer is 0x1000 past the call: imm26 = 0x400.
+        assert_eq!(u32::from_le_bytes(bytes), 0x9400_0400);
+        let mut bytes = BL.to_le_bytes();
+        assert_eq!(
+            apply(R_AARCH64_CALL26, &mut bytes, 0, &forward(0x7ff_fffc)),
+            Ok(Applied::Direct),
+            "in reach: no veneer"
+        );
+    }
+
+    #[test]
+    fn veneers_round_trip() {
+        let mut veneer = [0u8; 16];
+        write_veneer(&mut veneer, 0xffff_0000_1234_5678).unwrap();
+        assert_eq!(&veneer[..4], &0x5800_0050u32.to_le_bytes(), "ldr x16, #8");
+        assert_eq!(&veneer[4..8], &0xd61f_0200u32.to_le_bytes(), "br x16");
+        assert_eq!(veneer_target(&veneer), Some(0xffff_0000_1234_5678));
+        assert_eq!(
+            write_veneer(&mut [0u8; 15], 0),
+            Err(RelocationProblem::OutOfBounds)
+        );
+    }
+
+    #[test]
+    fn conditional_and_test_branches() {
+        assert_eq!(
+            word(R_AARCH64_CONDBR19, 0x5400_0000, &forward(0xf_fffc)),
+            Ok(0x547f_ffe0)
+        );
+        assert_eq!(
+            word(R_AARCH64_CONDBR19, 0xb400_0000, &forward(-0x10_0000)),
+            Ok(0xb480_0000)
+        );
+        overflows(R_AARCH64_CONDBR19, 0x5400_0000, &forward(0x10_0000));
+        overflows(R_AARCH64_CONDBR19, 0x5400_0000, &forward(-0x10_0004));
+        misaligned(R_AARCH64_CONDBR19, 0x5400_0000, &forward(2));
+        // tbz w0, #3 and tbnz w1, #0.
+        assert_eq!(
+            word(R_AARCH64_TSTBR14, 0x3618_0000, &forward(0x7ffc)),
+            Ok(0x361b_ffe0)
+        );
+        assert_eq!(
+            word(R_AARCH64_TSTBR14, 0x3700_0001, &forward(-0x8000)),
+            Ok(0x3704_0001)
+        );
+        overflows(R_AARCH64_TSTBR14, 0x3618_0000, &forward(0x8000));
+        overflows(R_AARCH64_TSTBR14, 0x3618_0000, &forward(-0x8004));
+        misaligned(R_AARCH64_TSTBR14, 0x3618_0000, &forward(1));
+    }
+
+    #[test]
+    fn literal_loads_and_adr() {
+        assert_eq!(
+            word(R_AARCH64_LD_PREL_LO19, 0x5800_0001, &forward(0xf_fffc)),
+            Ok(0x587f_ffe1)
+        );
+        overflows(R_AARCH64_LD_PREL_LO19, 0x5800_0001, &forward(0x10_0000));
+        misaligned(R_AARCH64_LD_PREL_LO19, 0x5800_0001, &forward(4 + 2));
+        // The GOT variant loads the slot (0x5000_0010) instead of the symbol.
+        let slot = FixupInputs {
+            got_slot: Some(P + 0xf_fffc),
+            ..at(0)
+        };
+        assert_eq!(
+            word(R_AARCH64_GOT_LD_PREL19, 0x5800_0001, &slot),
+            Ok(0x587f_ffe1)
+        );
+        assert_eq!(
+            word(R_AARCH64_ADR_PREL_LO21, 0x1000_0002, &forward(0xf_ffff)),
+            Ok(0x707f_ffe2)
+        );
+        assert_eq!(
+            word(R_AARCH64_ADR_PREL_LO21, 0x1000_0002, &forward(-0x10_0000)),
+            Ok(0x1080_0002)
+        );
+        overflows(R_AARCH64_ADR_PREL_LO21, 0x1000_0002, &forward(0x10_0000));
+        overflows(R_AARCH64_ADR_PREL_LO21, 0x1000_0002, &forward(-0x10_0001));
+    }
+
+    const ADRP_X3: u32 = 0x9000_0003;
+
+    /// The ADRP word for a page difference, built from the architecture's
+    /// field layout: immlo at bits 29-30, immhi at 5-23.
+    fn adrp_word(pages: i64) -> u32 {
+        let pages = pages as u32;
+        ADRP_X3 | ((pages & 3) << 29) | (((pages >> 2) & 0x7_ffff) << 5)
+    }
+
+    #[test]
+    fn page_relative_addresses() {
+        // Page(S) - Page(P): the low 12 bits of either side do not count.
+        let inputs = FixupInputs {
+            place: P + 0xffc,
+            ..at(P + 0x2345_6789)
+        };
+        assert_eq!(
+            word(R_AARCH64_ADR_PREL_PG_HI21, ADRP_X3, &inputs),
+            Ok(adrp_word(0x2_3456))
+        );
+        assert_eq!(adrp_word(0), ADRP_X3, "matches llvm-mc's adrp x3, 0");
+        let top = forward(0xffff_ffff);
+        assert_eq!(
+            word(R_AARCH64_ADR_PREL_PG_HI21, ADRP_X3, &top),
+            Ok(adrp_word(0xf_ffff))
+        );
+        assert_eq!(
+            word(
+                R_AARCH64_ADR_PREL_PG_HI21,
+                ADRP_X3,
+                &forward(-0x1_0000_0000)
+            ),
+            Ok(adrp_word(-0x10_0000))
+        );
+        overflows(R_AARCH64_ADR_PREL_PG_HI21, ADRP_X3, &forward(0x1_0000_0000));
+        overflows(
+            R_AARCH64_ADR_PREL_PG_HI21,
+            ADRP_X3,
+            &forward(-0x1_0000_1000),
+        );
+        // The unchecked form keeps the low 21 bits of the page count.
+        assert_eq!(
+            word(
+                R_AARCH64_ADR_PREL_PG_HI21_NC,
+                ADRP_X3,
+                &forward(0x1_0000_0000)
+            ),
+            Ok(adrp_word(0x10_0000))
+        );
+        // ADR_GOT_PAGE: the page of the slot.
+        let got = FixupInputs {
+            got_slot: Some(P + 0x3000 + 8),
+            ..at(0)
+        };
+        assert_eq!(
+            word(R_AARCH64_ADR_GOT_PAGE, ADRP_X3, &got),
+            Ok(adrp_word(3))
+        );
+    }
+
+    #[test]
+    fn low_twelve_bits() {
+        let low = |value: u64| at(0x1234_5000 + value);
+        assert_eq!(
+            word(R_AARCH64_ADD_ABS_LO12_NC, 0x9100_0084, &low(0xabc)),
+            Ok(0x912a_f084)
+        );
+        assert_eq!(
+            word(R_AARCH64_LDST8_ABS_LO12_NC, 0x3940_00a5, &low(0xfff)),
+            Ok(0x397f_fca5)
+        );
+        assert_eq!(
+            word(R_AARCH64_LDST16_ABS_LO12_NC, 0x7940_00a5, &low(0xffe)),
+            Ok(0x795f_fca5)
+        );
+        assert_eq!(
+            word(R_AARCH64_LDST32_ABS_LO12_NC, 0xb940_00a5, &low(0xffc)),
+            Ok(0xb94f_fca5)
+        );
+        assert_eq!(
+            word(R_AARCH64_LDST64_ABS_LO12_NC, 0xf940_00a5, &low(0xff8)),
+            Ok(0xf947_fca5)
+        );
+        assert_eq!(
+            word(R_AARCH64_LDST128_ABS_LO12_NC, 0x3dc0_00a5, &low(0xff0)),
+            Ok(0x3dc3_fca5)
+        );
+        misaligned(R_AARCH64_LDST16_ABS_LO12_NC, 0x7940_00a5, &low(0x1));
+        misaligned(R_AARCH64_LDST32_ABS_LO12_NC, 0xb940_00a5, &low(0x2));
+        misaligned(R_AARCH64_LDST64_ABS_LO12_NC, 0xf940_00a5, &low(0x4));
+        misaligned(R_AARCH64_LDST128_ABS_LO12_NC, 0x3dc0_00a5, &low(0x8));
+        let slot = FixupInputs {
+            got_slot: Some(0x5000_0ff8),
+            ..at(0)
+        };
+        assert_eq!(
+            word(R_AARCH64_LD64_GOT_LO12_NC, 0xf940_00a5, &slot),
+            Ok(0xf947_fca5)
+        );
+        let odd_slot = FixupInputs {
+            got_slot: Some(0x5000_0ff4),
+            ..at(0)
+        };
+        misaligned(R_AARCH64_LD64_GOT_LO12_NC, 0xf940_00a5, &odd_slot);
+    }
+
+    #[test]
+    fn gotpage_lo15() {
+        let slot = |offset: u64| FixupInputs {
+            got: 0x5000_0800,
+            got_slot: Some(0x5000_0000 + offset),
+            ..at(0)
+        };
+        // Relative to the GOT's page (0x5000_0000), not to the GOT itself.
+        assert_eq!(
+            word(R_AARCH64_LD64_GOTPAGE_LO15, 0xf940_00a5, &slot(0x7ff8)),
+            Ok(0xf97f_fca5)
+        );
+        overflows(R_AARCH64_LD64_GOTPAGE_LO15, 0xf940_00a5, &slot(0x8000));
+        misaligned(R_AARCH64_LD64_GOTPAGE_LO15, 0xf940_00a5, &slot(0x14));
+    }
+
+    const MOVZ_X6: u32 = 0xd280_0006;
+    const MOVK_X6: u32 = 0xf280_0006;
+    const MOVN_X6: u32 = 0x9280_0006;
+
+    #[test]
+    fn unsigned_moves() {
+        assert_eq!(
+            word(R_AARCH64_MOVW_UABS_G0, MOVZ_X6, &at(0x1234)),
+            Ok(0xd282_4686)
+        );
+        overflows(R_AARCH64_MOVW_UABS_G0, MOVZ_X6, &at(0x1_0000));
+        assert_eq!(
+            word(R_AARCH64_MOVW_UABS_G0_NC, MOVK_X6, &at(0xffff_1234)),
+            Ok(0xf282_4686)
+        );
+        // movk x6, #0x1234, lsl #16 has hw=1 already; only the immediate changes.
+        let movk_lsl16 = 0xf2a0_0006;
+        assert_eq!(
+            word(R_AARCH64_MOVW_UABS_G1, movk_lsl16, &at(0x1234_ffff)),
+            Ok(0xf2a2_4686)
+        );
+        overflows(R_AARCH64_MOVW_UABS_G1, movk_lsl16, &at(0x1_0000_0000));
+        assert_eq!(
+            word(R_AARCH64_MOVW_UABS_G1_NC, movk_lsl16, &at(0xff_1234_0000)),
+            Ok(0xf2a2_4686)
+        );
+        assert_eq!(
+            word(R_AARCH64_MOVW_UABS_G2, MOVK_X6, &at(0x1234_0000_0000)),
+            Ok(0xf282_4686)
+        );
+        overflows(R_AARCH64_MOVW_UABS_G2, MOVK_X6, &at(0x1_0000_0000_0000));
+        assert_eq!(
+            word(
+                R_AARCH64_MOVW_UABS_G2_NC,
+                MOVK_X6,
+                &at(0xff12_3400_0000_0000)
+            ),
+            Ok(0xf286_8006)
+        );
+        assert_eq!(
+            word(R_AARCH64_MOVW_UABS_G3, MOVK_X6, &at(0x1234_0000_0000_0000)),
+            Ok(0xf282_4686)
+        );
+    }
+
+    #[test]
+    fn signed_moves_pick_movz_or_movn() {
+        // 0x1234 ahead: movz #0x1234. 0x1235 behind: movn #0x1234 (= -0x1235).
+        assert_eq!(
+            word(R_AARCH64_MOVW_PREL_G0, MOVZ_X6, &forward(0x1234)),
+            Ok(0xd282_4686)
+        );
+        assert_eq!(
+            word(R_AARCH64_MOVW_PREL_G0, MOVZ_X6, &forward(-0x1235)),
+            Ok(0x9282_4686)
+        );
+        assert_eq!(
+            word(R_AARCH64_MOVW_PREL_G0, MOVN_X6, &forward(0)),
+            Ok(MOVZ_X6)
+        );
+        assert_eq!(
+            word(R_AARCH64_MOVW_PREL_G0, MOVZ_X6, &forward(-1)),
+            Ok(MOVN_X6)
+        );
+        // G0 reaches -2^16 ..= 2^16 - 1.
+        assert!(word(R_AARCH64_MOVW_PREL_G0, MOVZ_X6, &forward(0xffff)).is_ok());
+        assert!(word(R_AARCH64_MOVW_PREL_G0, MOVZ_X6, &forward(-0x1_0000)).is_ok());
+        overflows(R_AARCH64_MOVW_PREL_G0, MOVZ_X6, &forward(0x1_0000));
+        overflows(R_AARCH64_MOVW_PREL_G0, MOVZ_X6, &forward(-0x1_0001));
+        // A MOVK keeps its opcode and takes the raw bits.
+        assert_eq!(
+            word(R_AARCH64_MOVW_PREL_G0_NC, MOVK_X6, &forward(-0x1235)),
+            Ok(0xf29d_b966)
+        );
+        overflows(R_AARCH64_MOVW_PREL_G1, MOVZ_X6, &forward(0x1_0000_0000));
+        assert!(word(R_AARCH64_MOVW_PREL_G1, MOVZ_X6, &forward(-0x1_0000_0000)).is_ok());
+        overflows(R_AARCH64_MOVW_PREL_G1, MOVZ_X6, &forward(-0x1_0000_0001));
+        assert!(word(R_AARCH64_MOVW_PREL_G1_NC, MOVK_X6, &forward(0x1_0000_0000)).is_ok());
+        overflows(
+            R_AARCH64_MOVW_PREL_G2,
+            MOVZ_X6,
+            &forward(0x1_0000_0000_0000),
+        );
+        assert!(word(
+            R_AARCH64_MOVW_PREL_G2_NC,
+            MOVK_X6,
+            &forward(0x1_0000_0000_0000)
+        )
+        .is_ok());
+        // G3 has no check and, read as 64 bits, always gives MOVZ.
+        assert_eq!(
+            word(R_AARCH64_MOVW_PREL_G3, MOVN_X6, &forward(-1)),
+            Ok(0xd29f_ffe6)
+        );
+        assert_eq!(
+            word(R_AARCH64_MOVW_SABS_G0, MOVZ_X6, &at(u64::MAX)),
+            Ok(MOVN_X6)
+        );
+        overflows(R_AARCH64_MOVW_SABS_G1, MOVZ_X6, &at(0x1_0000_0000));
+        assert!(word(R_AARCH64_MOVW_SABS_G2, MOVZ_X6, &at(0x7fff_ffff_ffff)).is_ok());
+    }
+
+    #[test]
+    fn data_words() {
+        let mut bytes = [0u8; 8];
+        let inputs = forward(-8);
+        apply(R_AARCH64_PREL64, &mut bytes, 0, &inputs).unwrap();
+        assert_eq!(i64::from_le_bytes(bytes), -8);
+        apply(R_AARCH64_ABS64, &mut bytes, 0, &at(0xffff_0000_0000_0001)).unwrap();
+        assert_eq!(u64::from_le_bytes(bytes), 0xffff_0000_0000_0001);
+        // 32 and 16 bits accept signed or unsigned readings, nothing wider.
+        assert!(apply(R_AARCH64_ABS32, &mut bytes, 0, &at(0xffff_ffff)).is_ok());
+        assert!(apply(R_AARCH64_ABS32, &mut bytes, 0, &at(u64::MAX - 0x7fff_ffff)).is_ok());
+        assert!(matches!(
+            apply(R_AARCH64_ABS32, &mut bytes, 0, &at(0x1_0000_0000)),
+            Err(RelocationProblem::Overflow { .. })
+        ));
+        assert!(apply(R_AARCH64_PREL32, &mut bytes, 0, &forward(-0x8000_0000)).is_ok());
+        assert!(apply(R_AARCH64_PREL32, &mut bytes, 0, &forward(-0x8000_0001)).is_err());
+        assert!(apply(R_AARCH64_ABS16, &mut bytes, 0, &at(0xffff)).is_ok());
+        assert!(apply(R_AARCH64_ABS16, &mut bytes, 0, &at(0x1_0000)).is_err());
+        assert!(apply(R_AARCH64_PREL16, &mut bytes, 0, &forward(-0x8000)).is_ok());
+        assert!(apply(R_AARCH64_PREL16, &mut bytes, 0, &forward(-0x8001)).is_err());
+        let gotrel = FixupInputs {
+            got: 0x1000,
+            ..at(0x1010)
+        };
+        apply(R_AARCH64_GOTREL64, &mut bytes, 0, &gotrel).unwrap();
+        assert_eq!(u64::from_le_bytes(bytes), 0x10);
+    }
+
+    #[test]
+    fn unknown_types_and_bounds() {
+        let mut bytes = [0u8; 4];
+        assert_eq!(
+            apply(1030, &mut bytes, 0, &at(0)),
+            Err(RelocationProblem::Unsupported),
+            "TLS is refused"
+        );
+        assert_eq!(
+            apply(R_AARCH64_CALL26, &mut bytes, 1, &at(P)),
+            Err(RelocationProblem::OutOfBounds)
+        );
+        assert_eq!(
+            apply(R_AARCH64_NONE, &mut bytes, 0, &at(0)),
+            Ok(Applied::Direct)
+        );
+        assert_eq!(needs(1030), None);
+        assert_eq!(name(R_AARCH64_JUMP26), Some("R_AARCH64_JUMP26"));
+        assert!(needs(R_AARCH64_CALL26).is_some_and(|needs| needs.stub));
+        assert!(needs(R_AARCH64_ADR_GOT_PAGE).is_some_and(|needs| needs.got_slot));
+    }
+}

@@ -4,8 +4,9 @@ use std::io;
 
 use modload::{MemoryProtection, Permissions, ProtectionError, Region, RegionError, VirtAddr};
 
-/// Page permissions through `mprotect`. x86-64 keeps instruction fetch coherent
-/// with stores, so instruction-cache maintenance is a no-op there.
+/// Page permissions through `mprotect`, and instruction-cache maintenance
+/// through [`crate::cache`] (a no-op on x86-64, which keeps instruction fetch
+/// coherent with stores).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HostProtection;
 
@@ -45,11 +46,32 @@ impl MemoryProtection for HostProtection {
         }
     }
 
-    fn sync_instruction_cache(&self, _start: VirtAddr, _len: u64) {
-        // x86-64 snoops stores into the instruction stream; nothing to do.
-        // On an AArch64 host this would need `dc cvau`/`ic ivau`; the kernel
-        // backends do that, and this host backend is built for x86-64 only.
+    fn sync_instruction_cache(&self, start: VirtAddr, len: u64) {
+        // x86-64 snoops stores into the instruction stream: nothing to do.
+        // Elsewhere only ranges this process has mapped can be maintained; code
+        // linked for another address is synced by whoever copies it there.
+        if cfg!(target_arch = "x86_64") || !is_mapped(start, len) {
+            return;
+        }
+        // SAFETY: the range is mapped in this process (checked just above).
+        unsafe { crate::cache::sync_instruction_cache(start.as_u64(), len) };
     }
+}
+
+/// Whether every page of `[start, start + len)` is mapped in this process.
+/// `msync` with no flags fails with `ENOMEM` on an unmapped page and does
+/// nothing else.
+fn is_mapped(start: VirtAddr, len: u64) -> bool {
+    let page = start.as_u64() & !0xfff;
+    let (Ok(address), Ok(len)) = (
+        usize::try_from(page),
+        usize::try_from(len.saturating_add(start.as_u64() - page)),
+    ) else {
+        return false;
+    };
+    // SAFETY: msync without MS_SYNC/MS_INVALIDATE only checks the range; an
+    // unmapped range is an error return, not undefined behaviour.
+    unsafe { libc::msync(address as *mut libc::c_void, len, libc::MS_ASYNC) == 0 }
 }
 
 /// The protection backend as a `'static` reference, as loaders want it.

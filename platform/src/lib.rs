@@ -5,6 +5,8 @@
 //!   `ic ivau` and barriers; nothing on x86-64).
 //! - `host` (feature `host`): Linux user space, through `mmap`/`mprotect`. Host
 //!   tests use it to run loaded code for real, with real W^X.
+//! - `x86_64` (feature `x86_64`): a kernel's 4 KiB page tables through the
+//!   `x86_64` crate, `NO_EXECUTE` and `WRITABLE` per page.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -14,5 +16,9 @@
 )]
 
 pub mod cache;
+#[cfg(feature = "aarch64")]
+pub mod aarch64;
 #[cfg(feature = "host")]
 pub mod host;
+#[cfg(feature = "x86_64")]
+pub mod x86_64;

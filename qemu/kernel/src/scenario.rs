@@ -1,0 +1,358 @@
+//! The scenario both kernels run, reported line by line:
+//! `STEP n PASS name` or `STEP n FAIL name: why`, then `SCENARIO PASS|FAIL`.
+//! The runner on the host fails the run on any failed or missing step.
+
+use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::Ordering;
+
+use modload::{
+    ErrorKind, LoadError, Loader, Module, Namespace, Object, Region, RegionUsage,
+    RelocationProblem, Segment, UnloadError, VirtAddr,
+};
+
+use crate::arch::{self, Access};
+use crate::exports::{ALLOCATED, COUNTER, FINI_NOTES, PRINTS};
+
+/// The architecture's name, as the runner expects it.
+#[cfg(target_arch = "x86_64")]
+pub const ARCH: &str = "x86_64";
+/// The architecture's name, as the runner expects it.
+#[cfg(target_arch = "aarch64")]
+pub const ARCH: &str = "aarch64";
+
+/// Module memory near the kernel (direct calls reach it).
+static NEAR: Region = Region::new();
+/// Module memory beyond direct reach of the kernel, where there is one
+/// (AArch64: more than 128 MiB away, so calls into the kernel use veneers).
+static FAR: Region = Region::new();
+/// Every module and the kernel's exports: outlives every loader.
+static NAMESPACE: Namespace = Namespace::new();
+
+type Step = Result<String, String>;
+
+/// Runs every step, even after a failure, so the report shows them all.
+pub fn run() -> bool {
+    let mut passed = true;
+    let mut report = |number: u32, name: &str, outcome: Step| {
+        match outcome {
+            Ok(detail) => println!("STEP {number} PASS {name}: {detail}"),
+            Err(why) => {
+                passed = false;
+                println!("STEP {number} FAIL {name}: {why}");
+            }
+        }
+    };
+    let mut state = match setup() {
+        Ok(state) => state,
+        Err(why) => {
+            println!("SETUP FAIL: {why}");
+            println!("SCENARIO FAIL");
+            return false;
+        }
+    };
+    report(1, "load A and call it", step1(&mut state));
+    report(2, "load B and C against A", step2(&mut state));
+    report(3, "modules outlive the loader", step3(&state));
+    report(4, "W^X faults", step4(&state));
+    report(5, "relocate for an alias address", step5(&mut state));
+    report(6, "errors leave no trace", step6(&state));
+    report(7, "unload in dependency order", step7(&mut state));
+    report(8, "200 loads and unloads", step8(&state));
+    println!("SCENARIO {}", if passed { "PASS" } else { "FAIL" });
+    passed
+}
+
+struct State {
+    near_baseline: RegionUsage,
+    far_baseline: Option<RegionUsage>,
+    a: Option<Module<'static>>,
+    b: Option<Module<'static>>,
+    c: Option<Module<'static>>,
+    d: Option<Module<'static>>,
+    d_alias: Option<(u64, u64)>,
+}
+
+fn setup() -> Result<State, String> {
+    let (near, far) = arch::module_regions();
+    // SAFETY: the linker script reserves these ranges for modules alone, the
+    // architecture layer maps them read-write, and each is handed to one region once.
+    unsafe { NEAR.init(near.start as *mut u8, (near.end - near.start) as usize) }
+        .map_err(|error| format!("near region: {error:?}"))?;
+    let far_baseline = if far.is_empty() {
+        None
+    } else {
+        // SAFETY: as above, for the far reservation.
+        unsafe { FAR.init(far.start as *mut u8, (far.end - far.start) as usize) }
+            .map_err(|error| format!("far region: {error:?}"))?;
+        Some(FAR.usage())
+    };
+    let count = crate::exports::publish(&NAMESPACE)?;
+    println!(
+        "kernel: {count} exports; near region {:#x}..{:#x}; far region {:#x}..{:#x}",
+        near.start, near.end, far.start, far.end
+    );
+    Ok(State {
+        near_baseline: NEAR.usage(),
+        far_baseline,
+        a: None,
+        b: None,
+        c: None,
+        d: None,
+        d_alias: None,
+    })
+}
+
+fn near_loader() -> Loader<'static> {
+    Loader::new(&NAMESPACE, &NEAR, arch::protection())
+}
+
+/// The far loader where there is a far region, else the near one.
+fn far_loader(state: &State) -> Loader<'static> {
+    match state.far_baseline {
+        Some(_) => Loader::new(&NAMESPACE, &FAR, arch::protection()),
+        None => near_loader(),
+    }
+}
+
+fn module_bytes(name: &str) -> Result<&'static [u8], String> {
+    crate::archive::member(name).ok_or_else(|| format!("{name} is not in the module archive"))
+}
+
+fn load(loader: Loader<'static>, name: &str) -> Result<Module<'static>, String> {
+    let bytes = module_bytes(name)?;
+    // SAFETY: the archive's modules are built for this kernel and its exports.
+    unsafe { loader.load(name, bytes) }.map_err(|error| format!("{error}"))
+}
+
+/// A module's function, typed.
+fn function<F: Copy>(module: &Option<Module<'static>>, name: &str) -> Result<F, String> {
+    let module = module.as_ref().ok_or("module not loaded")?;
+    // SAFETY: each call site names the signature the module's source declares.
+    unsafe { module.get::<F>(name) }.ok_or_else(|| format!("no symbol {name}"))
+}
+
+fn symbol(module: &Option<Module<'static>>, name: &str) -> Result<u64, String> {
+    let module = module.as_ref().ok_or("module not loaded")?;
+    module
+        .symbol(name)
+        .map(VirtAddr::as_u64)
+        .ok_or_else(|| format!("no symbol {name}"))
+}
+
+fn expect<T: PartialEq + core::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {got:?}, want {want:?}"))
+    }
+}
+
+type Void = extern "C" fn();
+type Int = extern "C" fn() -> i32;
+type Long = extern "C" fn() -> i64;
+type Unary = extern "C" fn(u64) -> u64;
+
+fn step1(state: &mut State) -> Step {
+    state.a = Some(load(near_loader(), "a.o")?);
+    let prints = PRINTS.load(Ordering::Relaxed);
+    function::<Void>(&state.a, "a_hello")?();
+    expect("lines printed by A", PRINTS.load(Ordering::Relaxed), prints + 1)?;
+    expect("a_value (its constructor ran)", function::<Int>(&state.a, "a_value")?(), 42)?;
+    Ok(format!("A at {:#x}", symbol(&state.a, "a_value")?))
+}
+
+fn step2(state: &mut State) -> Step {
+    // B goes through the staged API so its plan and veneer use can be shown.
+    let loader = far_loader(state);
+    let object = Object::parse("b.o", module_bytes("b.o")?).map_err(|error| format!("{error}"))?;
+    let planned = loader.plan(object).map_err(|error| format!("{error}"))?;
+    let planned_stubs = planned.plan().stub_slots();
+    let relocated = planned
+        .allocate()
+        .and_then(|placed| placed.relocate())
+        .map_err(|error| format!("{error}"))?;
+    let used = relocated.report().stubs_used;
+    let finalized = relocated.finalize().map_err(|error| format!("{error}"))?;
+    // SAFETY: built for this kernel; it runs where it was loaded.
+    state.b = Some(unsafe { finalized.start() }.map_err(|error| format!("{error}"))?);
+    let counter = COUNTER.load(Ordering::Relaxed);
+    expect("b_compute (A's value * 2 + 1)", function::<Long>(&state.b, "b_compute")?(), 85)?;
+    expect("kernel counter bumped by B", COUNTER.load(Ordering::Relaxed), counter + 1)?;
+    if state.far_baseline.is_some() && used == 0 {
+        return Err("B sits beyond direct reach but used no veneer".into());
+    }
+    if used > planned_stubs {
+        return Err(format!("{used} stubs used, only {planned_stubs} planned"));
+    }
+    state.c = Some(load(near_loader(), "c.o")?);
+    expect("c_run (A's function through C's pointer)", function::<Int>(&state.c, "c_run")?(), 42)?;
+    expect("A's data after C wrote it", function::<Int>(&state.a, "a_get_data")?(), 99)?;
+    Ok(format!(
+        "B at {:#x} ({used} of {planned_stubs} stubs/veneers used), C at {:#x}",
+        symbol(&state.b, "b_compute")?,
+        symbol(&state.c, "c_run")?
+    ))
+}
+
+fn step3(state: &State) -> Step {
+    // Every loader above was a temporary and is gone; only the static region
+    // and namespace remain, and the modules with them.
+    expect("a_value", function::<Int>(&state.a, "a_value")?(), 42)?;
+    expect("b_compute", function::<Long>(&state.b, "b_compute")?(), 85)?;
+    expect("c_run", function::<Int>(&state.c, "c_run")?(), 42)?;
+    expect("modules in the namespace", NAMESPACE.modules().len(), 3)?;
+    Ok("A, B and C answer as before with no loader alive".into())
+}
+
+fn step4(state: &State) -> Step {
+    let text = symbol(&state.a, "a_value")?;
+    let data = symbol(&state.a, "a_data")?;
+    let rodata = symbol(&state.a, "a_rodata")?;
+    let cases = [
+        ("write A's text", Access::Write, text),
+        ("execute A's data", Access::Execute, data),
+        ("write A's rodata", Access::Write, rodata),
+    ];
+    let mut detail = String::new();
+    for (what, access, address) in cases {
+        match arch::probe(access, address) {
+            Some(fault) => {
+                detail.push_str(&format!(
+                    "{what}: {:?} fault at {:#x} (syndrome {:#x}); ",
+                    fault.access, fault.address, fault.syndrome
+                ));
+            }
+            None => return Err(format!("{what} at {address:#x} did not fault")),
+        }
+    }
+    // Reads of rodata and calls into text still work after the faults.
+    expect("read A's rodata", arch::probe(Access::Read, rodata).is_none(), true)?;
+    expect("a_value after the faults", function::<Int>(&state.a, "a_value")?(), 42)?;
+    Ok(detail)
+}
+
+fn step5(state: &mut State) -> Step {
+    let object = Object::parse("d.o", module_bytes("d.o")?).map_err(|error| format!("{error}"))?;
+    let planned = near_loader()
+        .plan(object)
+        .map_err(|error| format!("{error}"))?;
+    let plan = planned.plan().clone();
+    let window = arch::alias_window();
+    if window.end - window.start < plan.size() {
+        return Err("alias window too small".into());
+    }
+    let alias = window.start;
+    let mut placed = planned.allocate().map_err(|error| format!("{error}"))?;
+    let staging = placed.load_address().as_u64();
+    placed
+        .map_module(VirtAddr::new(alias))
+        .map_err(|error| format!("{error}"))?;
+    let finalized = placed
+        .relocate()
+        .and_then(|relocated| relocated.finalize())
+        .map_err(|error| format!("{error}"))?;
+    // The alias views the same physical pages with each segment's permissions.
+    for segment in Segment::ALL {
+        let extent = plan.segment(segment);
+        if extent.size > 0 {
+            arch::map_alias(
+                alias + extent.offset,
+                staging + extent.offset,
+                extent.size,
+                segment.permissions(),
+            )
+            .map_err(|why| format!("map alias: {why}"))?;
+        }
+    }
+    state.d_alias = Some((alias, plan.size()));
+    // SAFETY: the code is present and executable at the alias, mapped above.
+    state.d = Some(unsafe { finalized.start() }.map_err(|error| format!("{error}"))?);
+    let compute = symbol(&state.d, "d_compute")?;
+    if !window.contains(&compute) {
+        return Err(format!("d_compute at {compute:#x} is outside the alias window"));
+    }
+    expect("d_where (its own address, taken in D)", function::<Long>(&state.d, "d_where")?() as u64, compute)?;
+    expect("d_compute(4) (constructor set 10)", function::<Unary>(&state.d, "d_compute")?(4), 42)?;
+    Ok(format!("staged at {staging:#x}, running at {alias:#x}"))
+}
+
+fn step6(state: &State) -> Step {
+    let near = NEAR.usage();
+    let far = state.far_baseline.map(|_| FAR.usage());
+    let modules = NAMESPACE.modules();
+    let error = load_error(near_loader(), "unresolved.o")?;
+    match &error.kind {
+        ErrorKind::Unresolved { names } if names.iter().any(|name| &**name == "no_such_function") => {}
+        other => return Err(format!("unresolved.o: expected Unresolved, got {other:?}")),
+    }
+    let error = load_error(far_loader(state), "overflow.o")?;
+    let problem = match &error.kind {
+        ErrorKind::Relocation(failure) => failure.problem,
+        other => return Err(format!("overflow.o: expected a relocation error, got {other:?}")),
+    };
+    if !matches!(problem, RelocationProblem::Overflow { .. }) {
+        return Err(format!("overflow.o: expected Overflow, got {problem:?}"));
+    }
+    expect("near region usage", NEAR.usage(), near)?;
+    expect("far region usage", state.far_baseline.map(|_| FAR.usage()), far)?;
+    expect("namespace modules", NAMESPACE.modules(), modules)?;
+    Ok(format!("refused: {error}"))
+}
+
+fn load_error(loader: Loader<'static>, name: &str) -> Result<LoadError, String> {
+    let bytes = module_bytes(name)?;
+    // SAFETY: as in `load`; this module is expected to be refused.
+    match unsafe { loader.load(name, bytes) } {
+        Ok(_) => Err(format!("{name} loaded but should have been refused")),
+        Err(error) => Ok(error),
+    }
+}
+
+fn step7(state: &mut State) -> Step {
+    let a = state.a.take().ok_or("A is not loaded")?;
+    let a = match a.unload() {
+        Ok(()) => return Err("A unloaded while B and C use it".into()),
+        Err(refused) => match refused.error {
+            UnloadError::InUse { .. } => refused.module,
+            other => return Err(format!("A: expected InUse, got {other:?}")),
+        },
+    };
+    FINI_NOTES.store(0, Ordering::Relaxed);
+    for (name, module) in [("C", state.c.take()), ("B", state.b.take()), ("D", state.d.take()), ("A", Some(a))] {
+        let module = module.ok_or_else(|| format!("{name} is not loaded"))?;
+        module
+            .unload()
+            .map_err(|refused| format!("{name}: {:?}", refused.error))?;
+    }
+    if let Some((alias, size)) = state.d_alias.take() {
+        arch::unmap_alias(alias, size);
+    }
+    // A notes bit 1, B bit 2, C bit 3, D bit 4.
+    expect("destructors that ran", FINI_NOTES.load(Ordering::Relaxed), 0b1_1110)?;
+    expect("near region usage", NEAR.usage(), state.near_baseline)?;
+    if let Some(baseline) = state.far_baseline {
+        expect("far region usage", FAR.usage(), baseline)?;
+    }
+    expect("modules left", NAMESPACE.modules().len(), 0)?;
+    expect("kernel_alloc bytes outstanding", ALLOCATED.load(Ordering::Relaxed), 0)?;
+    Ok("A refused while in use; C, B, D, A unloaded; fini ran; regions back to boot usage".into())
+}
+
+fn step8(state: &State) -> Step {
+    let before = (NEAR.usage(), state.far_baseline.map(|_| FAR.usage()));
+    for round in 0..200u64 {
+        let loader = if round % 2 == 0 { near_loader() } else { far_loader(state) };
+        let module = Some(load(loader, "stress.o")?);
+        let value = function::<Unary>(&module, "stress_value")?(round);
+        expect("stress_value", value, round + 1)?;
+        if let Some(module) = module {
+            module
+                .unload()
+                .map_err(|refused| format!("round {round}: {:?}", refused.error))?;
+        }
+    }
+    let after = (NEAR.usage(), state.far_baseline.map(|_| FAR.usage()));
+    expect("region usage after 200 rounds", after, before)?;
+    Ok("usage unchanged".into())
+}

@@ -252,7 +252,7 @@ int main(void) {
 "#,
         &["-fno-pic", "-mcmodel=small"],
     );
-    let relocations = readelf_counts(&object);
+    let relocations = readelf_counts(&object, "R_X86_64_");
     assert!(
         relocations.contains_key("R_X86_64_32") || relocations.contains_key("R_X86_64_32S"),
         "expected 32-bit absolute relocations: {relocations:?}"
@@ -297,7 +297,7 @@ fn plan_prints_a_table() {
     for row in ["code", "writable", "r-x", "rw-", "got slots", "stub slots"] {
         assert!(text.contains(row), "no {row}:\n{text}");
     }
-    let readelf = readelf_counts(&object);
+    let readelf = readelf_counts(&object, "R_X86_64_");
     let total: u64 = readelf.values().sum();
     for (kind, count) in &readelf {
         let row = text
@@ -361,7 +361,7 @@ fn plan_json_matches_readelf() {
             .iter()
             .map(|(kind, count)| (kind.clone(), count.num().expect("a count")))
             .collect();
-        let readelf = readelf_counts(&object);
+        let readelf = readelf_counts(&object, "R_X86_64_");
         assert_eq!(planned, readelf, "{name}");
         assert_eq!(
             json.get("relocation_total").and_then(json::Value::num),
@@ -371,7 +371,7 @@ fn plan_json_matches_readelf() {
 }
 
 /// Relocations per type, as `readelf -r` lists them.
-fn readelf_counts(object: &Path) -> BTreeMap<String, u64> {
+fn readelf_counts(object: &Path, prefix: &str) -> BTreeMap<String, u64> {
     let output = Command::new("readelf")
         .args(["-rW", path(object)])
         .output()
@@ -382,12 +382,73 @@ fn readelf_counts(object: &Path) -> BTreeMap<String, u64> {
         if let Some(kind) = line
             .split_whitespace()
             .nth(2)
-            .filter(|kind| kind.starts_with("R_X86_64_"))
+            .filter(|kind| kind.starts_with(prefix))
         {
             *counts.entry(kind.to_owned()).or_insert(0) += 1;
         }
     }
     counts
+}
+
+const AARCH64_MODULE: &str = "
+extern int ext_one(int);
+extern int ext_two(int);
+extern int shared;
+static const char table[] = \"abcdefgh\";
+int counter = 3;
+int entry(int x) { return ext_one(x) + ext_two(table[x & 7]) + ext_one(counter) + shared; }
+";
+
+/// AArch64 objects plan on this x86-64 host, with counts matching readelf and
+/// one veneer per distinct external call target.
+#[test]
+fn plans_aarch64_objects() {
+    let dir = workdir("plan-aarch64");
+    let c = dir.join("a64.c");
+    std::fs::write(&c, AARCH64_MODULE).unwrap();
+    for (name, flags) in [("small", &["-fno-pic"][..]), ("pic", &["-fPIC"][..])] {
+        let object = dir.join(format!("{name}.o"));
+        let status = Command::new("clang-22")
+            .args([
+                "--target=aarch64-none-elf",
+                "-c",
+                "-O2",
+                "-fno-asynchronous-unwind-tables",
+            ])
+            .args(flags)
+            .arg(&c)
+            .arg("-o")
+            .arg(&object)
+            .status()
+            .expect("clang-22 must be installed (scripts/install-deps.sh cross)");
+        assert!(status.success());
+        let output = modload(&["plan", "--json", path(&object)]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        let json = json::parse(&text).unwrap_or_else(|error| panic!("{error}: {text}"));
+        assert_eq!(
+            json.get("machine").and_then(json::Value::str),
+            Some("aarch64")
+        );
+        let Some(json::Value::Object(relocations)) = json.get("relocations") else {
+            panic!("no relocations object in {text}");
+        };
+        let planned: BTreeMap<String, u64> = relocations
+            .iter()
+            .map(|(kind, count)| (kind.clone(), count.num().expect("a count")))
+            .collect();
+        assert_eq!(planned, readelf_counts(&object, "R_AARCH64_"), "{name}");
+        assert_eq!(
+            json.get("stub_slots").and_then(json::Value::num),
+            Some(2),
+            "{name}: ext_one and ext_two"
+        );
+        let got = json.get("got_slots").and_then(json::Value::num);
+        // PIC reaches the two global variables, `shared` and `counter`, through
+        // the GOT (default visibility makes even `counter` preemptible).
+        let expected_got = if name == "pic" { 2 } else { 0 };
+        assert_eq!(got, Some(expected_got), "{name}: {text}");
+    }
 }
 
 #[test]

@@ -5,6 +5,9 @@
 //!   `ic ivau` and barriers; nothing on x86-64).
 //! - `host` (feature `host`): Linux user space, through `mmap`/`mprotect`. Host
 //!   tests use it to run loaded code for real, with real W^X.
+//! - `aarch64` (feature `aarch64`): a kernel's EL1 page tables (4 KiB pages,
+//!   39-bit VA) through `aarch64-cpu`, `AP`/`PXN`/`UXN` per page, TLB
+//!   invalidation by page, icache maintenance only where mapped.
 //! - `x86_64` (feature `x86_64`): a kernel's 4 KiB page tables through the
 //!   `x86_64` crate, `NO_EXECUTE` and `WRITABLE` per page.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -15,9 +18,9 @@
     clippy::missing_safety_doc
 )]
 
-pub mod cache;
 #[cfg(feature = "aarch64")]
 pub mod aarch64;
+pub mod cache;
 #[cfg(feature = "host")]
 pub mod host;
 #[cfg(feature = "x86_64")]

@@ -578,6 +578,8 @@ fn assign_slots(
         counts: Vec::new(),
     };
     let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
+    // Found in ascending order: collected into the set in one bulk build.
+    let mut relaxed_in_order = Vec::new();
     let e_machine = object.machine.e_machine();
     for (list_index, relocations) in object.relocations.iter().enumerate() {
         if !loaded.get(relocations.target).copied().unwrap_or(false) {
@@ -610,12 +612,16 @@ fn assign_slots(
                 .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
             *counts.entry(entry.r_type).or_insert(0) += 1;
             let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
+            // Only the plain `mov sym@GOTPCREL(%rip)` (addend -4) loads the
+            // slot itself; another addend reads other bytes, which `lea`
+            // cannot reproduce.
             let relaxed = needs.relaxable
                 && object.machine == Machine::X86_64
+                && entry.r_addend == Some(-4)
                 && binding.is_placed_here()
                 && x86_64::is_relaxable_load(data, offset);
             if relaxed {
-                slots.relaxed.insert((list_index, entry_index));
+                relaxed_in_order.push((list_index, entry_index));
             }
             if needs.got_slot && !relaxed {
                 claim(&mut slots.got_slot, &mut slots.got_count, entry.r_sym);
@@ -629,6 +635,7 @@ fn assign_slots(
             }
         }
     }
+    slots.relaxed = relaxed_in_order.into_iter().collect();
     slots.counts = counts
         .into_iter()
         .map(|(raw, count)| {

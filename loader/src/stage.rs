@@ -376,6 +376,7 @@ impl<'l, 'a> Placed<'l, 'a> {
         let mut stub_used = vec![false; plan.stub_slots() as usize];
         let mut applied = 0u64;
         let e_machine = object.machine.e_machine();
+        let mut relaxed = layout.relaxed.iter().peekable();
         for (list_index, relocations) in object.relocations.iter().enumerate() {
             let Some(placement) = layout.placements.get(relocations.target).copied().flatten()
             else {
@@ -403,11 +404,16 @@ impl<'l, 'a> Placed<'l, 'a> {
                         problem,
                     })))
                 };
-                let symbol = values
+                let place = section_target.wrapping_add(entry.r_offset);
+                let mut symbol = values
                     .get(entry.r_sym)
                     .copied()
                     .ok_or_else(|| fail(RelocationProblem::BadSymbol))?
                     .ok_or_else(|| fail(RelocationProblem::TargetNotLoaded))?;
+                let absent_weak = resolution.absent_weak.get(entry.r_sym) == Some(&true);
+                if absent_weak && object.machine == Machine::AArch64 {
+                    symbol = aarch64::absent_weak_symbol(entry.r_type, place);
+                }
                 let stub_slot = layout
                     .stub_slot
                     .get(&(entry.r_sym, stub_addend(object.machine, entry.r_addend)))
@@ -415,7 +421,7 @@ impl<'l, 'a> Placed<'l, 'a> {
                 let inputs = FixupInputs {
                     symbol,
                     addend: entry.r_addend.unwrap_or(0),
-                    place: section_target.wrapping_add(entry.r_offset),
+                    place,
                     got: got_base,
                     got_slot: slot_address(
                         got_base,
@@ -432,7 +438,11 @@ impl<'l, 'a> Placed<'l, 'a> {
                     .map_err(|_| fail(RelocationProblem::OutOfBounds))?;
                 let outcome = match object.machine {
                     Machine::X86_64 => {
-                        let relax = layout.relaxed.contains(&(list_index, entry_index));
+                        // `relaxed` is sorted in this loop's order: a cursor
+                        // finds each entry without searching the set.
+                        let key = (list_index, entry_index);
+                        while relaxed.next_if(|next| **next < key).is_some() {}
+                        let relax = relaxed.next_if_eq(&&key).is_some();
                         x86_64::apply(entry.r_type, section_bytes, offset, &inputs, relax)
                     }
                     Machine::AArch64 => {
@@ -507,6 +517,9 @@ impl<'l, 'a> Placed<'l, 'a> {
 struct Resolution<'l> {
     /// Per symbol index: the address of an external symbol.
     external: Vec<Option<u64>>,
+    /// Per symbol index: a weak undefined symbol that nothing defines (its
+    /// address is 0, but AArch64 relative references resolve it differently).
+    absent_weak: Vec<bool>,
     pins: Pins<'l>,
 }
 
@@ -536,21 +549,25 @@ fn resolve<'l>(
         .collect();
     let (found, pins) = loader.namespace.resolve_and_pin(&names);
     let mut external = vec![None; object.symbols.len()];
+    let mut absent_weak = vec![false; object.symbols.len()];
     let mut missing: Vec<Box<str>> = Vec::new();
     for ((index, name), found) in wanted.iter().zip(&names).zip(found) {
         let weak = object
             .symbols
             .get(*index)
             .is_some_and(|symbol| symbol.is_weak());
-        let address = found
-            .or_else(|| {
-                loader
-                    .fallback
-                    .and_then(|fallback| fallback.resolve(name))
-                    .map(VirtAddr::as_u64)
-            })
-            .or(if weak { Some(0) } else { None });
-        match address {
+        let address = found.or_else(|| {
+            loader
+                .fallback
+                .and_then(|fallback| fallback.resolve(name))
+                .map(VirtAddr::as_u64)
+        });
+        if address.is_none() && weak {
+            if let Some(flag) = absent_weak.get_mut(*index) {
+                *flag = true;
+            }
+        }
+        match address.or(if weak { Some(0) } else { None }) {
             Some(address) => {
                 if let Some(slot) = external.get_mut(*index) {
                     *slot = Some(address);
@@ -564,7 +581,11 @@ fn resolve<'l>(
         missing.dedup();
         return Err(object.error(ErrorKind::Unresolved { names: missing }));
     }
-    Ok(Resolution { external, pins })
+    Ok(Resolution {
+        external,
+        absent_weak,
+        pins,
+    })
 }
 
 /// S for every symbol, or `None` where it has no address (discarded).

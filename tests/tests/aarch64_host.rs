@@ -412,3 +412,47 @@ fn plans_count_aarch64_relocations_by_type() {
         Some("R_AARCH64_CALL26")
     );
 }
+
+#[test]
+fn absent_weak_symbols_follow_aaelf64() {
+    // Nothing defines `maybe`: a branch to it falls through to the next
+    // instruction, and a PC-relative reference resolves to the place (S = P),
+    // while an absolute one reads 0.
+    let env = Env::new(&[]);
+    let source = "
+        .weak maybe
+        .text
+        .globl entry
+    entry:
+        bl maybe
+        cbz x0, maybe
+        adr x1, maybe
+        adrp x2, maybe
+        ret
+        .data
+        .p2align 3
+    words:
+        .quad maybe
+        .word maybe - .
+    ";
+    let linked = env.link("weak", &assemble("weak", source), None).unwrap();
+    let text = linked.piece(".text").target.as_u64();
+    assert_eq!(
+        linked.branch_destination(0),
+        (text + 4, false),
+        "bl falls through"
+    );
+    let (cbz, place) = linked.word(".text", 4);
+    let imm19 = i64::from(((cbz >> 5) & 0x7_ffff) << 13) as i32 >> 13;
+    assert_eq!(place.wrapping_add_signed(i64::from(imm19) * 4), place + 4);
+    let (adr, place) = linked.word(".text", 8);
+    let low = (adr >> 29) & 3;
+    let high = (adr >> 5) & 0x7_ffff;
+    assert_eq!((high << 2) | low, 0, "adr x1, . ({place:#x})");
+    let (adrp, place) = linked.word(".text", 12);
+    assert_eq!(adrp_page(adrp, place), place & !0xfff);
+    let data = linked.piece(".data").target.as_u64();
+    assert_eq!(linked.quad_at(data), 0, "an absolute reference is 0");
+    assert_eq!(linked.quad_at(data + 8) as u32, 0, "maybe - . with S = P");
+    assert_eq!(linked.finalized.report().stubs_used, 0);
+}

@@ -210,6 +210,28 @@ pub fn needs(r_type: u32) -> Option<Needs> {
     })
 }
 
+/// The address to use as S for an undefined weak symbol that nothing defines.
+/// AAELF64 (§5.7.10) makes a branch to it fall through to the next instruction
+/// and a PC-relative reference resolve to the place itself (S - P + A = A), so
+/// code that tests the symbol never jumps or points to address 0 by accident.
+/// Absolute and GOT references use 0.
+pub fn absent_weak_symbol(r_type: u32, place: u64) -> u64 {
+    match r_type {
+        R_AARCH64_CALL26 | R_AARCH64_JUMP26 | R_AARCH64_CONDBR19 | R_AARCH64_TSTBR14 => {
+            place.wrapping_add(4)
+        }
+        R_AARCH64_PREL64
+        | R_AARCH64_PREL32
+        | R_AARCH64_PREL16
+        | R_AARCH64_LD_PREL_LO19
+        | R_AARCH64_ADR_PREL_LO21
+        | R_AARCH64_ADR_PREL_PG_HI21
+        | R_AARCH64_ADR_PREL_PG_HI21_NC
+        | R_AARCH64_MOVW_PREL_G0..=R_AARCH64_MOVW_PREL_G3 => place,
+        _ => 0,
+    }
+}
+
 /// The 4 KiB page holding `address`, as ADRP computes it.
 pub const fn page(address: i128) -> i128 {
     address & !0xfff

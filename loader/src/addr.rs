@@ -97,15 +97,17 @@ impl Alignment {
 
     /// The smallest multiple of this alignment at or above `value`.
     pub const fn align_up(self, value: u64) -> Option<u64> {
-        match value.checked_add(self.0 - 1) {
-            Some(bumped) => Some(bumped & !(self.0 - 1)),
+        // `self.0` is a power of two, so at least 1: `mask` cannot wrap.
+        let mask = self.0.wrapping_sub(1);
+        match value.checked_add(mask) {
+            Some(bumped) => Some(bumped & !mask),
             None => None,
         }
     }
 
     /// Whether `value` is a multiple of this alignment.
     pub const fn is_aligned(self, value: u64) -> bool {
-        value & (self.0 - 1) == 0
+        value & self.0.wrapping_sub(1) == 0
     }
 
     /// The larger of two alignments.

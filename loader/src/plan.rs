@@ -368,7 +368,7 @@ pub(crate) fn plan<'a>(
     let stubs = builder
         .place(
             SectionKind::Stubs,
-            u64::from(slots.stub_count) * stub_size,
+            u64::from(slots.stub_count).saturating_mul(stub_size),
             Alignment::new(stub_align).unwrap_or(Alignment::BYTE),
         )
         .ok_or_else(|| too_large(&builder))?;
@@ -377,7 +377,7 @@ pub(crate) fn plan<'a>(
     let got = builder
         .place(
             SectionKind::Got,
-            u64::from(slots.got_count) * got_slot_size,
+            u64::from(slots.got_count).saturating_mul(got_slot_size),
             Alignment::new(got_slot_size).unwrap_or(Alignment::BYTE),
         )
         .ok_or_else(|| too_large(&builder))?;
@@ -610,7 +610,8 @@ fn assign_slots(
             let binding = *bindings
                 .get(entry.r_sym)
                 .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
-            *counts.entry(entry.r_type).or_insert(0) += 1;
+            let count = counts.entry(entry.r_type).or_insert(0);
+            *count = count.saturating_add(1);
             let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
             // Only the plain `mov sym@GOTPCREL(%rip)` (addend -4) loads the
             // slot itself; another addend reads other bytes, which `lea`
@@ -630,7 +631,7 @@ fn assign_slots(
                 let key = (entry.r_sym, stub_addend(object.machine, entry.r_addend));
                 if !slots.stub_slot.contains_key(&key) {
                     slots.stub_slot.insert(key, slots.stub_count);
-                    slots.stub_count += 1;
+                    slots.stub_count = slots.stub_count.saturating_add(1);
                 }
             }
         }
@@ -676,7 +677,7 @@ pub(crate) fn stub_addend(machine: Machine, addend: Option<i64>) -> i64 {
 fn claim(slots: &mut [Option<u32>], count: &mut u32, symbol: usize) {
     if let Some(slot @ None) = slots.get_mut(symbol) {
         *slot = Some(*count);
-        *count += 1;
+        *count = count.saturating_add(1);
     }
 }
 
@@ -706,7 +707,7 @@ impl Builder {
         {
             match Alignment::PAGE.align_up(extent.offset.saturating_add(extent.size)) {
                 Some(end) => {
-                    extent.size = end - extent.offset;
+                    extent.size = end.saturating_sub(extent.offset);
                     self.cursor = end;
                 }
                 None => self.overflowed = true,
@@ -743,7 +744,7 @@ impl Builder {
         let end = offset.checked_add(size)?;
         self.cursor = end;
         if let Some(extent) = segment_extent {
-            extent.size = end - extent.offset;
+            extent.size = end.saturating_sub(extent.offset);
             extent.align = extent.align.max(align);
             self.align = Some(self.align.unwrap_or(Alignment::PAGE).max(extent.align));
         }
@@ -753,7 +754,7 @@ impl Builder {
             size: 0,
             align: Alignment::BYTE,
         });
-        extent.size = end - extent.offset;
+        extent.size = end.saturating_sub(extent.offset);
         extent.align = extent.align.max(align);
         Some(Placement { kind, offset, size })
     }

@@ -184,11 +184,14 @@ impl<'l, 'a> Planned<'l, 'a> {
             sections: layout
                 .placements
                 .iter()
-                .map(|placement| placement.map_or(0, |placement| base + placement.offset))
+                .map(|placement| {
+                    placement.map_or(0, |placement| base.wrapping_add(placement.offset))
+                })
                 .collect(),
-            got: base + layout.got.offset,
-            stubs: base + layout.stubs.offset,
-            common: base + layout.common.offset,
+            // Offsets lie inside the reservation, so these never wrap.
+            got: base.wrapping_add(layout.got.offset),
+            stubs: base.wrapping_add(layout.stubs.offset),
+            common: base.wrapping_add(layout.common.offset),
         };
         Ok(Placed {
             loader,
@@ -363,7 +366,7 @@ impl<'l, 'a> Placed<'l, 'a> {
         let got_base = targets.got;
         let stub_base = targets.stubs;
         let slot_address = |base: u64, size: u64, slot: Option<u32>| {
-            slot.map(|slot| base.wrapping_add(u64::from(slot) * size))
+            slot.map(|slot| base.wrapping_add(u64::from(slot).wrapping_mul(size)))
         };
         let SlotSizes {
             got_slot: got_size,
@@ -456,7 +459,7 @@ impl<'l, 'a> Placed<'l, 'a> {
                         *used = true;
                     }
                 }
-                applied += 1;
+                applied = applied.saturating_add(1);
             }
         }
 
@@ -679,7 +682,7 @@ impl Slots<'_, '_> {
                 .ok_or_else(|| discarded_target(self.object, index))?;
             let slot_bytes = self
                 .area
-                .range(u64::from(slot) * self.size, self.size)
+                .range(u64::from(slot).saturating_mul(self.size), self.size)
                 .and_then(|range| bytes.get_mut(range))
                 .ok_or_else(broken)?;
             write(slot_bytes, value.wrapping_add_signed(addend)).map_err(|_| broken())?;

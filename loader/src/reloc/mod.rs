@@ -150,12 +150,17 @@ pub(crate) fn write_field(
     value: i128,
     range: Range,
 ) -> Result<(), RelocationProblem> {
-    let bits = u32::try_from(width * 8).map_err(|_| RelocationProblem::OutOfBounds)?;
+    // Fields are 1 to 8 bytes wide; anything else is a caller's mistake.
+    let bits = match width {
+        1..=8 => (width as u32).wrapping_mul(8),
+        _ => return Err(RelocationProblem::OutOfBounds),
+    };
+    let half = 1i128.wrapping_shl(bits.wrapping_sub(1));
     let word = value as u64;
     let as_signed = i128::from(word as i64);
     let as_unsigned = i128::from(word);
-    let signed_fits = (-(1i128 << (bits - 1))..(1i128 << (bits - 1))).contains(&as_signed);
-    let unsigned_fits = as_unsigned < (1i128 << bits);
+    let signed_fits = (half.wrapping_neg()..half).contains(&as_signed);
+    let unsigned_fits = as_unsigned < half.wrapping_mul(2);
     let (fits, reported) = match range {
         Range::Signed => (signed_fits, as_signed),
         Range::Unsigned => (unsigned_fits, as_unsigned),

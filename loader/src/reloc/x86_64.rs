@@ -1,5 +1,13 @@
 //! x86-64 relocations (System V psABI, chapter 4.4).
 
+// The formulas below add and subtract the psABI's S, A, P and GOT, each a
+// 64-bit value widened to `i128`: sums and differences of four of them stay
+// below 2^67 in magnitude, so they cannot overflow, and keeping them as plain
+// `+`/`-` lets them read like the ABI's tables. Shifts, masks and group
+// numbers are derived from constants in this file. Every result is
+// range-checked before a field is written.
+#![allow(clippy::arithmetic_side_effects)]
+
 use super::{write_field, Applied, FixupInputs, Needs, Range};
 use crate::error::RelocationProblem;
 

@@ -217,6 +217,12 @@ fn step4(state: &State) -> Step {
     let mut detail = String::new();
     for (what, access, address) in cases {
         match arch::probe(access, address) {
+            Some(fault) if !is_permission_fault(fault.syndrome) => {
+                return Err(format!(
+                    "{what} at {address:#x} faulted, but not for permissions (syndrome {:#x})",
+                    fault.syndrome
+                ));
+            }
             Some(fault) => {
                 detail.push_str(&format!(
                     "{what}: {:?} fault at {:#x} (syndrome {:#x}); ",
@@ -230,6 +236,17 @@ fn step4(state: &State) -> Step {
     expect("read A's rodata", arch::probe(Access::Read, rodata).is_none(), true)?;
     expect("a_value after the faults", function::<Int>(&state.a, "a_value")?(), 42)?;
     Ok(detail)
+}
+
+/// Whether a fault came from page permissions rather than a missing mapping:
+/// the page-fault error code's P bit on x86-64, a permission fault status code
+/// (DFSC/IFSC `0b0011xx`) in ESR_EL1 on AArch64.
+fn is_permission_fault(syndrome: u64) -> bool {
+    if cfg!(target_arch = "x86_64") {
+        syndrome & 1 == 1
+    } else {
+        syndrome & 0x3c == 0x0c
+    }
 }
 
 fn step5(state: &mut State) -> Step {

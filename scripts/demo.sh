@@ -1,27 +1,10 @@
 #!/usr/bin/env bash
-# The main demo: builds a multi-file C program as separate objects and runs it
-# with `modload run`, which loads the objects one after another into one
-# namespace, resolves libc/libm from the host, and calls main.
+# The main demo: boots the QEMU test kernel, which loads modules one at a time
+# with modload under real page permissions and reports each step on its
+# console. x86_64 by default; `scripts/demo.sh --arch aarch64` for the other.
+# (scripts/host-demo.sh runs a C program through `modload run` on the host.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
-
-out=target/demo
-mkdir -p "$out"
-objects=()
-for source in tests/fixtures/prog/*.c; do
-    object="$out/$(basename "${source%.c}").o"
-    gcc -c -O2 -fPIC -o "$object" "$source"
-    objects+=("$object")
-done
-
-cargo build -q --release -p modload-cli
-echo "== modload plan ${objects[0]}"
-target/release/modload plan "${objects[0]}"
-echo "== modload run ${objects[*]} -- hello world"
-set +e
-target/release/modload run "${objects[@]}" -- hello world
-status=$?
-set -e
-echo "== main returned $status"
+scripts/install-deps.sh host cross kernel
+cargo xtask run "$@"

@@ -6,7 +6,8 @@
 # Usage: install-deps.sh [host] [cross] [kernel] [bench]   (default: all)
 #   host    gcc, g++, binutils, python3: the x86_64 host fixtures
 #   cross   clang-22, lld-22, llvm-22 tools: AArch64 fixtures and the lld oracle
-#   kernel  Debian's rustc-web/cargo-web/rust-web-src and QEMU for both arches
+#   kernel  Debian's rustc-web/cargo-web/rust-web-src (also the AArch64 Rust
+#           fixtures: core via -Zbuild-std) and QEMU for both arches
 #   bench   llvm-22-dev (llvm-sys), hyperfine
 set -euo pipefail
 

@@ -14,3 +14,5 @@ echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 echo "== cargo test"
 cargo test --workspace --all-features
+echo "== QEMU test kernels (x86_64, aarch64)"
+cargo xtask test

@@ -11,6 +11,9 @@ modload: load relocatable ELF objects (.o) into this process and run them
 Usage:
   modload run OBJECT... [OPTIONS] [-- ARGS...]
   modload plan OBJECT [--json]
+  modload link OBJECT... --at ADDRESS -o DIR [--sym NAME=ADDRESS]...
+  modload keygen -o PREFIX
+  modload sign --key SECRET_KEY OBJECT [-o OUTPUT]
   modload --help
 
 Commands:
@@ -23,9 +26,21 @@ Commands:
           Destructors and atexit handlers run at exit.
   plan    Print the exact memory layout the loader plans for OBJECT:
           kinds, segments, GOT and stub slots, relocations by type.
+  link    Link the objects in order for target addresses (any supported
+          machine; no code runs): the first at ADDRESS, each next one at
+          the first suitably aligned address after the previous. Writes
+          DIR/<index>-<name>.bin (each module's bytes) and DIR/layout.json
+          (bases, areas and exported symbols).
+
+  keygen  Make an Ed25519 key pair: PREFIX.key (secret, mode 0600) and
+          PREFIX.pub (public, also printed), each 64 hex digits.
+  sign    Append a signature trailer to OBJECT (in place, or to OUTPUT),
+          made with the secret key file SECRET_KEY.
 
 Options for run:
   --entry SYMBOL        Symbol to call instead of `main`
+  --trusted-key FILE    Require every object to be signed by a trusted key;
+                        FILE holds a public key (repeatable)
   -l NAME, -lNAME       Also resolve symbols from libNAME.so
   --lib PATH            Also resolve symbols from the shared library at PATH
   --region-size BYTES   Memory for all modules (default 64M; suffixes K, M, G;
@@ -34,6 +49,11 @@ Options for run:
 
 Options for plan:
   --json                Print the plan as one JSON object
+
+Options for link:
+  --at ADDRESS          Target address of the first module (0x for hex)
+  -o DIR, --output DIR  Directory for the module images and layout.json
+  --sym NAME=ADDRESS    Define a host symbol (repeatable)
 ";
 
 /// The default bytes of region memory for `run`.
@@ -48,6 +68,12 @@ pub enum Command {
     Run(RunArgs),
     /// Print one object's layout plan.
     Plan(PlanArgs),
+    /// Link objects for target addresses and write their images.
+    Link(crate::link::LinkArgs),
+    /// Make a key pair for signing modules.
+    Keygen(crate::sign::KeygenArgs),
+    /// Sign a module.
+    Sign(crate::sign::SignArgs),
 }
 
 /// Arguments of `modload run`.
@@ -63,6 +89,8 @@ pub struct RunArgs {
     pub region_size: usize,
     /// The words after `--`: the program's argv[1..].
     pub program_args: Vec<OsString>,
+    /// Public key files; when any is given, objects must be signed by one.
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// A shared library named on the command line.
@@ -94,8 +122,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         Some("-h" | "--help" | "help") => Ok(Command::Help),
         Some("run") => parse_run(args),
         Some("plan") => parse_plan(args),
+        Some("link") => crate::link::parse(args).map(Command::Link),
+        Some("keygen") => crate::sign::parse_keygen(args).map(Command::Keygen),
+        Some("sign") => crate::sign::parse_sign(args).map(Command::Sign),
         _ => Err(format!(
-            "unknown command `{}` (expected `run` or `plan`; see `modload --help`)",
+            "unknown command `{}` (expected `run`, `plan` or `link`; see `modload --help`)",
             command.to_string_lossy()
         )),
     }
@@ -108,6 +139,7 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String
         libraries: Vec::new(),
         region_size: DEFAULT_REGION_SIZE,
         program_args: Vec::new(),
+        trusted_keys: Vec::new(),
     };
     while let Some(arg) = args.next() {
         let Some(text) = arg.to_str() else {
@@ -121,6 +153,8 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String
         }
         if let Some(value) = option_value(text, "--entry", &mut args)? {
             run.entry = utf8(value, "--entry")?;
+        } else if let Some(value) = option_value(text, "--trusted-key", &mut args)? {
+            run.trusted_keys.push(PathBuf::from(value));
         } else if let Some(value) = option_value(text, "--lib", &mut args)? {
             run.libraries.push(Library::Path(PathBuf::from(value)));
         } else if let Some(value) = option_value(text, "--region-size", &mut args)? {
@@ -173,7 +207,7 @@ fn parse_plan(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
 }
 
 /// The value of `--name VALUE` or `--name=VALUE` if `arg` is that option.
-fn option_value(
+pub(crate) fn option_value(
     arg: &str,
     name: &str,
     rest: &mut impl Iterator<Item = OsString>,
@@ -190,7 +224,7 @@ fn required(rest: &mut impl Iterator<Item = OsString>, name: &str) -> Result<OsS
         .ok_or_else(|| format!("option {name} needs a value"))
 }
 
-fn utf8(value: OsString, option: &str) -> Result<String, String> {
+pub(crate) fn utf8(value: OsString, option: &str) -> Result<String, String> {
     value.into_string().map_err(|value| invalid(option, &value))
 }
 
@@ -198,7 +232,7 @@ fn invalid(option: &str, value: &OsStr) -> String {
     format!("invalid value `{}` for {option}", value.to_string_lossy())
 }
 
-fn unknown_option(option: &str) -> String {
+pub(crate) fn unknown_option(option: &str) -> String {
     format!("unknown option `{option}` (see `modload --help`)")
 }
 

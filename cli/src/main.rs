@@ -2,7 +2,8 @@
 //!
 //! `modload run a.o b.o -- args` loads relocatable objects into this process
 //! and calls their `main`; `modload plan x.o` prints the layout the loader
-//! plans for an object. See [`args::USAGE`].
+//! plans for an object; `modload link` links objects for target addresses
+//! and writes their images. See [`args::USAGE`].
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(
     not(test),
@@ -16,8 +17,10 @@
 
 mod args;
 mod dl;
+mod link;
 mod plan;
 mod run;
+mod sign;
 
 use std::io::Write as _;
 
@@ -68,6 +71,9 @@ fn main() {
         Ok(Command::Help) => print_usage(),
         Ok(Command::Run(run)) => run::command(&run),
         Ok(Command::Plan(plan)) => plan::command(&plan),
+        Ok(Command::Link(link)) => link::command(&link),
+        Ok(Command::Keygen(keygen)) => sign::keygen_command(&keygen),
+        Ok(Command::Sign(sign)) => sign::sign_command(&sign),
         Err(message) => Err(Failure::usage(message)),
     };
     if let Err(failure) = result {

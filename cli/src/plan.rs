@@ -69,7 +69,7 @@ const SEGMENTS: [(Segment, &str); 3] = [
     (Segment::Writable, "writable"),
 ];
 
-fn machine_name(machine: Machine) -> &'static str {
+pub(crate) fn machine_name(machine: Machine) -> &'static str {
     match machine {
         Machine::X86_64 => "x86_64",
         Machine::AArch64 => "aarch64",
@@ -215,7 +215,7 @@ fn json(name: &str, planned: &Planned) -> String {
 }
 
 /// `text` as a JSON string literal (RFC 8259 escaping).
-fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

@@ -47,6 +47,16 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    // With trusted keys, every signature is checked before any object is
+    // parsed, here to fail early; the loader checks again as it loads.
+    let trusted = crate::sign::trusted_keys(&args.trusted_keys)?;
+    if let Some(keys) = &trusted {
+        for (name, bytes) in &objects {
+            modload::signature::verify(bytes, keys).map_err(|problem| {
+                Failure::message(format!("{name}: signature refused: {problem}"))
+            })?;
+        }
+    }
     let placement = choose_placement(&objects)?;
     // Open the libraries before mapping the region, so that `mmap` puts the
     // region next to them and 32-bit PC-relative references to their data reach.
@@ -60,7 +70,10 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
         )));
     }
 
-    let loader = Loader::new(&NAMESPACE, region, &HOST_PROTECTION).with_fallback(&libraries);
+    let mut loader = Loader::new(&NAMESPACE, region, &HOST_PROTECTION).with_fallback(&libraries);
+    if let Some(keys) = &trusted {
+        loader = loader.require_signatures(keys);
+    }
     let modules = load_all(&loader, &objects)?;
 
     let entry = find_entry(&args.entry, &modules)?;

@@ -5,11 +5,14 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use goblin::elf::reloc::RelocSection;
-use goblin::elf::section_header::{SHT_GROUP, SHT_NOBITS, SHT_REL, SHT_RELA};
+use goblin::elf::section_header::{
+    SHT_GROUP, SHT_NOBITS, SHT_REL, SHT_RELA, SHT_STRTAB, SHT_SYMTAB,
+};
 use goblin::elf::Elf;
 
 use crate::addr::Alignment;
 use crate::error::{ErrorKind, LoadError, SectionProblem, SectionRef, SymbolProblem};
+use crate::limits::{Limit, Limits};
 
 /// `EM_X86_64`.
 pub const EM_X86_64: u16 = 62;
@@ -19,6 +22,12 @@ const ET_REL: u16 = 1;
 const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
 const GRP_COMDAT: u32 = 1;
+/// Bytes of an ELF64 header, section header, symbol, `Rela` and `Rel` entry.
+const EHDR_SIZE: usize = 64;
+const SHDR_SIZE: usize = 64;
+const SYM_SIZE: u64 = 24;
+const RELA_SIZE: u64 = 24;
+const REL_SIZE: u64 = 16;
 
 /// `SHN_UNDEF`.
 pub(crate) const SHN_UNDEF: u32 = 0;
@@ -129,14 +138,33 @@ pub struct Object<'a> {
     pub(crate) symbols: Vec<Symbol<'a>>,
     pub(crate) relocations: Vec<RelocationSection<'a>>,
     pub(crate) groups: Vec<Group<'a>>,
+    /// The key whose signature was checked before parsing, if one was.
+    #[cfg(feature = "signature")]
+    pub(crate) signer: Option<[u8; 32]>,
 }
 
 impl<'a> Object<'a> {
     /// Parses `bytes` as an ELF64 little-endian relocatable object. `name` names
-    /// the module in errors and in the namespace.
+    /// the module in errors and in the namespace. The default [`Limits`] apply.
     pub fn parse(name: &str, bytes: &'a [u8]) -> Result<Self, LoadError> {
+        Self::parse_with_limits(name, bytes, &Limits::DEFAULT)
+    }
+
+    /// Like [`Object::parse`], within `limits`. The object size, section,
+    /// symbol and relocation counts are checked against the headers before
+    /// any table is read, so a hostile file is refused before the parser
+    /// allocates for it.
+    pub fn parse_with_limits(
+        name: &str,
+        bytes: &'a [u8],
+        limits: &Limits,
+    ) -> Result<Self, LoadError> {
         let fail = |kind| LoadError::new(name, kind);
+        limits
+            .check(Limit::ObjectSize, bytes.len() as u64)
+            .map_err(fail)?;
         check_identity(bytes).map_err(fail)?;
+        check_counts(bytes, limits).map_err(fail)?;
         let mut elf = Elf::parse(bytes).map_err(|_| {
             fail(ErrorKind::Malformed {
                 what: "ELF headers or tables",
@@ -153,7 +181,10 @@ impl<'a> Object<'a> {
             e_machine => return Err(fail(ErrorKind::UnsupportedMachine { e_machine })),
         };
         let sections = read_sections(&elf, bytes).map_err(fail)?;
-        let symbols = read_symbols(&elf, sections.len()).map_err(fail)?;
+        check_tables(&elf, &sections).map_err(fail)?;
+        check_string_tables(&sections).map_err(fail)?;
+        check_overlaps(&elf, &sections).map_err(fail)?;
+        let symbols = read_symbols(&elf, sections.len(), limits).map_err(fail)?;
         let relocations = read_relocations(&mut elf, &sections).map_err(fail)?;
         let groups = read_groups(&sections, &symbols).map_err(fail)?;
         Ok(Self {
@@ -163,6 +194,8 @@ impl<'a> Object<'a> {
             symbols,
             relocations,
             groups,
+            #[cfg(feature = "signature")]
+            signer: None,
         })
     }
 
@@ -225,6 +258,174 @@ fn check_identity(bytes: &[u8]) -> Result<(), ErrorKind> {
     Ok(())
 }
 
+fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
+    let field = bytes.get(at..at.checked_add(2)?)?;
+    field.try_into().ok().map(u16::from_le_bytes)
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let field = bytes.get(at..at.checked_add(4)?)?;
+    field.try_into().ok().map(u32::from_le_bytes)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    let field = bytes.get(at..at.checked_add(8)?)?;
+    field.try_into().ok().map(u64::from_le_bytes)
+}
+
+/// Where the section header table is and how many entries it has, from the
+/// raw ELF header (`e_shnum == 0` means the count is in section 0's `sh_size`).
+/// `None` when the header cannot say: goblin then reports the damage.
+fn section_table(bytes: &[u8]) -> Option<(usize, u64)> {
+    let offset = usize::try_from(read_u64(bytes, 40)?).ok()?;
+    if offset == 0 {
+        return Some((0, 0));
+    }
+    let count = match read_u16(bytes, 60)? {
+        0 => read_u64(bytes, offset.checked_add(32)?)?,
+        count => u64::from(count),
+    };
+    Some((offset, count))
+}
+
+/// Checks the section, symbol and relocation counts against `limits`, from
+/// the raw headers and before goblin reads (and allocates for) any table.
+/// Walking the headers costs nothing: it stops at the first one outside the
+/// file, so it never takes more steps than the file has 64-byte blocks.
+fn check_counts(bytes: &[u8], limits: &Limits) -> Result<(), ErrorKind> {
+    let Some((offset, count)) = section_table(bytes) else {
+        return Ok(());
+    };
+    limits.check(Limit::Sections, count)?;
+    let mut symbols = 0u64;
+    let mut relocations = 0u64;
+    let mut at = offset;
+    for _ in 0..count {
+        let (Some(sh_type), Some(size)) = (
+            read_u32(bytes, at.saturating_add(4)),
+            read_u64(bytes, at.saturating_add(32)),
+        ) else {
+            break;
+        };
+        match sh_type {
+            SHT_SYMTAB => symbols = symbols.saturating_add(size / SYM_SIZE),
+            SHT_RELA => relocations = relocations.saturating_add(size / RELA_SIZE),
+            SHT_REL => relocations = relocations.saturating_add(size / REL_SIZE),
+            _ => {}
+        }
+        at = at.saturating_add(SHDR_SIZE);
+    }
+    limits.check(Limit::Symbols, symbols)?;
+    limits.check(Limit::Relocations, relocations)
+}
+
+/// Table sections must have their type's entry size, and there is one symbol
+/// table. goblin reads the last symbol table by its `sh_entsize`, so either
+/// flaw would make it read other bytes as symbols than the table holds.
+fn check_tables(elf: &Elf<'_>, sections: &[Section<'_>]) -> Result<(), ErrorKind> {
+    let mut symbol_tables = 0usize;
+    for (index, header) in elf.section_headers.iter().enumerate() {
+        let entsize = match header.sh_type {
+            SHT_SYMTAB => {
+                symbol_tables = symbol_tables.saturating_add(1);
+                SYM_SIZE
+            }
+            SHT_RELA => RELA_SIZE,
+            SHT_GROUP => 4,
+            _ => continue,
+        };
+        if header.sh_entsize != entsize {
+            return Err(ErrorKind::Section {
+                section: section_ref(sections, index),
+                problem: SectionProblem::BadEntrySize {
+                    entsize: header.sh_entsize,
+                },
+            });
+        }
+    }
+    if symbol_tables > 1 {
+        return Err(ErrorKind::Malformed {
+            what: "more than one symbol table",
+        });
+    }
+    Ok(())
+}
+
+/// Every string table must end with NUL (the ELF rule): otherwise its last
+/// name runs on to the end of the table, and a name read by offset could be
+/// any bytes the author liked.
+fn check_string_tables(sections: &[Section<'_>]) -> Result<(), ErrorKind> {
+    for (index, section) in sections.iter().enumerate() {
+        let data = section.data.unwrap_or_default();
+        if section.sh_type == SHT_STRTAB && data.last().is_some_and(|last| *last != 0) {
+            return Err(ErrorKind::Section {
+                section: section_ref(sections, index),
+                problem: SectionProblem::UnterminatedStrings,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// No two sections may share bytes of the file, and none may overlap the ELF
+/// header or the section header table. Assemblers never emit such objects;
+/// one that does could make a relocation section describe itself, or one
+/// section's patches change another's contents.
+fn check_overlaps(elf: &Elf<'_>, sections: &[Section<'_>]) -> Result<(), ErrorKind> {
+    /// Marks the two header ranges among the section ranges.
+    const HEADERS: usize = usize::MAX;
+    let table_start = elf.header.e_shoff;
+    let table_end = (sections.len() as u64)
+        .checked_mul(SHDR_SIZE as u64)
+        .and_then(|len| table_start.checked_add(len))
+        .unwrap_or(u64::MAX);
+    let mut ranges: Vec<(u64, u64, usize)> = Vec::with_capacity(sections.len().saturating_add(2));
+    ranges.push((0, EHDR_SIZE as u64, HEADERS));
+    if table_start != 0 {
+        ranges.push((table_start, table_end, HEADERS));
+    }
+    for (index, header) in elf.section_headers.iter().enumerate() {
+        // NOBITS sections and empty ones occupy no bytes of the file.
+        if header.sh_type != SHT_NOBITS && header.sh_size != 0 {
+            let end = header.sh_offset.saturating_add(header.sh_size);
+            ranges.push((header.sh_offset, end, index));
+        }
+    }
+    ranges.sort_unstable();
+    // Sweep in file order, remembering the range that reaches furthest.
+    let mut furthest: Option<(u64, usize)> = None;
+    for &(start, end, index) in &ranges {
+        if let Some((reach, holder)) = furthest {
+            if start < reach {
+                let (section, other) = match (holder, index) {
+                    (HEADERS, section) | (section, HEADERS) => (section, HEADERS),
+                    (a, b) => (a.max(b), a.min(b)),
+                };
+                if section == HEADERS {
+                    // The two header ranges overlap each other: goblin read
+                    // the table regardless, so the file is simply damaged.
+                    return Err(ErrorKind::Malformed {
+                        what: "section header table overlaps the ELF header",
+                    });
+                }
+                let problem = if other == HEADERS {
+                    SectionProblem::OverlapsHeaders
+                } else {
+                    SectionProblem::Overlaps { other }
+                };
+                return Err(ErrorKind::Section {
+                    section: section_ref(sections, section),
+                    problem,
+                });
+            }
+        }
+        if furthest.is_none_or(|(reach, _)| end > reach) {
+            furthest = Some((end, index));
+        }
+    }
+    Ok(())
+}
+
 fn read_sections<'a>(elf: &Elf<'a>, bytes: &'a [u8]) -> Result<Vec<Section<'a>>, ErrorKind> {
     let mut sections = Vec::with_capacity(elf.section_headers.len());
     for header in &elf.section_headers {
@@ -270,7 +471,11 @@ fn read_sections<'a>(elf: &Elf<'a>, bytes: &'a [u8]) -> Result<Vec<Section<'a>>,
     Ok(sections)
 }
 
-fn read_symbols<'a>(elf: &Elf<'a>, section_count: usize) -> Result<Vec<Symbol<'a>>, ErrorKind> {
+fn read_symbols<'a>(
+    elf: &Elf<'a>,
+    section_count: usize,
+    limits: &Limits,
+) -> Result<Vec<Symbol<'a>>, ErrorKind> {
     let mut symbols = Vec::with_capacity(elf.syms.len());
     for (index, symbol) in elf.syms.iter().enumerate() {
         let fail = |name: &str, problem| ErrorKind::Symbol {
@@ -285,6 +490,7 @@ fn read_symbols<'a>(elf: &Elf<'a>, section_count: usize) -> Result<Vec<Symbol<'a
                 .get_at(symbol.st_name)
                 .ok_or_else(|| fail("?", SymbolProblem::BadName))?
         };
+        limits.check(Limit::SymbolNameLength, name.len() as u64)?;
         let shndx = u32::try_from(symbol.st_shndx).unwrap_or(u32::MAX);
         if shndx == SHN_XINDEX {
             return Err(fail(name, SymbolProblem::ExtendedIndex));

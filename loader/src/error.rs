@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::addr::VirtAddr;
+use crate::limits::Limit;
 use crate::plan::SectionKind;
 use crate::reloc::RelocationType;
 
@@ -135,6 +136,22 @@ pub enum ErrorKind {
         /// The section index.
         index: usize,
     },
+    /// The object breaks one of the loader's [`Limits`](crate::Limits); it is
+    /// refused before the loader allocates for it.
+    LimitExceeded {
+        /// Which bound.
+        limit: Limit,
+        /// The object's figure.
+        value: u64,
+        /// The bound.
+        max: u64,
+    },
+    /// The module's signature is missing, malformed or wrong, or its key is not
+    /// trusted. Checked before the object is parsed.
+    Signature {
+        /// Why.
+        problem: SignatureProblem,
+    },
 }
 
 /// Why a section cannot be loaded.
@@ -157,6 +174,22 @@ pub enum SectionProblem {
     BadLink,
     /// A group section is malformed.
     BadGroup,
+    /// A string table whose last byte is not NUL: its last name would run on
+    /// into whatever follows.
+    UnterminatedStrings,
+    /// Its bytes in the file overlap those of another section.
+    Overlaps {
+        /// The other section's index.
+        other: usize,
+    },
+    /// Its bytes in the file overlap the ELF header or the section header table.
+    OverlapsHeaders,
+    /// A table section (symbols, relocations, a group) whose `sh_entsize` is
+    /// not its entry size: its entries would be read at the wrong offsets.
+    BadEntrySize {
+        /// `sh_entsize`.
+        entsize: u64,
+    },
 }
 
 /// Why a symbol cannot be used.
@@ -178,6 +211,33 @@ pub enum SymbolProblem {
     },
     /// Extended section indices (`SHN_XINDEX`) are not supported.
     ExtendedIndex,
+}
+
+/// Why a module's signature was refused (see `docs/ROBUSTNESS.md` for the
+/// trailer format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureProblem {
+    /// Signatures are required and the object has no signature trailer.
+    Unsigned,
+    /// The trailer has a version this loader does not read.
+    UnsupportedVersion {
+        /// The trailer's version field.
+        version: u32,
+    },
+    /// The trailer's own length field is wrong.
+    BadTrailer,
+    /// The trailer's payload length does not match the bytes before it.
+    LengthMismatch {
+        /// The payload length the trailer records.
+        recorded: u64,
+        /// The bytes actually before the trailer.
+        actual: u64,
+    },
+    /// The signing key is not among the keys the host trusts.
+    UntrustedKey,
+    /// The signature does not match the object: it was tampered with, or
+    /// signed by another key than the one named.
+    BadSignature,
 }
 
 /// A relocation that failed, with where and why.
@@ -262,6 +322,18 @@ impl fmt::Display for SectionProblem {
             }
             SectionProblem::BadLink => f.write_str("it refers to a section that does not exist"),
             SectionProblem::BadGroup => f.write_str("the group section is malformed"),
+            SectionProblem::UnterminatedStrings => {
+                f.write_str("the string table does not end with a NUL byte")
+            }
+            SectionProblem::Overlaps { other } => {
+                write!(f, "its contents overlap those of section [{other}]")
+            }
+            SectionProblem::OverlapsHeaders => {
+                f.write_str("its contents overlap the ELF header or the section header table")
+            }
+            SectionProblem::BadEntrySize { entsize } => {
+                write!(f, "entry size {entsize} is wrong for its type")
+            }
         }
     }
 }
@@ -287,15 +359,37 @@ impl fmt::Display for SymbolProblem {
     }
 }
 
+impl fmt::Display for SignatureProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignatureProblem::Unsigned => f.write_str("the module is not signed"),
+            SignatureProblem::UnsupportedVersion { version } => {
+                write!(f, "signature trailer version {version} is not supported")
+            }
+            SignatureProblem::BadTrailer => f.write_str("the signature trailer is malformed"),
+            SignatureProblem::LengthMismatch { recorded, actual } => write!(
+                f,
+                "the signature covers {recorded} bytes but {actual} precede it"
+            ),
+            SignatureProblem::UntrustedKey => f.write_str("the signing key is not trusted"),
+            SignatureProblem::BadSignature => {
+                f.write_str("the signature does not match the module")
+            }
+        }
+    }
+}
+
 impl fmt::Display for RelocationProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RelocationProblem::Overflow { value } => {
-                write!(f, "value {value:#x} does not fit the field")
+                write!(f, "value {} does not fit the field", Signed(*value))
             }
             RelocationProblem::OutOfBounds => f.write_str("field lies outside the section"),
             RelocationProblem::Unsupported => f.write_str("unsupported relocation type"),
-            RelocationProblem::Misaligned { value } => write!(f, "value {value:#x} is misaligned"),
+            RelocationProblem::Misaligned { value } => {
+                write!(f, "value {} is misaligned", Signed(*value))
+            }
             RelocationProblem::BadSymbol => f.write_str("symbol index out of range"),
             RelocationProblem::TargetNotLoaded => f.write_str("target section is not loaded"),
             RelocationProblem::InstructionChanged => {
@@ -358,6 +452,10 @@ impl fmt::Display for ErrorKind {
                 used,
             } => write!(f, "{kind:?} used {used} bytes but the plan said {planned}"),
             ErrorKind::SectionNotLoaded { index } => write!(f, "section [{index}] is not loaded"),
+            ErrorKind::LimitExceeded { limit, value, max } => {
+                write!(f, "{limit} {value} exceeds the limit of {max}")
+            }
+            ErrorKind::Signature { problem } => write!(f, "signature refused: {problem}"),
         }
     }
 }
@@ -398,3 +496,17 @@ impl fmt::Display for UnloadError {
 }
 
 impl core::error::Error for UnloadError {}
+
+/// Hex with a sign, so a negative displacement reads `-0x10` rather than as
+/// 128-bit two's complement.
+struct Signed(i128);
+
+impl fmt::Display for Signed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 0 {
+            write!(f, "-{:#x}", self.0.unsigned_abs())
+        } else {
+            write!(f, "{:#x}", self.0)
+        }
+    }
+}

@@ -65,6 +65,7 @@ mod addr;
 mod call;
 pub mod elf;
 mod error;
+mod limits;
 mod loader;
 mod memory;
 mod module;
@@ -72,6 +73,8 @@ mod plan;
 mod protection;
 mod region;
 pub mod reloc;
+#[cfg(feature = "signature")]
+pub mod signature;
 mod stage;
 mod symbols;
 
@@ -79,8 +82,9 @@ pub use addr::{Alignment, VirtAddr};
 pub use elf::{Machine, Object};
 pub use error::{
     Definer, ErrorKind, LoadError, RelocationFailure, RelocationProblem, SectionProblem,
-    SectionRef, SymbolProblem, UnloadError,
+    SectionRef, SignatureProblem, SymbolProblem, UnloadError,
 };
+pub use limits::{Limit, Limits};
 pub use loader::{Loader, SymbolResolver};
 pub use module::{Module, Refused};
 pub use plan::{Extent, Plan, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};

@@ -3,7 +3,8 @@
 
 use crate::addr::VirtAddr;
 use crate::elf::Object;
-use crate::error::LoadError;
+use crate::error::{ErrorKind, LoadError};
+use crate::limits::{Limit, Limits};
 use crate::module::Module;
 use crate::plan;
 use crate::protection::MemoryProtection;
@@ -33,6 +34,10 @@ pub struct Loader<'l> {
     pub(crate) region: &'static Region,
     pub(crate) protection: &'static dyn MemoryProtection,
     pub(crate) fallback: Option<&'l dyn SymbolResolver>,
+    pub(crate) limits: Limits,
+    /// When set, only objects signed by one of these keys are loaded.
+    #[cfg(feature = "signature")]
+    pub(crate) trusted: Option<&'l crate::signature::TrustedKeys>,
 }
 
 impl<'l> Loader<'l> {
@@ -48,7 +53,49 @@ impl<'l> Loader<'l> {
             region,
             protection,
             fallback: None,
+            limits: Limits::DEFAULT,
+            #[cfg(feature = "signature")]
+            trusted: None,
         }
+    }
+
+    /// Loads within `limits` instead of [`Limits::DEFAULT`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits this loader enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Requires every module to carry a signature by one of `keys` (see
+    /// [`crate::signature`]). [`Loader::parse`] checks it before parsing;
+    /// [`Loader::plan`] refuses an object that was not parsed that way.
+    #[cfg(feature = "signature")]
+    pub fn require_signatures(mut self, keys: &'l crate::signature::TrustedKeys) -> Self {
+        self.trusted = Some(keys);
+        self
+    }
+
+    /// Parses `bytes` for this loader: checks the object size, then the
+    /// signature when signatures are required (before anything is parsed or
+    /// allocated), then parses within the loader's limits. A signed module's
+    /// trailer is not part of the parsed object.
+    pub fn parse<'a>(&self, name: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadError> {
+        self.limits
+            .check(Limit::ObjectSize, bytes.len() as u64)
+            .map_err(|kind| LoadError::new(name, kind))?;
+        #[cfg(feature = "signature")]
+        if let Some(keys) = self.trusted {
+            let verified = crate::signature::verify(bytes, keys)
+                .map_err(|problem| LoadError::new(name, ErrorKind::Signature { problem }))?;
+            let mut object = Object::parse_with_limits(name, verified.payload, &self.limits)?;
+            object.signer = Some(verified.signer);
+            return Ok(object);
+        }
+        Object::parse_with_limits(name, bytes, &self.limits)
     }
 
     /// Resolves names the namespace lacks through `resolver`.
@@ -68,9 +115,48 @@ impl<'l> Loader<'l> {
     }
 
     /// Plans `object` against the namespace as it is now. Nothing is allocated.
+    ///
+    /// The object is held to this loader's limits again (it may have been
+    /// parsed with others), and the plan's size to the per-module bound,
+    /// before any region memory is reserved. When signatures are required, an
+    /// object not parsed by [`Loader::parse`] with a trusted key is refused.
     pub fn plan<'a>(&self, object: Object<'a>) -> Result<Planned<'l, 'a>, LoadError> {
+        self.check_object(&object)
+            .map_err(|kind| object.error(kind))?;
         let (plan, layout) = self.namespace.view(|view| plan::plan(&object, view))?;
+        self.limits
+            .check(Limit::ModuleSize, plan.size())
+            .map_err(|kind| object.error(kind))?;
         Ok(Planned::new(*self, object, plan, layout))
+    }
+
+    fn check_object(&self, object: &Object<'_>) -> Result<(), ErrorKind> {
+        #[cfg(feature = "signature")]
+        if let Some(keys) = self.trusted {
+            let trusted = object.signer.is_some_and(|signer| keys.contains(&signer));
+            if !trusted {
+                return Err(ErrorKind::Signature {
+                    problem: crate::error::SignatureProblem::Unsigned,
+                });
+            }
+        }
+        let relocations = object
+            .relocations
+            .iter()
+            .map(|section| section.entries.len() as u64)
+            .fold(0u64, u64::saturating_add);
+        let longest_name = object
+            .symbols
+            .iter()
+            .map(|symbol| symbol.name.len() as u64)
+            .max()
+            .unwrap_or(0);
+        self.limits
+            .check(Limit::Sections, object.sections.len() as u64)?;
+        self.limits
+            .check(Limit::Symbols, object.symbols.len() as u64)?;
+        self.limits.check(Limit::Relocations, relocations)?;
+        self.limits.check(Limit::SymbolNameLength, longest_name)
     }
 
     /// Parses, plans, allocates, relocates, finalizes and starts a module in
@@ -80,7 +166,7 @@ impl<'l> Loader<'l> {
     /// Starting a module runs its constructors, and later calls run its code:
     /// the object must be code the caller trusts to run in this program.
     pub unsafe fn load(&self, name: &str, bytes: &[u8]) -> Result<Module<'l>, LoadError> {
-        let object = Object::parse(name, bytes)?;
+        let object = self.parse(name, bytes)?;
         let finalized = self.plan(object)?.allocate()?.relocate()?.finalize()?;
         // SAFETY: forwarded from this function's contract.
         unsafe { finalized.start() }

@@ -15,7 +15,7 @@ use crate::module::Module;
 use crate::plan::stub_addend;
 use crate::plan::{Binding, Layout, Placement, Plan, SectionKind, Segment};
 use crate::reloc::{
-    aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
+    aarch64, needs, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
 };
 use crate::symbols::{ModuleRecord, Pins};
 
@@ -153,22 +153,37 @@ impl<'l, 'a> Planned<'l, 'a> {
         let mut memory = ModuleMemory::new(reservation);
         let base = memory.start().as_u64();
         let bytes = memory.bytes_mut();
-        bytes.fill(0);
         let mut used = [0u64; 6];
+        let mut copied = Vec::with_capacity(layout.placements.len());
         for (index, placement) in layout.placements.iter().enumerate() {
             let (Some(placement), Some(section)) = (placement, object.sections.get(index)) else {
                 continue;
             };
             if let Some(data) = section.data {
-                let destination = usize::try_from(placement.offset)
+                let range = usize::try_from(placement.offset)
                     .ok()
-                    .and_then(|start| bytes.get_mut(start..start.checked_add(data.len())?))
+                    .and_then(|start| Some(start..start.checked_add(data.len())?));
+                let destination = range
+                    .clone()
+                    .and_then(|range| bytes.get_mut(range))
                     .ok_or_else(|| {
                         mismatch(&object, placement.kind, placement.offset, plan.size())
                     })?;
                 destination.copy_from_slice(data);
+                copied.extend(range);
             }
             add_use(&mut used, placement);
+        }
+        // Zero every byte the copies did not write (padding, bss, GOT, stubs):
+        // zeroing the whole block first would write most of it twice.
+        copied.sort_unstable_by_key(|range| range.start);
+        let mut zeroed_to = 0;
+        let end = bytes.len();
+        for range in copied.into_iter().chain(core::iter::once(end..end)) {
+            if let Some(gap) = bytes.get_mut(zeroed_to..range.start) {
+                gap.fill(0);
+            }
+            zeroed_to = zeroed_to.max(range.end);
         }
         for area in [layout.got, layout.stubs, layout.common] {
             add_use(&mut used, &area);
@@ -417,10 +432,17 @@ impl<'l, 'a> Placed<'l, 'a> {
                 if absent_weak && object.machine == Machine::AArch64 {
                     symbol = aarch64::absent_weak_symbol(entry.r_type, place);
                 }
-                let stub_slot = layout
-                    .stub_slot
-                    .get(&(entry.r_sym, stub_addend(object.machine, entry.r_addend)))
-                    .copied();
+                // Only calls can have a stub; skip the map lookup for the rest.
+                let stub_slot = if layout.stub_slot.is_empty()
+                    || !needs(object.machine, entry.r_type).is_some_and(|needs| needs.stub)
+                {
+                    None
+                } else {
+                    layout
+                        .stub_slot
+                        .get(&(entry.r_sym, stub_addend(object.machine, entry.r_addend)))
+                        .copied()
+                };
                 let inputs = FixupInputs {
                     symbol,
                     addend: entry.r_addend.unwrap_or(0),

@@ -52,6 +52,11 @@ pub(crate) struct ModuleRecord {
 struct State {
     host: BTreeMap<Box<str>, u64>,
     exports: BTreeMap<Box<str>, Export>,
+    /// Definitions that lost at publish to one already exported, by name, in
+    /// load order. When the exporting module unloads, the first strong one
+    /// (else the first weak one) takes the name, so a name stays defined for
+    /// as long as a loaded module defines it.
+    shadowed: BTreeMap<Box<str>, Vec<Export>>,
     comdats: BTreeMap<Box<str>, ModuleId>,
     modules: BTreeMap<ModuleId, ModuleRecord>,
     next_id: u64,
@@ -85,6 +90,7 @@ impl Namespace {
             state: Mutex::new(State {
                 host: BTreeMap::new(),
                 exports: BTreeMap::new(),
+                shadowed: BTreeMap::new(),
                 comdats: BTreeMap::new(),
                 modules: BTreeMap::new(),
                 next_id: 0,
@@ -193,8 +199,19 @@ impl Namespace {
         let id = ModuleId(state.next_id);
         state.next_id += 1;
         for (name, address, weak) in exports {
-            if state.host.contains_key(name) || state.exports.contains_key(name) {
-                continue; // a weak definition that lost to an earlier one
+            if state.host.contains_key(name) {
+                continue; // the host's definitions never leave
+            }
+            if state.exports.contains_key(name) {
+                // A definition that lost to an earlier one (a strong one here
+                // lost to an earlier weak one): next in line for the name.
+                let export = Export {
+                    address: *address,
+                    module: id,
+                    weak: *weak,
+                };
+                state.shadowed.entry(name.clone()).or_default().push(export);
+                continue;
             }
             state.exports.insert(
                 name.clone(),
@@ -254,8 +271,13 @@ impl Namespace {
             return Err(UnloadError::InUse { users });
         }
         let record = state.modules.remove(&id).ok_or(UnloadError::NotLoaded)?;
+        state.shadowed.retain(|_, waiting| {
+            waiting.retain(|export| export.module != id);
+            !waiting.is_empty()
+        });
         for name in &record.exported {
             state.exports.remove(name);
+            state.promote(name);
         }
         for signature in &record.comdats {
             state.comdats.remove(signature);
@@ -266,6 +288,25 @@ impl Namespace {
 }
 
 impl State {
+    /// Gives `name`, just left by its exporter, to the next module in line.
+    fn promote(&mut self, name: &str) {
+        let Some(waiting) = self.shadowed.get_mut(name) else {
+            return;
+        };
+        let next = waiting.iter().position(|export| !export.weak).unwrap_or(0);
+        if next >= waiting.len() {
+            return;
+        }
+        let export = waiting.remove(next);
+        if waiting.is_empty() {
+            self.shadowed.remove(name);
+        }
+        if let Some(record) = self.modules.get_mut(&export.module) {
+            record.exported.push(name.into());
+            self.exports.insert(name.into(), export);
+        }
+    }
+
     fn resolve(&self, name: &str) -> Option<(u64, Option<ModuleId>)> {
         if let Some(address) = self.host.get(name) {
             return Some((*address, None));
@@ -288,9 +329,19 @@ impl State {
             let existing = if self.host.contains_key(name) {
                 Definer::Host
             } else {
-                match self.exports.get(name) {
-                    Some(export) if !export.weak => self.definer(export.module),
-                    _ => return None,
+                // A strong definition waiting behind a weak one counts too.
+                let strong = self
+                    .exports
+                    .get(name)
+                    .filter(|export| !export.weak)
+                    .or_else(|| {
+                        self.shadowed
+                            .get(name)
+                            .and_then(|waiting| waiting.iter().find(|export| !export.weak))
+                    });
+                match strong {
+                    Some(export) => self.definer(export.module),
+                    None => return None,
                 }
             };
             Some(ErrorKind::DuplicateDefinition {

@@ -24,6 +24,9 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+pub mod aarch64;
+pub mod oracle;
+
 /// Flags for every C and C++ fixture, whatever the model. No unwind tables
 /// and no stack protector, so objects carry neither `.eh_frame` nor an import
 /// of `__stack_chk_fail`.
@@ -440,7 +443,7 @@ fn readelf(option: &str, object: &Path) -> String {
 
 /// Builds `<stem>-<variant>-<hash>.<ext>` in the cache unless it is there.
 /// `build` gets the path to write and a private scratch directory.
-fn build_cached(
+pub(crate) fn build_cached(
     stem: &str,
     variant: &str,
     ext: &str,
@@ -469,10 +472,10 @@ fn build_cached(
 }
 
 /// Removes its directory when dropped, also when a build panics.
-struct ScratchDir(PathBuf);
+pub(crate) struct ScratchDir(pub(crate) PathBuf);
 
 impl ScratchDir {
-    fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         fs::create_dir_all(&path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
         ScratchDir(path)
@@ -487,35 +490,35 @@ impl Drop for ScratchDir {
 
 /// FNV-1a over length-prefixed items: stable across Rust versions (unlike
 /// `DefaultHasher`), so the cache survives a toolchain update of the tests.
-struct CacheKey(u64);
+pub(crate) struct CacheKey(u64);
 
 impl CacheKey {
-    fn new(kind: &str) -> Self {
+    pub(crate) fn new(kind: &str) -> Self {
         let mut key = CacheKey(0xcbf2_9ce4_8422_2325);
         key.add(kind.as_bytes());
         key
     }
 
-    fn add(&mut self, bytes: &[u8]) {
+    pub(crate) fn add(&mut self, bytes: &[u8]) {
         for byte in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
             self.0 ^= u64::from(*byte);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
 
-    fn add_strs(&mut self, items: &[&str]) {
+    pub(crate) fn add_strs(&mut self, items: &[&str]) {
         for item in items {
             self.add(item.as_bytes());
         }
     }
 
-    fn add_source(&mut self, source: &Path) {
+    pub(crate) fn add_source(&mut self, source: &Path) {
         // The name matters too: it ends up in the object (STT_FILE).
         self.add(file_name(source).as_bytes());
         self.add(&read(source));
     }
 
-    fn add_headers_beside(&mut self, source: &Path) {
+    pub(crate) fn add_headers_beside(&mut self, source: &Path) {
         let dir = match source.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
@@ -535,7 +538,7 @@ impl CacheKey {
         }
     }
 
-    fn finish(&self) -> u64 {
+    pub(crate) fn finish(&self) -> u64 {
         self.0
     }
 }
@@ -547,7 +550,7 @@ fn file_name(path: &Path) -> String {
         .to_string()
 }
 
-fn file_stem(path: &Path) -> String {
+pub(crate) fn file_stem(path: &Path) -> String {
     path.file_stem()
         .and_then(|stem| stem.to_str())
         .unwrap_or_else(|| panic!("{} has no UTF-8 file name", path.display()))
@@ -562,7 +565,7 @@ fn rustc_program() -> String {
 }
 
 /// First line of `<tool> --version`, once per process and tool.
-fn tool_version(tool: &str) -> String {
+pub(crate) fn tool_version(tool: &str) -> String {
     static VERSIONS: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
     let versions = VERSIONS.get_or_init(|| Mutex::new(HashMap::new()));
     let mut versions = versions
@@ -579,7 +582,7 @@ fn tool_version(tool: &str) -> String {
 }
 
 /// Runs a tool and panics, showing its output, unless it succeeds.
-fn run_checked(cmd: &mut Command) -> Output {
+pub(crate) fn run_checked(cmd: &mut Command) -> Output {
     // Tool messages in English and readelf's layout as parsed above.
     cmd.env("LC_ALL", "C");
     let output = cmd

@@ -206,3 +206,153 @@ pub fn symbol_entry(bytes: &[u8], wanted: &str) -> usize {
         })
         .unwrap_or_else(|| panic!("no symbol {wanted}"))
 }
+
+// A raw view of an ELF64 object's tables, for tests that mutate them field by
+// field. It reads the bytes as they are; it trusts them (the tests only
+// mutate after reading a good object).
+
+pub fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(bytes[at..at + 2].try_into().unwrap())
+}
+
+pub fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
+}
+
+pub fn put_u16(bytes: &mut [u8], at: usize, value: u16) {
+    bytes[at..at + 2].copy_from_slice(&value.to_le_bytes());
+}
+
+pub fn put_u32(bytes: &mut [u8], at: usize, value: u32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+pub fn put_u64(bytes: &mut [u8], at: usize, value: u64) {
+    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+/// One section header, read raw. `header` is the header's file offset.
+#[derive(Clone, Debug)]
+pub struct RawSection {
+    pub index: usize,
+    pub header: usize,
+    pub name: String,
+    pub sh_type: u32,
+    pub flags: u64,
+    pub offset: u64,
+    pub size: u64,
+    pub link: u32,
+    pub info: u32,
+    pub align: u64,
+}
+
+/// Offsets of the section header fields.
+pub mod sh {
+    pub const TYPE: usize = 4;
+    pub const FLAGS: usize = 8;
+    pub const OFFSET: usize = 24;
+    pub const SIZE: usize = 32;
+    pub const INFO: usize = 44;
+    pub const ADDRALIGN: usize = 48;
+    /// Where each field starts, and the header's end.
+    pub const BOUNDARIES: [usize; 11] = [0, 4, 8, 16, 24, 32, 40, 44, 48, 56, 64];
+}
+
+/// Where each ELF header field starts, and the header's end.
+pub const EHDR_BOUNDARIES: [usize; 20] = [
+    0, 4, 5, 6, 7, 8, 16, 18, 20, 24, 32, 40, 48, 52, 54, 56, 58, 60, 62, 64,
+];
+
+pub fn raw_sections(bytes: &[u8]) -> Vec<RawSection> {
+    let count = u16_at(bytes, 60) as usize;
+    let names = u64_at(
+        bytes,
+        section_header(bytes, u16_at(bytes, 62) as usize) + 24,
+    ) as usize;
+    (0..count)
+        .map(|index| {
+            let header = section_header(bytes, index);
+            let name_at = names + u32_at(bytes, header) as usize;
+            let name_len = bytes[name_at..].iter().position(|b| *b == 0).unwrap();
+            RawSection {
+                index,
+                header,
+                name: String::from_utf8_lossy(&bytes[name_at..name_at + name_len]).into(),
+                sh_type: u32_at(bytes, header + 4),
+                flags: u64_at(bytes, header + 8),
+                offset: u64_at(bytes, header + 24),
+                size: u64_at(bytes, header + 32),
+                link: u32_at(bytes, header + 40),
+                info: u32_at(bytes, header + 44),
+                align: u64_at(bytes, header + 48),
+            }
+        })
+        .collect()
+}
+
+/// One symbol table entry, read raw. `entry` is its file offset.
+#[derive(Clone, Debug)]
+pub struct RawSymbol {
+    pub index: usize,
+    pub entry: usize,
+    pub name: String,
+    pub info: u8,
+    pub shndx: u16,
+    pub value: u64,
+    pub size: u64,
+}
+
+pub fn raw_symbols(bytes: &[u8]) -> Vec<RawSymbol> {
+    let sections = raw_sections(bytes);
+    let symtab = sections.iter().find(|s| s.sh_type == 2).unwrap();
+    let strtab = &sections[symtab.link as usize];
+    (0..symtab.size as usize / 24)
+        .map(|index| {
+            let entry = symtab.offset as usize + index * 24;
+            let name_at = strtab.offset as usize + u32_at(bytes, entry) as usize;
+            let name_len = bytes[name_at..].iter().position(|b| *b == 0).unwrap();
+            RawSymbol {
+                index,
+                entry,
+                name: String::from_utf8_lossy(&bytes[name_at..name_at + name_len]).into(),
+                info: bytes[entry + 4],
+                shndx: u16_at(bytes, entry + 6),
+                value: u64_at(bytes, entry + 8),
+                size: u64_at(bytes, entry + 16),
+            }
+        })
+        .collect()
+}
+
+/// One `Rela` entry, read raw: its file offset, the relocation section and
+/// the section it patches.
+#[derive(Clone, Debug)]
+pub struct RawRelocation {
+    pub entry: usize,
+    pub section: usize,
+    pub target: usize,
+    pub offset: u64,
+    pub symbol: u32,
+    pub r_type: u32,
+}
+
+pub fn raw_relocations(bytes: &[u8]) -> Vec<RawRelocation> {
+    raw_sections(bytes)
+        .iter()
+        .filter(|s| s.sh_type == 4)
+        .flat_map(|s| {
+            (0..s.size as usize / 24).map(move |i| {
+                let entry = s.offset as usize + i * 24;
+                let info = u64_at(bytes, entry + 8);
+                RawRelocation {
+                    entry,
+                    section: s.index,
+                    target: s.info as usize,
+                    offset: u64_at(bytes, entry),
+                    symbol: (info >> 32) as u32,
+                    r_type: info as u32,
+                }
+            })
+        })
+        .collect()
+}

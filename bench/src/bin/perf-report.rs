@@ -1,0 +1,852 @@
+//! `perf-report`: the parts of `scripts/bench.sh` that are not criterion.
+//!
+//! ```text
+//! perf-report objects                      build the objects, print "name path" lines
+//! perf-report memory OUT.json              region and heap use, measured here
+//! perf-report probe WHAT OBJECT N          N loads for callgrind (see below)
+//! perf-report write OUT.md --criterion DIR --hyperfine DIR --memory FILE
+//!                   --callgrind DIR --machine FILE --command TEXT
+//! ```
+//!
+//! `probe` runs its measured part inside `modload_bench_probe`, so
+//! `valgrind --tool=callgrind --toggle-collect=modload_bench_probe` counts
+//! exactly those instructions. `WHAT` is `load` (a whole modload load),
+//! `relocate`, `relocate_bare` (the same object with its relocation sections
+//! blanked) or `jitlink` (ORC with JITLink). One unmeasured load runs first.
+//!
+//! `write` turns the measured figures into `docs/PERFORMANCE.md`; it types no
+//! number of its own.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use modload::{Namespace, Object, SectionKind};
+use modload_bench::host;
+use modload_bench::objects::{self, BenchObject};
+use modload_bench::orc::{self, Jit, Linker};
+use serde_json::{json, Value};
+
+/// Counts live heap bytes, so the loader's heap use per module can be measured.
+struct CountingAllocator;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(size: usize) {
+    let now = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded to `System` with the caller's own arguments,
+// so the `GlobalAlloc` contract holds as it does for `System`; the counters
+// only observe sizes.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded from this function's contract.
+        let pointer = unsafe { System.alloc(layout) };
+        if !pointer.is_null() {
+            grew(layout.size());
+        }
+        pointer
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded from this function's contract.
+        let pointer = unsafe { System.alloc_zeroed(layout) };
+        if !pointer.is_null() {
+            grew(layout.size());
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded from this function's contract.
+        unsafe { System.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded from this function's contract.
+        let moved = unsafe { System.realloc(pointer, layout, new_size) };
+        if !moved.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("objects") => print_objects(),
+        Some("memory") => args
+            .get(1)
+            .ok_or_else(|| String::from("memory: OUT.json missing"))
+            .and_then(|out| memory(Path::new(out))),
+        Some("probe") => probe(&args[1..]),
+        Some("write") => write(&args[1..]),
+        _ => Err(String::from(
+            "usage: perf-report objects | memory OUT.json | probe WHAT OBJECT N | write OUT.md ...",
+        )),
+    };
+    if let Err(error) = result {
+        eprintln!("perf-report: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn build() -> Result<objects::Objects, String> {
+    objects::build_all(&objects::default_dir())
+}
+
+fn print_objects() -> Result<(), String> {
+    let objects = build()?;
+    for object in objects.comparison_set() {
+        println!("{} {}", object.name, object.path.display());
+    }
+    Ok(())
+}
+
+fn find_object<'o>(objects: &'o objects::Objects, name: &str) -> Result<&'o BenchObject, String> {
+    objects
+        .comparison_set()
+        .into_iter()
+        .find(|object| object.name == name)
+        .ok_or_else(|| format!("no object named {name}"))
+}
+
+/// The measured part of a probe: callgrind counts instructions in here only.
+#[no_mangle]
+#[inline(never)]
+pub fn modload_bench_probe(work: &mut dyn FnMut() -> Result<(), String>) -> Result<(), String> {
+    work()
+}
+
+fn probe(args: &[String]) -> Result<(), String> {
+    let [what, name, count] = args else {
+        return Err(String::from("probe WHAT OBJECT N"));
+    };
+    let count: usize = count.parse().map_err(|_| format!("bad count {count}"))?;
+    let objects = build()?;
+    let object = find_object(&objects, name)?;
+    let region = host::region()?;
+    let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
+    host::export_process_symbols(namespace, &object.imports)?;
+    let loader = host::loader(namespace, region);
+    let bare = host::without_relocations(&object.bytes)?;
+    let jit = if what == "jitlink" {
+        Some(Jit::new(Linker::JitLink)?)
+    } else {
+        None
+    };
+    let c_name = orc::c_string(&object.name);
+    for round in 0..=count {
+        let measured = round > 0;
+        let run = |work: &mut dyn FnMut() -> Result<(), String>| {
+            if measured {
+                modload_bench_probe(work)
+            } else {
+                work()
+            }
+        };
+        match what.as_str() {
+            "load" => {
+                let mut module = None;
+                run(&mut || {
+                    module = Some(host::load(&loader, &object.name, &object.bytes)?);
+                    Ok(())
+                })?;
+                module.map(host::unload).transpose()?;
+            }
+            "relocate" | "relocate_bare" => {
+                let bytes = if what == "relocate" {
+                    &object.bytes[..]
+                } else {
+                    &bare[..]
+                };
+                let parsed = Object::parse(&object.name, bytes).map_err(|e| e.to_string())?;
+                let planned = loader.plan(parsed).map_err(|e| e.to_string())?;
+                let mut placed = Some(planned.allocate().map_err(|e| e.to_string())?);
+                let mut relocated = None;
+                run(&mut || {
+                    let placed = placed.take().ok_or("placed twice")?;
+                    relocated = Some(placed.relocate().map_err(|e| e.to_string())?);
+                    Ok(())
+                })?;
+                drop(relocated);
+            }
+            "jitlink" => {
+                let jit = jit.as_ref().ok_or("no JIT")?;
+                let mut loaded = None;
+                run(&mut || {
+                    loaded = Some(jit.load(&c_name, &object.bytes, c"main")?);
+                    Ok(())
+                })?;
+                loaded.map(|loaded| jit.unload(loaded)).transpose()?;
+            }
+            other => return Err(format!("probe: unknown WHAT {other}")),
+        }
+    }
+    Ok(())
+}
+
+/// Sum of the plan's section sizes: every kind's exact extent, no padding
+/// between segments.
+fn section_sum(plan: &modload::Plan) -> u64 {
+    SectionKind::ALL
+        .iter()
+        .map(|kind| plan.kind(*kind).size)
+        .sum()
+}
+
+fn memory(out: &Path) -> Result<(), String> {
+    let objects = build()?;
+    let region = host::region()?;
+    let mut report = serde_json::Map::new();
+
+    // One module at a time: the comparison objects.
+    for object in objects.comparison_set() {
+        let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
+        host::export_process_symbols(namespace, &object.imports)?;
+        let loader = host::loader(namespace, region);
+        let parsed = Object::parse(&object.name, &object.bytes).map_err(|e| e.to_string())?;
+        let planned = loader.plan(parsed).map_err(|e| e.to_string())?;
+        let sections = section_sum(planned.plan());
+        let planned_size = planned.plan().size();
+        drop(planned);
+        let region_before = region.usage().used;
+        let heap_before = LIVE.load(Ordering::Relaxed);
+        PEAK.store(heap_before, Ordering::Relaxed);
+        let module = host::load(&loader, &object.name, &object.bytes)?;
+        let region_used = region.usage().used - region_before;
+        let heap_kept = LIVE.load(Ordering::Relaxed).saturating_sub(heap_before);
+        let heap_peak = PEAK.load(Ordering::Relaxed).saturating_sub(heap_before);
+        host::unload(module)?;
+        report.insert(
+            object.name.clone(),
+            json!({
+                "sections": sections,
+                "plan_size": planned_size,
+                "region_used": region_used,
+                "heap_kept": heap_kept,
+                "heap_peak": heap_peak,
+                "object_bytes": object.bytes.len(),
+            }),
+        );
+    }
+
+    // Many small modules: 1,000 scaling modules in one namespace.
+    let count = 1_000;
+    let namespace = Namespace::new();
+    host::export_scale_host(&namespace);
+    let loader = host::loader(&namespace, region);
+    let modules_bytes = (1..=count)
+        .map(|number| objects::scale_module(&objects.scale_template.bytes, number))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sections = 0;
+    for bytes in &modules_bytes {
+        // Planning resolves nothing, so each module plans on its own.
+        let parsed = Object::parse("scale", bytes).map_err(|e| e.to_string())?;
+        let planned = loader.plan(parsed).map_err(|e| e.to_string())?;
+        sections += section_sum(planned.plan());
+    }
+    let region_before = region.usage().used;
+    let heap_before = LIVE.load(Ordering::Relaxed);
+    let mut modules = Vec::with_capacity(count);
+    for (number, bytes) in modules_bytes.iter().enumerate() {
+        modules.push(host::load(&loader, &format!("m{:06}", number + 1), bytes)?);
+    }
+    let region_used = region.usage().used - region_before;
+    let heap_kept = LIVE.load(Ordering::Relaxed).saturating_sub(heap_before);
+    while let Some(module) = modules.pop() {
+        host::unload(module)?;
+    }
+    report.insert(
+        String::from("scale_1000"),
+        json!({
+            "modules": count,
+            "sections": sections,
+            "region_used": region_used,
+            "heap_kept": heap_kept,
+            "region_after_unload": region.usage().used - region_before,
+        }),
+    );
+    let text = serde_json::to_string_pretty(&Value::Object(report)).map_err(|e| e.to_string())?;
+    std::fs::write(out, text).map_err(|error| format!("{}: {error}", out.display()))
+}
+
+/// `--flag value` pairs after the output path.
+fn flags(args: &[String]) -> Result<(PathBuf, BTreeMap<String, String>), String> {
+    let (out, rest) = args.split_first().ok_or("write OUT.md ...")?;
+    let mut map = BTreeMap::new();
+    for pair in rest.chunks(2) {
+        match pair {
+            [flag, value] if flag.starts_with("--") => {
+                map.insert(flag.trim_start_matches("--").to_owned(), value.clone());
+            }
+            _ => return Err(format!("write: bad arguments {pair:?}")),
+        }
+    }
+    Ok((PathBuf::from(out), map))
+}
+
+/// Criterion's medians (nanoseconds) by full benchmark id.
+fn criterion_medians(dir: &Path) -> Result<BTreeMap<String, f64>, String> {
+    let mut medians = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|name| name == "new") {
+                    let read = |file: &str| -> Option<Value> {
+                        serde_json::from_str(&std::fs::read_to_string(path.join(file)).ok()?).ok()
+                    };
+                    if let (Some(benchmark), Some(estimates)) =
+                        (read("benchmark.json"), read("estimates.json"))
+                    {
+                        if let (Some(id), Some(median)) = (
+                            benchmark["full_id"].as_str(),
+                            estimates["median"]["point_estimate"].as_f64(),
+                        ) {
+                            medians.insert(id.to_owned(), median);
+                        }
+                    }
+                } else {
+                    pending.push(path);
+                }
+            }
+        }
+    }
+    Ok(medians)
+}
+
+fn read_json(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A duration in nanoseconds, in a readable unit.
+fn time(nanoseconds: f64) -> String {
+    if nanoseconds >= 1e6 {
+        format!("{:.2} ms", nanoseconds / 1e6)
+    } else if nanoseconds >= 1e3 {
+        format!("{:.1} µs", nanoseconds / 1e3)
+    } else {
+        format!("{nanoseconds:.0} ns")
+    }
+}
+
+fn bytes(count: f64) -> String {
+    if count >= 1024.0 * 1024.0 {
+        format!("{:.2} MiB", count / (1024.0 * 1024.0))
+    } else if count >= 1024.0 {
+        format!("{:.1} KiB", count / 1024.0)
+    } else {
+        format!("{count:.0} B")
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "**met**"
+    } else {
+        "**missed**"
+    }
+}
+
+/// The functions of a modload load worth a row, as callgrind names them.
+const PROFILED: [(&str, &str); 9] = [
+    (
+        "modload::elf::Object::parse_with_limits",
+        "parse (goblin and checks)",
+    ),
+    ("modload::plan::plan", "plan"),
+    ("modload::stage::Planned::allocate", "allocate and copy"),
+    ("modload::stage::Placed::relocate", "relocate (all of it)"),
+    (
+        "modload::stage::definitions",
+        "… collecting and sorting the exports",
+    ),
+    (
+        "modload::symbols::Namespace::publish",
+        "start: publish the exports",
+    ),
+    ("modload::stage::Relocated::finalize", "finalize"),
+    (
+        "__memcmp_avx2_movbe",
+        "string comparisons (BTreeMap keys, sorting)",
+    ),
+    ("malloc", "heap allocation (malloc)"),
+];
+
+/// Inclusive instruction counts of [`PROFILED`] functions from
+/// `callgrind_annotate --inclusive=yes`, per load.
+fn profile_table(details: &mut String, path: &Path, callgrind: &Value) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let per_load = callgrind["load"]["instructions"].as_f64().unwrap_or(0.0);
+    let total: f64 = text
+        .lines()
+        .find(|line| line.contains("PROGRAM TOTALS"))
+        .and_then(|line| line.split_whitespace().next())
+        .and_then(|count| count.replace(',', "").parse().ok())
+        .unwrap_or(0.0);
+    if total <= 0.0 || per_load <= 0.0 {
+        return;
+    }
+    let loads = total / per_load;
+    let _ = writeln!(
+        details,
+        "Where the instructions of one `large_pic` load go (callgrind, inclusive,\n\
+         per load; rows overlap where one function calls another):\n"
+    );
+    let _ = writeln!(
+        details,
+        "| function | what | instructions | share |\n|---|---|---|---|"
+    );
+    for (function, what) in PROFILED {
+        let needle = format!(":{function} [");
+        let best = text
+            .lines()
+            .filter(|line| line.contains(&needle))
+            .filter_map(|line| line.split_whitespace().next())
+            .filter_map(|count| count.replace(',', "").parse::<f64>().ok())
+            .fold(0.0, f64::max);
+        if best > 0.0 {
+            let _ = writeln!(
+                details,
+                "| `{function}` | {what} | {:.0} | {:.0}% |",
+                best / loads,
+                100.0 * best / total
+            );
+        }
+    }
+    let _ = writeln!(details);
+}
+
+/// What `write` needs besides criterion: per-object facts measured here.
+struct ObjectFacts {
+    name: String,
+    relocations: u64,
+    copied: u64,
+    text: u64,
+    file: usize,
+}
+
+fn object_facts() -> Result<Vec<ObjectFacts>, String> {
+    let objects = build()?;
+    let region = host::region()?;
+    let mut facts = Vec::new();
+    for object in objects.comparison_set() {
+        let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
+        host::export_process_symbols(namespace, &object.imports)?;
+        let loader = host::loader(namespace, region);
+        let parsed = Object::parse(&object.name, &object.bytes).map_err(|e| e.to_string())?;
+        let text = loader
+            .plan(parsed)
+            .map_err(|e| e.to_string())?
+            .plan()
+            .kind(SectionKind::Text)
+            .size;
+        facts.push(ObjectFacts {
+            name: object.name.clone(),
+            relocations: host::relocation_count(&loader, &object.name, &object.bytes)?,
+            copied: host::copied_bytes(&loader, &object.name, &object.bytes)?,
+            text,
+            file: object.bytes.len(),
+        });
+    }
+    Ok(facts)
+}
+
+fn write(args: &[String]) -> Result<(), String> {
+    let (out, flags) = flags(args)?;
+    let flag = |name: &str| {
+        flags
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("write: --{name} missing"))
+    };
+    let medians = criterion_medians(Path::new(&flag("criterion")?))?;
+    let median = |id: &str| {
+        medians
+            .get(id)
+            .copied()
+            .ok_or_else(|| format!("no criterion result for {id}"))
+    };
+    let memory = read_json(Path::new(&flag("memory")?))?;
+    let machine = std::fs::read_to_string(flag("machine")?).map_err(|e| e.to_string())?;
+    let hyperfine_dir = PathBuf::from(flag("hyperfine")?);
+    let callgrind = read_json(Path::new(&flag("callgrind")?))?;
+    let command = flag("command")?;
+    let facts = object_facts()?;
+
+    let mut doc = String::new();
+    let _ = writeln!(doc, "# Performance\n");
+    let _ = writeln!(
+        doc,
+        "Generated by `{command}` from the figures it measured; edit nothing by hand.\n\
+         Times are criterion medians unless a table says otherwise. Every comparison\n\
+         in a table was measured in the same run, on the same machine, with the same\n\
+         object bytes.\n"
+    );
+
+    // Targets first: the verdicts, each from a figure further down.
+    let mut targets = String::new();
+    let mut details = String::new();
+
+    // 1. Against LLVM.
+    let _ = writeln!(
+        details,
+        "## 1. Against LLVM ORC, same process, same bytes\n"
+    );
+    let _ = writeln!(
+        details,
+        "One load: modload `Loader::load` (parse, plan, allocate and copy, resolve and\n\
+         relocate, finalize with `mprotect`, start); ORC `LLVMOrcLLJITAddObjectFileWithRT`\n\
+         and `LLVMOrcLLJITLookup` of `main`, which links the whole object, with JITLink\n\
+         (`ObjectLinkingLayer`, in-process memory manager) or RuntimeDyld\n\
+         (`RTDyldObjectLinkingLayer`, `SectionMemoryManager`). Unloading is not timed\n\
+         for any of them. Imports (`strnlen`) come from the process for all three.\n"
+    );
+    let _ = writeln!(
+        details,
+        "| object | size | text | relocations | modload | JITLink | RuntimeDyld | modload / JITLink | JITLink ÷ modload |\n\
+         |---|---|---|---|---|---|---|---|---|"
+    );
+    for fact in &facts {
+        let modload = median(&format!("load-{}/modload", fact.name))?;
+        let jitlink = median(&format!("load-{}/jitlink", fact.name))?;
+        let rtdyld = median(&format!("load-{}/rtdyld", fact.name))?;
+        let _ = writeln!(
+            details,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {:.3} | {:.1}× |",
+            fact.name,
+            bytes(fact.file as f64),
+            bytes(fact.text as f64),
+            fact.relocations,
+            time(modload),
+            time(jitlink),
+            time(rtdyld),
+            modload / jitlink,
+            jitlink / modload
+        );
+        if fact.name.starts_with("large") {
+            let _ = writeln!(
+                targets,
+                "| Large object `{}`: modload ≥ 20× faster than JITLink | {:.1}× ({} vs {}) | {} |",
+                fact.name,
+                jitlink / modload,
+                time(modload),
+                time(jitlink),
+                verdict(jitlink / modload >= 20.0)
+            );
+        }
+    }
+    let _ = writeln!(details);
+
+    // 2. Phases.
+    let _ = writeln!(details, "## 2. modload's phases\n");
+    let _ = writeln!(
+        details,
+        "Each stage timed on its own inside full loads. *Resolution* is `relocate` on\n\
+         the same object with its relocation sections blanked (every symbol still\n\
+         resolved, exports still collected); *relocation* is the difference to the\n\
+         real `relocate`, measured in alternating pairs so that noise cancels.\n\
+         *Copy* is `allocate` (reserve, zero, copy the sections); the floor is one\n\
+         `memcpy` of the same number of bytes.\n"
+    );
+    let _ = writeln!(
+        details,
+        "| object | parse | plan | allocate + copy | resolution | relocation | finalize | start | ns / relocation | copy rate | memcpy floor | copy ÷ floor |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for fact in &facts {
+        let stage = |stage: &str| median(&format!("phase-{}/{stage}", fact.name));
+        let bare = stage("relocate_bare")?;
+        let relocation = stage("relocation")?;
+        let per_relocation = relocation / fact.relocations.max(1) as f64;
+        let allocate = stage("allocate")?;
+        let memcpy = stage("memcpy")?;
+        let rate = |nanoseconds: f64| fact.copied as f64 / nanoseconds; // bytes/ns = GB/s
+        let _ = writeln!(
+            details,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} GB/s | {:.2} GB/s | {:.2} |",
+            fact.name,
+            time(stage("parse")?),
+            time(stage("plan")?),
+            time(allocate),
+            time(bare),
+            time(relocation),
+            time(stage("finalize")?),
+            time(stage("start")?),
+            per_relocation,
+            rate(allocate),
+            rate(memcpy),
+            allocate / memcpy
+        );
+        if fact.name.starts_with("large") {
+            let _ = writeln!(
+                targets,
+                "| Relocation cost `{}`: ≤ 10 ns per relocation | {:.1} ns | {} |",
+                fact.name,
+                per_relocation,
+                verdict(per_relocation <= 10.0)
+            );
+            let _ = writeln!(
+                targets,
+                "| Copy `{}`: within 2× of `memcpy` | {:.2}× ({} vs {} for {}) | {} |",
+                fact.name,
+                allocate / memcpy,
+                time(allocate),
+                time(memcpy),
+                bytes(fact.copied as f64),
+                verdict(allocate / memcpy <= 2.0)
+            );
+        }
+    }
+    let _ = writeln!(details);
+    if let Some(counts) = callgrind.as_object() {
+        let _ = writeln!(
+            details,
+            "Instruction counts from `valgrind --tool=callgrind` (independent of machine\n\
+             noise), per call, averaged over the probe's measured calls:\n"
+        );
+        let _ = writeln!(
+            details,
+            "| what | object | instructions | per relocation |\n|---|---|---|---|"
+        );
+        for (key, value) in counts {
+            let instructions = value["instructions"].as_f64().unwrap_or(0.0);
+            let object = value["object"].as_str().unwrap_or("?");
+            let relocations = facts
+                .iter()
+                .find(|fact| fact.name == object)
+                .map_or(1, |fact| fact.relocations.max(1));
+            let _ = writeln!(
+                details,
+                "| {key} | `{object}` | {:.0} | {:.1} |",
+                instructions,
+                instructions / relocations as f64
+            );
+        }
+        let get = |key: &str| counts.get(key).and_then(|v| v["instructions"].as_f64());
+        if let (Some(full), Some(bare)) = (get("relocate"), get("relocate_bare")) {
+            let object = counts["relocate"]["object"].as_str().unwrap_or("?");
+            let relocations = facts
+                .iter()
+                .find(|fact| fact.name == object)
+                .map_or(1, |fact| fact.relocations.max(1));
+            let _ = writeln!(
+                details,
+                "\nRelocation alone (`relocate` − `relocate_bare`): {:.1} instructions per relocation.",
+                (full - bare) / relocations as f64
+            );
+        }
+        if let (Some(load), Some(jitlink)) = (get("load"), get("jitlink")) {
+            let _ = writeln!(
+                details,
+                "JITLink ÷ modload, whole load, in instructions: {:.1}×.",
+                jitlink / load
+            );
+        }
+        let _ = writeln!(details);
+    }
+
+    if let Some(profile) = flags.get("profile") {
+        profile_table(&mut details, Path::new(profile), &callgrind);
+    }
+
+    // 3. Scaling.
+    let _ = writeln!(details, "## 3. Many modules in one namespace\n");
+    let _ = writeln!(
+        details,
+        "Modules of {} functions each, loaded one after another into a fresh\n\
+         namespace; module *k* imports from module *k − 1*, from two pseudo-random\n\
+         earlier modules and from the host (`host_add`, `host_counter`). Then all are\n\
+         unloaded in reverse order. Time per module = median of the whole run ÷ *n*.\n",
+        objects::SMALL_FUNCTIONS
+    );
+    let _ = writeln!(
+        details,
+        "| modules | load, per module | vs 10 | load without `mprotect` | vs 10 | unload, per module | vs 10 |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    let sizes = [10usize, 100, 1_000, 5_000];
+    let per_module = |kind: &str, count: usize| {
+        median(&format!("{kind}/{count}")).map(|total| total / count as f64)
+    };
+    let kinds = ["scale-load", "scale-load-noprotect", "scale-unload"];
+    let mut worst = [0f64; 3];
+    for count in sizes {
+        let mut row = format!("| {count} |");
+        for (kind, worst) in kinds.iter().zip(worst.iter_mut()) {
+            let reference = per_module(kind, 10)?;
+            let value = per_module(kind, count)?;
+            let change = value / reference - 1.0;
+            *worst = worst.max(change.abs());
+            let _ = write!(row, " {} | {:+.0}% |", time(value), change * 100.0);
+        }
+        let _ = writeln!(details, "{row}");
+    }
+    let _ = writeln!(details);
+    let [worst_load, worst_bare, worst_unload] = worst;
+    let _ = writeln!(
+        targets,
+        "| Load time per module flat (±20%) from 10 to 5,000 modules | worst {:+.0}% | {} |",
+        worst_load * 100.0,
+        verdict(worst_load <= 0.2)
+    );
+    let _ = writeln!(
+        targets,
+        "| … the same without `mprotect` (`NoProtection`: the loader alone) | worst {:+.0}% | {} |",
+        worst_bare * 100.0,
+        verdict(worst_bare <= 0.2)
+    );
+    let _ = writeln!(
+        targets,
+        "| Unload time per module flat (±20%) from 10 to 5,000 modules | worst {:+.0}% | {} |",
+        worst_unload * 100.0,
+        verdict(worst_unload <= 0.2)
+    );
+
+    // 4. Memory.
+    let _ = writeln!(details, "## 4. Memory\n");
+    let _ = writeln!(
+        details,
+        "*Sections* is the sum of the plan's exact extents (text, stubs, read-only,\n\
+         GOT, data, bss). *Region used* is what the region handed out for the module\n\
+         (each of the three segments starts on its own page, for W^X). Heap is the\n\
+         loader's own heap (a counting global allocator): *kept* stays while the\n\
+         module is loaded, *peak* is the most in use during the load.\n"
+    );
+    let _ = writeln!(
+        details,
+        "| module | sections | region used | overhead | heap kept | heap peak during load |\n|---|---|---|---|---|---|"
+    );
+    let number = |value: &Value, key: &str| value[key].as_f64().unwrap_or(0.0);
+    for fact in &facts {
+        let entry = &memory[fact.name.as_str()];
+        let sections = number(entry, "sections");
+        let used = number(entry, "region_used");
+        let overhead = used / sections - 1.0;
+        let _ = writeln!(
+            details,
+            "| `{}` | {} | {} | {:+.1}% | {} | {} |",
+            fact.name,
+            bytes(sections),
+            bytes(used),
+            overhead * 100.0,
+            bytes(number(entry, "heap_kept")),
+            bytes(number(entry, "heap_peak"))
+        );
+        let _ = writeln!(
+            targets,
+            "| Region overhead `{}`: ≤ 5% above its sections | {:+.1}% | {} |",
+            fact.name,
+            overhead * 100.0,
+            verdict(overhead <= 0.05)
+        );
+    }
+    let scale = &memory["scale_1000"];
+    let modules = number(scale, "modules");
+    let sections = number(scale, "sections");
+    let used = number(scale, "region_used");
+    let overhead = used / sections - 1.0;
+    let _ = writeln!(
+        details,
+        "| 1,000 scaling modules, per module | {} | {} | {:+.1}% | {} | |",
+        bytes(sections / modules),
+        bytes(used / modules),
+        overhead * 100.0,
+        bytes(number(scale, "heap_kept") / modules)
+    );
+    let _ = writeln!(
+        targets,
+        "| Region overhead, 1,000 small modules: ≤ 5% above their sections | {:+.1}% | {} |",
+        overhead * 100.0,
+        verdict(overhead <= 0.05)
+    );
+    let _ = writeln!(
+        details,
+        "\nAfter unloading all 1,000: {} of the region still in use.\n",
+        bytes(number(scale, "region_after_unload"))
+    );
+
+    // 5. Whole process.
+    let _ = writeln!(
+        details,
+        "## 5. Whole process: `modload run` against `llvm-jitlink`\n"
+    );
+    let _ = writeln!(
+        details,
+        "`hyperfine -N` (no shell), each command running the object's `main`, which\n\
+         returns at once: so this is process start, reading, linking and exit.\n"
+    );
+    let _ = writeln!(
+        details,
+        "| objects | modload run (median) | llvm-jitlink (median) | llvm-jitlink ÷ modload |\n|---|---|---|---|"
+    );
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(&hyperfine_dir)
+        .map_err(|e| format!("{}: {e}", hyperfine_dir.display()))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    runs.sort();
+    for run in runs {
+        let value = read_json(&run)?;
+        let results = value["results"].as_array().cloned().unwrap_or_default();
+        let find = |needle: &str| {
+            results
+                .iter()
+                .find(|result| {
+                    result["command"]
+                        .as_str()
+                        .is_some_and(|c| c.contains(needle))
+                })
+                .and_then(|result| result["median"].as_f64())
+        };
+        let label = run
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let (Some(modload), Some(jitlink)) = (find("modload run"), find("llvm-jitlink")) {
+            let _ = writeln!(
+                details,
+                "| {label} | {} | {} | {:.1}× |",
+                time(modload * 1e9),
+                time(jitlink * 1e9),
+                jitlink / modload
+            );
+        }
+    }
+    let _ = writeln!(details);
+
+    let _ = writeln!(doc, "## Targets\n");
+    let _ = writeln!(doc, "| target | measured | verdict |\n|---|---|---|");
+    doc.push_str(&targets);
+    let _ = writeln!(doc);
+    doc.push_str(&details);
+    let _ = writeln!(doc, "## Machine and command\n");
+    let _ = writeln!(doc, "```text\n$ {command}\n\n{}\n```\n", machine.trim_end());
+    if let Some(notes) = flags.get("notes") {
+        if let Ok(text) = std::fs::read_to_string(notes) {
+            let _ = writeln!(doc, "{}", text.trim_end());
+        }
+    }
+    if let Some(parent) = out.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    std::fs::write(&out, doc).map_err(|error| format!("{}: {error}", out.display()))
+}

@@ -1,0 +1,467 @@
+//! `modload link`: link objects for target addresses, on any machine the
+//! loader supports, without running them. Each module's relocated bytes go to
+//! a file and the layout (bases, areas, exported symbols) to `layout.json`, so
+//! another tool can copy the images to their addresses or check them.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use goblin::elf::sym::{STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK, STT_FILE, STT_SECTION};
+use goblin::elf::Elf;
+use modload::{
+    LoadError, Loader, Machine, Namespace, NoProtection, Object, PlacedPiece, Region, SectionKind,
+    VirtAddr,
+};
+use modload_platform::host::{new_region, Placement};
+
+use crate::args::{option_value, unknown_option, utf8};
+use crate::plan::{json_string, machine_name};
+use crate::Failure;
+
+/// Planning allocates nothing, so sizing a module needs a region without memory.
+static SCRATCH_REGION: Region = Region::new();
+
+/// `STV_DEFAULT` and `STV_PROTECTED`: the visibilities a module exports.
+const EXPORTED_VISIBILITIES: [u8; 2] = [0, 3];
+
+/// Arguments of `modload link`.
+#[derive(Debug)]
+pub struct LinkArgs {
+    /// The objects, in load order.
+    pub objects: Vec<PathBuf>,
+    /// Target address of the first module.
+    pub at: u64,
+    /// Directory for the images and `layout.json`.
+    pub output: PathBuf,
+    /// Host symbols, in command-line order.
+    pub symbols: Vec<(String, u64)>,
+}
+
+/// Parses the arguments after `link`. The error is a one-line usage message.
+pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<LinkArgs, String> {
+    let mut objects = Vec::new();
+    let mut at = None;
+    let mut output = None;
+    let mut symbols: Vec<(String, u64)> = Vec::new();
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else {
+            // Only paths may be non-UTF-8; options and their values are ASCII.
+            objects.push(PathBuf::from(arg));
+            continue;
+        };
+        if let Some(value) = option_value(text, "--at", &mut args)? {
+            at = Some(parse_address(&utf8(value, "--at")?, "--at")?);
+        } else if let Some(value) = option_value(text, "--output", &mut args)? {
+            output = Some(PathBuf::from(value));
+        } else if let Some(value) = option_value(text, "--sym", &mut args)? {
+            let (name, address) = parse_symbol(&utf8(value, "--sym")?)?;
+            if symbols.iter().any(|(known, _)| *known == name) {
+                return Err(format!("--sym `{name}` is given twice"));
+            }
+            symbols.push((name, address));
+        } else if text == "-o" {
+            let value = args
+                .next()
+                .ok_or_else(|| String::from("option -o needs a value"))?;
+            output = Some(PathBuf::from(value));
+        } else if text == "-h" || text == "--help" {
+            return Err(String::from("see `modload --help` for link's options"));
+        } else if text.starts_with('-') && text != "-" {
+            return Err(unknown_option(text));
+        } else {
+            objects.push(PathBuf::from(arg));
+        }
+    }
+    if objects.is_empty() {
+        return Err(String::from(
+            "link needs at least one object file (see `modload --help`)",
+        ));
+    }
+    let at = at.ok_or_else(|| String::from("link needs --at ADDRESS (see `modload --help`)"))?;
+    let output = output.ok_or_else(|| String::from("link needs -o DIR (see `modload --help`)"))?;
+    Ok(LinkArgs {
+        objects,
+        at,
+        output,
+        symbols,
+    })
+}
+
+/// A 64-bit address, in decimal or `0x` hexadecimal.
+fn parse_address(text: &str, option: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse::<u64>(),
+    };
+    parsed.map_err(|_| {
+        format!("invalid {option} `{text}`: expected an address such as 0x40000000 or 1073741824")
+    })
+}
+
+/// `NAME=ADDRESS`.
+fn parse_symbol(text: &str) -> Result<(String, u64), String> {
+    let bad = || format!("invalid --sym `{text}`: expected NAME=ADDRESS, such as puts=0x401000");
+    let (name, address) = text.split_once('=').ok_or_else(bad)?;
+    if name.is_empty() || address.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), parse_address(address, "--sym")?))
+}
+
+/// One linked module, as `layout.json` describes it.
+struct LinkedModule {
+    name: String,
+    input: String,
+    file: String,
+    base: u64,
+    size: u64,
+    alignment: u64,
+    got_slots: u32,
+    stub_slots: u32,
+    stubs_used: u32,
+    relocations: u64,
+    pieces: Vec<PlacedPiece>,
+}
+
+/// Runs `modload link`.
+pub fn command(args: &LinkArgs) -> Result<(), Failure> {
+    let inputs = args
+        .objects
+        .iter()
+        .map(|path| {
+            let name = path.to_string_lossy().into_owned();
+            std::fs::read(path)
+                .map(|bytes| (name.clone(), bytes))
+                .map_err(|error| Failure::io(&name, &error))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    std::fs::create_dir_all(&args.output)
+        .map_err(|error| Failure::io(&args.output.to_string_lossy(), &error))?;
+
+    let namespace = Namespace::new();
+    for (name, address) in &args.symbols {
+        namespace
+            .add_host_export(name, VirtAddr::new(*address))
+            .map_err(|_| Failure::usage(format!("--sym `{name}` is given twice")))?;
+    }
+    let mut machine = None;
+    let mut modules: Vec<LinkedModule> = Vec::with_capacity(inputs.len());
+    let mut next = args.at;
+    for (index, ((name, bytes), path)) in inputs.iter().zip(&args.objects).enumerate() {
+        let object_machine = Object::parse(name, bytes)
+            .map_err(|error| Failure::load(&error))?
+            .machine();
+        match machine {
+            None => machine = Some(object_machine),
+            Some(first) if first != object_machine => {
+                return Err(Failure::message(format!(
+                    "{name}: machine {} differs from the first object's, {}",
+                    machine_name(object_machine),
+                    machine_name(first)
+                )))
+            }
+            Some(_) => {}
+        }
+        let module = link_one(&namespace, index, name, bytes, path, next, args)?;
+        next = module.base.checked_add(module.size).ok_or_else(|| {
+            Failure::message(format!(
+                "{name}: module at {:#x} ends past the address space",
+                module.base
+            ))
+        })?;
+        modules.push(module);
+    }
+
+    let symbols = exported_symbols(&namespace, &inputs)?;
+    let machine = machine.unwrap_or(Machine::X86_64);
+    let json = layout_json(machine, args.at, &modules, &symbols);
+    let layout = args.output.join("layout.json");
+    std::fs::write(&layout, json).map_err(|error| Failure::io(&layout.to_string_lossy(), &error))
+}
+
+/// Loads one object for the first address at or after `next` that suits its
+/// alignment (exactly `--at` for the first), writes its image and publishes
+/// its symbols for the objects after it.
+fn link_one(
+    namespace: &Namespace,
+    index: usize,
+    name: &str,
+    bytes: &[u8],
+    path: &Path,
+    next: u64,
+    args: &LinkArgs,
+) -> Result<LinkedModule, Failure> {
+    let load = |error: LoadError| Failure::load(&error);
+    // Sizing first: the region must exist before the plan that fills it.
+    let sizing = Loader::new(namespace, &SCRATCH_REGION, &NoProtection);
+    let plan = sizing
+        .plan(Object::parse(name, bytes).map_err(load)?)
+        .map_err(load)?
+        .plan()
+        .clone();
+    let alignment = plan.alignment();
+    let base = if index == 0 {
+        if !alignment.is_aligned(next) {
+            return Err(Failure::message(format!(
+                "{name}: --at {next:#x} is not a multiple of the module's alignment, {:#x}",
+                alignment.bytes()
+            )));
+        }
+        next
+    } else {
+        alignment.align_up(next).ok_or_else(|| {
+            Failure::message(format!("{name}: no aligned address after {next:#x}"))
+        })?
+    };
+    let memory = plan
+        .size()
+        .checked_add(alignment.bytes())
+        .and_then(|bytes| usize::try_from(bytes).ok())
+        .ok_or_else(|| Failure::message(format!("{name}: module too large for this host")))?;
+    let region = new_region(memory, Placement::Anywhere)
+        .map_err(|error| Failure::io(&format!("{name}: cannot map {memory} bytes"), &error))?;
+
+    let loader = Loader::new(namespace, region, &NoProtection);
+    let planned = loader
+        .plan(Object::parse(name, bytes).map_err(load)?)
+        .map_err(load)?;
+    let got_slots = planned.plan().got_slots();
+    let stub_slots = planned.plan().stub_slots();
+    let size = planned.plan().size();
+    let mut placed = planned.allocate().map_err(load)?;
+    placed.map_module(VirtAddr::new(base)).map_err(load)?;
+    let pieces = placed.pieces();
+    let finalized = placed.relocate().map_err(load)?.finalize().map_err(load)?;
+    let report = finalized.report();
+
+    let stem = path.file_stem().map_or_else(
+        || format!("module{index}"),
+        |stem| stem.to_string_lossy().into_owned(),
+    );
+    let file = format!("{index}-{stem}.bin");
+    let destination = args.output.join(&file);
+    std::fs::write(&destination, finalized.bytes())
+        .map_err(|error| Failure::io(&destination.to_string_lossy(), &error))?;
+    // Published without running anything: the code is for another address.
+    finalized.publish().map_err(load)?;
+    Ok(LinkedModule {
+        name: stem,
+        input: path.to_string_lossy().into_owned(),
+        file,
+        base,
+        size,
+        alignment: alignment.bytes(),
+        got_slots,
+        stub_slots,
+        stubs_used: report.stubs_used,
+        relocations: report.relocations_applied,
+        pieces,
+    })
+}
+
+/// Every name the modules export, with the address the namespace resolves it
+/// to now (the first definition wins, as it does for later modules).
+fn exported_symbols(
+    namespace: &Namespace,
+    inputs: &[(String, Vec<u8>)],
+) -> Result<BTreeMap<String, u64>, Failure> {
+    let mut symbols = BTreeMap::new();
+    for (name, bytes) in inputs {
+        // The loader parsed the same bytes already, so this only fails if
+        // goblin disagrees with itself; report it like a load error anyway.
+        let elf =
+            Elf::parse(bytes).map_err(|error| Failure::message(format!("{name}: {error}")))?;
+        for symbol in elf.syms.iter() {
+            let exported = matches!(symbol.st_bind(), STB_GLOBAL | STB_WEAK | STB_GNU_UNIQUE)
+                && symbol.st_shndx != 0
+                && !matches!(symbol.st_type(), STT_SECTION | STT_FILE)
+                && EXPORTED_VISIBILITIES.contains(&symbol.st_visibility());
+            let Some(symbol_name) = elf.strtab.get_at(symbol.st_name) else {
+                continue;
+            };
+            if !exported || symbol_name.is_empty() || symbols.contains_key(symbol_name) {
+                continue;
+            }
+            if let Some(address) = namespace.lookup(symbol_name) {
+                symbols.insert(symbol_name.to_owned(), address.as_u64());
+            }
+        }
+    }
+    Ok(symbols)
+}
+
+/// The name `layout.json` gives a kind.
+fn kind_name(kind: SectionKind) -> &'static str {
+    match kind {
+        SectionKind::Text => "text",
+        SectionKind::Stubs => "stubs",
+        SectionKind::ReadOnly => "rodata",
+        SectionKind::Got => "got",
+        SectionKind::Data => "data",
+        SectionKind::Bss => "bss",
+    }
+}
+
+/// Addresses are hex strings (JSON numbers lose precision above 2^53); sizes
+/// and offsets are numbers. One object per line keeps diffs and greps easy.
+fn layout_json(
+    machine: Machine,
+    at: u64,
+    modules: &[LinkedModule],
+    symbols: &BTreeMap<String, u64>,
+) -> String {
+    // `write!` to a String cannot fail, so its results are ignored below.
+    let mut out = String::from("{");
+    let _ = write!(
+        out,
+        "\"machine\":{},\"at\":\"{at:#x}\",\n\"modules\":[",
+        json_string(machine_name(machine))
+    );
+    for (index, module) in modules.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}\n {{\"index\":{index},\"name\":{},\"input\":{},\"file\":{},\"base\":\"{:#x}\",\
+             \"size\":{},\"alignment\":{},\"got_slots\":{},\"stub_slots\":{},\
+             \"stubs_used\":{},\"relocations\":{}}}",
+            if index == 0 { "" } else { "," },
+            json_string(&module.name),
+            json_string(&module.input),
+            json_string(&module.file),
+            module.base,
+            module.size,
+            module.alignment,
+            module.got_slots,
+            module.stub_slots,
+            module.stubs_used,
+            module.relocations
+        );
+    }
+    out.push_str("],\n\"areas\":[");
+    let mut first = true;
+    for (index, module) in modules.iter().enumerate() {
+        let mut pieces: Vec<&PlacedPiece> = module.pieces.iter().collect();
+        pieces.sort_by_key(|piece| (piece.target.as_u64(), piece.offset));
+        for piece in pieces {
+            let section = piece
+                .section
+                .map_or_else(|| String::from("null"), |section| section.to_string());
+            let _ = write!(
+                out,
+                "{}\n {{\"module\":{index},\"section\":{section},\"name\":{},\"kind\":\"{}\",\
+                 \"address\":\"{:#x}\",\"size\":{},\"file\":{},\"offset\":{}}}",
+                if first { "" } else { "," },
+                json_string(&piece.name),
+                kind_name(piece.kind),
+                piece.target.as_u64(),
+                piece.size,
+                json_string(&module.file),
+                piece.offset
+            );
+            first = false;
+        }
+    }
+    out.push_str("],\n\"symbols\":{");
+    for (index, (name, address)) in symbols.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}\n {}:\"{address:#x}\"",
+            if index == 0 { "" } else { "," },
+            json_string(name)
+        );
+    }
+    out.push_str("}}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Result<LinkArgs, String> {
+        parse(words.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn parses_options() {
+        let link = args(&[
+            "a.o",
+            "--at",
+            "0x40000000",
+            "b.o",
+            "-o",
+            "out",
+            "--sym",
+            "puts=0x1000",
+            "--sym=exit=4096",
+        ])
+        .unwrap();
+        assert_eq!(link.objects, [PathBuf::from("a.o"), PathBuf::from("b.o")]);
+        assert_eq!(link.at, 0x4000_0000);
+        assert_eq!(link.output, PathBuf::from("out"));
+        assert_eq!(
+            link.symbols,
+            [("puts".to_owned(), 0x1000), ("exit".to_owned(), 4096)]
+        );
+        let top = args(&["a.o", "--at=0xffffffff80000000", "--output=d"]).unwrap();
+        assert_eq!(top.at, 0xffff_ffff_8000_0000);
+    }
+
+    #[test]
+    fn refuses_mistakes() {
+        for words in [
+            &["--at", "0x1000", "-o", "d"][..],
+            &["a.o", "-o", "d"],
+            &["a.o", "--at", "0x1000"],
+            &["a.o", "--at", "0xg", "-o", "d"],
+            &["a.o", "--at", "0x10000000000000000", "-o", "d"],
+            &["a.o", "--at", "-1", "-o", "d"],
+            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "puts"],
+            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "=0x10"],
+            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "puts="],
+            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "puts=zz"],
+            &[
+                "a.o", "--at", "0x1000", "-o", "d", "--sym", "a=1", "--sym", "a=2",
+            ],
+            &["a.o", "--at", "0x1000", "-o"],
+            &["a.o", "--at", "0x1000", "-o", "d", "--bogus"],
+        ] {
+            assert!(args(words).is_err(), "{words:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn writes_json() {
+        let modules = [LinkedModule {
+            name: "m\"1".into(),
+            input: "dir/m\"1.o".into(),
+            file: "0-m\"1.bin".into(),
+            base: 0xffff_ffff_8000_0000,
+            size: 8192,
+            alignment: 4096,
+            got_slots: 1,
+            stub_slots: 2,
+            stubs_used: 0,
+            relocations: 3,
+            pieces: vec![PlacedPiece {
+                section: None,
+                name: ".got".into(),
+                kind: SectionKind::Got,
+                offset: 4096,
+                size: 8,
+                target: VirtAddr::new(0xffff_ffff_8000_1000),
+            }],
+        }];
+        let symbols = BTreeMap::from([("f".to_owned(), 0xffff_ffff_8000_0010)]);
+        let json = layout_json(Machine::AArch64, 0xffff_ffff_8000_0000, &modules, &symbols);
+        assert!(json.starts_with("{\"machine\":\"aarch64\",\"at\":\"0xffffffff80000000\""));
+        assert!(json.contains("\"name\":\"m\\\"1\""));
+        assert!(json.contains(
+            "{\"module\":0,\"section\":null,\"name\":\".got\",\"kind\":\"got\",\
+             \"address\":\"0xffffffff80001000\",\"size\":8,\"file\":\"0-m\\\"1.bin\",\"offset\":4096}"
+        ));
+        assert!(json.contains("\"f\":\"0xffffffff80000010\""));
+        assert!(json.trim_end().ends_with('}'));
+    }
+}

@@ -228,6 +228,10 @@ pub(crate) enum Binding {
     Common { offset: u64 },
     /// Looked up by name at relocation time.
     External,
+    /// A weak definition in a loaded section that yielded to a definition
+    /// already in the namespace: looked up by name like `External`, and if the
+    /// name is gone by relocation time, the module's own copy is used.
+    Yielded { section: usize, value: u64 },
     /// `_GLOBAL_OFFSET_TABLE_`: this module's own GOT.
     GotBase,
     /// Defined in a section that is not loaded.
@@ -272,6 +276,10 @@ pub(crate) struct Layout<'a> {
     pub fini: Vec<usize>,
     /// COMDAT signatures this module loads (and so will own).
     pub comdats: Vec<&'a str>,
+    /// Global symbols of COMDAT copies discarded here, by symbol index: the
+    /// group's signature, whose owner resolves the name even if it keeps the
+    /// symbol hidden.
+    pub comdat_of: BTreeMap<usize, &'a str>,
 }
 
 /// Computes the plan for `object`, given what the namespace already holds.
@@ -285,7 +293,7 @@ pub(crate) fn plan<'a>(
     let mut init = Vec::new();
     let mut fini = Vec::new();
     for (index, section) in object.sections.iter().enumerate() {
-        if discarded.get(index).copied().unwrap_or(false) || !is_loaded(section) {
+        if discarded.get(index).copied().flatten().is_some() || !is_loaded(section) {
             continue;
         }
         let kind = classify(section).map_err(|problem| {
@@ -314,7 +322,7 @@ pub(crate) fn plan<'a>(
     init.sort_unstable();
     fini.sort_unstable();
 
-    let bindings = bind_symbols(object, &loaded, &discarded, namespace)?;
+    let (bindings, comdat_of) = bind_symbols(object, &loaded, &discarded, namespace)?;
     let mut commons: Vec<(usize, u64, Alignment)> = Vec::new();
     for (index, symbol) in object.symbols.iter().enumerate() {
         if bindings.get(index) == Some(&Binding::Common { offset: 0 }) {
@@ -423,6 +431,7 @@ pub(crate) fn plan<'a>(
         init: init.into_iter().map(|(_, index)| index).collect(),
         fini: fini.into_iter().map(|(_, index)| index).collect(),
         comdats,
+        comdat_of,
     };
     Ok((plan, layout))
 }
@@ -470,17 +479,21 @@ fn array_priority(name: &str) -> u32 {
 
 /// Sections of COMDAT groups that an earlier module already loaded, and the
 /// signatures of the groups this module will load itself.
+/// Per section: the signature of the COMDAT group that discards it, if an
+/// earlier module loaded that group.
+type Discarded<'a> = Vec<Option<&'a str>>;
+
 fn discarded_sections<'a>(
     object: &Object<'a>,
     namespace: &NamespaceView<'_>,
-) -> (Vec<bool>, Vec<&'a str>) {
-    let mut discarded = vec![false; object.sections.len()];
+) -> (Discarded<'a>, Vec<&'a str>) {
+    let mut discarded = vec![None; object.sections.len()];
     let mut owned = Vec::new();
     for group in object.groups.iter().filter(|group| group.comdat) {
         if namespace.has_comdat(group.signature) {
             for &member in &group.members {
                 if let Some(flag) = discarded.get_mut(member as usize) {
-                    *flag = true;
+                    *flag = Some(group.signature);
                 }
             }
         } else {
@@ -490,12 +503,13 @@ fn discarded_sections<'a>(
     (discarded, owned)
 }
 
-fn bind_symbols(
-    object: &Object<'_>,
+fn bind_symbols<'a>(
+    object: &Object<'a>,
     loaded: &[bool],
-    discarded: &[bool],
+    discarded: &[Option<&'a str>],
     namespace: &NamespaceView<'_>,
-) -> Result<Vec<Binding>, LoadError> {
+) -> Result<(Vec<Binding>, BTreeMap<usize, &'a str>), LoadError> {
+    let mut comdat_of = BTreeMap::new();
     let mut bindings = Vec::with_capacity(object.symbols.len());
     for (index, symbol) in object.symbols.iter().enumerate() {
         let shndx = symbol.shndx;
@@ -523,8 +537,11 @@ fn bind_symbols(
             }
         } else if shndx >= SHN_LORESERVE {
             return Err(fail(SymbolProblem::BadSectionIndex { shndx }));
-        } else if discarded.get(shndx as usize).copied().unwrap_or(false) {
+        } else if let Some(signature) = discarded.get(shndx as usize).copied().flatten() {
             if symbol.is_global() {
+                // The first copy may have kept it hidden: then only its
+                // group's owner can answer for it (see `Layout::comdat_of`).
+                comdat_of.insert(index, signature);
                 Binding::External
             } else {
                 Binding::Discarded
@@ -539,9 +556,13 @@ fn bind_symbols(
             if symbol.value > size {
                 return Err(fail(SymbolProblem::OutOfSection));
             }
-            // A weak definition yields to one already loaded.
+            // A weak definition yields to one already loaded, but keeps its own
+            // copy in case that one is gone by relocation time.
             if symbol.is_weak() && symbol.is_exported() && namespace.is_defined(symbol.name) {
-                Binding::External
+                Binding::Yielded {
+                    section: shndx as usize,
+                    value: symbol.value,
+                }
             } else {
                 Binding::Section {
                     section: shndx as usize,
@@ -551,7 +572,7 @@ fn bind_symbols(
         };
         bindings.push(binding);
     }
-    Ok(bindings)
+    Ok((bindings, comdat_of))
 }
 
 struct Slots {
@@ -658,7 +679,7 @@ fn assign_slots(
 /// expected within ±2 GiB, as in the kernel code model.
 fn may_be_out_of_reach(machine: Machine, binding: Binding) -> bool {
     match binding {
-        Binding::External => true,
+        Binding::External | Binding::Yielded { .. } => true,
         Binding::Absolute(_) => machine == Machine::AArch64,
         _ => false,
     }

@@ -504,7 +504,7 @@ impl<'l, 'a> Placed<'l, 'a> {
         let init = read_pointers(&layout.init, &layout, memory.bytes());
         let mut fini = read_pointers(&layout.fini, &layout, memory.bytes());
         fini.reverse();
-        let (exports, symbols) = definitions(&object, &layout, &values);
+        let (exports, symbols) = definitions(&object, &layout, &targets, &values);
         // Where code will execute, piece by piece: sections may have been
         // mapped apart, and each target range needs its instruction cache synced.
         let code_targets = targets
@@ -566,13 +566,22 @@ fn resolve<'l>(
         return Err(object.error(duplicate));
     }
     let wanted: Vec<usize> = (0..object.symbols.len())
-        .filter(|index| layout.bindings.get(*index) == Some(&Binding::External))
+        .filter(|index| {
+            matches!(
+                layout.bindings.get(*index),
+                Some(Binding::External | Binding::Yielded { .. })
+            )
+        })
         .collect();
     let names: Vec<&str> = wanted
         .iter()
         .map(|index| object.symbols.get(*index).map_or("", |symbol| symbol.name))
         .collect();
-    let (found, pins) = loader.namespace.resolve_and_pin(&names);
+    let comdats: Vec<Option<&str>> = wanted
+        .iter()
+        .map(|index| layout.comdat_of.get(index).copied())
+        .collect();
+    let (found, pins) = loader.namespace.resolve_and_pin(&names, &comdats);
     let mut external = vec![None; object.symbols.len()];
     let mut absent_weak = vec![false; object.symbols.len()];
     let mut missing: Vec<Box<str>> = Vec::new();
@@ -587,6 +596,14 @@ fn resolve<'l>(
                 .and_then(|fallback| fallback.resolve(name))
                 .map(VirtAddr::as_u64)
         });
+        let yielded = matches!(layout.bindings.get(*index), Some(Binding::Yielded { .. }));
+        if yielded {
+            // Found: bind to it. Gone: `symbol_values` uses the module's own copy.
+            if let Some(slot) = external.get_mut(*index) {
+                *slot = address;
+            }
+            continue;
+        }
         if address.is_none() && weak {
             if let Some(flag) = absent_weak.get_mut(*index) {
                 *flag = true;
@@ -614,6 +631,14 @@ fn resolve<'l>(
 }
 
 /// S for every symbol, or `None` where it has no address (discarded).
+/// The target address of `value` in loaded section `section`.
+fn own_copy(targets: &Targets, section: usize, value: u64) -> Option<u64> {
+    targets
+        .sections
+        .get(section)
+        .map(|base| base.wrapping_add(value))
+}
+
 fn symbol_values(
     layout: &Layout<'_>,
     targets: &Targets,
@@ -625,13 +650,15 @@ fn symbol_values(
         .enumerate()
         .map(|(index, binding)| match *binding {
             Binding::Unused => Some(0),
-            Binding::Section { section, value } => targets
-                .sections
-                .get(section)
-                .map(|base| base.wrapping_add(value)),
+            Binding::Section { section, value } => own_copy(targets, section, value),
             Binding::Absolute(value) => Some(value),
             Binding::Common { offset } => Some(targets.common.wrapping_add(offset)),
             Binding::External => external.get(index).copied().flatten(),
+            Binding::Yielded { section, value } => external
+                .get(index)
+                .copied()
+                .flatten()
+                .or_else(|| own_copy(targets, section, value)),
             Binding::GotBase => Some(targets.got),
             Binding::Discarded => None,
         })
@@ -746,11 +773,24 @@ fn read_pointers(sections: &[usize], layout: &Layout<'_>, bytes: &[u8]) -> Vec<V
 /// sorted by name.
 type Definitions = (Vec<(Box<str>, u64, bool)>, Vec<(Box<str>, u64)>);
 
-fn definitions(object: &Object<'_>, layout: &Layout<'_>, values: &[Option<u64>]) -> Definitions {
+fn definitions(
+    object: &Object<'_>,
+    layout: &Layout<'_>,
+    targets: &Targets,
+    values: &[Option<u64>],
+) -> Definitions {
     let mut exports = Vec::new();
     let mut symbols = Vec::new();
     for ((symbol, binding), value) in object.symbols.iter().zip(&layout.bindings).zip(values) {
-        let (true, Some(value)) = (symbol.is_global() && binding.is_defined_here(), value) else {
+        // A yielded weak definition is still this module's: it is offered as a
+        // weak export at its own address, so it can take the name over when
+        // the definition it yielded to goes.
+        let own = match *binding {
+            Binding::Yielded { section, value } => own_copy(targets, section, value),
+            _ if binding.is_defined_here() => *value,
+            _ => None,
+        };
+        let (true, Some(value)) = (symbol.is_global(), own.as_ref()) else {
             continue;
         };
         if symbol.is_exported() {

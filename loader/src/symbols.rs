@@ -138,13 +138,25 @@ impl Namespace {
     /// Resolves each name, pinning every module that provides one so it cannot
     /// be unloaded until the pins are dropped or handed to a module record.
     /// Returns `None` per name nothing defines.
-    pub(crate) fn resolve_and_pin(&self, names: &[&str]) -> (Vec<Option<u64>>, Pins<'_>) {
+    ///
+    /// `comdats` runs beside `names`: for a symbol of a COMDAT copy this module
+    /// discarded, the group's signature. If the name is not exported (the
+    /// first copy kept it hidden), the group's owner answers for it.
+    pub(crate) fn resolve_and_pin(
+        &self,
+        names: &[&str],
+        comdats: &[Option<&str>],
+    ) -> (Vec<Option<u64>>, Pins<'_>) {
         let mut state = self.state.lock();
         let mut pinned: Vec<ModuleId> = Vec::new();
         let values = names
             .iter()
-            .map(|name| {
-                let (address, module) = state.resolve(name)?;
+            .enumerate()
+            .map(|(at, name)| {
+                let comdat = comdats.get(at).copied().flatten();
+                let (address, module) = state
+                    .resolve(name)
+                    .or_else(|| state.comdat_definition(comdat?, name))?;
                 if let Some(module) = module {
                     pinned.push(module);
                 }
@@ -314,6 +326,19 @@ impl State {
         self.exports
             .get(name)
             .map(|export| (export.address, Some(export.module)))
+    }
+
+    /// `name` as defined by the module that owns COMDAT group `signature`,
+    /// exported or not (its `symbols` hold every global definition, sorted).
+    fn comdat_definition(&self, signature: &str, name: &str) -> Option<(u64, Option<ModuleId>)> {
+        let owner = *self.comdats.get(signature)?;
+        let record = self.modules.get(&owner)?;
+        let at = record
+            .symbols
+            .binary_search_by(|(symbol, _)| (**symbol).cmp(name))
+            .ok()?;
+        let (_, address) = record.symbols.get(at)?;
+        Some((*address, Some(owner)))
     }
 
     fn definer(&self, module: ModuleId) -> Definer {

@@ -149,10 +149,6 @@ fn address_from(module: &Module<'_>, function: &str) -> u64 {
 /// do that: nothing pins a module between plan and relocate). The module must
 /// then use its own copy, not address 0.
 #[test]
-#[ignore = "loader bug for the lead (plan.rs/stage.rs): a weak definition that \
-            yielded at planning becomes Binding::External and, if the definition it \
-            yielded to is unloaded before relocate, resolves as a weak undefined \
-            symbol: address 0 instead of the module's own copy"]
 fn a_weak_definition_whose_winner_unloads_before_relocation_uses_its_own_copy() {
     let env = Env::anywhere();
     let strong = env.load(&compile_c(&fixture("strong_def.c"), CModel::Pic, &[]));
@@ -325,10 +321,6 @@ fn jump_target(address: u64) -> u64 {
 /// and its call jumps to address 0. The check reads the jump instead of making
 /// it, so the test fails instead of crashing.
 #[test]
-#[ignore = "loader bug for the lead (plan.rs/stage.rs): a discarded COMDAT copy's \
-            symbols become Binding::External and are looked up among exports, where \
-            a hidden first copy never is; being weak they then resolve to 0, so the \
-            module loads and calls address 0"]
 fn a_discarded_comdat_copy_binds_to_a_hidden_first_copy() {
     let env = Env::anywhere();
     let a = env.load(&assemble(&fixture("comdat_hidden_a.s")));

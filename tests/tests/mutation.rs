@@ -890,9 +890,6 @@ fn common_symbols_with_absurd_alignment_or_size() {
 /// computed (and found not to fit) before the field's place is checked.
 /// Offsets just past the end are reported correctly (the test above).
 #[test]
-#[ignore = "loader bug for the lead: the relocation engine (reloc/*, stage.rs) \
-            checks the value's range before the field's bounds, so a far r_offset \
-            of a PC-relative relocation is reported as Overflow, not OutOfBounds"]
 fn far_relocation_offsets_are_out_of_bounds_not_overflows() {
     let mut bench = Bench::new();
     let mut wrong = Vec::new();

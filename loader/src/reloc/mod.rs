@@ -166,13 +166,15 @@ pub(crate) fn write_field(
         Range::Unsigned => (unsigned_fits, as_unsigned),
         Range::Either => (signed_fits || unsigned_fits, as_signed),
     };
-    if !fits {
-        return Err(RelocationProblem::Overflow { value: reported });
-    }
+    // Where the field is comes first: a field outside its section is
+    // malformed input whatever the value.
     let field = offset
         .checked_add(width)
         .and_then(|end| bytes.get_mut(offset..end))
         .ok_or(RelocationProblem::OutOfBounds)?;
+    if !fits {
+        return Err(RelocationProblem::Overflow { value: reported });
+    }
     let encoded = word.to_le_bytes();
     for (destination, source) in field.iter_mut().zip(encoded.iter()) {
         *destination = *source;

@@ -167,7 +167,7 @@ impl Namespace {
         pinned.dedup();
         for id in &pinned {
             if let Some(record) = state.modules.get_mut(id) {
-                record.users += 1;
+                record.users = record.users.saturating_add(1);
             }
         }
         (
@@ -209,7 +209,8 @@ impl Namespace {
             return Err(duplicate);
         }
         let id = ModuleId(state.next_id);
-        state.next_id += 1;
+        // Ids are never reused; 2^64 loads will not happen.
+        state.next_id = state.next_id.wrapping_add(1);
         for (name, address, weak) in exports {
             if state.host.contains_key(name) {
                 continue; // the host's definitions never leave

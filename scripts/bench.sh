@@ -11,11 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The bench group brings llvm-22-dev, hyperfine and valgrind (callgrind gives
+# the instruction counts, which machine noise does not move).
 scripts/install-deps.sh host bench
-# callgrind gives the instruction counts, which machine noise does not move.
-if ! command -v valgrind >/dev/null && [ "$(id -u)" -eq 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
-fi
 
 target="${CARGO_TARGET_DIR:-target}"
 out="$target/bench-report"

@@ -8,7 +8,7 @@
 #   cross   clang-22, lld-22, llvm-22 tools: AArch64 fixtures and the lld oracle
 #   kernel  Debian's rustc-web/cargo-web/rust-web-src (also the AArch64 Rust
 #           fixtures: core via -Zbuild-std) and QEMU for both arches
-#   bench   llvm-22-dev (llvm-sys), hyperfine
+#   bench   llvm-22-dev (llvm-sys), hyperfine, valgrind
 set -euo pipefail
 
 groups=("$@")
@@ -38,7 +38,7 @@ for group in "${groups[@]}"; do
         want qemu-system-x86
         want qemu-system-arm
         ;;
-    bench) want llvm-22-dev hyperfine zlib1g-dev libzstd-dev libxml2-dev ;;
+    bench) want llvm-22-dev hyperfine valgrind zlib1g-dev libzstd-dev libxml2-dev ;;
     *)
         echo "install-deps: unknown group '$group'" >&2
         exit 2

@@ -127,16 +127,7 @@ struct LinkedModule {
 
 /// Runs `modload link`.
 pub fn command(args: &LinkArgs) -> Result<(), Failure> {
-    let inputs = args
-        .objects
-        .iter()
-        .map(|path| {
-            let name = path.to_string_lossy().into_owned();
-            std::fs::read(path)
-                .map(|bytes| (name.clone(), bytes))
-                .map_err(|error| Failure::io(&name, &error))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let inputs = crate::read_objects(&args.objects)?;
     std::fs::create_dir_all(&args.output)
         .map_err(|error| Failure::io(&args.output.to_string_lossy(), &error))?;
 

@@ -26,6 +26,19 @@ use std::io::Write as _;
 
 use args::Command;
 
+/// Reads every object named on the command line, keyed by its path as given.
+pub fn read_objects(paths: &[std::path::PathBuf]) -> Result<Vec<(String, Vec<u8>)>, Failure> {
+    paths
+        .iter()
+        .map(|path| {
+            let name = path.to_string_lossy().into_owned();
+            std::fs::read(path)
+                .map(|bytes| (name.clone(), bytes))
+                .map_err(|error| Failure::io(&name, &error))
+        })
+        .collect()
+}
+
 /// Exit status for errors in loading or running.
 const EXIT_FAILURE: i32 = 1;
 /// Exit status for command-line mistakes.

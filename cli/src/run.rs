@@ -36,16 +36,7 @@ type EntryPoint = extern "C" fn(c_int, *const *const c_char, *const *const c_cha
 /// Runs `modload run`. On success it does not return: the process exits with
 /// the entry point's return value.
 pub fn command(args: &RunArgs) -> Result<(), Failure> {
-    let objects = args
-        .objects
-        .iter()
-        .map(|path| {
-            let name = path.to_string_lossy().into_owned();
-            std::fs::read(path)
-                .map(|bytes| (name.clone(), bytes))
-                .map_err(|error| Failure::io(&name, &error))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let objects = crate::read_objects(&args.objects)?;
 
     // With trusted keys, every signature is checked before any object is
     // parsed, here to fail early; the loader checks again as it loads.

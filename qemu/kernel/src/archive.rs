@@ -9,7 +9,9 @@ const HEADER: usize = 60;
 
 /// The member called `name` (without the trailing `/` GNU ar adds).
 pub fn member(name: &str) -> Option<&'static [u8]> {
-    members().find(|(member, _)| *member == name).map(|(_, bytes)| bytes)
+    members()
+        .find(|(member, _)| *member == name)
+        .map(|(_, bytes)| bytes)
 }
 
 /// Every member as `(name, bytes)`, skipping the symbol index and the long-name

@@ -86,7 +86,9 @@ export!(kernel_print);
 
 /// Adds `delta` to the kernel counter and returns the new value.
 pub extern "C" fn kernel_counter_add(delta: u64) -> u64 {
-    COUNTER.fetch_add(delta, Ordering::Relaxed).wrapping_add(delta)
+    COUNTER
+        .fetch_add(delta, Ordering::Relaxed)
+        .wrapping_add(delta)
 }
 export!(kernel_counter_add);
 

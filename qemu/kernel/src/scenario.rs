@@ -34,13 +34,11 @@ type Step = Result<String, String>;
 /// Runs every step, even after a failure, so the report shows them all.
 pub fn run() -> bool {
     let mut passed = true;
-    let mut report = |number: u32, name: &str, outcome: Step| {
-        match outcome {
-            Ok(detail) => println!("STEP {number} PASS {name}: {detail}"),
-            Err(why) => {
-                passed = false;
-                println!("STEP {number} FAIL {name}: {why}");
-            }
+    let mut report = |number: u32, name: &str, outcome: Step| match outcome {
+        Ok(detail) => println!("STEP {number} PASS {name}: {detail}"),
+        Err(why) => {
+            passed = false;
+            println!("STEP {number} FAIL {name}: {why}");
         }
     };
     let mut state = match setup() {
@@ -157,8 +155,16 @@ fn step1(state: &mut State) -> Step {
     state.a = Some(load(near_loader(), "a.o")?);
     let prints = PRINTS.load(Ordering::Relaxed);
     function::<Void>(&state.a, "a_hello")?();
-    expect("lines printed by A", PRINTS.load(Ordering::Relaxed), prints + 1)?;
-    expect("a_value (its constructor ran)", function::<Int>(&state.a, "a_value")?(), 42)?;
+    expect(
+        "lines printed by A",
+        PRINTS.load(Ordering::Relaxed),
+        prints + 1,
+    )?;
+    expect(
+        "a_value (its constructor ran)",
+        function::<Int>(&state.a, "a_value")?(),
+        42,
+    )?;
     Ok(format!("A at {:#x}", symbol(&state.a, "a_value")?))
 }
 
@@ -177,8 +183,16 @@ fn step2(state: &mut State) -> Step {
     // SAFETY: built for this kernel; it runs where it was loaded.
     state.b = Some(unsafe { finalized.start() }.map_err(|error| format!("{error}"))?);
     let counter = COUNTER.load(Ordering::Relaxed);
-    expect("b_compute (A's value * 2 + 1)", function::<Long>(&state.b, "b_compute")?(), 85)?;
-    expect("kernel counter bumped by B", COUNTER.load(Ordering::Relaxed), counter + 1)?;
+    expect(
+        "b_compute (A's value * 2 + 1)",
+        function::<Long>(&state.b, "b_compute")?(),
+        85,
+    )?;
+    expect(
+        "kernel counter bumped by B",
+        COUNTER.load(Ordering::Relaxed),
+        counter + 1,
+    )?;
     if state.far_baseline.is_some() && used == 0 {
         return Err("B sits beyond direct reach but used no veneer".into());
     }
@@ -186,8 +200,16 @@ fn step2(state: &mut State) -> Step {
         return Err(format!("{used} stubs used, only {planned_stubs} planned"));
     }
     state.c = Some(load(near_loader(), "c.o")?);
-    expect("c_run (A's function through C's pointer)", function::<Int>(&state.c, "c_run")?(), 42)?;
-    expect("A's data after C wrote it", function::<Int>(&state.a, "a_get_data")?(), 99)?;
+    expect(
+        "c_run (A's function through C's pointer)",
+        function::<Int>(&state.c, "c_run")?(),
+        42,
+    )?;
+    expect(
+        "A's data after C wrote it",
+        function::<Int>(&state.a, "a_get_data")?(),
+        99,
+    )?;
     Ok(format!(
         "B at {:#x} ({used} of {planned_stubs} stubs/veneers used), C at {:#x}",
         symbol(&state.b, "b_compute")?,
@@ -233,8 +255,16 @@ fn step4(state: &State) -> Step {
         }
     }
     // Reads of rodata and calls into text still work after the faults.
-    expect("read A's rodata", arch::probe(Access::Read, rodata).is_none(), true)?;
-    expect("a_value after the faults", function::<Int>(&state.a, "a_value")?(), 42)?;
+    expect(
+        "read A's rodata",
+        arch::probe(Access::Read, rodata).is_none(),
+        true,
+    )?;
+    expect(
+        "a_value after the faults",
+        function::<Int>(&state.a, "a_value")?(),
+        42,
+    )?;
     Ok(detail)
 }
 
@@ -287,10 +317,20 @@ fn step5(state: &mut State) -> Step {
     state.d = Some(unsafe { finalized.start() }.map_err(|error| format!("{error}"))?);
     let compute = symbol(&state.d, "d_compute")?;
     if !window.contains(&compute) {
-        return Err(format!("d_compute at {compute:#x} is outside the alias window"));
+        return Err(format!(
+            "d_compute at {compute:#x} is outside the alias window"
+        ));
     }
-    expect("d_where (its own address, taken in D)", function::<Long>(&state.d, "d_where")?() as u64, compute)?;
-    expect("d_compute(4) (constructor set 10)", function::<Unary>(&state.d, "d_compute")?(4), 42)?;
+    expect(
+        "d_where (its own address, taken in D)",
+        function::<Long>(&state.d, "d_where")?() as u64,
+        compute,
+    )?;
+    expect(
+        "d_compute(4) (constructor set 10)",
+        function::<Unary>(&state.d, "d_compute")?(4),
+        42,
+    )?;
     Ok(format!("staged at {staging:#x}, running at {alias:#x}"))
 }
 
@@ -300,19 +340,28 @@ fn step6(state: &State) -> Step {
     let modules = NAMESPACE.modules();
     let error = load_error(near_loader(), "unresolved.o")?;
     match &error.kind {
-        ErrorKind::Unresolved { names } if names.iter().any(|name| &**name == "no_such_function") => {}
+        ErrorKind::Unresolved { names }
+            if names.iter().any(|name| &**name == "no_such_function") => {}
         other => return Err(format!("unresolved.o: expected Unresolved, got {other:?}")),
     }
     let error = load_error(far_loader(state), "overflow.o")?;
     let problem = match &error.kind {
         ErrorKind::Relocation(failure) => failure.problem,
-        other => return Err(format!("overflow.o: expected a relocation error, got {other:?}")),
+        other => {
+            return Err(format!(
+                "overflow.o: expected a relocation error, got {other:?}"
+            ))
+        }
     };
     if !matches!(problem, RelocationProblem::Overflow { .. }) {
         return Err(format!("overflow.o: expected Overflow, got {problem:?}"));
     }
     expect("near region usage", NEAR.usage(), near)?;
-    expect("far region usage", state.far_baseline.map(|_| FAR.usage()), far)?;
+    expect(
+        "far region usage",
+        state.far_baseline.map(|_| FAR.usage()),
+        far,
+    )?;
     expect("namespace modules", NAMESPACE.modules(), modules)?;
     Ok(format!("refused: {error}"))
 }
@@ -336,7 +385,12 @@ fn step7(state: &mut State) -> Step {
         },
     };
     FINI_NOTES.store(0, Ordering::Relaxed);
-    for (name, module) in [("C", state.c.take()), ("B", state.b.take()), ("D", state.d.take()), ("A", Some(a))] {
+    for (name, module) in [
+        ("C", state.c.take()),
+        ("B", state.b.take()),
+        ("D", state.d.take()),
+        ("A", Some(a)),
+    ] {
         let module = module.ok_or_else(|| format!("{name} is not loaded"))?;
         module
             .unload()
@@ -346,20 +400,32 @@ fn step7(state: &mut State) -> Step {
         arch::unmap_alias(alias, size);
     }
     // A notes bit 1, B bit 2, C bit 3, D bit 4.
-    expect("destructors that ran", FINI_NOTES.load(Ordering::Relaxed), 0b1_1110)?;
+    expect(
+        "destructors that ran",
+        FINI_NOTES.load(Ordering::Relaxed),
+        0b1_1110,
+    )?;
     expect("near region usage", NEAR.usage(), state.near_baseline)?;
     if let Some(baseline) = state.far_baseline {
         expect("far region usage", FAR.usage(), baseline)?;
     }
     expect("modules left", NAMESPACE.modules().len(), 0)?;
-    expect("kernel_alloc bytes outstanding", ALLOCATED.load(Ordering::Relaxed), 0)?;
+    expect(
+        "kernel_alloc bytes outstanding",
+        ALLOCATED.load(Ordering::Relaxed),
+        0,
+    )?;
     Ok("A refused while in use; C, B, D, A unloaded; fini ran; regions back to boot usage".into())
 }
 
 fn step8(state: &State) -> Step {
     let before = (NEAR.usage(), state.far_baseline.map(|_| FAR.usage()));
     for round in 0..200u64 {
-        let loader = if round % 2 == 0 { near_loader() } else { far_loader(state) };
+        let loader = if round % 2 == 0 {
+            near_loader()
+        } else {
+            far_loader(state)
+        };
         let module = Some(load(loader, "stress.o")?);
         let value = function::<Unary>(&module, "stress_value")?(round);
         expect("stress_value", value, round + 1)?;

@@ -12,27 +12,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{Writeable, VBAR_EL1};
 
-/// What a probe does at its address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Load one byte.
-    Read,
-    /// Load one byte and store it back.
-    Write,
-    /// Branch with link to the address (it must hold a function, if executable).
-    Execute,
-}
-
-/// A fault caught during a probe.
-#[derive(Clone, Copy, Debug)]
-pub struct Fault {
-    /// What the probe did.
-    pub access: Access,
-    /// The faulting address (`FAR_EL1`).
-    pub address: u64,
-    /// `ESR_EL1`: the exception class and fault status.
-    pub syndrome: u64,
-}
+use crate::arch::{Access, Fault};
 
 /// The probe's state, shared with the assembly: offsets are fixed (`repr(C)`).
 #[repr(C)]

@@ -7,7 +7,8 @@ use modload::{Permissions, VirtAddr};
 use modload_platform::aarch64::PAGE_SIZE;
 
 use super::exceptions::describe;
-use super::{probe, uart, Access, Fault};
+use super::{probe, uart};
+use crate::arch::{Access, Fault};
 
 /// Two pages of `.bss`, mapped read-write like the rest of it.
 #[repr(C, align(4096))]

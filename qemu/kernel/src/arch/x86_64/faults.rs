@@ -9,27 +9,7 @@ use spin::Once;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
-/// What a probe does at its address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Load one byte.
-    Read,
-    /// Load one byte and store it back.
-    Write,
-    /// Call the address.
-    Execute,
-}
-
-/// A fault caught during a probe.
-#[derive(Clone, Copy, Debug)]
-pub struct Fault {
-    /// What the probe did.
-    pub access: Access,
-    /// The faulting address (CR2).
-    pub address: u64,
-    /// The page-fault error code.
-    pub syndrome: u64,
-}
+use crate::arch::{Access, Fault};
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
@@ -46,7 +26,8 @@ pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
         idt.page_fault.set_handler_fn(page_fault);
-        idt.general_protection_fault.set_handler_fn(general_protection);
+        idt.general_protection_fault
+            .set_handler_fn(general_protection);
         idt.invalid_opcode.set_handler_fn(invalid_opcode);
         idt.double_fault.set_handler_fn(double_fault);
         idt
@@ -133,16 +114,25 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
 }
 
 extern "x86-interrupt" fn general_protection(frame: InterruptStackFrame, code: u64) {
-    println!("UNEXPECTED general protection fault {code:#x} at {:#x}", frame.instruction_pointer.as_u64());
+    println!(
+        "UNEXPECTED general protection fault {code:#x} at {:#x}",
+        frame.instruction_pointer.as_u64()
+    );
     super::exit(false);
 }
 
 extern "x86-interrupt" fn invalid_opcode(frame: InterruptStackFrame) {
-    println!("UNEXPECTED invalid opcode at {:#x}", frame.instruction_pointer.as_u64());
+    println!(
+        "UNEXPECTED invalid opcode at {:#x}",
+        frame.instruction_pointer.as_u64()
+    );
     super::exit(false);
 }
 
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, _code: u64) -> ! {
-    println!("UNEXPECTED double fault at {:#x}", frame.instruction_pointer.as_u64());
+    println!(
+        "UNEXPECTED double fault at {:#x}",
+        frame.instruction_pointer.as_u64()
+    );
     super::exit(false);
 }

@@ -137,9 +137,17 @@ pub fn map_alias(
                 // SAFETY: the alias window holds no other mapping, and the
                 // frame is module memory the scenario controls for the alias's
                 // whole life.
-                unsafe { tables.map_to_with_table_flags(target, frame, flags, PageTableFlags::PRESENT | PageTableFlags::WRITABLE, &mut PoolFrames) }
-                    .map_err(|_| "alias page already mapped")?
-                    .flush();
+                unsafe {
+                    tables.map_to_with_table_flags(
+                        target,
+                        frame,
+                        flags,
+                        PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
+                        &mut PoolFrames,
+                    )
+                }
+                .map_err(|_| "alias page already mapped")?
+                .flush();
             }
             Ok(())
         })
@@ -148,7 +156,9 @@ pub fn map_alias(
 
 /// Removes an alias made by [`map_alias`].
 pub fn unmap_alias(alias: u64, len: u64) {
-    let Ok(targets) = pages(alias, len) else { return };
+    let Ok(targets) = pages(alias, len) else {
+        return;
+    };
     PROTECTION.with_tables(|tables| {
         for page in targets {
             if let Ok((_, flush)) = tables.unmap(page) {

@@ -6,7 +6,15 @@ const COM1: u16 = 0x3f8;
 
 /// 115200 baud, 8N1, FIFOs on, interrupts off.
 pub fn init() {
-    for (offset, value) in [(1, 0x00), (3, 0x80), (0, 0x01), (1, 0x00), (3, 0x03), (2, 0xc7), (4, 0x0b)] {
+    for (offset, value) in [
+        (1, 0x00),
+        (3, 0x80),
+        (0, 0x01),
+        (1, 0x00),
+        (3, 0x03),
+        (2, 0xc7),
+        (4, 0x0b),
+    ] {
         let mut port: Port<u8> = Port::new(COM1 + offset);
         // SAFETY: COM1's registers exist on every PC and QEMU machine; these
         // writes only configure the UART.

@@ -7,31 +7,12 @@ use std::process::{Command, Output};
 
 const MODLOAD: &str = env!("CARGO_BIN_EXE_modload");
 
-/// A fresh directory for one test, so tests can run in parallel. Removed when
-/// the test passes; kept when it fails, to look at the objects.
-struct WorkDir(PathBuf);
+mod common;
 
-impl std::ops::Deref for WorkDir {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
+use common::{workdir as new_workdir, WorkDir};
 
 fn workdir(test: &str) -> WorkDir {
-    let dir = std::env::temp_dir().join(format!("modload-cli-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create the test directory");
-    WorkDir(dir)
+    new_workdir("cli", test)
 }
 
 /// Compiles `source` to `dir/name.o` with gcc and `flags`.

@@ -10,30 +10,12 @@ use modload_tests::oracle::{InputObject, Layout};
 
 const MODLOAD: &str = env!("CARGO_BIN_EXE_modload");
 
-/// A fresh directory per test; removed when the test passes.
-struct WorkDir(PathBuf);
+mod common;
 
-impl std::ops::Deref for WorkDir {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
+use common::{workdir as new_workdir, WorkDir};
 
 fn workdir(test: &str) -> WorkDir {
-    let dir = std::env::temp_dir().join(format!("modload-link-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create the test directory");
-    WorkDir(dir)
+    new_workdir("link", test)
 }
 
 /// Assembles `source` to `dir/name.o`: x86-64 with gcc's `as`, AArch64 with

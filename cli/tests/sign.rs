@@ -1,27 +1,17 @@
 //! `modload keygen`, `modload sign` and `modload run --trusted-key`, end to end.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const MODLOAD: &str = env!("CARGO_BIN_EXE_modload");
 
-/// A directory of its own per test, removed when the test passes.
-struct WorkDir(PathBuf);
+mod common;
 
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
+use common::{workdir as new_workdir, WorkDir};
 
 fn workdir(test: &str) -> WorkDir {
-    let dir = std::env::temp_dir().join(format!("modload-sign-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    WorkDir(dir)
+    new_workdir("sign", test)
 }
 
 fn modload(dir: &Path, args: &[&str]) -> Output {
@@ -61,36 +51,36 @@ fn program(dir: &Path) {
 #[test]
 fn keygen_sign_and_run() {
     let dir = workdir("run");
-    program(&dir.0);
-    let keygen = modload(&dir.0, &["keygen", "-o", "k"]);
+    program(&dir);
+    let keygen = modload(&dir, &["keygen", "-o", "k"]);
     assert!(keygen.status.success(), "{}", stderr(&keygen));
-    let public = std::fs::read_to_string(dir.0.join("k.pub")).unwrap();
+    let public = std::fs::read_to_string(dir.join("k.pub")).unwrap();
     assert_eq!(String::from_utf8_lossy(&keygen.stdout), public);
     assert_eq!(public.trim().len(), 64);
-    let mode = std::fs::metadata(dir.0.join("k.key"))
+    let mode = std::fs::metadata(dir.join("k.key"))
         .unwrap()
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "the secret key is private");
     // Never overwritten.
     assert_eq!(
-        modload(&dir.0, &["keygen", "-o", "k"]).status.code(),
+        modload(&dir, &["keygen", "-o", "k"]).status.code(),
         Some(1)
     );
 
-    let sign = modload(&dir.0, &["sign", "--key", "k.key", "p.o", "-o", "ps.o"]);
+    let sign = modload(&dir, &["sign", "--key", "k.key", "p.o", "-o", "ps.o"]);
     assert!(sign.status.success(), "{}", stderr(&sign));
-    let plain = std::fs::read(dir.0.join("p.o")).unwrap();
-    let signed = std::fs::read(dir.0.join("ps.o")).unwrap();
+    let plain = std::fs::read(dir.join("p.o")).unwrap();
+    let signed = std::fs::read(dir.join("ps.o")).unwrap();
     assert_eq!(signed.len(), plain.len() + 120);
     assert_eq!(&signed[..plain.len()], plain.as_slice());
 
-    let run = modload(&dir.0, &["run", "ps.o", "--trusted-key", "k.pub"]);
+    let run = modload(&dir, &["run", "ps.o", "--trusted-key", "k.pub"]);
     assert_eq!(run.status.code(), Some(5), "{}", stderr(&run));
     assert_eq!(String::from_utf8_lossy(&run.stdout), "signed hello\n");
 
     // Unsigned, or signed by another key: refused before anything runs.
-    let unsigned = modload(&dir.0, &["run", "p.o", "--trusted-key", "k.pub"]);
+    let unsigned = modload(&dir, &["run", "p.o", "--trusted-key", "k.pub"]);
     assert_eq!(unsigned.status.code(), Some(1));
     assert!(
         stderr(&unsigned).contains("not signed"),
@@ -98,8 +88,8 @@ fn keygen_sign_and_run() {
         stderr(&unsigned)
     );
     assert!(unsigned.stdout.is_empty());
-    assert!(modload(&dir.0, &["keygen", "-o", "other"]).status.success());
-    let untrusted = modload(&dir.0, &["run", "ps.o", "--trusted-key", "other.pub"]);
+    assert!(modload(&dir, &["keygen", "-o", "other"]).status.success());
+    let untrusted = modload(&dir, &["run", "ps.o", "--trusted-key", "other.pub"]);
     assert_eq!(untrusted.status.code(), Some(1));
     assert!(
         stderr(&untrusted).contains("not trusted"),
@@ -108,7 +98,7 @@ fn keygen_sign_and_run() {
     );
     // Either of two trusted keys will do.
     let either = modload(
-        &dir.0,
+        &dir,
         &[
             "run",
             "ps.o",
@@ -123,8 +113,8 @@ fn keygen_sign_and_run() {
     // One byte of the object changed after signing.
     let mut tampered = signed.clone();
     tampered[plain.len() / 2] ^= 1;
-    std::fs::write(dir.0.join("t.o"), &tampered).unwrap();
-    let run = modload(&dir.0, &["run", "t.o", "--trusted-key", "k.pub"]);
+    std::fs::write(dir.join("t.o"), &tampered).unwrap();
+    let run = modload(&dir, &["run", "t.o", "--trusted-key", "k.pub"]);
     assert_eq!(run.status.code(), Some(1));
     assert!(stderr(&run).contains("does not match"), "{}", stderr(&run));
 }
@@ -132,11 +122,11 @@ fn keygen_sign_and_run() {
 #[test]
 fn sign_in_place_refuses_to_sign_twice_and_non_objects() {
     let dir = workdir("twice");
-    program(&dir.0);
-    assert!(modload(&dir.0, &["keygen", "-o", "k"]).status.success());
-    let sign = modload(&dir.0, &["sign", "--key", "k.key", "p.o"]);
+    program(&dir);
+    assert!(modload(&dir, &["keygen", "-o", "k"]).status.success());
+    let sign = modload(&dir, &["sign", "--key", "k.key", "p.o"]);
     assert!(sign.status.success(), "{}", stderr(&sign));
-    let again = modload(&dir.0, &["sign", "--key", "k.key", "p.o"]);
+    let again = modload(&dir, &["sign", "--key", "k.key", "p.o"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(
         stderr(&again).contains("already signed"),
@@ -144,20 +134,20 @@ fn sign_in_place_refuses_to_sign_twice_and_non_objects() {
         stderr(&again)
     );
     // Without keys, a signed object runs as any object.
-    let run = modload(&dir.0, &["run", "p.o"]);
+    let run = modload(&dir, &["run", "p.o"]);
     assert_eq!(run.status.code(), Some(5), "{}", stderr(&run));
 
-    std::fs::write(dir.0.join("junk.o"), b"not an object").unwrap();
-    let junk = modload(&dir.0, &["sign", "--key", "k.key", "junk.o"]);
+    std::fs::write(dir.join("junk.o"), b"not an object").unwrap();
+    let junk = modload(&dir, &["sign", "--key", "k.key", "junk.o"]);
     assert_eq!(junk.status.code(), Some(1));
     assert!(
         stderr(&junk).contains("not an ELF file"),
         "{}",
         stderr(&junk)
     );
-    let usage = modload(&dir.0, &["sign", "p.o"]);
+    let usage = modload(&dir, &["sign", "p.o"]);
     assert_eq!(usage.status.code(), Some(2));
-    let bad_key = modload(&dir.0, &["sign", "--key", "p.c", "p.o"]);
+    let bad_key = modload(&dir, &["sign", "--key", "p.c", "p.o"]);
     assert_eq!(bad_key.status.code(), Some(1));
     assert!(
         stderr(&bad_key).contains("not a key file"),

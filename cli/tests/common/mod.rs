@@ -1,0 +1,32 @@
+//! What the command-line test files share.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// A fresh directory for one test, so tests can run in parallel. Removed when
+/// the test passes; kept when it fails, to look at the objects.
+pub struct WorkDir(PathBuf);
+
+impl std::ops::Deref for WorkDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// `modload-<suite>-<pid>-<test>` in the temporary directory, empty.
+pub fn workdir(suite: &str, test: &str) -> WorkDir {
+    let dir = std::env::temp_dir().join(format!("modload-{suite}-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the test directory");
+    WorkDir(dir)
+}

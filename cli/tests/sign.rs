@@ -63,10 +63,7 @@ fn keygen_sign_and_run() {
         .mode();
     assert_eq!(mode & 0o777, 0o600, "the secret key is private");
     // Never overwritten.
-    assert_eq!(
-        modload(&dir, &["keygen", "-o", "k"]).status.code(),
-        Some(1)
-    );
+    assert_eq!(modload(&dir, &["keygen", "-o", "k"]).status.code(), Some(1));
 
     let sign = modload(&dir, &["sign", "--key", "k.key", "p.o", "-o", "ps.o"]);
     assert!(sign.status.success(), "{}", stderr(&sign));

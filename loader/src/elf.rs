@@ -4,7 +4,6 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use goblin::elf::reloc::RelocSection;
 use goblin::elf::section_header::{
     SHT_GROUP, SHT_NOBITS, SHT_REL, SHT_RELA, SHT_STRTAB, SHT_SYMTAB,
 };
@@ -117,10 +116,41 @@ impl Symbol<'_> {
     }
 }
 
+/// One `Rela` entry, decoded once at parse time for planning and relocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rela {
+    pub r_offset: u64,
+    pub r_addend: i64,
+    /// The symbol index (`ELF64_R_SYM`, 32 bits): 24 bytes an entry.
+    sym: u32,
+    /// The type (`ELF64_R_TYPE`).
+    pub r_type: u32,
+}
+
+impl Rela {
+    /// The symbol index.
+    pub fn r_sym(&self) -> usize {
+        self.sym as usize
+    }
+
+    /// Decodes one little-endian `Elf64_Rela` from its 24 bytes.
+    fn decode(entry: &[u8]) -> Option<Self> {
+        let r_offset = read_u64(entry, 0)?;
+        let r_info = read_u64(entry, 8)?;
+        let r_addend = read_u64(entry, 16)? as i64;
+        Some(Self {
+            r_offset,
+            r_addend,
+            sym: (r_info >> 32) as u32,
+            r_type: r_info as u32,
+        })
+    }
+}
+
 /// A section of relocations and the section it patches.
-pub(crate) struct RelocationSection<'a> {
+pub(crate) struct RelocationSection {
     pub target: usize,
-    pub entries: RelocSection<'a>,
+    pub entries: Vec<Rela>,
 }
 
 /// A `SHT_GROUP` section: its signature and member section indices.
@@ -136,7 +166,7 @@ pub struct Object<'a> {
     pub(crate) machine: Machine,
     pub(crate) sections: Vec<Section<'a>>,
     pub(crate) symbols: Vec<Symbol<'a>>,
-    pub(crate) relocations: Vec<RelocationSection<'a>>,
+    pub(crate) relocations: Vec<RelocationSection>,
     pub(crate) groups: Vec<Group<'a>>,
     /// The key whose signature was checked before parsing, if one was.
     #[cfg(feature = "signature")]
@@ -516,9 +546,9 @@ fn read_symbols<'a>(
 fn read_relocations<'a>(
     elf: &mut Elf<'a>,
     sections: &[Section<'a>],
-) -> Result<Vec<RelocationSection<'a>>, ErrorKind> {
+) -> Result<Vec<RelocationSection>, ErrorKind> {
     let mut relocations = Vec::with_capacity(elf.shdr_relocs.len());
-    for (index, entries) in core::mem::take(&mut elf.shdr_relocs) {
+    for (index, _) in core::mem::take(&mut elf.shdr_relocs) {
         let index = &index;
         let header = elf
             .section_headers
@@ -538,6 +568,18 @@ fn read_relocations<'a>(
         if target == 0 || target >= sections.len() {
             return Err(problem(SectionProblem::BadLink));
         }
+        // `check_tables` made `sh_entsize` 24, so goblin counted the same
+        // whole entries that this decodes, once, for every later stage.
+        let entries = sections
+            .get(*index)
+            .and_then(|section| section.data)
+            .unwrap_or_default()
+            .chunks_exact(RELA_SIZE as usize)
+            .map(Rela::decode)
+            .collect::<Option<Vec<_>>>()
+            .ok_or(ErrorKind::Malformed {
+                what: "relocation entry",
+            })?;
         relocations.push(RelocationSection { target, entries });
     }
     Ok(relocations)

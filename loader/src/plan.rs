@@ -2,7 +2,7 @@
 //! allocated. The caller can read it to reserve memory, and the later stages
 //! check that what they used is exactly what it promised.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -20,7 +20,7 @@ use crate::error::{
 };
 use crate::protection::Permissions;
 use crate::reloc::{needs, x86_64, RelocationType, SlotSizes};
-use crate::symbols::NamespaceView;
+use crate::symbols::{NameMap, NamespaceView, NAME_HASHER};
 
 /// The largest alignment a section or `COMMON` symbol may ask for.
 pub const MAX_ALIGNMENT: u64 = 1 << 16;
@@ -266,11 +266,12 @@ pub(crate) struct Layout<'a> {
     /// Per symbol index: its GOT slot and stub, if planned.
     pub got_slot: Vec<Option<u32>>,
     /// Per call target `(symbol index, addend key)`: its stub.
-    pub stub_slot: BTreeMap<(usize, i64), u32>,
-    /// GOT loads relaxed to `lea` while planning, as (relocation section,
-    /// entry) indices. Relocation obeys this record rather than looking at
-    /// the bytes again, which earlier relocations may have changed.
-    pub relaxed: BTreeSet<(usize, usize)>,
+    pub stub_slot: NameMap<(usize, i64), u32>,
+    /// Per relocation entry, all sections' entries in a row (in the order of
+    /// `Object::relocations`): what planning decided for it. Relocation obeys
+    /// this record rather than looking at the bytes again (which earlier
+    /// relocations may have changed) or searching for the entry's stub.
+    pub fixups: Vec<Fixup>,
     /// Section indices of init and fini arrays, in run order (fini reversed later).
     pub init: Vec<usize>,
     pub fini: Vec<usize>,
@@ -280,6 +281,17 @@ pub(crate) struct Layout<'a> {
     /// group's signature, whose owner resolves the name even if it keeps the
     /// symbol hidden.
     pub comdat_of: BTreeMap<usize, &'a str>,
+}
+
+/// What planning decided for one relocation entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fixup {
+    /// Applied as written.
+    Plain,
+    /// A GOT load relaxed to `lea` of the symbol itself (x86-64).
+    Relaxed,
+    /// A call that may go through this stub if its target is out of reach.
+    Stub(u32),
 }
 
 /// Computes the plan for `object`, given what the namespace already holds.
@@ -427,7 +439,7 @@ pub(crate) fn plan<'a>(
         common,
         got_slot: slots.got_slot,
         stub_slot: slots.stub_slot,
-        relaxed: slots.relaxed,
+        fixups: slots.fixups,
         init: init.into_iter().map(|(_, index)| index).collect(),
         fini: fini.into_iter().map(|(_, index)| index).collect(),
         comdats,
@@ -576,9 +588,9 @@ fn bind_symbols<'a>(
 }
 
 struct Slots {
-    relaxed: BTreeSet<(usize, usize)>,
+    fixups: Vec<Fixup>,
     got_slot: Vec<Option<u32>>,
-    stub_slot: BTreeMap<(usize, i64), u32>,
+    stub_slot: NameMap<(usize, i64), u32>,
     got_count: u32,
     stub_count: u32,
     counts: Vec<(RelocationType, u64)>,
@@ -590,20 +602,30 @@ fn assign_slots(
     bindings: &[Binding],
 ) -> Result<Slots, LoadError> {
     let symbol_count = object.symbols.len();
+    let entry_count = object
+        .relocations
+        .iter()
+        .map(|relocations| relocations.entries.len())
+        .fold(0usize, usize::saturating_add);
     let mut slots = Slots {
-        relaxed: BTreeSet::new(),
+        fixups: Vec::with_capacity(entry_count),
         got_slot: vec![None; symbol_count],
-        stub_slot: BTreeMap::new(),
+        stub_slot: NameMap::with_hasher(NAME_HASHER),
         got_count: 0,
         stub_count: 0,
         counts: Vec::new(),
     };
-    let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
-    // Found in ascending order: collected into the set in one bulk build.
-    let mut relaxed_in_order = Vec::new();
+    // Few distinct types per object: a short list, the last one hit first.
+    let mut counts: Vec<(u32, u64)> = Vec::new();
+    let mut last_type = 0usize;
     let e_machine = object.machine.e_machine();
-    for (list_index, relocations) in object.relocations.iter().enumerate() {
+    for relocations in &object.relocations {
         if !loaded.get(relocations.target).copied().unwrap_or(false) {
+            // Keep `fixups` one per entry of every section, in order.
+            let skipped = relocations.entries.len();
+            slots
+                .fixups
+                .extend(core::iter::repeat_n(Fixup::Plain, skipped));
             continue;
         }
         let data = object
@@ -611,7 +633,7 @@ fn assign_slots(
             .get(relocations.target)
             .and_then(|section| section.data)
             .unwrap_or_default();
-        for (entry_index, entry) in relocations.entries.iter().enumerate() {
+        for entry in &relocations.entries {
             let fail = |problem| {
                 object.error(ErrorKind::Relocation(alloc::boxed::Box::new(
                     RelocationFailure {
@@ -621,7 +643,7 @@ fn assign_slots(
                             machine: e_machine,
                             raw: entry.r_type,
                         },
-                        symbol: object.symbol_name(entry.r_sym),
+                        symbol: object.symbol_name(entry.r_sym()),
                         problem,
                     },
                 )))
@@ -629,35 +651,53 @@ fn assign_slots(
             let needs = needs(object.machine, entry.r_type)
                 .ok_or_else(|| fail(RelocationProblem::Unsupported))?;
             let binding = *bindings
-                .get(entry.r_sym)
+                .get(entry.r_sym())
                 .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
-            let count = counts.entry(entry.r_type).or_insert(0);
-            *count = count.saturating_add(1);
+            if counts
+                .get(last_type)
+                .is_none_or(|(raw, _)| *raw != entry.r_type)
+            {
+                last_type = match counts.iter().position(|(raw, _)| *raw == entry.r_type) {
+                    Some(at) => at,
+                    None => {
+                        counts.push((entry.r_type, 0));
+                        counts.len().saturating_sub(1)
+                    }
+                };
+            }
+            if let Some((_, count)) = counts.get_mut(last_type) {
+                *count = count.saturating_add(1);
+            }
             let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
             // Only the plain `mov sym@GOTPCREL(%rip)` (addend -4) loads the
             // slot itself; another addend reads other bytes, which `lea`
             // cannot reproduce.
             let relaxed = needs.relaxable
                 && object.machine == Machine::X86_64
-                && entry.r_addend == Some(-4)
+                && entry.r_addend == -4
                 && binding.is_placed_here()
                 && x86_64::is_relaxable_load(data, offset);
-            if relaxed {
-                relaxed_in_order.push((list_index, entry_index));
-            }
+            let mut fixup = if relaxed {
+                Fixup::Relaxed
+            } else {
+                Fixup::Plain
+            };
             if needs.got_slot && !relaxed {
-                claim(&mut slots.got_slot, &mut slots.got_count, entry.r_sym);
+                claim(&mut slots.got_slot, &mut slots.got_count, entry.r_sym());
             }
             if needs.stub && may_be_out_of_reach(object.machine, binding) {
-                let key = (entry.r_sym, stub_addend(object.machine, entry.r_addend));
-                if !slots.stub_slot.contains_key(&key) {
-                    slots.stub_slot.insert(key, slots.stub_count);
+                let key = (entry.r_sym(), stub_addend(object.machine, entry.r_addend));
+                let next = slots.stub_count;
+                let slot = *slots.stub_slot.entry(key).or_insert(next);
+                if slot == next {
                     slots.stub_count = slots.stub_count.saturating_add(1);
                 }
+                fixup = Fixup::Stub(slot);
             }
+            slots.fixups.push(fixup);
         }
     }
-    slots.relaxed = relaxed_in_order.into_iter().collect();
+    counts.sort_unstable();
     slots.counts = counts
         .into_iter()
         .map(|(raw, count)| {
@@ -688,10 +728,10 @@ fn may_be_out_of_reach(machine: Machine, binding: Binding) -> bool {
 /// The addend part of a stub's key. An x86-64 stub jumps to the symbol and the
 /// call adds its own addend, so one stub serves all; an AArch64 veneer jumps to
 /// symbol plus addend, so each addend needs its own.
-pub(crate) fn stub_addend(machine: Machine, addend: Option<i64>) -> i64 {
+pub(crate) fn stub_addend(machine: Machine, addend: i64) -> i64 {
     match machine {
         Machine::X86_64 => 0,
-        Machine::AArch64 => addend.unwrap_or(0),
+        Machine::AArch64 => addend,
     }
 }
 

@@ -12,12 +12,11 @@ use crate::error::{ErrorKind, LoadError, RelocationFailure, RelocationProblem};
 use crate::loader::Loader;
 use crate::memory::ModuleMemory;
 use crate::module::Module;
-use crate::plan::stub_addend;
-use crate::plan::{Binding, Layout, Placement, Plan, SectionKind, Segment};
+use crate::plan::{Binding, Fixup, Layout, Placement, Plan, SectionKind, Segment};
 use crate::reloc::{
-    aarch64, needs, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
+    aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
 };
-use crate::symbols::{ModuleRecord, Pins};
+use crate::symbols::{ModuleRecord, Name, NameMap, Pins, NAME_HASHER};
 
 /// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
 /// allocated yet.
@@ -61,8 +60,8 @@ struct Parts<'l> {
     memory: ModuleMemory,
     /// `(target, size)` of every code piece.
     code_targets: Vec<(VirtAddr, u64)>,
-    exports: Vec<(Box<str>, u64, bool)>,
-    symbols: Vec<(Box<str>, u64)>,
+    exports: Vec<(Name, u64, bool)>,
+    symbols: NameMap<Name, u64>,
     comdats: Vec<Box<str>>,
     init: Vec<VirtAddr>,
     fini: Vec<VirtAddr>,
@@ -394,8 +393,12 @@ impl<'l, 'a> Placed<'l, 'a> {
         let mut stub_used = vec![false; plan.stub_slots() as usize];
         let mut applied = 0u64;
         let e_machine = object.machine.e_machine();
-        let mut relaxed = layout.relaxed.iter().peekable();
-        for (list_index, relocations) in object.relocations.iter().enumerate() {
+        // One plan record per entry of every section, in order.
+        let mut first_fixup = 0usize;
+        for relocations in &object.relocations {
+            let count = relocations.entries.len();
+            let fixups_start = first_fixup;
+            first_fixup = first_fixup.saturating_add(count);
             let Some(placement) = layout.placements.get(relocations.target).copied().flatten()
             else {
                 continue;
@@ -409,7 +412,11 @@ impl<'l, 'a> Placed<'l, 'a> {
                 .whole()
                 .and_then(|range| bytes.get_mut(range))
                 .ok_or_else(|| mismatch(&object, placement.kind, placement.offset, plan.size()))?;
-            for (entry_index, entry) in relocations.entries.iter().enumerate() {
+            let planned = layout
+                .fixups
+                .get(fixups_start..first_fixup)
+                .ok_or_else(|| mismatch(&object, SectionKind::Text, 0, first_fixup as u64))?;
+            for (entry, fixup) in relocations.entries.iter().zip(planned) {
                 let fail = |problem| {
                     object.error(ErrorKind::Relocation(Box::new(RelocationFailure {
                         section: object.section_ref(relocations.target),
@@ -418,56 +425,47 @@ impl<'l, 'a> Placed<'l, 'a> {
                             machine: e_machine,
                             raw: entry.r_type,
                         },
-                        symbol: object.symbol_name(entry.r_sym),
+                        symbol: object.symbol_name(entry.r_sym()),
                         problem,
                     })))
                 };
                 let place = section_target.wrapping_add(entry.r_offset);
                 let mut symbol = values
-                    .get(entry.r_sym)
+                    .get(entry.r_sym())
                     .copied()
                     .ok_or_else(|| fail(RelocationProblem::BadSymbol))?
                     .ok_or_else(|| fail(RelocationProblem::TargetNotLoaded))?;
-                let absent_weak = resolution.absent_weak.get(entry.r_sym) == Some(&true);
-                if absent_weak && object.machine == Machine::AArch64 {
+                if object.machine == Machine::AArch64
+                    && resolution.absent_weak.get(entry.r_sym()) == Some(&true)
+                {
                     symbol = aarch64::absent_weak_symbol(entry.r_type, place);
                 }
-                // Only calls can have a stub; skip the map lookup for the rest.
-                let stub_slot = if layout.stub_slot.is_empty()
-                    || !needs(object.machine, entry.r_type).is_some_and(|needs| needs.stub)
-                {
-                    None
-                } else {
-                    layout
-                        .stub_slot
-                        .get(&(entry.r_sym, stub_addend(object.machine, entry.r_addend)))
-                        .copied()
+                // Planning found each call's stub, if it has one.
+                let stub_slot = match *fixup {
+                    Fixup::Stub(slot) => Some(slot),
+                    Fixup::Plain | Fixup::Relaxed => None,
                 };
                 let inputs = FixupInputs {
                     symbol,
-                    addend: entry.r_addend.unwrap_or(0),
+                    addend: entry.r_addend,
                     place,
                     got: got_base,
                     got_slot: slot_address(
                         got_base,
                         got_size,
-                        layout.got_slot.get(entry.r_sym).copied().flatten(),
+                        layout.got_slot.get(entry.r_sym()).copied().flatten(),
                     ),
                     stub: slot_address(stub_base, stub_size, stub_slot),
                     symbol_size: object
                         .symbols
-                        .get(entry.r_sym)
+                        .get(entry.r_sym())
                         .map_or(0, |symbol| symbol.size),
                 };
                 let offset = usize::try_from(entry.r_offset)
                     .map_err(|_| fail(RelocationProblem::OutOfBounds))?;
                 let outcome = match object.machine {
                     Machine::X86_64 => {
-                        // `relaxed` is sorted in this loop's order: a cursor
-                        // finds each entry without searching the set.
-                        let key = (list_index, entry_index);
-                        while relaxed.next_if(|next| **next < key).is_some() {}
-                        let relax = relaxed.next_if_eq(&&key).is_some();
+                        let relax = *fixup == Fixup::Relaxed;
                         x86_64::apply(entry.r_type, section_bytes, offset, &inputs, relax)
                     }
                     Machine::AArch64 => {
@@ -769,9 +767,9 @@ fn read_pointers(sections: &[usize], layout: &Layout<'_>, bytes: &[u8]) -> Vec<V
     pointers
 }
 
-/// The module's exports `(name, address, weak)` and all its global definitions,
-/// sorted by name.
-type Definitions = (Vec<(Box<str>, u64, bool)>, Vec<(Box<str>, u64)>);
+/// The module's exports `(name, address, weak)` and all its global definitions
+/// by name. Each name is allocated once and shared by both.
+type Definitions = (Vec<(Name, u64, bool)>, NameMap<Name, u64>);
 
 fn definitions(
     object: &Object<'_>,
@@ -779,8 +777,14 @@ fn definitions(
     targets: &Targets,
     values: &[Option<u64>],
 ) -> Definitions {
-    let mut exports = Vec::new();
-    let mut symbols = Vec::new();
+    // Sized once: growing the index would hash every name again.
+    let globals = object
+        .symbols
+        .iter()
+        .filter(|symbol| symbol.is_global())
+        .count();
+    let mut exports = Vec::with_capacity(globals);
+    let mut symbols = NameMap::with_capacity_and_hasher(globals, NAME_HASHER);
     for ((symbol, binding), value) in object.symbols.iter().zip(&layout.bindings).zip(values) {
         // A yielded weak definition is still this module's: it is offered as a
         // weak export at its own address, so it can take the name over when
@@ -793,15 +797,15 @@ fn definitions(
         let (true, Some(value)) = (symbol.is_global(), own.as_ref()) else {
             continue;
         };
+        let name = Name::from(symbol.name);
         if symbol.is_exported() {
             // A COMMON symbol is a tentative definition: a real one may follow.
             let weak = symbol.is_weak() || matches!(binding, Binding::Common { .. });
-            exports.push((symbol.name.into(), *value, weak));
+            exports.push((name.clone(), *value, weak));
         }
-        symbols.push((Box::<str>::from(symbol.name), *value));
+        // A name defined twice in one symbol table: the first definition answers.
+        symbols.entry(name).or_insert(*value);
     }
-    symbols.sort_unstable();
-    symbols.dedup_by(|a, b| a.0 == b.0);
     (exports, symbols)
 }
 
@@ -915,6 +919,7 @@ impl<'l> Finalized<'l> {
             name: name.clone(),
             symbols,
             exported: Vec::new(),
+            shadowed: Vec::new(),
             comdats,
             dependencies: Vec::new(),
             users: 0,

@@ -4,8 +4,12 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use foldhash::fast::FixedState;
+use hashbrown::hash_map::Entry;
+use hashbrown::HashMap;
 use spin::Mutex;
 
 use crate::addr::VirtAddr;
@@ -23,6 +27,21 @@ impl ModuleId {
     }
 }
 
+/// A symbol name, allocated once per module and shared by the module's record,
+/// its export list and the namespace's index.
+pub(crate) type Name = Arc<str>;
+
+/// The hasher of every name index: fixed (a `no_std` kernel has no entropy to
+/// seed one), fast on short strings. Names come from the modules loaded, which
+/// the loader's owner chose (and may have required signatures for).
+pub(crate) type NameHasher = FixedState;
+
+/// A hash index keyed by name.
+pub(crate) type NameMap<K, V> = HashMap<K, V, NameHasher>;
+
+/// The seed of every name index.
+pub(crate) const NAME_HASHER: NameHasher = FixedState::with_seed(0x6d6f_646c_6f61_6400);
+
 /// Where a name's definition comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Export {
@@ -33,10 +52,13 @@ pub(crate) struct Export {
 
 pub(crate) struct ModuleRecord {
     pub name: Box<str>,
-    /// Every global definition of the module, sorted by name, exported or not.
-    pub symbols: Vec<(Box<str>, u64)>,
+    /// Every global definition of the module, by name, exported or not.
+    pub symbols: NameMap<Name, u64>,
     /// Names this module put into the namespace's export table.
-    pub exported: Vec<Box<str>>,
+    pub exported: Vec<Name>,
+    /// Names whose `shadowed` lists this module waits in, so unloading it
+    /// visits only those lists instead of every shadowed name.
+    pub shadowed: Vec<Name>,
     pub comdats: Vec<Box<str>>,
     pub dependencies: Vec<ModuleId>,
     /// Loaded modules (and loads in progress) that bind to this one.
@@ -48,16 +70,16 @@ pub(crate) struct ModuleRecord {
     pub memory: ModuleMemory,
 }
 
-#[derive(Default)]
 struct State {
-    host: BTreeMap<Box<str>, u64>,
-    exports: BTreeMap<Box<str>, Export>,
+    host: NameMap<Box<str>, u64>,
+    exports: NameMap<Name, Export>,
     /// Definitions that lost at publish to one already exported, by name, in
     /// load order. When the exporting module unloads, the first strong one
     /// (else the first weak one) takes the name, so a name stays defined for
     /// as long as a loaded module defines it.
-    shadowed: BTreeMap<Box<str>, Vec<Export>>,
-    comdats: BTreeMap<Box<str>, ModuleId>,
+    shadowed: NameMap<Name, Vec<Export>>,
+    comdats: NameMap<Box<str>, ModuleId>,
+    /// By id, which is load order.
     modules: BTreeMap<ModuleId, ModuleRecord>,
     next_id: u64,
 }
@@ -88,10 +110,10 @@ impl Namespace {
     pub const fn new() -> Self {
         Self {
             state: Mutex::new(State {
-                host: BTreeMap::new(),
-                exports: BTreeMap::new(),
-                shadowed: BTreeMap::new(),
-                comdats: BTreeMap::new(),
+                host: NameMap::with_hasher(NAME_HASHER),
+                exports: NameMap::with_hasher(NAME_HASHER),
+                shadowed: NameMap::with_hasher(NAME_HASHER),
+                comdats: NameMap::with_hasher(NAME_HASHER),
                 modules: BTreeMap::new(),
                 next_id: 0,
             }),
@@ -193,17 +215,18 @@ impl Namespace {
     pub(crate) fn publish(
         &self,
         mut record: ModuleRecord,
-        exports: &[(Box<str>, u64, bool)],
+        exports: &[(Name, u64, bool)],
         pins: Pins<'_>,
     ) -> Result<ModuleId, ErrorKind> {
-        let mut state = self.state.lock();
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
         let strong = exports
             .iter()
             .filter(|(_, _, weak)| !weak)
             .map(|(name, _, _)| &**name);
         if let Some(duplicate) = state.duplicate(strong) {
             // Free the memory and the pins outside the lock.
-            drop(state);
+            drop(guard);
             drop(record);
             drop(pins);
             return Err(duplicate);
@@ -211,34 +234,33 @@ impl Namespace {
         let id = ModuleId(state.next_id);
         // Ids are never reused; 2^64 loads will not happen.
         state.next_id = state.next_id.wrapping_add(1);
+        state.exports.reserve(exports.len());
+        record.exported.reserve_exact(exports.len());
         for (name, address, weak) in exports {
-            if state.host.contains_key(name) {
+            if state.host.contains_key(&**name) {
                 continue; // the host's definitions never leave
             }
-            if state.exports.contains_key(name) {
-                // A definition that lost to an earlier one (a strong one here
-                // lost to an earlier weak one): next in line for the name.
-                let export = Export {
-                    address: *address,
-                    module: id,
-                    weak: *weak,
-                };
-                state.shadowed.entry(name.clone()).or_default().push(export);
-                continue;
+            let export = Export {
+                address: *address,
+                module: id,
+                weak: *weak,
+            };
+            match state.exports.entry(name.clone()) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(export);
+                    record.exported.push(name.clone());
+                }
+                Entry::Occupied(_) => {
+                    // A definition that lost to an earlier one (a strong one
+                    // here lost to an earlier weak one): next in line for the name.
+                    state.shadowed.entry(name.clone()).or_default().push(export);
+                    record.shadowed.push(name.clone());
+                }
             }
-            state.exports.insert(
-                name.clone(),
-                Export {
-                    address: *address,
-                    module: id,
-                    weak: *weak,
-                },
-            );
-            record.exported.push(name.clone());
         }
         record
             .comdats
-            .retain(|signature| !state.comdats.contains_key(signature));
+            .retain(|signature| !state.comdats.contains_key(&**signature));
         for signature in &record.comdats {
             state.comdats.insert(signature.clone(), id);
         }
@@ -251,14 +273,10 @@ impl Namespace {
     pub(crate) fn module_symbol(&self, id: ModuleId, name: &str) -> Option<VirtAddr> {
         let state = self.state.lock();
         let record = state.modules.get(&id)?;
-        let at = record
-            .symbols
-            .binary_search_by(|(symbol, _)| (**symbol).cmp(name))
-            .ok()?;
         record
             .symbols
-            .get(at)
-            .map(|(_, address)| VirtAddr::new(*address))
+            .get(name)
+            .map(|address| VirtAddr::new(*address))
     }
 
     pub(crate) fn module_name(&self, id: ModuleId) -> Option<Box<str>> {
@@ -272,7 +290,8 @@ impl Namespace {
     /// Removes module `id` unless another module uses it. The caller runs the
     /// record's fini functions and then drops it, which frees its memory.
     pub(crate) fn remove(&self, id: ModuleId) -> Result<ModuleRecord, UnloadError> {
-        let mut state = self.state.lock();
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
         let record = state.modules.get(&id).ok_or(UnloadError::NotLoaded)?;
         if record.users > 0 {
             let users = state
@@ -284,16 +303,21 @@ impl Namespace {
             return Err(UnloadError::InUse { users });
         }
         let record = state.modules.remove(&id).ok_or(UnloadError::NotLoaded)?;
-        state.shadowed.retain(|_, waiting| {
-            waiting.retain(|export| export.module != id);
-            !waiting.is_empty()
-        });
+        // Only the lists this module waits in: not every shadowed name.
+        for name in &record.shadowed {
+            if let Some(waiting) = state.shadowed.get_mut(&**name) {
+                waiting.retain(|export| export.module != id);
+                if waiting.is_empty() {
+                    state.shadowed.remove(&**name);
+                }
+            }
+        }
         for name in &record.exported {
-            state.exports.remove(name);
+            state.exports.remove(&**name);
             state.promote(name);
         }
         for signature in &record.comdats {
-            state.comdats.remove(signature);
+            state.comdats.remove(&**signature);
         }
         state.release(&record.dependencies);
         Ok(record)
@@ -302,8 +326,8 @@ impl Namespace {
 
 impl State {
     /// Gives `name`, just left by its exporter, to the next module in line.
-    fn promote(&mut self, name: &str) {
-        let Some(waiting) = self.shadowed.get_mut(name) else {
+    fn promote(&mut self, name: &Name) {
+        let Some(waiting) = self.shadowed.get_mut(&**name) else {
             return;
         };
         let next = waiting.iter().position(|export| !export.weak).unwrap_or(0);
@@ -312,11 +336,11 @@ impl State {
         }
         let export = waiting.remove(next);
         if waiting.is_empty() {
-            self.shadowed.remove(name);
+            self.shadowed.remove(&**name);
         }
         if let Some(record) = self.modules.get_mut(&export.module) {
-            record.exported.push(name.into());
-            self.exports.insert(name.into(), export);
+            record.exported.push(name.clone());
+            self.exports.insert(name.clone(), export);
         }
     }
 
@@ -330,15 +354,11 @@ impl State {
     }
 
     /// `name` as defined by the module that owns COMDAT group `signature`,
-    /// exported or not (its `symbols` hold every global definition, sorted).
+    /// exported or not (its `symbols` hold every global definition).
     fn comdat_definition(&self, signature: &str, name: &str) -> Option<(u64, Option<ModuleId>)> {
         let owner = *self.comdats.get(signature)?;
         let record = self.modules.get(&owner)?;
-        let at = record
-            .symbols
-            .binary_search_by(|(symbol, _)| (**symbol).cmp(name))
-            .ok()?;
-        let (_, address) = record.symbols.get(at)?;
+        let address = record.symbols.get(name)?;
         Some((*address, Some(owner)))
     }
 

@@ -374,7 +374,7 @@ const PROFILED: [(&str, &str); 9] = [
     ("modload::stage::Placed::relocate", "relocate (all of it)"),
     (
         "modload::stage::definitions",
-        "… collecting and sorting the exports",
+        "… collecting the exports (hash index)",
     ),
     (
         "modload::symbols::Namespace::publish",

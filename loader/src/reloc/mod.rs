@@ -182,9 +182,75 @@ pub(crate) fn write_field(
     Ok(())
 }
 
+/// `write_field(bytes, offset, 4, word, Range::Signed)` for the hot types,
+/// in 64-bit arithmetic: the same bounds check first, the same range check
+/// (the 64-bit `word` read as signed must fit 32 bits) and the same errors.
+#[inline]
+pub(crate) fn write_signed32(
+    bytes: &mut [u8],
+    offset: usize,
+    word: u64,
+) -> Result<(), RelocationProblem> {
+    let field: &mut [u8; 4] = offset
+        .checked_add(4)
+        .and_then(|end| bytes.get_mut(offset..end))
+        .and_then(|field| field.try_into().ok())
+        .ok_or(RelocationProblem::OutOfBounds)?;
+    let value = word as i64;
+    let narrow = i32::try_from(value).map_err(|_| RelocationProblem::Overflow {
+        value: i128::from(value),
+    })?;
+    *field = narrow.to_le_bytes();
+    Ok(())
+}
+
+/// `write_field(bytes, offset, 8, word, Range::Either)`: every word fits.
+#[inline]
+pub(crate) fn write_word64(
+    bytes: &mut [u8],
+    offset: usize,
+    word: u64,
+) -> Result<(), RelocationProblem> {
+    let field: &mut [u8; 8] = offset
+        .checked_add(8)
+        .and_then(|end| bytes.get_mut(offset..end))
+        .and_then(|field| field.try_into().ok())
+        .ok_or(RelocationProblem::OutOfBounds)?;
+    *field = word.to_le_bytes();
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_writers_agree_with_write_field() {
+        let words = [
+            0u64,
+            1,
+            0x7fff_ffff,
+            0x8000_0000,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0xffff_ffff_8000_0000,
+            0xffff_ffff_7fff_ffff,
+            u64::MAX,
+            0x8000_0000_0000_0000,
+        ];
+        for word in words {
+            for offset in [0usize, 3, 5, 7, 9] {
+                let mut slow = [0x5au8; 12];
+                let mut fast = slow;
+                let expected = write_field(&mut slow, offset, 4, i128::from(word), Range::Signed);
+                assert_eq!(write_signed32(&mut fast, offset, word), expected);
+                assert_eq!(fast, slow);
+                let expected = write_field(&mut slow, offset, 8, i128::from(word), Range::Either);
+                assert_eq!(write_word64(&mut fast, offset, word), expected);
+                assert_eq!(fast, slow);
+            }
+        }
+    }
 
     #[test]
     fn fields_are_range_checked_before_writing() {

@@ -8,7 +8,7 @@
 // range-checked before a field is written.
 #![allow(clippy::arithmetic_side_effects)]
 
-use super::{write_field, Applied, FixupInputs, Needs, Range};
+use super::{write_field, write_signed32, write_word64, Applied, FixupInputs, Needs, Range};
 use crate::error::RelocationProblem;
 
 /// `R_X86_64_NONE`.
@@ -169,6 +169,27 @@ pub fn apply(
     inputs: &FixupInputs,
     relax: bool,
 ) -> Result<Applied, RelocationProblem> {
+    // The common types first, in 64-bit arithmetic modulo 2^64, which is
+    // what `write_field` reduces the `i128` formulas below to anyway.
+    let s_a = inputs.symbol.wrapping_add_signed(inputs.addend);
+    let direct = || Applied::Direct;
+    match r_type {
+        R_X86_64_PC32 => {
+            return write_signed32(bytes, offset, s_a.wrapping_sub(inputs.place))
+                .map(|()| direct());
+        }
+        R_X86_64_PLT32 => return apply_call(bytes, offset, inputs),
+        R_X86_64_64 => return write_word64(bytes, offset, s_a).map(|()| direct()),
+        R_X86_64_32S => return write_signed32(bytes, offset, s_a).map(|()| direct()),
+        R_X86_64_GOTPCREL | R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX if !relax => {
+            let slot = inputs.got_slot.ok_or(RelocationProblem::Unsupported)?;
+            let word = slot
+                .wrapping_add_signed(inputs.addend)
+                .wrapping_sub(inputs.place);
+            return write_signed32(bytes, offset, word).map(|()| direct());
+        }
+        _ => {}
+    }
     let s = i128::from(inputs.symbol);
     let a = i128::from(inputs.addend);
     let p = i128::from(inputs.place);
@@ -218,14 +239,17 @@ fn apply_call(
     offset: usize,
     inputs: &FixupInputs,
 ) -> Result<Applied, RelocationProblem> {
-    let a = i128::from(inputs.addend);
-    let p = i128::from(inputs.place);
-    let direct = i128::from(inputs.symbol) + a - p;
-    match write_field(bytes, offset, 4, direct, Range::Signed) {
+    let relative = |target: u64| {
+        target
+            .wrapping_add_signed(inputs.addend)
+            .wrapping_sub(inputs.place)
+    };
+    match write_signed32(bytes, offset, relative(inputs.symbol)) {
         Ok(()) => Ok(Applied::Direct),
         Err(overflow @ RelocationProblem::Overflow { .. }) => match inputs.stub {
-            Some(stub) => write_field(bytes, offset, 4, i128::from(stub) + a - p, Range::Signed)
-                .map(|()| Applied::ThroughStub),
+            Some(stub) => {
+                write_signed32(bytes, offset, relative(stub)).map(|()| Applied::ThroughStub)
+            }
             None => Err(overflow),
         },
         Err(other) => Err(other),

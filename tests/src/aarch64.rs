@@ -99,15 +99,9 @@ const CLANG_BASE_FLAGS: &[&str] = &[
     "-O2",
 ];
 
-/// Extra flags for C++ sources (`.cpp`): nothing that needs a C++ runtime.
-const CXX_FLAGS: &[&str] = &[
-    "-x",
-    "c++",
-    "-std=c++17",
-    "-fno-exceptions",
-    "-fno-rtti",
-    "-fno-threadsafe-statics",
-];
+/// clang needs to be told a `.cpp` file is C++ when it compiles for a bare
+/// target; the rest are the x86_64 fixtures' C++ flags.
+const CXX_LANGUAGE: &[&str] = &["-x", "c++"];
 
 /// How a C or C++ fixture is compiled for AArch64: a code model and PIC or
 /// not.
@@ -583,11 +577,13 @@ pub fn compile_c(source: &Path, model: CModel) -> PathBuf {
         None => &stem,
     };
     let is_cxx = source.extension().is_some_and(|ext| ext == "cpp");
-    let language: &[&str] = if is_cxx { CXX_FLAGS } else { &[] };
+    let language: &[&str] = if is_cxx { CXX_LANGUAGE } else { &[] };
+    let dialect: &[&str] = if is_cxx { crate::CXX_FLAGS } else { &[] };
     let model_flags = model.flags();
     let args: Vec<&str> = CLANG_BASE_FLAGS
         .iter()
         .chain(language)
+        .chain(dialect)
         .chain(&model_flags)
         .copied()
         .collect();

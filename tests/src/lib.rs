@@ -38,7 +38,7 @@ const GCC_BASE_FLAGS: &[&str] = &[
 ];
 
 /// Extra flags for C++: none of the features that need a C++ runtime.
-const CXX_FLAGS: &[&str] = &[
+pub(crate) const CXX_FLAGS: &[&str] = &[
     "-std=c++17",
     "-fno-exceptions",
     "-fno-rtti",

@@ -639,30 +639,9 @@ pub fn compile_rust(source: &Path, model: RustModel) -> PathBuf {
     let crate_name = file_stem(source).replace('-', "_");
     let code_model = format!("code-model={}", model.code_model());
     let relocation_model = format!("relocation-model={}", model.relocation_model());
-    let args: Vec<&str> = vec![
-        "--target",
-        RUST_TARGET,
-        "--crate-name",
-        &crate_name,
-        "--crate-type=lib",
-        "--emit=obj",
-        "--edition",
-        "2021",
-        "-C",
-        "panic=abort",
-        "-C",
-        "opt-level=2",
-        "-C",
-        "overflow-checks=off",
-        "-C",
-        "debuginfo=0",
-        "-C",
-        "codegen-units=1",
-        "-C",
-        &code_model,
-        "-C",
-        &relocation_model,
-    ];
+    let mut args: Vec<&str> = vec!["--target", RUST_TARGET, "--crate-name", &crate_name];
+    args.extend_from_slice(crate::RUST_OBJECT_FLAGS);
+    args.extend(["-C", &code_model, "-C", &relocation_model]);
 
     let mut key = CacheKey::new("a64-rustc");
     key.add(tool_version(DEBIAN_RUSTC).as_bytes());

@@ -203,6 +203,26 @@ fn compile_with_gcc_driver(
     )
 }
 
+/// How every Rust fixture becomes one relocatable object: a library emitted
+/// as a single object (one codegen unit), no unwinding, no overflow checks, no
+/// debug info.
+pub(crate) const RUST_OBJECT_FLAGS: &[&str] = &[
+    "--crate-type=lib",
+    "--emit=obj",
+    "--edition",
+    "2021",
+    "-C",
+    "panic=abort",
+    "-C",
+    "opt-level=2",
+    "-C",
+    "overflow-checks=off",
+    "-C",
+    "debuginfo=0",
+    "-C",
+    "codegen-units=1",
+];
+
 /// Compiles a single-file `no_std` Rust library into one relocatable object:
 /// `rustc --emit=obj --crate-type=lib --edition 2021 -C panic=abort
 /// -C opt-level=2 -C overflow-checks=off -C debuginfo=0 -C codegen-units=1`
@@ -213,28 +233,9 @@ pub fn compile_rust(source: &Path, model: RustModel) -> PathBuf {
     let crate_name = file_stem(source).replace('-', "_");
     let relocation_model = format!("relocation-model={}", model.relocation_model());
     let code_model = format!("code-model={}", model.code_model());
-    let args: Vec<&str> = vec![
-        "--crate-name",
-        &crate_name,
-        "--crate-type=lib",
-        "--emit=obj",
-        "--edition",
-        "2021",
-        "-C",
-        "panic=abort",
-        "-C",
-        "opt-level=2",
-        "-C",
-        "overflow-checks=off",
-        "-C",
-        "debuginfo=0",
-        "-C",
-        "codegen-units=1",
-        "-C",
-        &relocation_model,
-        "-C",
-        &code_model,
-    ];
+    let mut args: Vec<&str> = vec!["--crate-name", &crate_name];
+    args.extend_from_slice(RUST_OBJECT_FLAGS);
+    args.extend(["-C", &relocation_model, "-C", &code_model]);
 
     let mut key = CacheKey::new("rustc");
     key.add(tool_version(&rustc).as_bytes());

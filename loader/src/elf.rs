@@ -4,8 +4,9 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use goblin::container::{Container, Ctx, Endian};
 use goblin::elf::section_header::{
-    SHT_GROUP, SHT_NOBITS, SHT_REL, SHT_RELA, SHT_STRTAB, SHT_SYMTAB,
+    SectionHeader, SHT_GROUP, SHT_NOBITS, SHT_REL, SHT_RELA, SHT_STRTAB, SHT_SYMTAB,
 };
 use goblin::elf::Elf;
 
@@ -78,6 +79,7 @@ pub(crate) struct Section<'a> {
     pub size: u64,
     pub align: Alignment,
     pub info: u32,
+    pub link: u32,
     pub data: Option<&'a [u8]>,
 }
 
@@ -117,7 +119,7 @@ impl Symbol<'_> {
 }
 
 /// One `Rela` entry, decoded once at parse time for planning and relocation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Rela {
     pub r_offset: u64,
     pub r_addend: i64,
@@ -133,24 +135,41 @@ impl Rela {
         self.sym as usize
     }
 
-    /// Decodes one little-endian `Elf64_Rela` from its 24 bytes.
-    fn decode(entry: &[u8]) -> Option<Self> {
-        let r_offset = read_u64(entry, 0)?;
-        let r_info = read_u64(entry, 8)?;
-        let r_addend = read_u64(entry, 16)? as i64;
-        Some(Self {
-            r_offset,
-            r_addend,
+    /// Decodes one little-endian `Elf64_Rela`.
+    #[inline]
+    fn decode(entry: &[u8; RELA_SIZE as usize]) -> Self {
+        let (words, _) = entry.as_chunks::<8>();
+        // Three whole words: the lookups are resolved at compile time.
+        let word = |at: usize| words.get(at).copied().map_or(0, u64::from_le_bytes);
+        let r_info = word(1);
+        Self {
+            r_offset: word(0),
+            r_addend: word(2) as i64,
             sym: (r_info >> 32) as u32,
             r_type: r_info as u32,
-        })
+        }
     }
 }
 
-/// A section of relocations and the section it patches.
-pub(crate) struct RelocationSection {
+/// A section of relocations and the section it patches. Its entries are
+/// read straight from the file's bytes each time a stage walks them: decoding
+/// a 24-byte entry costs less than storing and reloading a decoded copy.
+pub(crate) struct RelocationSection<'a> {
     pub target: usize,
-    pub entries: Vec<Rela>,
+    /// Whole entries only (`sh_entsize` is checked to be 24).
+    entries: &'a [[u8; RELA_SIZE as usize]],
+}
+
+impl<'a> RelocationSection<'a> {
+    /// How many entries the section holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The entries, decoded in file order.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = Rela> + 'a {
+        self.entries.iter().map(Rela::decode)
+    }
 }
 
 /// A `SHT_GROUP` section: its signature and member section indices.
@@ -166,7 +185,7 @@ pub struct Object<'a> {
     pub(crate) machine: Machine,
     pub(crate) sections: Vec<Section<'a>>,
     pub(crate) symbols: Vec<Symbol<'a>>,
-    pub(crate) relocations: Vec<RelocationSection>,
+    pub(crate) relocations: Vec<RelocationSection<'a>>,
     pub(crate) groups: Vec<Group<'a>>,
     /// The key whose signature was checked before parsing, if one was.
     #[cfg(feature = "signature")]
@@ -195,27 +214,43 @@ impl<'a> Object<'a> {
             .map_err(fail)?;
         check_identity(bytes).map_err(fail)?;
         check_counts(bytes, limits).map_err(fail)?;
-        let mut elf = Elf::parse(bytes).map_err(|_| {
+        // goblin reads the ELF header and the section header table; the
+        // tables inside sections are read here, straight from their bytes,
+        // so no string or symbol is copied into an intermediate table.
+        let malformed = |_| {
             fail(ErrorKind::Malformed {
                 what: "ELF headers or tables",
             })
-        })?;
-        if elf.header.e_type != ET_REL {
+        };
+        let header = Elf::parse_header(bytes).map_err(malformed)?;
+        if header.e_type != ET_REL {
             return Err(fail(ErrorKind::NotRelocatable {
-                e_type: elf.header.e_type,
+                e_type: header.e_type,
             }));
         }
-        let machine = match elf.header.e_machine {
+        let machine = match header.e_machine {
             EM_X86_64 => Machine::X86_64,
             EM_AARCH64 => Machine::AArch64,
             e_machine => return Err(fail(ErrorKind::UnsupportedMachine { e_machine })),
         };
-        let sections = read_sections(&elf, bytes).map_err(fail)?;
-        check_tables(&elf, &sections).map_err(fail)?;
+        let ctx = Ctx::new(Container::Big, Endian::Little);
+        let table_offset = usize::try_from(header.e_shoff).map_err(|_| {
+            fail(ErrorKind::Malformed {
+                what: "ELF headers or tables",
+            })
+        })?;
+        let headers = SectionHeader::parse(bytes, table_offset, usize::from(header.e_shnum), ctx)
+            .map_err(malformed)?;
+        let names_index = match u32::from(header.e_shstrndx) {
+            SHN_XINDEX => headers.first().map_or(0, |first| first.sh_link),
+            index => index,
+        };
+        let sections = read_sections(&headers, names_index, bytes).map_err(fail)?;
+        check_tables(&headers, &sections).map_err(fail)?;
         check_string_tables(&sections).map_err(fail)?;
-        check_overlaps(&elf, &sections).map_err(fail)?;
-        let symbols = read_symbols(&elf, sections.len(), limits).map_err(fail)?;
-        let relocations = read_relocations(&mut elf, &sections).map_err(fail)?;
+        check_overlaps(header.e_shoff, &headers, &sections).map_err(fail)?;
+        let symbols = read_symbols(&sections, limits).map_err(fail)?;
+        let relocations = read_relocations(&sections).map_err(fail)?;
         let groups = read_groups(&sections, &symbols).map_err(fail)?;
         Ok(Self {
             name: name.into(),
@@ -352,9 +387,9 @@ fn check_counts(bytes: &[u8], limits: &Limits) -> Result<(), ErrorKind> {
 /// Table sections must have their type's entry size, and there is one symbol
 /// table. goblin reads the last symbol table by its `sh_entsize`, so either
 /// flaw would make it read other bytes as symbols than the table holds.
-fn check_tables(elf: &Elf<'_>, sections: &[Section<'_>]) -> Result<(), ErrorKind> {
+fn check_tables(headers: &[SectionHeader], sections: &[Section<'_>]) -> Result<(), ErrorKind> {
     let mut symbol_tables = 0usize;
-    for (index, header) in elf.section_headers.iter().enumerate() {
+    for (index, header) in headers.iter().enumerate() {
         let entsize = match header.sh_type {
             SHT_SYMTAB => {
                 symbol_tables = symbol_tables.saturating_add(1);
@@ -401,10 +436,13 @@ fn check_string_tables(sections: &[Section<'_>]) -> Result<(), ErrorKind> {
 /// header or the section header table. Assemblers never emit such objects;
 /// one that does could make a relocation section describe itself, or one
 /// section's patches change another's contents.
-fn check_overlaps(elf: &Elf<'_>, sections: &[Section<'_>]) -> Result<(), ErrorKind> {
+fn check_overlaps(
+    table_start: u64,
+    headers: &[SectionHeader],
+    sections: &[Section<'_>],
+) -> Result<(), ErrorKind> {
     /// Marks the two header ranges among the section ranges.
     const HEADERS: usize = usize::MAX;
-    let table_start = elf.header.e_shoff;
     let table_end = (sections.len() as u64)
         .checked_mul(SHDR_SIZE as u64)
         .and_then(|len| table_start.checked_add(len))
@@ -414,7 +452,7 @@ fn check_overlaps(elf: &Elf<'_>, sections: &[Section<'_>]) -> Result<(), ErrorKi
     if table_start != 0 {
         ranges.push((table_start, table_end, HEADERS));
     }
-    for (index, header) in elf.section_headers.iter().enumerate() {
+    for (index, header) in headers.iter().enumerate() {
         // NOBITS sections and empty ones occupy no bytes of the file.
         if header.sh_type != SHT_NOBITS && header.sh_size != 0 {
             let end = header.sh_offset.saturating_add(header.sh_size);
@@ -456,11 +494,21 @@ fn check_overlaps(elf: &Elf<'_>, sections: &[Section<'_>]) -> Result<(), ErrorKi
     Ok(())
 }
 
-fn read_sections<'a>(elf: &Elf<'a>, bytes: &'a [u8]) -> Result<Vec<Section<'a>>, ErrorKind> {
-    let mut sections = Vec::with_capacity(elf.section_headers.len());
-    for header in &elf.section_headers {
-        let name = elf.shdr_strtab.get_at(header.sh_name).unwrap_or("?");
-        let align = Alignment::from_elf(header.sh_addralign);
+fn read_sections<'a>(
+    headers: &[SectionHeader],
+    names_index: u32,
+    bytes: &'a [u8],
+) -> Result<Vec<Section<'a>>, ErrorKind> {
+    // Section names come from the section name table, if it is where the
+    // header says; a name that cannot be read prints as "?".
+    let names = headers
+        .get(names_index as usize)
+        .filter(|header| header.sh_type == SHT_STRTAB && names_index != 0)
+        .and_then(|header| file_range(bytes, header))
+        .map_or(Strings::EMPTY, Strings::new);
+    let mut sections = Vec::with_capacity(headers.len());
+    for header in headers {
+        let name = names.get(header.sh_name as u64).unwrap_or("?");
         let index = sections.len();
         let problem = |problem| ErrorKind::Section {
             section: SectionRef {
@@ -469,7 +517,7 @@ fn read_sections<'a>(elf: &Elf<'a>, bytes: &'a [u8]) -> Result<Vec<Section<'a>>,
             },
             problem,
         };
-        let align = align.ok_or_else(|| {
+        let align = Alignment::from_elf(header.sh_addralign).ok_or_else(|| {
             problem(SectionProblem::BadAlignment {
                 align: header.sh_addralign,
             })
@@ -477,16 +525,7 @@ fn read_sections<'a>(elf: &Elf<'a>, bytes: &'a [u8]) -> Result<Vec<Section<'a>>,
         let data = if header.sh_type == SHT_NOBITS {
             None
         } else {
-            let start = usize::try_from(header.sh_offset).ok();
-            let len = usize::try_from(header.sh_size).ok();
-            let range = start
-                .zip(len)
-                .and_then(|(start, len)| Some(start..start.checked_add(len)?));
-            Some(
-                range
-                    .and_then(|range| bytes.get(range))
-                    .ok_or_else(|| problem(SectionProblem::OutOfBounds))?,
-            )
+            Some(file_range(bytes, header).ok_or_else(|| problem(SectionProblem::OutOfBounds))?)
         };
         sections.push(Section {
             name,
@@ -495,91 +534,182 @@ fn read_sections<'a>(elf: &Elf<'a>, bytes: &'a [u8]) -> Result<Vec<Section<'a>>,
             size: header.sh_size,
             align,
             info: header.sh_info,
+            link: header.sh_link,
             data,
         });
     }
     Ok(sections)
 }
 
+/// The file bytes a section header describes, if they are in the file.
+fn file_range<'a>(bytes: &'a [u8], header: &SectionHeader) -> Option<&'a [u8]> {
+    let start = usize::try_from(header.sh_offset).ok()?;
+    let len = usize::try_from(header.sh_size).ok()?;
+    bytes.get(start..start.checked_add(len)?)
+}
+
+/// A string table, checked as UTF-8 once: names are then cut out of it
+/// without checking each again. A table that is not UTF-8 as a whole (ELF
+/// names are bytes) still yields every name that is.
+#[derive(Clone, Copy)]
+struct Strings<'a> {
+    bytes: &'a [u8],
+    text: Option<&'a str>,
+}
+
+impl<'a> Strings<'a> {
+    const EMPTY: Strings<'static> = Strings {
+        bytes: &[],
+        text: Some(""),
+    };
+
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            text: core::str::from_utf8(bytes).ok(),
+        }
+    }
+
+    /// The NUL-terminated name at `offset`, or `None` if the offset is
+    /// outside the table, splits a character, or the name is not UTF-8.
+    fn get(&self, offset: u64) -> Option<&'a str> {
+        let offset = usize::try_from(offset).ok()?;
+        match self.text {
+            Some(text) => {
+                let rest = text.get(offset..)?;
+                let end = rest
+                    .bytes()
+                    .position(|byte| byte == 0)
+                    .unwrap_or(rest.len());
+                // NUL is a whole character, so the cut is on a boundary.
+                rest.get(..end)
+            }
+            None => {
+                let rest = self.bytes.get(offset..)?;
+                let end = rest
+                    .iter()
+                    .position(|byte| *byte == 0)
+                    .unwrap_or(rest.len());
+                core::str::from_utf8(rest.get(..end)?).ok()
+            }
+        }
+    }
+}
+
 fn read_symbols<'a>(
-    elf: &Elf<'a>,
-    section_count: usize,
+    sections: &[Section<'a>],
     limits: &Limits,
 ) -> Result<Vec<Symbol<'a>>, ErrorKind> {
-    let mut symbols = Vec::with_capacity(elf.syms.len());
-    for (index, symbol) in elf.syms.iter().enumerate() {
+    // `check_tables` allowed at most one symbol table.
+    let Some((table_index, table)) = sections
+        .iter()
+        .enumerate()
+        .find(|(_, section)| section.sh_type == SHT_SYMTAB)
+    else {
+        return Ok(Vec::new());
+    };
+    let names = sections
+        .get(table.link as usize)
+        .filter(|section| section.sh_type == SHT_STRTAB && table.link != 0)
+        .and_then(|section| section.data)
+        .map(Strings::new)
+        .ok_or_else(|| ErrorKind::Section {
+            section: section_ref(sections, table_index),
+            problem: SectionProblem::BadLink,
+        })?;
+    let (entries, _) = table
+        .data
+        .unwrap_or_default()
+        .as_chunks::<{ SYM_SIZE as usize }>();
+    let section_count = sections.len();
+    let mut symbols = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let raw = RawSymbol::decode(entry);
         let fail = |name: &str, problem| ErrorKind::Symbol {
             index,
             name: name.into(),
             problem,
         };
-        let name = if symbol.st_name == 0 {
+        let name = if raw.name == 0 {
             ""
         } else {
-            elf.strtab
-                .get_at(symbol.st_name)
+            names
+                .get(u64::from(raw.name))
                 .ok_or_else(|| fail("?", SymbolProblem::BadName))?
         };
         limits.check(Limit::SymbolNameLength, name.len() as u64)?;
-        let shndx = u32::try_from(symbol.st_shndx).unwrap_or(u32::MAX);
+        let shndx = u32::from(raw.shndx);
         if shndx == SHN_XINDEX {
             return Err(fail(name, SymbolProblem::ExtendedIndex));
         }
-        let kind = symbol.st_type();
+        let kind = raw.info & 0xf;
         let in_a_section = shndx != SHN_UNDEF && shndx < SHN_LORESERVE;
         if in_a_section && shndx as usize >= section_count && kind != STT_FILE {
             return Err(fail(name, SymbolProblem::BadSectionIndex { shndx }));
         }
         symbols.push(Symbol {
             name,
-            value: symbol.st_value,
-            size: symbol.st_size,
+            value: raw.value,
+            size: raw.size,
             shndx,
-            bind: symbol.st_bind(),
+            bind: raw.info >> 4,
             kind,
-            visibility: symbol.st_visibility(),
+            visibility: raw.other & 0x3,
         });
     }
     Ok(symbols)
 }
 
-fn read_relocations<'a>(
-    elf: &mut Elf<'a>,
-    sections: &[Section<'a>],
-) -> Result<Vec<RelocationSection>, ErrorKind> {
-    let mut relocations = Vec::with_capacity(elf.shdr_relocs.len());
-    for (index, _) in core::mem::take(&mut elf.shdr_relocs) {
-        let index = &index;
-        let header = elf
-            .section_headers
-            .get(*index)
-            .ok_or(ErrorKind::Malformed {
-                what: "relocation section index",
-            })?;
+/// One little-endian `Elf64_Sym`, as its fields.
+struct RawSymbol {
+    name: u32,
+    info: u8,
+    other: u8,
+    shndx: u16,
+    value: u64,
+    size: u64,
+}
+
+impl RawSymbol {
+    #[inline]
+    fn decode(entry: &[u8; SYM_SIZE as usize]) -> Self {
+        let (words, _) = entry.as_chunks::<8>();
+        // Three whole words: the lookups are resolved at compile time.
+        let word = |at: usize| words.get(at).copied().unwrap_or_default();
+        let [n0, n1, n2, n3, info, other, s0, s1] = word(0);
+        Self {
+            name: u32::from_le_bytes([n0, n1, n2, n3]),
+            info,
+            other,
+            shndx: u16::from_le_bytes([s0, s1]),
+            value: u64::from_le_bytes(word(1)),
+            size: u64::from_le_bytes(word(2)),
+        }
+    }
+}
+
+fn read_relocations<'a>(sections: &[Section<'a>]) -> Result<Vec<RelocationSection<'a>>, ErrorKind> {
+    let mut relocations = Vec::new();
+    for (index, section) in sections.iter().enumerate() {
         let problem = |problem| ErrorKind::Section {
-            section: section_ref(sections, *index),
+            section: section_ref(sections, index),
             problem,
         };
-        if header.sh_type == SHT_REL {
-            return Err(problem(SectionProblem::ImplicitAddends));
+        match section.sh_type {
+            SHT_RELA => {}
+            SHT_REL => return Err(problem(SectionProblem::ImplicitAddends)),
+            _ => continue,
         }
-        debug_assert_eq!(header.sh_type, SHT_RELA);
-        let target = header.sh_info as usize;
+        let target = section.info as usize;
         if target == 0 || target >= sections.len() {
             return Err(problem(SectionProblem::BadLink));
         }
-        // `check_tables` made `sh_entsize` 24, so goblin counted the same
-        // whole entries that this decodes, once, for every later stage.
-        let entries = sections
-            .get(*index)
-            .and_then(|section| section.data)
+        // `check_tables` made `sh_entsize` 24: a partial entry at the end is
+        // ignored, as every ELF reader counts `sh_size / sh_entsize` entries.
+        let (entries, _) = section
+            .data
             .unwrap_or_default()
-            .chunks_exact(RELA_SIZE as usize)
-            .map(Rela::decode)
-            .collect::<Option<Vec<_>>>()
-            .ok_or(ErrorKind::Malformed {
-                what: "relocation entry",
-            })?;
+            .as_chunks::<{ RELA_SIZE as usize }>();
         relocations.push(RelocationSection { target, entries });
     }
     Ok(relocations)

@@ -143,7 +143,7 @@ impl<'l> Loader<'l> {
         let relocations = object
             .relocations
             .iter()
-            .map(|section| section.entries.len() as u64)
+            .map(|section| section.len() as u64)
             .fold(0u64, u64::saturating_add);
         let longest_name = object
             .symbols

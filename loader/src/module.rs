@@ -26,7 +26,7 @@ impl<'n> Module<'n> {
 
     /// A handle for module `id` of `namespace`, if it is loaded.
     pub fn from_id(namespace: &'n Namespace, id: ModuleId) -> Option<Self> {
-        namespace.module_name(id).map(|_| Self { namespace, id })
+        namespace.is_loaded(id).then_some(Self { namespace, id })
     }
 
     /// The module's id in its namespace.

@@ -15,11 +15,10 @@ use crate::addr::Alignment;
 use crate::elf::{
     Machine, Object, Section, SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF, STT_FILE,
 };
-use crate::error::{
-    ErrorKind, LoadError, RelocationFailure, RelocationProblem, SectionProblem, SymbolProblem,
-};
+use crate::error::{ErrorKind, LoadError, RelocationProblem, SectionProblem, SymbolProblem};
 use crate::protection::Permissions;
-use crate::reloc::{needs, x86_64, RelocationType, SlotSizes};
+use crate::reloc::{x86_64, Needs, RelocationType, SlotSizes};
+use crate::stage::relocation_error;
 use crate::symbols::{NameMap, NamespaceView, NAME_HASHER};
 
 /// The largest alignment a section or `COMMON` symbol may ask for.
@@ -605,7 +604,7 @@ fn assign_slots(
     let entry_count = object
         .relocations
         .iter()
-        .map(|relocations| relocations.entries.len())
+        .map(|relocations| relocations.len())
         .fold(0usize, usize::saturating_add);
     let mut slots = Slots {
         fixups: Vec::with_capacity(entry_count),
@@ -615,14 +614,16 @@ fn assign_slots(
         stub_count: 0,
         counts: Vec::new(),
     };
-    // Few distinct types per object: a short list, the last one hit first.
-    let mut counts: Vec<(u32, u64)> = Vec::new();
-    let mut last_type = 0usize;
-    let e_machine = object.machine.e_machine();
+    // What each entry needs of its symbol, worked out once per symbol.
+    let classes: Vec<SymbolClass> = bindings
+        .iter()
+        .map(|binding| SymbolClass::of(object.machine, *binding))
+        .collect();
+    let mut counts = TypeCounts::default();
     for relocations in &object.relocations {
         if !loaded.get(relocations.target).copied().unwrap_or(false) {
             // Keep `fixups` one per entry of every section, in order.
-            let skipped = relocations.entries.len();
+            let skipped = relocations.len();
             slots
                 .fixups
                 .extend(core::iter::repeat_n(Fixup::Plain, skipped));
@@ -633,59 +634,31 @@ fn assign_slots(
             .get(relocations.target)
             .and_then(|section| section.data)
             .unwrap_or_default();
-        for entry in &relocations.entries {
-            let fail = |problem| {
-                object.error(ErrorKind::Relocation(alloc::boxed::Box::new(
-                    RelocationFailure {
-                        section: object.section_ref(relocations.target),
-                        offset: entry.r_offset,
-                        r_type: RelocationType {
-                            machine: e_machine,
-                            raw: entry.r_type,
-                        },
-                        symbol: object.symbol_name(entry.r_sym()),
-                        problem,
-                    },
-                )))
-            };
-            let needs = needs(object.machine, entry.r_type)
+        for entry in relocations.entries() {
+            let fail = |problem| relocation_error(object, relocations.target, &entry, problem);
+            let needs = counts
+                .count(object.machine, entry.r_type)
                 .ok_or_else(|| fail(RelocationProblem::Unsupported))?;
-            let binding = *bindings
+            let class = *classes
                 .get(entry.r_sym())
                 .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
-            if counts
-                .get(last_type)
-                .is_none_or(|(raw, _)| *raw != entry.r_type)
-            {
-                last_type = match counts.iter().position(|(raw, _)| *raw == entry.r_type) {
-                    Some(at) => at,
-                    None => {
-                        counts.push((entry.r_type, 0));
-                        counts.len().saturating_sub(1)
-                    }
-                };
+            let mut fixup = Fixup::Plain;
+            if needs.got_slot {
+                // Only the plain `mov sym@GOTPCREL(%rip)` (addend -4) loads
+                // the slot itself; another addend reads other bytes, which
+                // `lea` cannot reproduce.
+                let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
+                let relaxed = needs.relaxable
+                    && entry.r_addend == -4
+                    && class.placed_here
+                    && x86_64::is_relaxable_load(data, offset);
+                if relaxed {
+                    fixup = Fixup::Relaxed;
+                } else {
+                    claim(&mut slots.got_slot, &mut slots.got_count, entry.r_sym());
+                }
             }
-            if let Some((_, count)) = counts.get_mut(last_type) {
-                *count = count.saturating_add(1);
-            }
-            let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
-            // Only the plain `mov sym@GOTPCREL(%rip)` (addend -4) loads the
-            // slot itself; another addend reads other bytes, which `lea`
-            // cannot reproduce.
-            let relaxed = needs.relaxable
-                && object.machine == Machine::X86_64
-                && entry.r_addend == -4
-                && binding.is_placed_here()
-                && x86_64::is_relaxable_load(data, offset);
-            let mut fixup = if relaxed {
-                Fixup::Relaxed
-            } else {
-                Fixup::Plain
-            };
-            if needs.got_slot && !relaxed {
-                claim(&mut slots.got_slot, &mut slots.got_count, entry.r_sym());
-            }
-            if needs.stub && may_be_out_of_reach(object.machine, binding) {
+            if needs.stub && class.may_be_out_of_reach {
                 let key = (entry.r_sym(), stub_addend(object.machine, entry.r_addend));
                 let next = slots.stub_count;
                 let slot = *slots.stub_slot.entry(key).or_insert(next);
@@ -697,20 +670,101 @@ fn assign_slots(
             slots.fixups.push(fixup);
         }
     }
-    counts.sort_unstable();
-    slots.counts = counts
-        .into_iter()
-        .map(|(raw, count)| {
-            (
-                RelocationType {
-                    machine: e_machine,
-                    raw,
-                },
-                count,
-            )
-        })
-        .collect();
+    slots.counts = counts.into_list(object.machine);
     Ok(slots)
+}
+
+/// What the entries that name a symbol need to know about its binding.
+#[derive(Clone, Copy)]
+struct SymbolClass {
+    /// Inside this module's reservation (see [`Binding::is_placed_here`]).
+    placed_here: bool,
+    /// A call to it may need a stub or veneer.
+    may_be_out_of_reach: bool,
+}
+
+impl SymbolClass {
+    fn of(machine: Machine, binding: Binding) -> Self {
+        Self {
+            placed_here: binding.is_placed_here(),
+            may_be_out_of_reach: may_be_out_of_reach(machine, binding),
+        }
+    }
+}
+
+/// Relocations counted by type, in a fixed table: one slot per type number
+/// a machine supports (x86-64 numbers them from 0, AArch64 from 256).
+struct TypeCounts {
+    counts: [u64; TYPE_SLOTS],
+    /// What each slot's type needs, looked up once per slot.
+    needs: [Option<Option<Needs>>; TYPE_SLOTS],
+}
+
+const TYPE_SLOTS: usize = 128;
+
+impl Default for TypeCounts {
+    fn default() -> Self {
+        Self {
+            counts: [0; TYPE_SLOTS],
+            needs: [None; TYPE_SLOTS],
+        }
+    }
+}
+
+impl TypeCounts {
+    /// The table slot of `r_type`, for types a machine may support.
+    fn slot(machine: Machine, r_type: u32) -> Option<usize> {
+        let slot = match machine {
+            Machine::X86_64 => r_type,
+            // R_AARCH64_NONE is 0; the ABI's other types start at 256.
+            Machine::AArch64 if r_type == 0 => 0,
+            Machine::AArch64 => r_type.checked_sub(256)?.checked_add(64)?,
+        };
+        usize::try_from(slot).ok().filter(|slot| *slot < TYPE_SLOTS)
+    }
+
+    /// The type number slot `slot` stands for.
+    fn r_type(machine: Machine, slot: usize) -> u32 {
+        let slot = slot as u32;
+        match machine {
+            Machine::X86_64 => slot,
+            Machine::AArch64 if slot == 0 => 0,
+            Machine::AArch64 => slot.saturating_add(256).saturating_sub(64),
+        }
+    }
+
+    /// Counts one `r_type` entry and says what it needs, or `None` if the
+    /// machine does not support the type.
+    #[inline]
+    fn count(&mut self, machine: Machine, r_type: u32) -> Option<Needs> {
+        let slot = Self::slot(machine, r_type)?;
+        let needs = self.needs.get_mut(slot)?;
+        let needs = (*needs.get_or_insert_with(|| crate::reloc::needs(machine, r_type)))?;
+        if let Some(count) = self.counts.get_mut(slot) {
+            *count = count.saturating_add(1);
+        }
+        Some(needs)
+    }
+
+    /// The non-zero counts by type, in type order.
+    fn into_list(self, machine: Machine) -> Vec<(RelocationType, u64)> {
+        let machine_number = machine.e_machine();
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, count)| **count > 0)
+            .map(|(slot, count)| {
+                let raw = Self::r_type(machine, slot);
+                (
+                    RelocationType {
+                        machine: machine_number,
+                        raw,
+                    },
+                    *count,
+                )
+            })
+            .collect()
+    }
 }
 
 /// Whether a call to a symbol bound this way may land out of direct reach.
@@ -840,5 +894,50 @@ impl Builder {
             stub_slots,
             relocations,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_slots_map_back_to_their_types() {
+        for machine in [Machine::X86_64, Machine::AArch64] {
+            let mut seen = [false; TYPE_SLOTS];
+            for r_type in 0..2048u32 {
+                let Some(slot) = TypeCounts::slot(machine, r_type) else {
+                    assert!(
+                        crate::reloc::needs(machine, r_type).is_none(),
+                        "{machine:?} type {r_type} is supported but has no slot"
+                    );
+                    continue;
+                };
+                assert!(!seen[slot], "{machine:?}: slot {slot} taken twice");
+                seen[slot] = true;
+                assert_eq!(TypeCounts::r_type(machine, slot), r_type);
+            }
+        }
+    }
+
+    #[test]
+    fn counts_list_each_type_once_in_order() {
+        let mut counts = TypeCounts::default();
+        let types = [
+            x86_64::R_X86_64_PLT32,
+            x86_64::R_X86_64_PC32,
+            x86_64::R_X86_64_PLT32,
+        ];
+        for r_type in types {
+            assert!(counts.count(Machine::X86_64, r_type).is_some());
+        }
+        assert!(counts.count(Machine::X86_64, 16).is_none(), "TLS");
+        assert!(counts.count(Machine::X86_64, 1 << 20).is_none());
+        let list = counts.into_list(Machine::X86_64);
+        let raw: Vec<(u32, u64)> = list.iter().map(|(t, n)| (t.raw, *n)).collect();
+        assert_eq!(
+            raw,
+            [(x86_64::R_X86_64_PC32, 1), (x86_64::R_X86_64_PLT32, 2)]
+        );
     }
 }

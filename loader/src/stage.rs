@@ -7,7 +7,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::addr::VirtAddr;
-use crate::elf::{Machine, Object};
+use crate::elf::{Machine, Object, Rela};
 use crate::error::{ErrorKind, LoadError, RelocationFailure, RelocationProblem};
 use crate::loader::Loader;
 use crate::memory::ModuleMemory;
@@ -16,7 +16,7 @@ use crate::plan::{Binding, Fixup, Layout, Placement, Plan, SectionKind, Segment}
 use crate::reloc::{
     aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
 };
-use crate::symbols::{ModuleRecord, Name, NameMap, Pins, NAME_HASHER};
+use crate::symbols::{DefinitionKind, ModuleNames, ModuleRecord, NameList, Pins};
 
 /// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
 /// allocated yet.
@@ -60,8 +60,8 @@ struct Parts<'l> {
     memory: ModuleMemory,
     /// `(target, size)` of every code piece.
     code_targets: Vec<(VirtAddr, u64)>,
-    exports: Vec<(Name, u64, bool)>,
-    symbols: NameMap<Name, u64>,
+    /// Every global definition, by name: exported or not.
+    symbols: ModuleNames,
     comdats: Vec<Box<str>>,
     init: Vec<VirtAddr>,
     fini: Vec<VirtAddr>,
@@ -375,7 +375,7 @@ impl<'l, 'a> Placed<'l, 'a> {
             mut memory,
             targets,
         } = self;
-        let resolution = resolve(&loader, &object, &layout)?;
+        let (resolution, globals) = resolve(&loader, &object, &layout)?;
         let values = symbol_values(&layout, &targets, &resolution.external);
         let got_base = targets.got;
         let stub_base = targets.stubs;
@@ -392,11 +392,24 @@ impl<'l, 'a> Placed<'l, 'a> {
         fill_got_and_stubs(&object, &layout, &values, bytes)?;
         let mut stub_used = vec![false; plan.stub_slots() as usize];
         let mut applied = 0u64;
-        let e_machine = object.machine.e_machine();
+        // Everything an entry needs of its symbol, in one record per symbol.
+        let symbol_targets: Vec<SymbolTarget> = values
+            .iter()
+            .enumerate()
+            .map(|(index, address)| SymbolTarget {
+                address: *address,
+                got_slot: slot_address(
+                    got_base,
+                    got_size,
+                    layout.got_slot.get(index).copied().flatten(),
+                ),
+                absent_weak: resolution.absent_weak.get(index) == Some(&true),
+            })
+            .collect();
         // One plan record per entry of every section, in order.
         let mut first_fixup = 0usize;
         for relocations in &object.relocations {
-            let count = relocations.entries.len();
+            let count = relocations.len();
             let fixups_start = first_fixup;
             first_fixup = first_fixup.saturating_add(count);
             let Some(placement) = layout.placements.get(relocations.target).copied().flatten()
@@ -416,71 +429,41 @@ impl<'l, 'a> Placed<'l, 'a> {
                 .fixups
                 .get(fixups_start..first_fixup)
                 .ok_or_else(|| mismatch(&object, SectionKind::Text, 0, first_fixup as u64))?;
-            for (entry, fixup) in relocations.entries.iter().zip(planned) {
-                let fail = |problem| {
-                    object.error(ErrorKind::Relocation(Box::new(RelocationFailure {
-                        section: object.section_ref(relocations.target),
-                        offset: entry.r_offset,
-                        r_type: RelocationType {
-                            machine: e_machine,
-                            raw: entry.r_type,
-                        },
-                        symbol: object.symbol_name(entry.r_sym()),
-                        problem,
-                    })))
-                };
-                let place = section_target.wrapping_add(entry.r_offset);
-                let mut symbol = values
-                    .get(entry.r_sym())
-                    .copied()
-                    .ok_or_else(|| fail(RelocationProblem::BadSymbol))?
-                    .ok_or_else(|| fail(RelocationProblem::TargetNotLoaded))?;
-                if object.machine == Machine::AArch64
-                    && resolution.absent_weak.get(entry.r_sym()) == Some(&true)
-                {
-                    symbol = aarch64::absent_weak_symbol(entry.r_type, place);
-                }
-                // Planning found each call's stub, if it has one.
-                let stub_slot = match *fixup {
-                    Fixup::Stub(slot) => Some(slot),
-                    Fixup::Plain | Fixup::Relaxed => None,
-                };
-                let inputs = FixupInputs {
-                    symbol,
-                    addend: entry.r_addend,
-                    place,
-                    got: got_base,
-                    got_slot: slot_address(
-                        got_base,
-                        got_size,
-                        layout.got_slot.get(entry.r_sym()).copied().flatten(),
-                    ),
-                    stub: slot_address(stub_base, stub_size, stub_slot),
-                    symbol_size: object
-                        .symbols
-                        .get(entry.r_sym())
-                        .map_or(0, |symbol| symbol.size),
-                };
-                let offset = usize::try_from(entry.r_offset)
-                    .map_err(|_| fail(RelocationProblem::OutOfBounds))?;
-                let outcome = match object.machine {
-                    Machine::X86_64 => {
-                        let relax = *fixup == Fixup::Relaxed;
-                        x86_64::apply(entry.r_type, section_bytes, offset, &inputs, relax)
-                    }
-                    Machine::AArch64 => {
-                        aarch64::apply(entry.r_type, section_bytes, offset, &inputs)
-                    }
-                }
-                .map_err(fail)?;
-                if outcome == Applied::ThroughStub {
-                    if let Some(used) = stub_slot.and_then(|slot| stub_used.get_mut(slot as usize))
-                    {
-                        *used = true;
-                    }
-                }
-                applied = applied.saturating_add(1);
-            }
+            let section = SectionFixups {
+                object: &object,
+                index: relocations.target,
+                symbols: &symbol_targets,
+                target: section_target,
+                got: got_base,
+                stubs: stub_base,
+                stub_size,
+            };
+            let entries = relocations.entries().zip(planned.iter().copied());
+            // One loop per machine, so each inlines its own engine's common path.
+            let done = match object.machine {
+                Machine::X86_64 => section.apply(
+                    entries,
+                    section_bytes,
+                    &mut stub_used,
+                    |entry, bytes, offset, inputs, fixup| {
+                        let relax = fixup == Fixup::Relaxed;
+                        x86_64::apply_common(entry.r_type, bytes, offset, inputs, relax)
+                            .unwrap_or_else(|| {
+                                let inputs = section.sized(entry, inputs);
+                                x86_64::apply(entry.r_type, bytes, offset, &inputs, relax)
+                            })
+                    },
+                ),
+                Machine::AArch64 => section.apply(
+                    entries,
+                    section_bytes,
+                    &mut stub_used,
+                    |entry, bytes, offset, inputs, _| {
+                        aarch64::apply(entry.r_type, bytes, offset, &section.sized(entry, inputs))
+                    },
+                ),
+            }?;
+            applied = applied.saturating_add(done);
         }
 
         let report = LoadReport {
@@ -502,7 +485,7 @@ impl<'l, 'a> Placed<'l, 'a> {
         let init = read_pointers(&layout.init, &layout, memory.bytes());
         let mut fini = read_pointers(&layout.fini, &layout, memory.bytes());
         fini.reverse();
-        let (exports, symbols) = definitions(&object, &layout, &targets, &values);
+        let symbols = definitions(globals, &layout, &targets, &values);
         // Where code will execute, piece by piece: sections may have been
         // mapped apart, and each target range needs its instruction cache synced.
         let code_targets = targets
@@ -522,7 +505,6 @@ impl<'l, 'a> Placed<'l, 'a> {
             report,
             memory,
             code_targets,
-            exports,
             symbols,
             comdats: layout
                 .comdats
@@ -547,20 +529,47 @@ struct Resolution<'l> {
 }
 
 /// Looks up every external name once, in namespace order, then the fallback.
+/// Also names (and hashes, once) the module's global definitions: a strong
+/// one the namespace already has fails the load here, before relocating.
 fn resolve<'l>(
     loader: &Loader<'l>,
     object: &Object<'_>,
     layout: &Layout<'_>,
-) -> Result<Resolution<'l>, LoadError> {
-    let strong_definitions = object
-        .symbols
-        .iter()
-        .zip(&layout.bindings)
-        .filter(|(symbol, binding)| {
-            symbol.is_exported() && !symbol.is_weak() && binding.is_defined_here()
-        })
-        .map(|(symbol, _)| symbol.name);
-    if let Some(duplicate) = loader.namespace.find_duplicate(strong_definitions) {
+) -> Result<(Resolution<'l>, NameList), LoadError> {
+    // A yielded weak definition is still this module's: it is offered as a
+    // weak export at its own address, so it can take the name over when the
+    // definition it yielded to goes.
+    let defines = |symbol: &crate::elf::Symbol<'_>, binding: &Binding| {
+        symbol.is_global()
+            && (binding.is_defined_here() || matches!(binding, Binding::Yielded { .. }))
+    };
+    let symbols = || object.symbols.iter().zip(&layout.bindings);
+    // Measured first, so the names, definitions and index are allocated once.
+    let (count, bytes) = symbols()
+        .filter(|(symbol, binding)| defines(symbol, binding))
+        .fold((0usize, 0usize), |(count, bytes), (symbol, _)| {
+            (
+                count.saturating_add(1),
+                bytes.saturating_add(symbol.name.len()),
+            )
+        });
+    let global_definitions = symbols()
+        .enumerate()
+        .filter(|(_, (symbol, binding))| defines(symbol, binding))
+        .map(|(index, (symbol, binding))| {
+            let exported = symbol.is_exported();
+            let weak = symbol.is_weak();
+            let kind = DefinitionKind {
+                exported,
+                // A COMMON symbol is a tentative definition: a real one may follow.
+                weak: weak || matches!(binding, Binding::Common { .. }),
+                strong_here: exported && !weak && binding.is_defined_here(),
+            };
+            (index, symbol.name, kind)
+        });
+    let globals =
+        NameList::collect(count, bytes, global_definitions).map_err(|kind| object.error(kind))?;
+    if let Some(duplicate) = loader.namespace.find_duplicate(&globals) {
         return Err(object.error(duplicate));
     }
     let wanted: Vec<usize> = (0..object.symbols.len())
@@ -621,11 +630,134 @@ fn resolve<'l>(
         missing.dedup();
         return Err(object.error(ErrorKind::Unresolved { names: missing }));
     }
-    Ok(Resolution {
+    let resolution = Resolution {
         external,
         absent_weak,
         pins,
-    })
+    };
+    Ok((resolution, globals))
+}
+
+/// The inputs shared by every entry of one relocation section.
+struct SectionFixups<'s, 'o> {
+    object: &'s Object<'o>,
+    /// The index of the section the entries patch.
+    index: usize,
+    symbols: &'s [SymbolTarget],
+    /// The section's target address.
+    target: u64,
+    got: u64,
+    stubs: u64,
+    stub_size: u64,
+}
+
+impl SectionFixups<'_, '_> {
+    /// Applies `entries` (each with its plan record) to the section's
+    /// `bytes` with `engine`, marking the stubs calls went through. Returns
+    /// how many entries it applied.
+    #[inline(always)]
+    fn apply(
+        &self,
+        entries: impl Iterator<Item = (Rela, Fixup)>,
+        bytes: &mut [u8],
+        stub_used: &mut [bool],
+        engine: impl Fn(
+            &Rela,
+            &mut [u8],
+            usize,
+            &FixupInputs,
+            Fixup,
+        ) -> Result<Applied, RelocationProblem>,
+    ) -> Result<u64, LoadError> {
+        let mut applied = 0u64;
+        for (entry, fixup) in entries {
+            let fail = |problem| relocation_error(self.object, self.index, &entry, problem);
+            let target = self
+                .symbols
+                .get(entry.r_sym())
+                .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
+            let place = self.target.wrapping_add(entry.r_offset);
+            let mut symbol = target
+                .address
+                .ok_or_else(|| fail(RelocationProblem::TargetNotLoaded))?;
+            if target.absent_weak && self.object.machine == Machine::AArch64 {
+                symbol = aarch64::absent_weak_symbol(entry.r_type, place);
+            }
+            // Planning found each call's stub, if it has one.
+            let stub_slot = match fixup {
+                Fixup::Stub(slot) => Some(slot),
+                Fixup::Plain | Fixup::Relaxed => None,
+            };
+            let inputs = FixupInputs {
+                symbol,
+                addend: entry.r_addend,
+                place,
+                got: self.got,
+                got_slot: target.got_slot,
+                stub: stub_slot.map(|slot| {
+                    self.stubs
+                        .wrapping_add(u64::from(slot).wrapping_mul(self.stub_size))
+                }),
+                symbol_size: 0,
+            };
+            let offset = usize::try_from(entry.r_offset)
+                .map_err(|_| fail(RelocationProblem::OutOfBounds))?;
+            let outcome = engine(&entry, bytes, offset, &inputs, fixup).map_err(fail)?;
+            if outcome == Applied::ThroughStub {
+                if let Some(used) = stub_slot.and_then(|slot| stub_used.get_mut(slot as usize)) {
+                    *used = true;
+                }
+            }
+            applied = applied.saturating_add(1);
+        }
+        Ok(applied)
+    }
+
+    /// `inputs` with Z, the symbol's size, which only a few types read.
+    fn sized(&self, entry: &Rela, inputs: &FixupInputs) -> FixupInputs {
+        FixupInputs {
+            symbol_size: self
+                .object
+                .symbols
+                .get(entry.r_sym())
+                .map_or(0, |symbol| symbol.size),
+            ..*inputs
+        }
+    }
+}
+
+/// What relocating needs of one symbol, gathered once for all its entries.
+#[derive(Clone, Copy)]
+struct SymbolTarget {
+    /// S, or `None` where the symbol has no address (a discarded section).
+    address: Option<u64>,
+    /// The target address of its GOT slot, if the plan gave it one.
+    got_slot: Option<u64>,
+    /// A weak undefined symbol nothing defines (AArch64 resolves it
+    /// differently per relocation type).
+    absent_weak: bool,
+}
+
+/// The error for relocation `entry` of relocation section `section`: out of
+/// line, so the loops that may call it stay small.
+#[cold]
+#[inline(never)]
+pub(crate) fn relocation_error(
+    object: &Object<'_>,
+    section: usize,
+    entry: &Rela,
+    problem: RelocationProblem,
+) -> LoadError {
+    object.error(ErrorKind::Relocation(Box::new(RelocationFailure {
+        section: object.section_ref(section),
+        offset: entry.r_offset,
+        r_type: RelocationType {
+            machine: object.machine.e_machine(),
+            raw: entry.r_type,
+        },
+        symbol: object.symbol_name(entry.r_sym()),
+        problem,
+    })))
 }
 
 /// S for every symbol, or `None` where it has no address (discarded).
@@ -767,46 +899,18 @@ fn read_pointers(sections: &[usize], layout: &Layout<'_>, bytes: &[u8]) -> Vec<V
     pointers
 }
 
-/// The module's exports `(name, address, weak)` and all its global definitions
-/// by name. Each name is allocated once and shared by both.
-type Definitions = (Vec<(Name, u64, bool)>, NameMap<Name, u64>);
-
+/// The module's global definitions (named in `resolve`) at their addresses,
+/// indexed by name; those without an address are dropped.
 fn definitions(
-    object: &Object<'_>,
+    globals: NameList,
     layout: &Layout<'_>,
     targets: &Targets,
     values: &[Option<u64>],
-) -> Definitions {
-    // Sized once: growing the index would hash every name again.
-    let globals = object
-        .symbols
-        .iter()
-        .filter(|symbol| symbol.is_global())
-        .count();
-    let mut exports = Vec::with_capacity(globals);
-    let mut symbols = NameMap::with_capacity_and_hasher(globals, NAME_HASHER);
-    for ((symbol, binding), value) in object.symbols.iter().zip(&layout.bindings).zip(values) {
-        // A yielded weak definition is still this module's: it is offered as a
-        // weak export at its own address, so it can take the name over when
-        // the definition it yielded to goes.
-        let own = match *binding {
-            Binding::Yielded { section, value } => own_copy(targets, section, value),
-            _ if binding.is_defined_here() => *value,
-            _ => None,
-        };
-        let (true, Some(value)) = (symbol.is_global(), own.as_ref()) else {
-            continue;
-        };
-        let name = Name::from(symbol.name);
-        if symbol.is_exported() {
-            // A COMMON symbol is a tentative definition: a real one may follow.
-            let weak = symbol.is_weak() || matches!(binding, Binding::Common { .. });
-            exports.push((name.clone(), *value, weak));
-        }
-        // A name defined twice in one symbol table: the first definition answers.
-        symbols.entry(name).or_insert(*value);
-    }
-    (exports, symbols)
+) -> ModuleNames {
+    globals.finish(|index| match layout.bindings.get(index)? {
+        Binding::Yielded { section, value } => own_copy(targets, *section, *value),
+        _ => values.get(index).copied().flatten(),
+    })
 }
 
 impl<'l> Relocated<'l> {
@@ -907,7 +1011,6 @@ impl<'l> Finalized<'l> {
         let Parts {
             name,
             memory,
-            exports,
             symbols,
             comdats,
             init,
@@ -915,20 +1018,11 @@ impl<'l> Finalized<'l> {
             pins,
             ..
         } = parts;
-        let record = ModuleRecord {
-            name: name.clone(),
-            symbols,
-            exported: Vec::new(),
-            shadowed: Vec::new(),
-            comdats,
-            dependencies: Vec::new(),
-            users: 0,
-            fini: if runs_here { fini } else { Vec::new() },
-            memory,
-        };
+        let fini = if runs_here { fini } else { Vec::new() };
+        let record = ModuleRecord::new(name.clone(), symbols, comdats, fini, memory);
         let id = loader
             .namespace
-            .publish(record, &exports, pins)
+            .publish(record, pins)
             .map_err(|kind| LoadError::new(&name, kind))?;
         let init = if runs_here { init } else { Vec::new() };
         Ok((Module::new(loader.namespace, id), init))

@@ -1,35 +1,50 @@
 //! The symbol namespace shared by every module: host exports first, then the
 //! exports of each loaded module. It also owns the loaded modules' records, so
 //! modules stay loaded however many loaders come and go.
+//!
+//! Every global name is hashed once per load ([`name_hash`]) and the hash is
+//! stored beside it wherever it goes, so no table ever hashes a string again
+//! (not on lookup, insert, removal or growth). A module's names live in one
+//! allocation ([`ModuleNames`]); the namespace refers to them by slot and
+//! definition index instead of holding its own copies.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
+use alloc::string::String;
 use alloc::vec::Vec;
+use core::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
-use hashbrown::hash_map::Entry;
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashTable};
 use spin::Mutex;
 
 use crate::addr::VirtAddr;
 use crate::error::{Definer, ErrorKind, UnloadError};
 use crate::memory::ModuleMemory;
 
-/// Identifies a loaded module within its namespace. Never reused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ModuleId(u64);
+/// Identifies a loaded module within its namespace. Never reused: ids are
+/// unique for the namespace's lifetime and ordered by load.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleId {
+    /// Load order. Compared first, so ids order by load.
+    serial: u64,
+    /// Where the record lives. Reused after an unload, so a record is the
+    /// id's only if its serial matches too.
+    slot: u32,
+}
 
 impl ModuleId {
     /// The number behind the id.
     pub fn get(self) -> u64 {
-        self.0
+        self.serial
     }
 }
 
-/// A symbol name, allocated once per module and shared by the module's record,
-/// its export list and the namespace's index.
-pub(crate) type Name = Arc<str>;
+impl core::fmt::Debug for ModuleId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The slot is an implementation detail; the serial is the identity.
+        f.debug_tuple("ModuleId").field(&self.serial).finish()
+    }
+}
 
 /// The hasher of every name index: fixed (a `no_std` kernel has no entropy to
 /// seed one), fast on short strings. Names come from the modules loaded, which
@@ -42,46 +57,495 @@ pub(crate) type NameMap<K, V> = HashMap<K, V, NameHasher>;
 /// The seed of every name index.
 pub(crate) const NAME_HASHER: NameHasher = FixedState::with_seed(0x6d6f_646c_6f61_6400);
 
-/// Where a name's definition comes from.
+/// The one hash of a name that every table stores and probes with. Never 0,
+/// which marks an empty slot of a [`HashIndex`]; the top bit is the one
+/// given up, because slots are chosen by the low bits.
+pub(crate) fn name_hash(name: &str) -> u64 {
+    NAME_HASHER.hash_one(name) | 1 << 63
+}
+
+/// An entry of a [`HashIndex`]: knows its (nonzero) hash.
+trait Hashed: Copy {
+    /// The empty slot; its hash is 0.
+    const EMPTY: Self;
+    fn hash(&self) -> u64;
+}
+
+/// An open-addressing table with linear probing over stored hashes.
+///
+/// `hashbrown`'s SwissTable costs 50 to 65 instructions per insert or probe
+/// here (its group scan and `reserve` check are not inlined without its
+/// `inline-more` feature); most lookups in this table end at the first slot,
+/// for a dozen. Kept at most half full, so a probe always meets an empty slot
+/// and runs are short. Removal shifts the run back instead of leaving
+/// tombstones, so lookups never slow down as modules come and go. Growth
+/// reinserts by stored hash: no name is hashed again.
+struct HashIndex<T> {
+    /// Empty, or a power of two long.
+    slots: Vec<T>,
+    len: usize,
+}
+
+/// Where a probe ended.
+enum Probe {
+    Found(usize),
+    /// The empty slot where the entry would go.
+    Vacant(usize),
+}
+
+impl<T: Hashed> HashIndex<T> {
+    const fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn with_capacity(capacity: usize) -> Self {
+        let mut index = Self::new();
+        index.reserve(capacity);
+        index
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len().wrapping_sub(1)
+    }
+
+    /// Room for `additional` more entries without growing.
+    #[inline]
+    fn reserve(&mut self, additional: usize) {
+        let wanted = self.len.saturating_add(additional).saturating_mul(2);
+        if wanted > self.slots.len() {
+            self.grow(wanted);
+        }
+    }
+
+    /// Moves every entry to a table of at least `wanted` slots.
+    #[cold]
+    fn grow(&mut self, wanted: usize) {
+        let size = wanted
+            .max(16)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX);
+        let old = core::mem::replace(&mut self.slots, alloc::vec![T::EMPTY; size]);
+        for entry in old {
+            if entry.hash() != 0 {
+                if let Probe::Vacant(at) = self.probe(entry.hash(), |_| false) {
+                    if let Some(slot) = self.slots.get_mut(at) {
+                        *slot = entry;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The entry with `hash` that `eq` accepts, else the slot for one.
+    /// `Vacant` with no slot behind it only in an empty table.
+    fn probe(&self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Probe {
+        let mask = self.mask();
+        let mut at = hash as usize & mask;
+        // At most half full: the run ends at an empty slot.
+        while let Some(slot) = self.slots.get(at) {
+            let stored = slot.hash();
+            if stored == 0 {
+                return Probe::Vacant(at);
+            }
+            if stored == hash && eq(slot) {
+                return Probe::Found(at);
+            }
+            at = at.wrapping_add(1) & mask;
+        }
+        Probe::Vacant(at)
+    }
+
+    fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
+        match self.probe(hash, eq) {
+            Probe::Found(at) => self.slots.get(at),
+            Probe::Vacant(_) => None,
+        }
+    }
+
+    /// Puts `entry` in slot `at`, which `probe` found vacant with no insert
+    /// or removal since (and after a `reserve` that made room for it).
+    fn fill(&mut self, at: usize, entry: T) {
+        if let Some(slot) = self.slots.get_mut(at) {
+            *slot = entry;
+            self.len = self.len.saturating_add(1);
+        }
+    }
+
+    /// Adds `entry`, known not to be in the table.
+    fn insert(&mut self, entry: T) {
+        self.reserve(1);
+        if let Probe::Vacant(at) = self.probe(entry.hash(), |_| false) {
+            self.fill(at, entry);
+        }
+    }
+
+    /// Removes the entry in slot `at`, moving later entries of its run back
+    /// so that every entry stays reachable from its home slot.
+    fn remove_at(&mut self, at: usize) {
+        let mask = self.mask();
+        let mut hole = at;
+        let mut next = at.wrapping_add(1) & mask;
+        while let Some(&entry) = self.slots.get(next) {
+            if entry.hash() == 0 {
+                break;
+            }
+            let home = entry.hash() as usize & mask;
+            // It may fill the hole if the hole lies between its home and
+            // where it is now (cyclically).
+            if next.wrapping_sub(home) & mask >= next.wrapping_sub(hole) & mask {
+                if let Some(slot) = self.slots.get_mut(hole) {
+                    *slot = entry;
+                }
+                hole = next;
+            }
+            next = next.wrapping_add(1) & mask;
+        }
+        if let Some(slot) = self.slots.get_mut(hole) {
+            *slot = T::EMPTY;
+            self.len = self.len.saturating_sub(1);
+        }
+    }
+
+    /// Removes the entry with `hash` that `eq` accepts, if any.
+    fn remove(&mut self, hash: u64, eq: impl FnMut(&T) -> bool) {
+        if let Probe::Found(at) = self.probe(hash, eq) {
+            self.remove_at(at);
+        }
+    }
+}
+
+/// A module index slot: a name's hash and its definition's position.
+#[derive(Clone, Copy, Debug)]
+struct Position {
+    hash: u64,
+    at: u32,
+}
+
+impl Hashed for Position {
+    const EMPTY: Self = Self { hash: 0, at: 0 };
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// How a module defines a global name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Export {
-    pub address: u64,
-    pub module: ModuleId,
+pub(crate) struct DefinitionKind {
+    /// Offered to other modules (default or protected visibility).
+    pub exported: bool,
+    /// Yields to an earlier definition at publish (weak, unique, `COMMON`).
     pub weak: bool,
+    /// Checked against the namespace before relocating: a second strong
+    /// definition fails the load early.
+    pub strong_here: bool,
+}
+
+/// One global definition of a module.
+#[derive(Clone, Copy, Debug)]
+struct Definition {
+    hash: u64,
+    /// Its address once placed; until [`NameList::finish`], the symbol's
+    /// index in its table.
+    address: u64,
+    /// The name's bytes in the module's `text`.
+    start: u32,
+    end: u32,
+    kind: DefinitionKind,
+    /// Has an address: only placed definitions are indexed and exported.
+    placed: bool,
+}
+
+/// A module's global definitions while it loads: named, hashed and indexed,
+/// not yet placed. [`NameList::finish`] gives them addresses.
+pub(crate) struct NameList {
+    text: String,
+    definitions: Vec<Definition>,
+    /// By name, the first definition of each; rebuilt by `finish` in the
+    /// rare case that a definition gets no address.
+    index: HashIndex<Position>,
+}
+
+/// The refusal of more than 2^32 definitions or bytes of names, which no real
+/// object has, so that positions and offsets fit in 32 bits.
+const TOO_MANY_NAMES: ErrorKind = ErrorKind::Malformed {
+    what: "symbol table (over 2^32 global definitions or bytes of their names)",
+};
+
+impl NameList {
+    /// The definitions `(symbol index, name, kind)`, in symbol table order,
+    /// of `count` names of `bytes` bytes in all (one allocation each for the
+    /// names, the definitions and the index). Each name is hashed here, the
+    /// only time during the load.
+    #[inline(never)]
+    pub fn collect<'n>(
+        count: usize,
+        bytes: usize,
+        definitions: impl Iterator<Item = (usize, &'n str, DefinitionKind)>,
+    ) -> Result<Self, ErrorKind> {
+        let mut list = Self::with_capacity(count, bytes)?;
+        for (symbol, name, kind) in definitions {
+            list.push(symbol, name, kind);
+        }
+        // Every offset and position is at most these, so if they fit in 32
+        // bits, no conversion in `push` truncated.
+        if u32::try_from(list.text.len()).is_err() || u32::try_from(list.definitions.len()).is_err()
+        {
+            return Err(TOO_MANY_NAMES);
+        }
+        Ok(list)
+    }
+
+    fn with_capacity(count: usize, bytes: usize) -> Result<Self, ErrorKind> {
+        if u32::try_from(count).is_err() || u32::try_from(bytes).is_err() {
+            return Err(TOO_MANY_NAMES);
+        }
+        Ok(Self {
+            text: String::with_capacity(bytes),
+            definitions: Vec::with_capacity(count),
+            index: HashIndex::with_capacity(count),
+        })
+    }
+
+    /// Adds a definition. Truncates offsets and positions past 2^32, which
+    /// `collect` then refuses.
+    #[inline]
+    fn push(&mut self, symbol: usize, name: &str, kind: DefinitionKind) {
+        let start = self.text.len() as u32;
+        let at = self.definitions.len() as u32;
+        let hash = name_hash(name);
+        self.text.push_str(name);
+        self.definitions.push(Definition {
+            hash,
+            address: symbol as u64,
+            start,
+            end: self.text.len() as u32,
+            kind,
+            placed: false,
+        });
+        self.index.reserve(1);
+        let (text, definitions) = (&self.text, &self.definitions);
+        let probe = self.index.probe(hash, |position| {
+            definitions
+                .get(position.at as usize)
+                .is_some_and(|other| name_bytes(text, other) == name.as_bytes())
+        });
+        // Within one symbol table the first definition of a name answers.
+        if let Probe::Vacant(slot) = probe {
+            self.index.fill(slot, Position { hash, at });
+        }
+    }
+
+    /// Gives each definition its address (`address_of(symbol index)`); one
+    /// without an address is neither indexed nor exported.
+    pub fn finish(self, mut address_of: impl FnMut(usize) -> Option<u64>) -> ModuleNames {
+        let Self {
+            text,
+            mut definitions,
+            mut index,
+        } = self;
+        let mut exported = 0usize;
+        let mut all_placed = true;
+        for definition in &mut definitions {
+            match usize::try_from(definition.address)
+                .ok()
+                .and_then(&mut address_of)
+            {
+                Some(address) => {
+                    definition.address = address;
+                    definition.placed = true;
+                    exported = exported.saturating_add(usize::from(definition.kind.exported));
+                }
+                None => all_placed = false,
+            }
+        }
+        let text = text.into_boxed_str();
+        if !all_placed {
+            index = HashIndex::with_capacity(definitions.len());
+            for (definition, at) in definitions.iter().zip(0u32..) {
+                if !definition.placed {
+                    continue;
+                }
+                let name = name_bytes(&text, definition);
+                let probe = index.probe(definition.hash, |position| {
+                    definitions
+                        .get(position.at as usize)
+                        .is_some_and(|other| name_bytes(&text, other) == name)
+                });
+                if let Probe::Vacant(slot) = probe {
+                    index.fill(
+                        slot,
+                        Position {
+                            hash: definition.hash,
+                            at,
+                        },
+                    );
+                }
+            }
+        }
+        ModuleNames {
+            text,
+            definitions: definitions.into_boxed_slice(),
+            index,
+            exported,
+        }
+    }
+}
+
+/// The bytes of `definition`'s name in `text` (empty if the range is bad,
+/// which `NameList` never makes).
+fn name_bytes<'t>(text: &'t str, definition: &Definition) -> &'t [u8] {
+    text.as_bytes()
+        .get(definition.start as usize..definition.end as usize)
+        .unwrap_or_default()
+}
+
+/// A loaded module's global definitions: every name in one allocation, and
+/// an index by name over all of them, exported or not.
+pub(crate) struct ModuleNames {
+    text: Box<str>,
+    definitions: Box<[Definition]>,
+    /// Positions in `definitions`; the stored hashes stand in for the names.
+    index: HashIndex<Position>,
+    /// How many definitions are exported (and placed).
+    exported: usize,
+}
+
+impl ModuleNames {
+    fn definition(&self, at: u32) -> Option<&Definition> {
+        self.definitions.get(at as usize)
+    }
+
+    /// The name of definition `at`.
+    fn name(&self, at: u32) -> Option<&[u8]> {
+        self.definition(at)
+            .map(|definition| name_bytes(&self.text, definition))
+    }
+
+    /// The first definition of `name` (hashed as `hash`).
+    fn lookup(&self, hash: u64, name: &[u8]) -> Option<&Definition> {
+        let position = self.index.find(hash, |position| {
+            self.definition(position.at)
+                .is_some_and(|definition| name_bytes(&self.text, definition) == name)
+        })?;
+        self.definition(position.at)
+    }
+}
+
+/// Who provides a name in the export table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// Position in `State::host`.
+    Host(u32),
+    /// Definition `definition` of the module in `slot`.
+    Module { slot: u32, definition: u32 },
+}
+
+/// A name's current definition. Host exports and module exports share one
+/// table, so resolving a name is one probe.
+#[derive(Clone, Copy, Debug)]
+struct Export {
+    hash: u64,
+    address: u64,
+    owner: Owner,
+    weak: bool,
+}
+
+impl Hashed for Export {
+    const EMPTY: Self = Self {
+        hash: 0,
+        address: 0,
+        owner: Owner::Host(0),
+        weak: false,
+    };
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// A definition that lost at publish to one already exported.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    slot: u32,
+    definition: u32,
+    address: u64,
+    weak: bool,
+}
+
+/// The definitions waiting for one name, in load order. Never empty: its
+/// name is its first definition's.
+struct Shadowed {
+    hash: u64,
+    waiting: Vec<Waiting>,
 }
 
 pub(crate) struct ModuleRecord {
-    pub name: Box<str>,
+    name: Box<str>,
+    /// The serial of the id the record was published under.
+    serial: u64,
     /// Every global definition of the module, by name, exported or not.
-    pub symbols: NameMap<Name, u64>,
-    /// Names this module put into the namespace's export table.
-    pub exported: Vec<Name>,
-    /// Names whose `shadowed` lists this module waits in, so unloading it
-    /// visits only those lists instead of every shadowed name.
-    pub shadowed: Vec<Name>,
-    pub comdats: Vec<Box<str>>,
-    pub dependencies: Vec<ModuleId>,
+    names: ModuleNames,
+    /// Definitions this module put into the namespace's export table.
+    exported: Vec<u32>,
+    /// Definitions waiting in `shadowed` lists, so unloading visits only
+    /// those lists instead of every shadowed name.
+    shadowed: Vec<u32>,
+    comdats: Vec<Box<str>>,
+    dependencies: Vec<ModuleId>,
     /// Loaded modules (and loads in progress) that bind to this one.
-    pub users: usize,
+    users: usize,
     /// Fini functions in the order they run.
     pub fini: Vec<VirtAddr>,
     /// Held for its `Drop`, which returns the memory to the region.
     #[expect(dead_code, reason = "owned for its Drop")]
-    pub memory: ModuleMemory,
+    memory: ModuleMemory,
 }
 
+impl ModuleRecord {
+    /// A module about to be published.
+    pub fn new(
+        name: Box<str>,
+        names: ModuleNames,
+        comdats: Vec<Box<str>>,
+        fini: Vec<VirtAddr>,
+        memory: ModuleMemory,
+    ) -> Self {
+        Self {
+            name,
+            serial: 0,
+            names,
+            exported: Vec::new(),
+            shadowed: Vec::new(),
+            comdats,
+            dependencies: Vec::new(),
+            users: 0,
+            fini,
+            memory,
+        }
+    }
+}
+
+/// The loaded modules' records, by slot. Apart from `State` so that its
+/// name lookups can be borrowed beside the tables being changed.
+type Slots = Vec<Option<ModuleRecord>>;
+
 struct State {
-    host: NameMap<Box<str>, u64>,
-    exports: NameMap<Name, Export>,
+    /// Names of the host exports, by position; they never leave.
+    host: Vec<Box<str>>,
+    /// Every exported name: the host's, then each module's first definition.
+    exports: HashIndex<Export>,
     /// Definitions that lost at publish to one already exported, by name, in
     /// load order. When the exporting module unloads, the first strong one
     /// (else the first weak one) takes the name, so a name stays defined for
-    /// as long as a loaded module defines it.
-    shadowed: NameMap<Name, Vec<Export>>,
+    /// as long as a loaded module defines it. Only exported names have one.
+    shadowed: HashTable<Shadowed>,
     comdats: NameMap<Box<str>, ModuleId>,
-    /// By id, which is load order.
-    modules: BTreeMap<ModuleId, ModuleRecord>,
-    next_id: u64,
+    modules: Slots,
+    /// Empty slots of `modules`.
+    free: Vec<u32>,
+    next_serial: u64,
 }
 
 /// The symbols every load resolves against, and the loaded modules.
@@ -110,26 +574,37 @@ impl Namespace {
     pub const fn new() -> Self {
         Self {
             state: Mutex::new(State {
-                host: NameMap::with_hasher(NAME_HASHER),
-                exports: NameMap::with_hasher(NAME_HASHER),
-                shadowed: NameMap::with_hasher(NAME_HASHER),
+                host: Vec::new(),
+                exports: HashIndex::new(),
+                shadowed: HashTable::new(),
                 comdats: NameMap::with_hasher(NAME_HASHER),
-                modules: BTreeMap::new(),
-                next_id: 0,
+                modules: Vec::new(),
+                free: Vec::new(),
+                next_serial: 0,
             }),
         }
     }
 
     /// Adds a host symbol. Refused if the name is already defined.
     pub fn add_host_export(&self, name: &str, address: VirtAddr) -> Result<(), Definer> {
-        let mut state = self.state.lock();
-        if state.host.contains_key(name) {
-            return Err(Definer::Host);
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        let hash = name_hash(name);
+        if let Some(export) = find(&state.exports, &state.host, &state.modules, hash, name) {
+            return Err(match export.owner {
+                Owner::Host(_) => Definer::Host,
+                Owner::Module { slot, .. } => definer(&state.modules, slot),
+            });
         }
-        if let Some(export) = state.exports.get(name) {
-            return Err(state.definer(export.module));
-        }
-        state.host.insert(name.into(), address.as_u64());
+        // 2^32 host names would need hundreds of GiB of table first.
+        let position = u32::try_from(state.host.len()).map_err(|_| Definer::Host)?;
+        state.host.push(name.into());
+        state.exports.insert(Export {
+            hash,
+            address: address.as_u64(),
+            owner: Owner::Host(position),
+            weak: false,
+        });
         Ok(())
     }
 
@@ -137,18 +612,28 @@ impl Namespace {
     pub fn lookup(&self, name: &str) -> Option<VirtAddr> {
         self.state
             .lock()
-            .resolve(name)
+            .resolve(name_hash(name), name)
             .map(|(address, _)| VirtAddr::new(address))
     }
 
     /// The loaded modules, by id and name, in load order.
     pub fn modules(&self) -> Vec<(ModuleId, Box<str>)> {
         let state = self.state.lock();
-        state
+        let mut modules: Vec<_> = state
             .modules
             .iter()
-            .map(|(id, record)| (*id, record.name.clone()))
-            .collect()
+            .zip(0u32..)
+            .filter_map(|(record, slot)| {
+                let record = record.as_ref()?;
+                let id = ModuleId {
+                    serial: record.serial,
+                    slot,
+                };
+                Some((id, record.name.clone()))
+            })
+            .collect();
+        modules.sort_unstable_by_key(|(id, _)| *id);
+        modules
     }
 
     /// Runs `f` with a consistent view of the namespace.
@@ -175,10 +660,11 @@ impl Namespace {
             .iter()
             .enumerate()
             .map(|(at, name)| {
+                let hash = name_hash(name);
                 let comdat = comdats.get(at).copied().flatten();
                 let (address, module) = state
-                    .resolve(name)
-                    .or_else(|| state.comdat_definition(comdat?, name))?;
+                    .resolve(hash, name)
+                    .or_else(|| state.comdat_definition(comdat?, hash, name))?;
                 if let Some(module) = module {
                     pinned.push(module);
                 }
@@ -188,7 +674,7 @@ impl Namespace {
         pinned.sort_unstable();
         pinned.dedup();
         for id in &pinned {
-            if let Some(record) = state.modules.get_mut(id) {
+            if let Some(record) = state.record_mut(*id) {
                 record.users = record.users.saturating_add(1);
             }
         }
@@ -201,13 +687,27 @@ impl Namespace {
         )
     }
 
-    /// The first strong definition among `names` that the namespace already has.
-    pub(crate) fn find_duplicate<'n>(
-        &self,
-        strong_names: impl Iterator<Item = &'n str>,
-    ) -> Option<ErrorKind> {
+    /// The first definition of `names` that is checked early (see
+    /// [`DefinitionKind::strong_here`]) and that the namespace already has
+    /// strongly.
+    pub(crate) fn find_duplicate(&self, names: &NameList) -> Option<ErrorKind> {
         let state = self.state.lock();
-        state.duplicate(strong_names)
+        names
+            .definitions
+            .iter()
+            .filter(|definition| definition.kind.strong_here)
+            .find_map(|definition| {
+                let name = name_bytes(&names.text, definition);
+                let export = find(
+                    &state.exports,
+                    &state.host,
+                    &state.modules,
+                    definition.hash,
+                    name,
+                )?;
+                let existing = state.conflict(export, name, None)?;
+                Some(duplicate_error(&names.text, definition, existing))
+            })
     }
 
     /// Adds a module and its exports. Fails, changing nothing, if a strong
@@ -215,191 +715,447 @@ impl Namespace {
     pub(crate) fn publish(
         &self,
         mut record: ModuleRecord,
-        exports: &[(Name, u64, bool)],
         pins: Pins<'_>,
     ) -> Result<ModuleId, ErrorKind> {
         let mut guard = self.state.lock();
         let state = &mut *guard;
-        let strong = exports
-            .iter()
-            .filter(|(_, _, weak)| !weak)
-            .map(|(name, _, _)| &**name);
-        if let Some(duplicate) = state.duplicate(strong) {
+        let slot = match state.free.pop() {
+            Some(slot) => slot,
+            None => {
+                let Ok(slot) = u32::try_from(state.modules.len()) else {
+                    // 2^32 modules loaded at once: no address space holds them.
+                    drop(guard);
+                    drop(record);
+                    drop(pins);
+                    return Err(ErrorKind::OutOfMemory { size: 0, align: 0 });
+                };
+                state.modules.push(None);
+                slot
+            }
+        };
+        let serial = state.next_serial;
+        record.serial = serial;
+        // In its slot while linking, so its own names can be compared too.
+        if let Some(place) = state.modules.get_mut(slot as usize) {
+            *place = Some(record);
+        }
+        if let Err(duplicate) = state.link(slot) {
+            let record = state.modules.get_mut(slot as usize).and_then(Option::take);
+            state.free.push(slot);
             // Free the memory and the pins outside the lock.
             drop(guard);
             drop(record);
             drop(pins);
             return Err(duplicate);
         }
-        let id = ModuleId(state.next_id);
         // Ids are never reused; 2^64 loads will not happen.
-        state.next_id = state.next_id.wrapping_add(1);
-        state.exports.reserve(exports.len());
-        record.exported.reserve_exact(exports.len());
-        for (name, address, weak) in exports {
-            if state.host.contains_key(&**name) {
-                continue; // the host's definitions never leave
+        state.next_serial = serial.wrapping_add(1);
+        let id = ModuleId { serial, slot };
+        // Taken here so the pins never drop (and lock) while the lock is held.
+        let dependencies = pins.into_modules();
+        let State {
+            comdats, modules, ..
+        } = state;
+        if let Some(Some(record)) = modules.get_mut(slot as usize) {
+            record
+                .comdats
+                .retain(|signature| !comdats.contains_key(&**signature));
+            for signature in &record.comdats {
+                comdats.insert(signature.clone(), id);
             }
-            let export = Export {
-                address: *address,
-                module: id,
-                weak: *weak,
-            };
-            match state.exports.entry(name.clone()) {
-                Entry::Vacant(vacant) => {
-                    vacant.insert(export);
-                    record.exported.push(name.clone());
-                }
-                Entry::Occupied(_) => {
-                    // A definition that lost to an earlier one (a strong one
-                    // here lost to an earlier weak one): next in line for the name.
-                    state.shadowed.entry(name.clone()).or_default().push(export);
-                    record.shadowed.push(name.clone());
-                }
-            }
+            record.dependencies = dependencies;
         }
-        record
-            .comdats
-            .retain(|signature| !state.comdats.contains_key(&**signature));
-        for signature in &record.comdats {
-            state.comdats.insert(signature.clone(), id);
-        }
-        record.dependencies = pins.into_modules();
-        state.modules.insert(id, record);
         Ok(id)
     }
 
     /// The address of a global symbol defined by module `id`.
     pub(crate) fn module_symbol(&self, id: ModuleId, name: &str) -> Option<VirtAddr> {
         let state = self.state.lock();
-        let record = state.modules.get(&id)?;
-        record
-            .symbols
-            .get(name)
-            .map(|address| VirtAddr::new(*address))
+        let definition = state
+            .record(id)?
+            .names
+            .lookup(name_hash(name), name.as_bytes())?;
+        Some(VirtAddr::new(definition.address))
     }
 
     pub(crate) fn module_name(&self, id: ModuleId) -> Option<Box<str>> {
         self.state
             .lock()
-            .modules
-            .get(&id)
+            .record(id)
             .map(|record| record.name.clone())
+    }
+
+    /// Whether module `id` is loaded.
+    pub(crate) fn is_loaded(&self, id: ModuleId) -> bool {
+        self.state.lock().record(id).is_some()
     }
 
     /// Removes module `id` unless another module uses it. The caller runs the
     /// record's fini functions and then drops it, which frees its memory.
+    ///
+    /// Visits only the module's own names (and the lists they wait in).
     pub(crate) fn remove(&self, id: ModuleId) -> Result<ModuleRecord, UnloadError> {
         let mut guard = self.state.lock();
         let state = &mut *guard;
-        let record = state.modules.get(&id).ok_or(UnloadError::NotLoaded)?;
+        let record = state.record(id).ok_or(UnloadError::NotLoaded)?;
         if record.users > 0 {
-            let users = state
-                .modules
-                .values()
-                .filter(|other| other.dependencies.contains(&id))
-                .map(|other| other.name.clone())
-                .collect();
-            return Err(UnloadError::InUse { users });
+            return Err(UnloadError::InUse {
+                users: state.users_of(id),
+            });
         }
-        let record = state.modules.remove(&id).ok_or(UnloadError::NotLoaded)?;
-        // Only the lists this module waits in: not every shadowed name.
-        for name in &record.shadowed {
-            if let Some(waiting) = state.shadowed.get_mut(&**name) {
-                waiting.retain(|export| export.module != id);
-                if waiting.is_empty() {
-                    state.shadowed.remove(&**name);
-                }
+        let record = state
+            .modules
+            .get_mut(id.slot as usize)
+            .and_then(Option::take)
+            .ok_or(UnloadError::NotLoaded)?;
+        unlink(
+            &mut state.exports,
+            &mut state.shadowed,
+            id.slot,
+            &record.names,
+            &record.exported,
+            &record.shadowed,
+        );
+        // Each name just left: the next definition in line takes it.
+        for at in &record.exported {
+            if let Some(definition) = record.names.definition(*at) {
+                let name = name_bytes(&record.names.text, definition);
+                state.promote(definition.hash, name);
             }
-        }
-        for name in &record.exported {
-            state.exports.remove(&**name);
-            state.promote(name);
         }
         for signature in &record.comdats {
             state.comdats.remove(&**signature);
         }
         state.release(&record.dependencies);
+        state.free.push(id.slot);
         Ok(record)
     }
 }
 
-impl State {
-    /// Gives `name`, just left by its exporter, to the next module in line.
-    fn promote(&mut self, name: &Name) {
-        let Some(waiting) = self.shadowed.get_mut(&**name) else {
-            return;
+/// The export of `name` (hashed as `hash`), if any.
+fn find<'t>(
+    exports: &'t HashIndex<Export>,
+    host: &[Box<str>],
+    modules: &Slots,
+    hash: u64,
+    name: impl AsRef<[u8]>,
+) -> Option<&'t Export> {
+    let name = name.as_ref();
+    exports.find(hash, |export| {
+        owner_name(host, modules, export.owner) == Some(name)
+    })
+}
+
+/// The name an export table entry is for.
+fn owner_name<'s>(host: &'s [Box<str>], modules: &'s Slots, owner: Owner) -> Option<&'s [u8]> {
+    match owner {
+        Owner::Host(position) => host.get(position as usize).map(|name| name.as_bytes()),
+        Owner::Module { slot, definition } => module_name(modules, slot, definition),
+    }
+}
+
+/// The name of definition `definition` of the module in `slot`.
+fn module_name(modules: &Slots, slot: u32, definition: u32) -> Option<&[u8]> {
+    modules.get(slot as usize)?.as_ref()?.names.name(definition)
+}
+
+/// The shadowed list of `name` (hashed as `hash`), if any.
+fn waiting_for<'t>(
+    shadowed: &'t HashTable<Shadowed>,
+    modules: &Slots,
+    hash: u64,
+    name: &[u8],
+) -> Option<&'t Shadowed> {
+    shadowed.find(hash, |list| list_is_for(list, modules, hash, name))
+}
+
+fn list_is_for(list: &Shadowed, modules: &Slots, hash: u64, name: &[u8]) -> bool {
+    list.hash == hash
+        && list
+            .waiting
+            .first()
+            .and_then(|first| module_name(modules, first.slot, first.definition))
+            == Some(name)
+}
+
+fn definer(modules: &Slots, slot: u32) -> Definer {
+    Definer::Module(
+        modules
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .map_or_else(|| "?".into(), |record| record.name.clone()),
+    )
+}
+
+fn duplicate_error(text: &str, definition: &Definition, existing: Definer) -> ErrorKind {
+    let name = text
+        .get(definition.start as usize..definition.end as usize)
+        .unwrap_or_default();
+    ErrorKind::DuplicateDefinition {
+        name: name.into(),
+        existing,
+    }
+}
+
+/// Takes module `slot`'s definitions out of the tables: its exports (each
+/// found by identity, so no name is compared) and its places in the
+/// shadowed lists of `shadowed_names`.
+fn unlink(
+    exports: &mut HashIndex<Export>,
+    shadowed: &mut HashTable<Shadowed>,
+    slot: u32,
+    names: &ModuleNames,
+    exported: &[u32],
+    shadowed_names: &[u32],
+) {
+    for at in shadowed_names {
+        let Some(definition) = names.definition(*at) else {
+            continue;
         };
-        let next = waiting.iter().position(|export| !export.weak).unwrap_or(0);
-        if next >= waiting.len() {
-            return;
+        let entry = shadowed.find_entry(definition.hash, |list| {
+            list.hash == definition.hash && list.waiting.iter().any(|waiting| waiting.slot == slot)
+        });
+        if let Ok(mut entry) = entry {
+            let list = entry.get_mut();
+            list.waiting.retain(|waiting| waiting.slot != slot);
+            if list.waiting.is_empty() {
+                entry.remove();
+            }
         }
-        let export = waiting.remove(next);
-        if waiting.is_empty() {
-            self.shadowed.remove(&**name);
-        }
-        if let Some(record) = self.modules.get_mut(&export.module) {
-            record.exported.push(name.clone());
-            self.exports.insert(name.clone(), export);
+    }
+    for at in exported {
+        let Some(definition) = names.definition(*at) else {
+            continue;
+        };
+        let owner = Owner::Module {
+            slot,
+            definition: *at,
+        };
+        exports.remove(definition.hash, |export| export.owner == owner);
+    }
+}
+
+impl State {
+    /// The record of module `id`, unless it was unloaded (its slot may hold
+    /// another module by now).
+    fn record(&self, id: ModuleId) -> Option<&ModuleRecord> {
+        self.modules
+            .get(id.slot as usize)?
+            .as_ref()
+            .filter(|record| record.serial == id.serial)
+    }
+
+    fn record_mut(&mut self, id: ModuleId) -> Option<&mut ModuleRecord> {
+        self.modules
+            .get_mut(id.slot as usize)?
+            .as_mut()
+            .filter(|record| record.serial == id.serial)
+    }
+
+    fn id_of(&self, slot: u32) -> Option<ModuleId> {
+        let record = self.modules.get(slot as usize)?.as_ref()?;
+        Some(ModuleId {
+            serial: record.serial,
+            slot,
+        })
+    }
+
+    /// The names of the modules that depend on `id`, in load order.
+    fn users_of(&self, id: ModuleId) -> Vec<Box<str>> {
+        let mut users: Vec<(u64, Box<str>)> = self
+            .modules
+            .iter()
+            .flatten()
+            .filter(|other| other.dependencies.contains(&id))
+            .map(|other| (other.serial, other.name.clone()))
+            .collect();
+        users.sort_unstable_by_key(|(serial, _)| *serial);
+        users.into_iter().map(|(_, name)| name).collect()
+    }
+
+    /// Who `export` makes a strong definition of `name` collide with: the
+    /// host, a strong exporter, or a strong definition waiting behind a weak
+    /// exporter. The module in slot `own` (being published) never counts.
+    fn conflict(&self, export: &Export, name: &[u8], own: Option<u32>) -> Option<Definer> {
+        match export.owner {
+            Owner::Host(_) => Some(Definer::Host),
+            Owner::Module { slot, .. } if Some(slot) == own => None,
+            Owner::Module { slot, .. } if !export.weak => Some(definer(&self.modules, slot)),
+            Owner::Module { .. } => {
+                let list = waiting_for(&self.shadowed, &self.modules, export.hash, name)?;
+                let strong = list
+                    .waiting
+                    .iter()
+                    .find(|waiting| !waiting.weak && Some(waiting.slot) != own)?;
+                Some(definer(&self.modules, strong.slot))
+            }
         }
     }
 
-    fn resolve(&self, name: &str) -> Option<(u64, Option<ModuleId>)> {
-        if let Some(address) = self.host.get(name) {
-            return Some((*address, None));
+    /// Puts the exports of the module in `slot` (already in place) into the
+    /// tables, one probe per name: the first definition of a name wins, a
+    /// later one waits in the name's shadowed list. On a strong duplicate,
+    /// takes out what it added and reports the first one, in definition order.
+    fn link(&mut self, slot: u32) -> Result<(), ErrorKind> {
+        let Some(Some(record)) = self.modules.get(slot as usize) else {
+            return Ok(());
+        };
+        let names = &record.names;
+        let count = names.exported;
+        self.exports.reserve(count);
+        let mut exported: Vec<u32> = Vec::with_capacity(count);
+        let mut shadowed: Vec<u32> = Vec::new();
+        let mut failure = None;
+        for (definition, at) in names.definitions.iter().zip(0u32..) {
+            if !definition.kind.exported || !definition.placed {
+                continue;
+            }
+            let hash = definition.hash;
+            let weak = definition.kind.weak;
+            let (host, modules) = (&self.host, &self.modules);
+            // The name is only needed when a stored hash matches: rarely.
+            let probe = self.exports.probe(hash, |export| {
+                owner_name(host, modules, export.owner) == Some(name_bytes(&names.text, definition))
+            });
+            let export = match probe {
+                Probe::Vacant(vacant) => {
+                    // Reserved above: the slot stays vacant until filled.
+                    self.exports.fill(
+                        vacant,
+                        Export {
+                            hash,
+                            address: definition.address,
+                            owner: Owner::Module {
+                                slot,
+                                definition: at,
+                            },
+                            weak,
+                        },
+                    );
+                    exported.push(at);
+                    continue;
+                }
+                Probe::Found(found) => match self.exports.slots.get(found) {
+                    Some(export) => *export,
+                    None => continue,
+                },
+            };
+            let name = name_bytes(&names.text, definition);
+            if !weak {
+                // Against the namespace as it was: this module's own earlier
+                // definitions of the name never collide.
+                let state = &*self;
+                if let Some(existing) = state.conflict(&export, name, Some(slot)) {
+                    failure = Some(duplicate_error(&names.text, definition, existing));
+                    break;
+                }
+            }
+            if let Owner::Host(_) = export.owner {
+                continue; // the host's definitions never leave
+            }
+            // A definition that lost to an earlier one (a strong one here
+            // lost to an earlier weak one): next in line for the name.
+            let waiting = Waiting {
+                slot,
+                definition: at,
+                address: definition.address,
+                weak,
+            };
+            let modules = &self.modules;
+            self.shadowed
+                .entry(
+                    hash,
+                    |list| list_is_for(list, modules, hash, name),
+                    |list| list.hash,
+                )
+                .or_insert_with(|| Shadowed {
+                    hash,
+                    waiting: Vec::new(),
+                })
+                .into_mut()
+                .waiting
+                .push(waiting);
+            shadowed.push(at);
         }
-        self.exports
-            .get(name)
-            .map(|export| (export.address, Some(export.module)))
+        if let Some(failure) = failure {
+            unlink(
+                &mut self.exports,
+                &mut self.shadowed,
+                slot,
+                names,
+                &exported,
+                &shadowed,
+            );
+            return Err(failure);
+        }
+        if let Some(Some(record)) = self.modules.get_mut(slot as usize) {
+            record.exported = exported;
+            record.shadowed = shadowed;
+        }
+        Ok(())
+    }
+
+    /// Gives `name`, just left by its exporter, to the next module in line.
+    fn promote(&mut self, hash: u64, name: &[u8]) {
+        let modules = &self.modules;
+        let Ok(mut entry) = self
+            .shadowed
+            .find_entry(hash, |list| list_is_for(list, modules, hash, name))
+        else {
+            return;
+        };
+        let list = entry.get_mut();
+        let next = list
+            .waiting
+            .iter()
+            .position(|waiting| !waiting.weak)
+            .unwrap_or(0);
+        if next >= list.waiting.len() {
+            return;
+        }
+        let waiting = list.waiting.remove(next);
+        if list.waiting.is_empty() {
+            entry.remove();
+        }
+        if let Some(Some(record)) = self.modules.get_mut(waiting.slot as usize) {
+            record.exported.push(waiting.definition);
+            self.exports.insert(Export {
+                hash,
+                address: waiting.address,
+                owner: Owner::Module {
+                    slot: waiting.slot,
+                    definition: waiting.definition,
+                },
+                weak: waiting.weak,
+            });
+        }
+    }
+
+    fn resolve(&self, hash: u64, name: &str) -> Option<(u64, Option<ModuleId>)> {
+        let export = find(&self.exports, &self.host, &self.modules, hash, name)?;
+        let module = match export.owner {
+            Owner::Host(_) => None,
+            Owner::Module { slot, .. } => Some(self.id_of(slot)?),
+        };
+        Some((export.address, module))
     }
 
     /// `name` as defined by the module that owns COMDAT group `signature`,
-    /// exported or not (its `symbols` hold every global definition).
-    fn comdat_definition(&self, signature: &str, name: &str) -> Option<(u64, Option<ModuleId>)> {
+    /// exported or not (its `names` hold every global definition).
+    fn comdat_definition(
+        &self,
+        signature: &str,
+        hash: u64,
+        name: &str,
+    ) -> Option<(u64, Option<ModuleId>)> {
         let owner = *self.comdats.get(signature)?;
-        let record = self.modules.get(&owner)?;
-        let address = record.symbols.get(name)?;
-        Some((*address, Some(owner)))
-    }
-
-    fn definer(&self, module: ModuleId) -> Definer {
-        Definer::Module(
-            self.modules
-                .get(&module)
-                .map_or_else(|| "?".into(), |record| record.name.clone()),
-        )
-    }
-
-    fn duplicate<'n>(&self, mut strong_names: impl Iterator<Item = &'n str>) -> Option<ErrorKind> {
-        strong_names.find_map(|name| {
-            let existing = if self.host.contains_key(name) {
-                Definer::Host
-            } else {
-                // A strong definition waiting behind a weak one counts too.
-                let strong = self
-                    .exports
-                    .get(name)
-                    .filter(|export| !export.weak)
-                    .or_else(|| {
-                        self.shadowed
-                            .get(name)
-                            .and_then(|waiting| waiting.iter().find(|export| !export.weak))
-                    });
-                match strong {
-                    Some(export) => self.definer(export.module),
-                    None => return None,
-                }
-            };
-            Some(ErrorKind::DuplicateDefinition {
-                name: name.into(),
-                existing,
-            })
-        })
+        let definition = self.record(owner)?.names.lookup(hash, name.as_bytes())?;
+        Some((definition.address, Some(owner)))
     }
 
     fn release(&mut self, modules: &[ModuleId]) {
         for id in modules {
-            if let Some(record) = self.modules.get_mut(id) {
+            if let Some(record) = self.record_mut(*id) {
                 record.users = record.users.saturating_sub(1);
             }
         }
@@ -413,7 +1169,15 @@ pub(crate) struct NamespaceView<'s> {
 
 impl NamespaceView<'_> {
     pub fn is_defined(&self, name: &str) -> bool {
-        self.state.resolve(name).is_some()
+        let state = self.state;
+        find(
+            &state.exports,
+            &state.host,
+            &state.modules,
+            name_hash(name),
+            name,
+        )
+        .is_some()
     }
 
     pub fn has_comdat(&self, signature: &str) -> bool {
@@ -439,5 +1203,75 @@ impl Drop for Pins<'_> {
         if !self.modules.is_empty() {
             self.namespace.state.lock().release(&self.modules);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HashIndex, Hashed, Probe};
+    use alloc::collections::BTreeSet;
+
+    #[derive(Clone, Copy, Debug)]
+    struct Item {
+        hash: u64,
+        key: u32,
+    }
+
+    impl Hashed for Item {
+        const EMPTY: Self = Self { hash: 0, key: 0 };
+        fn hash(&self) -> u64 {
+            self.hash
+        }
+    }
+
+    /// Few distinct hashes, so runs are long and full of equal hashes, and
+    /// some homes are the last slots, so runs wrap around.
+    fn hash(key: u32) -> u64 {
+        match key % 3 {
+            0 => u64::MAX - u64::from(key % 4),
+            _ => u64::from(key % 11).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1 << 63,
+        }
+    }
+
+    fn contains(index: &HashIndex<Item>, key: u32) -> bool {
+        index.find(hash(key), |item| item.key == key).is_some()
+    }
+
+    #[test]
+    fn index_agrees_with_a_set_through_inserts_and_removals() {
+        let mut index: HashIndex<Item> = HashIndex::new();
+        let mut model = BTreeSet::new();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let key = (state % 300) as u32;
+            if model.remove(&key) {
+                index.remove(hash(key), |item| item.key == key);
+            } else {
+                model.insert(key);
+                index.reserve(1);
+                match index.probe(hash(key), |item| item.key == key) {
+                    Probe::Vacant(slot) => index.fill(
+                        slot,
+                        Item {
+                            hash: hash(key),
+                            key,
+                        },
+                    ),
+                    Probe::Found(_) => panic!("{key} found before it was inserted"),
+                }
+            }
+            assert_eq!(index.len, model.len());
+        }
+        for key in 0..300 {
+            assert_eq!(contains(&index, key), model.contains(&key), "key {key}");
+        }
+        for key in 0..300 {
+            index.remove(hash(key), |item| item.key == key);
+        }
+        assert_eq!(index.len, 0);
+        assert!(index.slots.iter().all(|item| item.hash == 0));
     }
 }

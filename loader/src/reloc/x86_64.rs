@@ -169,26 +169,8 @@ pub fn apply(
     inputs: &FixupInputs,
     relax: bool,
 ) -> Result<Applied, RelocationProblem> {
-    // The common types first, in 64-bit arithmetic modulo 2^64, which is
-    // what `write_field` reduces the `i128` formulas below to anyway.
-    let s_a = inputs.symbol.wrapping_add_signed(inputs.addend);
-    let direct = || Applied::Direct;
-    match r_type {
-        R_X86_64_PC32 => {
-            return write_signed32(bytes, offset, s_a.wrapping_sub(inputs.place))
-                .map(|()| direct());
-        }
-        R_X86_64_PLT32 => return apply_call(bytes, offset, inputs),
-        R_X86_64_64 => return write_word64(bytes, offset, s_a).map(|()| direct()),
-        R_X86_64_32S => return write_signed32(bytes, offset, s_a).map(|()| direct()),
-        R_X86_64_GOTPCREL | R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX if !relax => {
-            let slot = inputs.got_slot.ok_or(RelocationProblem::Unsupported)?;
-            let word = slot
-                .wrapping_add_signed(inputs.addend)
-                .wrapping_sub(inputs.place);
-            return write_signed32(bytes, offset, word).map(|()| direct());
-        }
-        _ => {}
+    if let Some(outcome) = apply_common(r_type, bytes, offset, inputs, relax) {
+        return outcome;
     }
     let s = i128::from(inputs.symbol);
     let a = i128::from(inputs.addend);
@@ -224,16 +206,58 @@ pub fn apply(
         R_X86_64_SIZE32 => (size + a, 4, Range::Unsigned),
         R_X86_64_SIZE64 => (size + a, 8, Range::Either),
         R_X86_64_GOTPCREL => (slot()? + a - p, 4, Range::Signed),
-        R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX if relax => {
-            return relax_load(bytes, offset, s + a - p);
-        }
         R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX => (slot()? + a - p, 4, Range::Signed),
         _ => return Err(RelocationProblem::Unsupported),
     };
     write_field(bytes, offset, width, value, range).map(|()| Applied::Direct)
 }
 
+/// The types compiled code is nearly all made of (`PC32`, `PLT32`, `64`,
+/// `32S`, GOT loads), in 64-bit arithmetic modulo 2^64, which is
+/// what `write_field` reduces the `i128` formulas of [`apply`] to anyway:
+/// same fields, same checks, same errors. `None` for every other type.
+///
+/// Small enough to inline into a caller's loop, which then builds no
+/// [`FixupInputs`] it does not read.
+#[inline(always)]
+pub fn apply_common(
+    r_type: u32,
+    bytes: &mut [u8],
+    offset: usize,
+    inputs: &FixupInputs,
+    relax: bool,
+) -> Option<Result<Applied, RelocationProblem>> {
+    let s_a = inputs.symbol.wrapping_add_signed(inputs.addend);
+    let direct = |written: Result<(), RelocationProblem>| written.map(|()| Applied::Direct);
+    Some(match r_type {
+        R_X86_64_PC32 => direct(write_signed32(
+            bytes,
+            offset,
+            s_a.wrapping_sub(inputs.place),
+        )),
+        R_X86_64_PLT32 => apply_call(bytes, offset, inputs),
+        R_X86_64_64 => direct(write_word64(bytes, offset, s_a)),
+        R_X86_64_32S => direct(write_signed32(bytes, offset, s_a)),
+        R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX if relax => {
+            relax_load(bytes, offset, s_a.wrapping_sub(inputs.place))
+        }
+        R_X86_64_GOTPCREL | R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX if !relax => {
+            match inputs.got_slot {
+                Some(slot) => direct(write_signed32(
+                    bytes,
+                    offset,
+                    slot.wrapping_add_signed(inputs.addend)
+                        .wrapping_sub(inputs.place),
+                )),
+                None => Err(RelocationProblem::Unsupported),
+            }
+        }
+        _ => return None,
+    })
+}
+
 /// A call goes straight to its target when in reach, else through its stub.
+#[inline(always)]
 fn apply_call(
     bytes: &mut [u8],
     offset: usize,
@@ -256,12 +280,15 @@ fn apply_call(
     }
 }
 
-fn relax_load(bytes: &mut [u8], offset: usize, value: i128) -> Result<Applied, RelocationProblem> {
+/// Turns `mov sym@GOTPCREL(%rip)` into `lea sym(%rip)`; `word` is S + A - P
+/// modulo 2^64.
+#[inline]
+fn relax_load(bytes: &mut [u8], offset: usize, word: u64) -> Result<Applied, RelocationProblem> {
     // The plan saw a `mov` here; if it is gone, another relocation overwrote it.
     if !is_relaxable_load(bytes, offset) {
         return Err(RelocationProblem::InstructionChanged);
     }
-    write_field(bytes, offset, 4, value, Range::Signed)?;
+    write_signed32(bytes, offset, word)?;
     let opcode = offset
         .checked_sub(2)
         .and_then(|at| bytes.get_mut(at))

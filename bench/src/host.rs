@@ -63,6 +63,15 @@ pub fn export_scale_host(namespace: &Namespace) {
     }
 }
 
+/// Scaling modules `1..=count` with their names (`m000001`, ...), in load order.
+pub fn scale_modules(template: &[u8], count: usize) -> Result<Vec<(String, Vec<u8>)>, String> {
+    (1..=count)
+        .map(|number| {
+            objects::scale_module(template, number).map(|bytes| (format!("m{number:06}"), bytes))
+        })
+        .collect()
+}
+
 /// Time spent in each stage of one load.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StageTimes {

@@ -4,6 +4,9 @@
 //! perf-report objects                      build the objects, print "name path" lines
 //! perf-report memory OUT.json              region and heap use, measured here
 //! perf-report probe WHAT OBJECT N          N loads for callgrind (see below)
+//! perf-report probe scale-load|scale-load-noprotect|scale-unload scale N
+//!                                          N scaling modules for callgrind
+//! perf-report scale N ROUNDS               time, page faults per scaling module
 //! perf-report write OUT.md --criterion DIR --hyperfine DIR --memory FILE
 //!                   --callgrind DIR --machine FILE --command TEXT
 //! ```
@@ -90,7 +93,12 @@ fn main() {
             .get(1)
             .ok_or_else(|| String::from("memory: OUT.json missing"))
             .and_then(|out| memory(Path::new(out))),
+        Some("probe") if args.get(1).is_some_and(|what| what.starts_with("scale-")) => {
+            probe_scale(&args[1..])
+        }
         Some("probe") => probe(&args[1..]),
+        Some("scale") => scale(&args[1..]),
+        Some("copy") => copy(&args[1..]),
         Some("write") => write(&args[1..]),
         _ => Err(String::from(
             "usage: perf-report objects | memory OUT.json | probe WHAT OBJECT N | write OUT.md ...",
@@ -193,6 +201,267 @@ fn probe(args: &[String]) -> Result<(), String> {
             }
             other => return Err(format!("probe: unknown WHAT {other}")),
         }
+    }
+    Ok(())
+}
+
+/// `probe scale-*`: one unmeasured round of `N` scaling modules (load them
+/// all, unload in reverse), then a measured one in which each load (or each
+/// unload) runs inside [`modload_bench_probe`]. Instructions per module are
+/// callgrind's total over `N`.
+fn probe_scale(args: &[String]) -> Result<(), String> {
+    let [what, _, count] = args else {
+        return Err(String::from(
+            "probe scale-load|scale-load-noprotect|scale-unload scale N",
+        ));
+    };
+    let count: usize = count.parse().map_err(|_| format!("bad count {count}"))?;
+    let objects = build()?;
+    let region = host::region()?;
+    let modules = host::scale_modules(&objects.scale_template.bytes, count)?;
+    let protection: &'static dyn modload::MemoryProtection = match what.as_str() {
+        "scale-load-noprotect" => &modload::NoProtection,
+        "scale-load" | "scale-unload" => &modload_platform::host::HOST_PROTECTION,
+        other => return Err(format!("probe: unknown WHAT {other}")),
+    };
+    for measured in [false, true] {
+        let namespace = Namespace::new();
+        host::export_scale_host(&namespace);
+        let loader = modload::Loader::new(&namespace, region, protection);
+        let mut loaded = Vec::with_capacity(count);
+        for (name, bytes) in &modules {
+            let mut work = || -> Result<(), String> {
+                loaded.push(host::load(&loader, name, bytes)?);
+                Ok(())
+            };
+            if measured && what != "scale-unload" {
+                modload_bench_probe(&mut work)?;
+            } else {
+                work()?;
+            }
+        }
+        while let Some(module) = loaded.pop() {
+            let mut module = Some(module);
+            let mut work = || -> Result<(), String> {
+                module.take().map(host::unload).transpose()?;
+                Ok(())
+            };
+            if measured && what == "scale-unload" {
+                modload_bench_probe(&mut work)?;
+            } else {
+                work()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Minor page faults and kernel time of this process so far.
+fn rusage() -> (i64, std::time::Duration) {
+    // SAFETY: `getrusage` fills the zeroed struct it is given and nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let system = std::time::Duration::new(
+        u64::try_from(usage.ru_stime.tv_sec).unwrap_or(0),
+        u32::try_from(usage.ru_stime.tv_usec).unwrap_or(0) * 1000,
+    );
+    (usage.ru_minflt, system)
+}
+
+/// `scale N ROUNDS`: the scaling benchmark's chain (load `N` modules into a
+/// fresh namespace, unload them in reverse), `ROUNDS` times after one warm-up
+/// round, with and without `mprotect`. Prints the median time, minor faults
+/// and kernel time per module for loading and for unloading.
+fn scale(args: &[String]) -> Result<(), String> {
+    let (count, rounds, mode) = match args {
+        [count, rounds] => (count, rounds, "hot"),
+        [count, rounds, mode] => (count, rounds, mode.as_str()),
+        _ => return Err(String::from("scale N ROUNDS [hot|cold|touch]")),
+    };
+    let mut evict = vec![0u8; 64 << 20];
+    let count: usize = count.parse().map_err(|_| format!("bad count {count}"))?;
+    let rounds: usize = rounds.parse().map_err(|_| format!("bad rounds {rounds}"))?;
+    let objects = build()?;
+    let region = host::region()?;
+    let modules = host::scale_modules(&objects.scale_template.bytes, count)?;
+    let runs: [(&str, &'static dyn modload::MemoryProtection); 2] = [
+        ("mprotect", &modload_platform::host::HOST_PROTECTION),
+        ("noprotect", &modload::NoProtection),
+    ];
+    for (label, protection) in runs {
+        let mut samples = Vec::new();
+        for round in 0..=rounds {
+            let namespace = Namespace::new();
+            host::export_scale_host(&namespace);
+            let loader = modload::Loader::new(&namespace, region, protection);
+            if mode == "cold" {
+                for byte in evict.iter_mut().step_by(64) {
+                    *byte = byte.wrapping_add(1);
+                }
+                std::hint::black_box(&mut evict);
+            }
+            let (faults0, system0) = rusage();
+            let mut load_time = std::time::Duration::ZERO;
+            let mut loaded = Vec::with_capacity(count);
+            for (name, bytes) in &modules {
+                if mode == "touch" {
+                    let sum = bytes
+                        .iter()
+                        .step_by(64)
+                        .fold(0u8, |a, b| a.wrapping_add(*b));
+                    std::hint::black_box(sum);
+                }
+                let clock = std::time::Instant::now();
+                loaded.push(host::load(&loader, name, bytes)?);
+                load_time += clock.elapsed();
+            }
+            let (faults1, system1) = rusage();
+            let clock = std::time::Instant::now();
+            for module in loaded.into_iter().rev() {
+                host::unload(module)?;
+            }
+            let unload_time = clock.elapsed();
+            let (faults2, system2) = rusage();
+            if round > 0 {
+                samples.push([
+                    load_time.as_nanos() as f64,
+                    (faults1 - faults0) as f64,
+                    (system1 - system0).as_nanos() as f64,
+                    unload_time.as_nanos() as f64,
+                    (faults2 - faults1) as f64,
+                    (system2 - system1).as_nanos() as f64,
+                ]);
+            }
+        }
+        let median = |column: usize| {
+            let mut values: Vec<f64> = samples.iter().map(|sample| sample[column]).collect();
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).copied().unwrap_or(0.0) / count as f64
+        };
+        println!(
+            "{label:9} n={count:5}  load {:7.2} us/module {:6.2} faults {:6.2} us sys | \
+             unload {:7.2} us/module {:6.2} faults {:6.2} us sys",
+            median(0) / 1e3,
+            median(1),
+            median(2) / 1e3,
+            median(3) / 1e3,
+            median(4),
+            median(5) / 1e3,
+        );
+    }
+    Ok(())
+}
+
+/// `copy OBJECT ROUNDS`: `allocate` against a `memcpy` of the same bytes,
+/// under several conditions, with minor faults per call.
+fn copy(args: &[String]) -> Result<(), String> {
+    let [name, rounds] = args else {
+        return Err(String::from("copy OBJECT ROUNDS"));
+    };
+    let rounds: usize = rounds.parse().map_err(|_| format!("bad rounds {rounds}"))?;
+    let objects = build()?;
+    let object = find_object(&objects, name)?;
+    let region = host::region()?;
+    let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
+    host::export_process_symbols(namespace, &object.imports)?;
+    let loader = host::loader(namespace, region);
+    let copied = host::copied_bytes(&loader, &object.name, &object.bytes)? as usize;
+    let report = |label: &str, mut samples: Vec<(f64, f64)>| {
+        samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (time, _) = samples.get(samples.len() / 2).copied().unwrap_or_default();
+        let faults = samples.iter().map(|s| s.1).sum::<f64>() / samples.len().max(1) as f64;
+        println!(
+            "{label:60} {:8.1} us  {:7.1} faults/call",
+            time / 1e3,
+            faults
+        );
+    };
+    // As the phase benchmark: allocate timed inside whole loads.
+    let mut samples = Vec::new();
+    for _ in 0..rounds {
+        let (faults0, _) = rusage();
+        let (module, times) = host::load_timed(&loader, &object.name, &object.bytes)?;
+        let (faults1, _) = rusage();
+        samples.push((times.allocate.as_nanos() as f64, (faults1 - faults0) as f64));
+        host::unload(module)?;
+    }
+    report("allocate inside load (phase bench)", samples);
+    // allocate alone, repeatedly, no relocate/finalize (no mprotect).
+    let mut samples = Vec::new();
+    for _ in 0..rounds {
+        let parsed = Object::parse(&object.name, &object.bytes).map_err(|e| e.to_string())?;
+        let planned = loader.plan(parsed).map_err(|e| e.to_string())?;
+        let (faults0, _) = rusage();
+        let clock = std::time::Instant::now();
+        let placed = planned.allocate().map_err(|e| e.to_string())?;
+        let time = clock.elapsed();
+        let (faults1, _) = rusage();
+        samples.push((time.as_nanos() as f64, (faults1 - faults0) as f64));
+        drop(placed);
+    }
+    report("allocate after parse+plan, no mprotect round trip", samples);
+    // The floor as the bench measures it.
+    let source = vec![0x5au8; copied];
+    let mut destination = vec![0u8; copied];
+    let mut samples = Vec::new();
+    for _ in 0..rounds {
+        let clock = std::time::Instant::now();
+        destination.copy_from_slice(std::hint::black_box(&source));
+        std::hint::black_box(&mut destination);
+        samples.push((clock.elapsed().as_nanos() as f64, 0.0));
+    }
+    report("memcpy floor (hot vec to hot vec, bench)", samples);
+    // memcpy from the object's bytes into a mapping of our own, as a region
+    // is mapped: after the mprotect round trip a load and unload put its
+    // pages through (read+execute, then read-write again), or without it.
+    let pages = copied.div_ceil(4096) * 4096;
+    // SAFETY: a fresh anonymous mapping, used only here and never unmapped.
+    let mapping = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            pages,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if mapping == libc::MAP_FAILED {
+        return Err(String::from("mmap failed"));
+    }
+    let source = object
+        .bytes
+        .get(..copied)
+        .ok_or("object shorter than its sections")?;
+    for (label, round_trip) in [
+        ("memcpy object bytes -> mapping after mprotect RX, RW", true),
+        ("memcpy object bytes -> mapping, again (no mprotect)", false),
+    ] {
+        let mut samples = Vec::new();
+        for _ in 0..rounds {
+            if round_trip {
+                // SAFETY: the range is the mapping above; only its
+                // permissions change, and nothing holds a reference into it.
+                unsafe {
+                    libc::mprotect(mapping, pages, libc::PROT_READ | libc::PROT_EXEC);
+                    libc::mprotect(mapping, pages, libc::PROT_READ | libc::PROT_WRITE);
+                }
+            }
+            let (faults0, _) = rusage();
+            let clock = std::time::Instant::now();
+            // SAFETY: the mapping is `pages >= copied` bytes, read-write, and
+            // this is the only reference to it.
+            let target = unsafe { std::slice::from_raw_parts_mut(mapping.cast::<u8>(), copied) };
+            target.copy_from_slice(std::hint::black_box(source));
+            std::hint::black_box(target);
+            let time = clock.elapsed();
+            let (faults1, _) = rusage();
+            samples.push((time.as_nanos() as f64, (faults1 - faults0) as f64));
+        }
+        report(label, samples);
     }
     Ok(())
 }

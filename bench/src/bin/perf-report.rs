@@ -636,14 +636,14 @@ fn verdict(met: bool) -> &'static str {
 const PROFILED: [(&str, &str); 9] = [
     (
         "modload::elf::Object::parse_with_limits",
-        "parse (goblin and checks)",
+        "parse (goblin's headers, tables read in place)",
     ),
     ("modload::plan::plan", "plan"),
     ("modload::stage::Planned::allocate", "allocate and copy"),
     ("modload::stage::Placed::relocate", "relocate (all of it)"),
     (
-        "modload::stage::definitions",
-        "… collecting the exports (hash index)",
+        "modload::symbols::NameList::collect",
+        "… collecting and hashing the global names",
     ),
     (
         "modload::symbols::Namespace::publish",

@@ -122,6 +122,15 @@ fn print_objects() -> Result<(), String> {
     Ok(())
 }
 
+/// A loader of its own (fresh namespace, the shared region) that resolves
+/// `object`'s imports from this process.
+fn process_loader(object: &BenchObject) -> Result<modload::Loader<'static>, String> {
+    let region = host::region()?;
+    let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
+    host::export_process_symbols(namespace, &object.imports)?;
+    Ok(host::loader(namespace, region))
+}
+
 fn find_object<'o>(objects: &'o objects::Objects, name: &str) -> Result<&'o BenchObject, String> {
     objects
         .comparison_set()
@@ -144,10 +153,7 @@ fn probe(args: &[String]) -> Result<(), String> {
     let count: usize = count.parse().map_err(|_| format!("bad count {count}"))?;
     let objects = build()?;
     let object = find_object(&objects, name)?;
-    let region = host::region()?;
-    let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
-    host::export_process_symbols(namespace, &object.imports)?;
-    let loader = host::loader(namespace, region);
+    let loader = process_loader(object)?;
     let bare = host::without_relocations(&object.bytes)?;
     let jit = if what == "jitlink" {
         Some(Jit::new(Linker::JitLink)?)
@@ -364,10 +370,7 @@ fn copy(args: &[String]) -> Result<(), String> {
     let rounds: usize = rounds.parse().map_err(|_| format!("bad rounds {rounds}"))?;
     let objects = build()?;
     let object = find_object(&objects, name)?;
-    let region = host::region()?;
-    let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
-    host::export_process_symbols(namespace, &object.imports)?;
-    let loader = host::loader(namespace, region);
+    let loader = process_loader(object)?;
     let copied = host::copied_bytes(&loader, &object.name, &object.bytes)? as usize;
     let report = |label: &str, mut samples: Vec<(f64, f64)>| {
         samples.sort_by(|a, b| a.0.total_cmp(&b.0));

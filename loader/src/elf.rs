@@ -217,12 +217,12 @@ impl<'a> Object<'a> {
         // goblin reads the ELF header and the section header table; the
         // tables inside sections are read here, straight from their bytes,
         // so no string or symbol is copied into an intermediate table.
-        let malformed = |_| {
+        let malformed = || {
             fail(ErrorKind::Malformed {
                 what: "ELF headers or tables",
             })
         };
-        let header = Elf::parse_header(bytes).map_err(malformed)?;
+        let header = Elf::parse_header(bytes).map_err(|_| malformed())?;
         if header.e_type != ET_REL {
             return Err(fail(ErrorKind::NotRelocatable {
                 e_type: header.e_type,
@@ -234,13 +234,9 @@ impl<'a> Object<'a> {
             e_machine => return Err(fail(ErrorKind::UnsupportedMachine { e_machine })),
         };
         let ctx = Ctx::new(Container::Big, Endian::Little);
-        let table_offset = usize::try_from(header.e_shoff).map_err(|_| {
-            fail(ErrorKind::Malformed {
-                what: "ELF headers or tables",
-            })
-        })?;
+        let table_offset = usize::try_from(header.e_shoff).map_err(|_| malformed())?;
         let headers = SectionHeader::parse(bytes, table_offset, usize::from(header.e_shnum), ctx)
-            .map_err(malformed)?;
+            .map_err(|_| malformed())?;
         let names_index = match u32::from(header.e_shstrndx) {
             SHN_XINDEX => headers.first().map_or(0, |first| first.sh_link),
             index => index,

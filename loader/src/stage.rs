@@ -379,9 +379,6 @@ impl<'l, 'a> Placed<'l, 'a> {
         let values = symbol_values(&layout, &targets, &resolution.external);
         let got_base = targets.got;
         let stub_base = targets.stubs;
-        let slot_address = |base: u64, size: u64, slot: Option<u32>| {
-            slot.map(|slot| base.wrapping_add(u64::from(slot).wrapping_mul(size)))
-        };
         let SlotSizes {
             got_slot: got_size,
             stub: stub_size,
@@ -694,10 +691,7 @@ impl SectionFixups<'_, '_> {
                 place,
                 got: self.got,
                 got_slot: target.got_slot,
-                stub: stub_slot.map(|slot| {
-                    self.stubs
-                        .wrapping_add(u64::from(slot).wrapping_mul(self.stub_size))
-                }),
+                stub: slot_address(self.stubs, self.stub_size, stub_slot),
                 symbol_size: 0,
             };
             let offset = usize::try_from(entry.r_offset)
@@ -724,6 +718,13 @@ impl SectionFixups<'_, '_> {
             ..*inputs
         }
     }
+}
+
+/// The target address of slot `slot` of an area of `size`-byte slots at
+/// `base` (the GOT, the stubs). Slots lie inside the reservation, so this
+/// never wraps.
+fn slot_address(base: u64, size: u64, slot: Option<u32>) -> Option<u64> {
+    slot.map(|slot| base.wrapping_add(u64::from(slot).wrapping_mul(size)))
 }
 
 /// What relocating needs of one symbol, gathered once for all its entries.
@@ -760,7 +761,6 @@ pub(crate) fn relocation_error(
     })))
 }
 
-/// S for every symbol, or `None` where it has no address (discarded).
 /// The target address of `value` in loaded section `section`.
 fn own_copy(targets: &Targets, section: usize, value: u64) -> Option<u64> {
     targets
@@ -769,6 +769,7 @@ fn own_copy(targets: &Targets, section: usize, value: u64) -> Option<u64> {
         .map(|base| base.wrapping_add(value))
 }
 
+/// S for every symbol, or `None` where it has no address (discarded).
 fn symbol_values(
     layout: &Layout<'_>,
     targets: &Targets,

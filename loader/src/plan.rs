@@ -13,7 +13,7 @@ use goblin::elf::section_header::{
 
 use crate::addr::Alignment;
 use crate::elf::{
-    Machine, Object, Section, SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF, STT_FILE,
+    Machine, Object, Rela, Section, SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF, STT_FILE,
 };
 use crate::error::{ErrorKind, LoadError, RelocationProblem, SectionProblem, SymbolProblem};
 use crate::protection::Permissions;
@@ -264,13 +264,10 @@ pub(crate) struct Layout<'a> {
     pub common: Placement,
     /// Per symbol index: its GOT slot and stub, if planned.
     pub got_slot: Vec<Option<u32>>,
-    /// Per call target `(symbol index, addend key)`: its stub.
+    /// Per call target `(symbol index, addend key)`: its stub. Relocation
+    /// finds an entry's stub here again rather than carrying a record per
+    /// entry from planning: the key is a pure function of the entry.
     pub stub_slot: NameMap<(usize, i64), u32>,
-    /// Per relocation entry, all sections' entries in a row (in the order of
-    /// `Object::relocations`): what planning decided for it. Relocation obeys
-    /// this record rather than looking at the bytes again (which earlier
-    /// relocations may have changed) or searching for the entry's stub.
-    pub fixups: Vec<Fixup>,
     /// Section indices of init and fini arrays, in run order (fini reversed later).
     pub init: Vec<usize>,
     pub fini: Vec<usize>,
@@ -280,17 +277,6 @@ pub(crate) struct Layout<'a> {
     /// group's signature, whose owner resolves the name even if it keeps the
     /// symbol hidden.
     pub comdat_of: BTreeMap<usize, &'a str>,
-}
-
-/// What planning decided for one relocation entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Fixup {
-    /// Applied as written.
-    Plain,
-    /// A GOT load relaxed to `lea` of the symbol itself (x86-64).
-    Relaxed,
-    /// A call that may go through this stub if its target is out of reach.
-    Stub(u32),
 }
 
 /// Computes the plan for `object`, given what the namespace already holds.
@@ -438,7 +424,6 @@ pub(crate) fn plan<'a>(
         common,
         got_slot: slots.got_slot,
         stub_slot: slots.stub_slot,
-        fixups: slots.fixups,
         init: init.into_iter().map(|(_, index)| index).collect(),
         fini: fini.into_iter().map(|(_, index)| index).collect(),
         comdats,
@@ -587,7 +572,6 @@ fn bind_symbols<'a>(
 }
 
 struct Slots {
-    fixups: Vec<Fixup>,
     got_slot: Vec<Option<u32>>,
     stub_slot: NameMap<(usize, i64), u32>,
     got_count: u32,
@@ -601,13 +585,7 @@ fn assign_slots(
     bindings: &[Binding],
 ) -> Result<Slots, LoadError> {
     let symbol_count = object.symbols.len();
-    let entry_count = object
-        .relocations
-        .iter()
-        .map(|relocations| relocations.len())
-        .fold(0usize, usize::saturating_add);
     let mut slots = Slots {
-        fixups: Vec::with_capacity(entry_count),
         got_slot: vec![None; symbol_count],
         stub_slot: NameMap::with_hasher(NAME_HASHER),
         got_count: 0,
@@ -619,14 +597,9 @@ fn assign_slots(
         .iter()
         .map(|binding| SymbolClass::of(object.machine, *binding))
         .collect();
-    let mut counts = TypeCounts::default();
+    let mut counts = TypeCounts::new(object.machine);
     for relocations in &object.relocations {
         if !loaded.get(relocations.target).copied().unwrap_or(false) {
-            // Keep `fixups` one per entry of every section, in order.
-            let skipped = relocations.len();
-            slots
-                .fixups
-                .extend(core::iter::repeat_n(Fixup::Plain, skipped));
             continue;
         }
         let data = object
@@ -635,42 +608,42 @@ fn assign_slots(
             .and_then(|section| section.data)
             .unwrap_or_default();
         for entry in relocations.entries() {
-            let fail = |problem| relocation_error(object, relocations.target, &entry, problem);
-            let needs = counts
-                .count(object.machine, entry.r_type)
-                .ok_or_else(|| fail(RelocationProblem::Unsupported))?;
-            let class = *classes
-                .get(entry.r_sym())
-                .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
-            let mut fixup = Fixup::Plain;
-            if needs.got_slot {
-                // Only the plain `mov sym@GOTPCREL(%rip)` (addend -4) loads
-                // the slot itself; another addend reads other bytes, which
-                // `lea` cannot reproduce.
-                let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
-                let relaxed = needs.relaxable
-                    && entry.r_addend == -4
-                    && class.placed_here
-                    && x86_64::is_relaxable_load(data, offset);
-                if relaxed {
-                    fixup = Fixup::Relaxed;
-                } else {
-                    claim(&mut slots.got_slot, &mut slots.got_count, entry.r_sym());
-                }
+            let needs = counts.count(entry.r_type);
+            let Some(class) = classes.get(entry.r_sym()).filter(|_| needs != 0) else {
+                let problem = match needs {
+                    0 => RelocationProblem::Unsupported,
+                    _ => RelocationProblem::BadSymbol,
+                };
+                return Err(relocation_error(
+                    object,
+                    relocations.target,
+                    &entry,
+                    problem,
+                ));
+            };
+            // Worked out without branching on the entry's type (calls and
+            // GOT loads alternate in compiled code), so that the one branch
+            // left is nearly never taken: most entries need neither.
+            let has = |bit: u8| needs & bit != 0;
+            let relaxed = has(NeedBits::RELAXABLE) & relaxes(&entry, class.placed_here, data);
+            let wants_slot = has(NeedBits::GOT_SLOT) & !relaxed;
+            let wants_stub = has(NeedBits::STUB) & class.may_be_out_of_reach;
+            if !(wants_slot | wants_stub) {
+                continue;
             }
-            if needs.stub && class.may_be_out_of_reach {
+            if wants_slot {
+                claim(&mut slots.got_slot, &mut slots.got_count, entry.r_sym());
+            }
+            if wants_stub {
                 let key = (entry.r_sym(), stub_addend(object.machine, entry.r_addend));
                 let next = slots.stub_count;
-                let slot = *slots.stub_slot.entry(key).or_insert(next);
-                if slot == next {
+                if *slots.stub_slot.entry(key).or_insert(next) == next {
                     slots.stub_count = slots.stub_count.saturating_add(1);
                 }
-                fixup = Fixup::Stub(slot);
             }
-            slots.fixups.push(fixup);
         }
     }
-    slots.counts = counts.into_list(object.machine);
+    slots.counts = counts.into_list();
     Ok(slots)
 }
 
@@ -695,23 +668,82 @@ impl SymbolClass {
 /// Relocations counted by type, in a fixed table: one slot per type number
 /// a machine supports (x86-64 numbers them from 0, AArch64 from 256).
 struct TypeCounts {
+    machine: Machine,
     counts: [u64; TYPE_SLOTS],
-    /// What each slot's type needs, looked up once per slot.
-    needs: [Option<Option<Needs>>; TYPE_SLOTS],
+    /// What each slot's type needs, as [`NeedBits`]; 0 for types the
+    /// machine lacks.
+    needs: [u8; TYPE_SLOTS],
 }
 
 const TYPE_SLOTS: usize = 128;
 
-impl Default for TypeCounts {
-    fn default() -> Self {
-        Self {
-            counts: [0; TYPE_SLOTS],
-            needs: [None; TYPE_SLOTS],
-        }
+/// [`Needs`] as bits, so that one table byte answers for an entry.
+struct NeedBits;
+
+impl NeedBits {
+    const SUPPORTED: u8 = 1;
+    const GOT_SLOT: u8 = 2;
+    const STUB: u8 = 4;
+    const RELAXABLE: u8 = 8;
+
+    fn of(needs: Option<Needs>) -> u8 {
+        let bit = |set: bool, bit: u8| if set { bit } else { 0 };
+        needs.map_or(0, |needs| {
+            Self::SUPPORTED
+                | bit(needs.got_slot, Self::GOT_SLOT)
+                | bit(needs.stub, Self::STUB)
+                | bit(needs.relaxable, Self::RELAXABLE)
+        })
     }
 }
 
 impl TypeCounts {
+    /// An empty count, with what each of `machine`'s types needs looked up
+    /// once for all entries.
+    fn new(machine: Machine) -> Self {
+        let mut needs = [0; TYPE_SLOTS];
+        for (slot, needs) in needs.iter_mut().enumerate() {
+            let r_type = Self::r_type(machine, slot);
+            // Slots no type number maps to stay unsupported.
+            if Self::slot(machine, r_type) == Some(slot) {
+                *needs = NeedBits::of(crate::reloc::needs(machine, r_type));
+            }
+        }
+        Self {
+            machine,
+            counts: [0; TYPE_SLOTS],
+            needs,
+        }
+    }
+
+    /// Counts one entry of type `r_type` and returns its [`NeedBits`]: 0,
+    /// uncounted, if the machine does not support the type.
+    #[inline(always)]
+    fn count(&mut self, r_type: u32) -> u8 {
+        let Some(slot) = Self::slot(self.machine, r_type) else {
+            return 0;
+        };
+        match (self.needs.get(slot), self.counts.get_mut(slot)) {
+            (Some(&needs), Some(count)) if needs != 0 => {
+                // At most one per entry of a file: no overflow.
+                *count = count.wrapping_add(1);
+                needs
+            }
+            _ => 0,
+        }
+    }
+
+    /// [`Self::count`] as [`Needs`], or `None` for an unsupported type.
+    #[cfg(test)]
+    fn tally(&mut self, r_type: u32) -> Option<Needs> {
+        let bits = self.count(r_type);
+        (bits != 0).then_some(Needs {
+            got_slot: bits & NeedBits::GOT_SLOT != 0,
+            stub: bits & NeedBits::STUB != 0,
+            relaxable: bits & NeedBits::RELAXABLE != 0,
+        })
+    }
+
     /// The table slot of `r_type`, for types a machine may support.
     fn slot(machine: Machine, r_type: u32) -> Option<usize> {
         let slot = match machine {
@@ -733,21 +765,9 @@ impl TypeCounts {
         }
     }
 
-    /// Counts one `r_type` entry and says what it needs, or `None` if the
-    /// machine does not support the type.
-    #[inline]
-    fn count(&mut self, machine: Machine, r_type: u32) -> Option<Needs> {
-        let slot = Self::slot(machine, r_type)?;
-        let needs = self.needs.get_mut(slot)?;
-        let needs = (*needs.get_or_insert_with(|| crate::reloc::needs(machine, r_type)))?;
-        if let Some(count) = self.counts.get_mut(slot) {
-            *count = count.saturating_add(1);
-        }
-        Some(needs)
-    }
-
     /// The non-zero counts by type, in type order.
-    fn into_list(self, machine: Machine) -> Vec<(RelocationType, u64)> {
+    fn into_list(self) -> Vec<(RelocationType, u64)> {
+        let machine = self.machine;
         let machine_number = machine.e_machine();
         self.counts
             .iter()
@@ -787,6 +807,19 @@ pub(crate) fn stub_addend(machine: Machine, addend: i64) -> i64 {
         Machine::X86_64 => 0,
         Machine::AArch64 => addend,
     }
+}
+
+/// Whether a relaxable GOT load (x86-64 `GOTPCRELX`) becomes `lea` of the
+/// symbol itself, judged from the file's bytes (`data`, the section as in the
+/// file), which no relocation changes: planning and relocation both ask, and
+/// get the same answer. Only the plain `mov sym@GOTPCREL(%rip)` (addend -4)
+/// loads the slot itself; another addend reads other bytes, which `lea`
+/// cannot reproduce. The symbol must be placed in the module, so in reach.
+#[inline]
+pub(crate) fn relaxes(entry: &Rela, placed_here: bool, data: &[u8]) -> bool {
+    let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
+    // `&`, not `&&`: see `x86_64::is_relaxable_load`.
+    placed_here & (entry.r_addend == -4) & x86_64::is_relaxable_load(data, offset)
 }
 
 fn claim(slots: &mut [Option<u32>], count: &mut u32, symbol: usize) {
@@ -921,19 +954,33 @@ mod tests {
     }
 
     #[test]
+    fn the_needs_table_agrees_with_each_engine() {
+        for machine in [Machine::X86_64, Machine::AArch64] {
+            let mut counts = TypeCounts::new(machine);
+            for r_type in 0..2048u32 {
+                assert_eq!(
+                    counts.tally(r_type),
+                    crate::reloc::needs(machine, r_type),
+                    "{machine:?} type {r_type}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn counts_list_each_type_once_in_order() {
-        let mut counts = TypeCounts::default();
+        let mut counts = TypeCounts::new(Machine::X86_64);
         let types = [
             x86_64::R_X86_64_PLT32,
             x86_64::R_X86_64_PC32,
             x86_64::R_X86_64_PLT32,
         ];
         for r_type in types {
-            assert!(counts.count(Machine::X86_64, r_type).is_some());
+            assert!(counts.tally(r_type).is_some());
         }
-        assert!(counts.count(Machine::X86_64, 16).is_none(), "TLS");
-        assert!(counts.count(Machine::X86_64, 1 << 20).is_none());
-        let list = counts.into_list(Machine::X86_64);
+        assert!(counts.tally(16).is_none(), "TLS");
+        assert!(counts.tally(1 << 20).is_none());
+        let list = counts.into_list();
         let raw: Vec<(u32, u64)> = list.iter().map(|(t, n)| (t.raw, *n)).collect();
         assert_eq!(
             raw,

@@ -7,16 +7,16 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::addr::VirtAddr;
-use crate::elf::{Machine, Object, Rela};
+use crate::elf::{Machine, Object, Rela, RelocationSection};
 use crate::error::{ErrorKind, LoadError, RelocationFailure, RelocationProblem};
 use crate::loader::Loader;
 use crate::memory::ModuleMemory;
 use crate::module::Module;
-use crate::plan::{Binding, Fixup, Layout, Placement, Plan, SectionKind, Segment};
+use crate::plan::{relaxes, stub_addend, Binding, Layout, Placement, Plan, SectionKind, Segment};
 use crate::reloc::{
     aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
 };
-use crate::symbols::{DefinitionKind, ModuleNames, ModuleRecord, NameList, Pins};
+use crate::symbols::{DefinitionKind, ModuleNames, ModuleRecord, NameList, NameMap, Pins};
 
 /// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
 /// allocated yet.
@@ -389,26 +389,14 @@ impl<'l, 'a> Placed<'l, 'a> {
         fill_got_and_stubs(&object, &layout, &values, bytes)?;
         let mut stub_used = vec![false; plan.stub_slots() as usize];
         let mut applied = 0u64;
-        // Everything an entry needs of its symbol, in one record per symbol.
-        let symbol_targets: Vec<SymbolTarget> = values
-            .iter()
-            .enumerate()
-            .map(|(index, address)| SymbolTarget {
-                address: *address,
-                got_slot: slot_address(
-                    got_base,
-                    got_size,
-                    layout.got_slot.get(index).copied().flatten(),
-                ),
-                absent_weak: resolution.absent_weak.get(index) == Some(&true),
-            })
-            .collect();
-        // One plan record per entry of every section, in order.
-        let mut first_fixup = 0usize;
+        let symbol_targets = symbol_targets(
+            &layout,
+            &values,
+            &resolution.absent_weak,
+            got_base,
+            got_size,
+        );
         for relocations in &object.relocations {
-            let count = relocations.len();
-            let fixups_start = first_fixup;
-            first_fixup = first_fixup.saturating_add(count);
             let Some(placement) = layout.placements.get(relocations.target).copied().flatten()
             else {
                 continue;
@@ -422,45 +410,31 @@ impl<'l, 'a> Placed<'l, 'a> {
                 .whole()
                 .and_then(|range| bytes.get_mut(range))
                 .ok_or_else(|| mismatch(&object, placement.kind, placement.offset, plan.size()))?;
-            let planned = layout
-                .fixups
-                .get(fixups_start..first_fixup)
-                .ok_or_else(|| mismatch(&object, SectionKind::Text, 0, first_fixup as u64))?;
             let section = SectionFixups {
                 object: &object,
                 index: relocations.target,
                 symbols: &symbol_targets,
+                stub_slots: &layout.stub_slot,
                 target: section_target,
                 got: got_base,
                 stubs: stub_base,
                 stub_size,
             };
-            let entries = relocations.entries().zip(planned.iter().copied());
             // One loop per machine, so each inlines its own engine's common path.
-            let done = match object.machine {
-                Machine::X86_64 => section.apply(
-                    entries,
-                    section_bytes,
-                    &mut stub_used,
-                    |entry, bytes, offset, inputs, fixup| {
-                        let relax = fixup == Fixup::Relaxed;
-                        x86_64::apply_common(entry.r_type, bytes, offset, inputs, relax)
-                            .unwrap_or_else(|| {
-                                let inputs = section.sized(entry, inputs);
-                                x86_64::apply(entry.r_type, bytes, offset, &inputs, relax)
-                            })
-                    },
-                ),
-                Machine::AArch64 => section.apply(
-                    entries,
-                    section_bytes,
-                    &mut stub_used,
-                    |entry, bytes, offset, inputs, _| {
-                        aarch64::apply(entry.r_type, bytes, offset, &section.sized(entry, inputs))
-                    },
-                ),
+            match object.machine {
+                Machine::X86_64 => {
+                    let file = object
+                        .sections
+                        .get(relocations.target)
+                        .and_then(|section| section.data)
+                        .unwrap_or_default();
+                    section.apply_x86_64(relocations, file, section_bytes, &mut stub_used)
+                }
+                Machine::AArch64 => {
+                    section.apply_aarch64(relocations, section_bytes, &mut stub_used)
+                }
             }?;
-            applied = applied.saturating_add(done);
+            applied = applied.saturating_add(relocations.len() as u64);
         }
 
         let report = LoadReport {
@@ -641,6 +615,8 @@ struct SectionFixups<'s, 'o> {
     /// The index of the section the entries patch.
     index: usize,
     symbols: &'s [SymbolTarget],
+    /// The plan's stubs, by `(symbol, addend key)`.
+    stub_slots: &'s NameMap<(usize, i64), u32>,
     /// The section's target address.
     target: u64,
     got: u64,
@@ -649,62 +625,133 @@ struct SectionFixups<'s, 'o> {
 }
 
 impl SectionFixups<'_, '_> {
-    /// Applies `entries` (each with its plan record) to the section's
-    /// `bytes` with `engine`, marking the stubs calls went through. Returns
-    /// how many entries it applied.
-    #[inline(always)]
-    fn apply(
+    /// Applies the x86-64 `relocations` to the section's `bytes`; `file` is
+    /// the section as in the file, which the relaxation rule reads (see
+    /// [`relaxes`]). Marks the stubs calls went through.
+    fn apply_x86_64(
         &self,
-        entries: impl Iterator<Item = (Rela, Fixup)>,
+        relocations: &RelocationSection<'_>,
+        file: &[u8],
         bytes: &mut [u8],
         stub_used: &mut [bool],
-        engine: impl Fn(
-            &Rela,
-            &mut [u8],
-            usize,
-            &FixupInputs,
-            Fixup,
-        ) -> Result<Applied, RelocationProblem>,
-    ) -> Result<u64, LoadError> {
-        let mut applied = 0u64;
-        for (entry, fixup) in entries {
+    ) -> Result<(), LoadError> {
+        for entry in relocations.entries() {
+            // The engine's fast path first: it applies nearly every entry,
+            // and declines, writing nothing, where the full path is needed.
+            let fast = self.symbols.get(entry.r_sym()).is_some_and(|target| {
+                let relax = relaxes(&entry, target.is(SymbolTarget::PLACED_HERE), file);
+                target.is(SymbolTarget::HAS_ADDRESS)
+                    && usize::try_from(entry.r_offset).is_ok_and(|offset| {
+                        x86_64::apply_fast(
+                            entry.r_type,
+                            bytes,
+                            offset,
+                            target.address,
+                            target.got_slot,
+                            target.is(SymbolTarget::HAS_GOT_SLOT),
+                            entry.r_addend,
+                            self.target.wrapping_add(entry.r_offset),
+                            relax,
+                        )
+                    })
+            });
+            if fast {
+                continue;
+            }
+            match self.apply_one_x86_64(&entry, file, bytes) {
+                Ok(Applied::Direct) => {}
+                Ok(Applied::ThroughStub) => {
+                    let stub = self.symbols.get(entry.r_sym()).map(|target| target.stub);
+                    mark_used(stub_used, stub.unwrap_or(SymbolTarget::NO_SLOT));
+                }
+                Err(problem) => {
+                    return Err(relocation_error(self.object, self.index, &entry, problem))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One entry through the full engine, for what the fast path declined:
+    /// it applies the entry or says exactly why not.
+    #[inline(never)]
+    fn apply_one_x86_64(
+        &self,
+        entry: &Rela,
+        file: &[u8],
+        bytes: &mut [u8],
+    ) -> Result<Applied, RelocationProblem> {
+        let target = self
+            .symbols
+            .get(entry.r_sym())
+            .ok_or(RelocationProblem::BadSymbol)?;
+        let offset = usize::try_from(entry.r_offset).map_err(|_| RelocationProblem::OutOfBounds)?;
+        // An x86-64 stub jumps to the symbol itself: one per symbol.
+        let inputs = self
+            .inputs(entry, target, target.stub)
+            .ok_or(RelocationProblem::TargetNotLoaded)?;
+        // The engine relaxes only the types that may be.
+        let relax = relaxes(entry, target.is(SymbolTarget::PLACED_HERE), file);
+        x86_64::apply_common(entry.r_type, bytes, offset, &inputs, relax).unwrap_or_else(|| {
+            let inputs = self.sized(entry, &inputs);
+            x86_64::apply(entry.r_type, bytes, offset, &inputs, relax)
+        })
+    }
+
+    /// Applies the AArch64 `relocations` to the section's `bytes`, marking
+    /// the veneers branches went through.
+    fn apply_aarch64(
+        &self,
+        relocations: &RelocationSection<'_>,
+        bytes: &mut [u8],
+        stub_used: &mut [bool],
+    ) -> Result<(), LoadError> {
+        for entry in relocations.entries() {
             let fail = |problem| relocation_error(self.object, self.index, &entry, problem);
             let target = self
                 .symbols
                 .get(entry.r_sym())
                 .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
-            let place = self.target.wrapping_add(entry.r_offset);
-            let mut symbol = target
-                .address
-                .ok_or_else(|| fail(RelocationProblem::TargetNotLoaded))?;
-            if target.absent_weak && self.object.machine == Machine::AArch64 {
-                symbol = aarch64::absent_weak_symbol(entry.r_type, place);
-            }
-            // Planning found each call's stub, if it has one.
-            let stub_slot = match fixup {
-                Fixup::Stub(slot) => Some(slot),
-                Fixup::Plain | Fixup::Relaxed => None,
-            };
-            let inputs = FixupInputs {
-                symbol,
-                addend: entry.r_addend,
-                place,
-                got: self.got,
-                got_slot: target.got_slot,
-                stub: slot_address(self.stubs, self.stub_size, stub_slot),
-                symbol_size: 0,
-            };
             let offset = usize::try_from(entry.r_offset)
                 .map_err(|_| fail(RelocationProblem::OutOfBounds))?;
-            let outcome = engine(&entry, bytes, offset, &inputs, fixup).map_err(fail)?;
-            if outcome == Applied::ThroughStub {
-                if let Some(used) = stub_slot.and_then(|slot| stub_used.get_mut(slot as usize)) {
-                    *used = true;
-                }
+            // A veneer jumps to symbol plus addend, so each addend has its own.
+            let veneer = if entry.r_addend == 0 {
+                target.stub
+            } else {
+                let key = (entry.r_sym(), stub_addend(Machine::AArch64, entry.r_addend));
+                self.stub_slots
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(SymbolTarget::NO_SLOT)
+            };
+            let mut inputs = self
+                .inputs(&entry, target, veneer)
+                .ok_or_else(|| fail(RelocationProblem::TargetNotLoaded))?;
+            if target.is(SymbolTarget::ABSENT_WEAK) {
+                inputs.symbol = aarch64::absent_weak_symbol(entry.r_type, inputs.place);
             }
-            applied = applied.saturating_add(1);
+            let outcome = aarch64::apply(entry.r_type, bytes, offset, &self.sized(&entry, &inputs))
+                .map_err(fail)?;
+            if outcome == Applied::ThroughStub {
+                mark_used(stub_used, veneer);
+            }
         }
-        Ok(applied)
+        Ok(())
+    }
+
+    /// The formula's inputs for `entry`, whose symbol is `target` and whose
+    /// call may use stub `stub`; `None` if the symbol has no address.
+    #[inline(always)]
+    fn inputs(&self, entry: &Rela, target: &SymbolTarget, stub: u32) -> Option<FixupInputs> {
+        Some(FixupInputs {
+            symbol: target.address()?,
+            addend: entry.r_addend,
+            place: self.target.wrapping_add(entry.r_offset),
+            got: self.got,
+            got_slot: target.got_slot(),
+            stub: slot_address(self.stubs, self.stub_size, stub),
+            symbol_size: 0,
+        })
     }
 
     /// `inputs` with Z, the symbol's size, which only a few types read.
@@ -720,23 +767,99 @@ impl SectionFixups<'_, '_> {
     }
 }
 
-/// The target address of slot `slot` of an area of `size`-byte slots at
-/// `base` (the GOT, the stubs). Slots lie inside the reservation, so this
-/// never wraps.
-fn slot_address(base: u64, size: u64, slot: Option<u32>) -> Option<u64> {
-    slot.map(|slot| base.wrapping_add(u64::from(slot).wrapping_mul(size)))
+fn mark_used(used: &mut [bool], slot: u32) {
+    if let Some(used) = used.get_mut(slot as usize) {
+        *used = true;
+    }
 }
 
-/// What relocating needs of one symbol, gathered once for all its entries.
+/// The target address of slot `slot` of an area of `size`-byte slots at
+/// `base` (the GOT, the stubs), or `None` for [`SymbolTarget::NO_SLOT`].
+/// Slots lie inside the reservation, so this never wraps.
+#[inline(always)]
+fn slot_address(base: u64, size: u64, slot: u32) -> Option<u64> {
+    (slot != SymbolTarget::NO_SLOT).then(|| base.wrapping_add(u64::from(slot).wrapping_mul(size)))
+}
+
+/// What relocating needs of one symbol, gathered once for all its entries
+/// into 24 bytes, so that the records of a large module stay in cache.
 #[derive(Clone, Copy)]
 struct SymbolTarget {
-    /// S, or `None` where the symbol has no address (a discarded section).
-    address: Option<u64>,
-    /// The target address of its GOT slot, if the plan gave it one.
-    got_slot: Option<u64>,
+    /// S, when [`Self::HAS_ADDRESS`] is set (a discarded section has none).
+    address: u64,
+    /// The target address of its GOT slot, when [`Self::HAS_GOT_SLOT`] is set.
+    got_slot: u64,
+    /// Its stub (x86-64) or addend-0 veneer (AArch64), or [`Self::NO_SLOT`].
+    stub: u32,
+    flags: u32,
+}
+
+impl SymbolTarget {
+    /// No stub: slot numbers are counted per module, far below this.
+    const NO_SLOT: u32 = u32::MAX;
+    const HAS_ADDRESS: u32 = 1;
+    const HAS_GOT_SLOT: u32 = 2;
+    /// Inside the module's reservation ([`Binding::is_placed_here`]).
+    const PLACED_HERE: u32 = 4;
     /// A weak undefined symbol nothing defines (AArch64 resolves it
     /// differently per relocation type).
-    absent_weak: bool,
+    const ABSENT_WEAK: u32 = 8;
+
+    #[inline(always)]
+    fn is(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    #[inline(always)]
+    fn address(&self) -> Option<u64> {
+        self.is(Self::HAS_ADDRESS).then_some(self.address)
+    }
+
+    #[inline(always)]
+    fn got_slot(&self) -> Option<u64> {
+        self.is(Self::HAS_GOT_SLOT).then_some(self.got_slot)
+    }
+}
+
+/// One [`SymbolTarget`] per symbol, for a GOT of `got_size`-byte slots at
+/// target address `got`.
+fn symbol_targets(
+    layout: &Layout<'_>,
+    values: &[Option<u64>],
+    absent_weak: &[bool],
+    got: u64,
+    got_size: u64,
+) -> Vec<SymbolTarget> {
+    let flag = |set: bool, flag: u32| if set { flag } else { 0 };
+    let mut targets: Vec<SymbolTarget> = values
+        .iter()
+        .zip(&layout.bindings)
+        .enumerate()
+        .map(|(index, (address, binding))| {
+            let got_slot = layout.got_slot.get(index).copied().flatten();
+            SymbolTarget {
+                address: address.unwrap_or(0),
+                got_slot: slot_address(got, got_size, got_slot.unwrap_or(SymbolTarget::NO_SLOT))
+                    .unwrap_or(0),
+                stub: SymbolTarget::NO_SLOT,
+                flags: flag(address.is_some(), SymbolTarget::HAS_ADDRESS)
+                    | flag(got_slot.is_some(), SymbolTarget::HAS_GOT_SLOT)
+                    | flag(binding.is_placed_here(), SymbolTarget::PLACED_HERE)
+                    | flag(
+                        absent_weak.get(index) == Some(&true),
+                        SymbolTarget::ABSENT_WEAK,
+                    ),
+            }
+        })
+        .collect();
+    // Nearly every call's stub has addend key 0 (every x86-64 one does):
+    // those sit in the symbol's record.
+    for (&(symbol, addend), &slot) in &layout.stub_slot {
+        if let (0, Some(target)) = (addend, targets.get_mut(symbol)) {
+            target.stub = slot;
+        }
+    }
+    targets
 }
 
 /// The error for relocation `entry` of relocation section `section`: out of

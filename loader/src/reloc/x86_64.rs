@@ -8,6 +8,8 @@
 // range-checked before a field is written.
 #![allow(clippy::arithmetic_side_effects)]
 
+use core::hint::select_unpredictable;
+
 use super::{write_field, write_signed32, write_word64, Applied, FixupInputs, Needs, Range};
 use crate::error::RelocationProblem;
 
@@ -152,10 +154,95 @@ const LEA: u8 = 0x8d;
 /// The opcode is the byte before the ModRM byte, and ModRM must select
 /// RIP-relative addressing (mod 00, r/m 101). A REX prefix before the opcode
 /// changes nothing here.
+#[inline]
 pub fn is_relaxable_load(bytes: &[u8], offset: usize) -> bool {
-    let opcode = offset.checked_sub(2).and_then(|at| bytes.get(at));
-    let modrm = offset.checked_sub(1).and_then(|at| bytes.get(at));
-    matches!((opcode, modrm), (Some(&MOV_LOAD), Some(modrm)) if modrm & 0xc7 == 0x05)
+    let [opcode, modrm] = offset
+        .checked_sub(2)
+        .and_then(|at| bytes.get(at..at.checked_add(2)?))
+        .and_then(|pair| <[u8; 2]>::try_from(pair).ok())
+        .unwrap_or_default();
+    is_relaxable_pair(opcode, modrm)
+}
+
+/// [`is_relaxable_load`] of an opcode and ModRM byte. `&`, not `&&`: loads
+/// and calls alternate in compiled code, so a branch per test would be
+/// mispredicted about as often as taken.
+#[inline(always)]
+fn is_relaxable_pair(opcode: u8, modrm: u8) -> bool {
+    (opcode == MOV_LOAD) & (modrm & 0xc7 == 0x05)
+}
+
+/// Types whose field is a signed 32-bit displacement from P, as a bit set.
+const PC_RELATIVE_32: u64 = 1 << R_X86_64_PC32
+    | 1 << R_X86_64_PLT32
+    | 1 << R_X86_64_GOTPCREL
+    | 1 << R_X86_64_GOTPCRELX
+    | 1 << R_X86_64_REX_GOTPCRELX;
+/// Of those, the loads through a GOT slot.
+const THROUGH_GOT: u64 =
+    1 << R_X86_64_GOTPCREL | 1 << R_X86_64_GOTPCRELX | 1 << R_X86_64_REX_GOTPCRELX;
+/// Of those, the loads that may become `lea`.
+const RELAXABLE: u64 = 1 << R_X86_64_GOTPCRELX | 1 << R_X86_64_REX_GOTPCRELX;
+
+/// The hot path of [`apply`]: a `PC32`, `PLT32` or GOT load whose value fits
+/// directly (no stub), or a `64`. Returns `true` when it applied the entry,
+/// with exactly the bytes [`apply`] would write; `false`, having written
+/// nothing, for everything else (other types, errors, calls that need their
+/// stub), which the caller then hands to [`apply`].
+///
+/// Calls and GOT loads alternate in compiled code, so this chooses between
+/// them with selects rather than branches, which would be mispredicted about
+/// as often as taken, and it returns a `bool` so that nothing goes through
+/// memory. `got_slot` is read only when `has_got_slot`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn apply_fast(
+    r_type: u32,
+    bytes: &mut [u8],
+    offset: usize,
+    symbol: u64,
+    got_slot: u64,
+    has_got_slot: bool,
+    addend: i64,
+    place: u64,
+    relax: bool,
+) -> bool {
+    let bit = 1u64.checked_shl(r_type).unwrap_or(0);
+    if bit & PC_RELATIVE_32 == 0 {
+        if r_type != R_X86_64_64 {
+            return false;
+        }
+        let word = symbol.wrapping_add_signed(addend);
+        return write_word64(bytes, offset, word).is_ok();
+    }
+    let relax = relax & (bit & RELAXABLE != 0);
+    let via_slot = (bit & THROUGH_GOT != 0) & !relax;
+    let base = select_unpredictable(via_slot, got_slot, symbol);
+    let word = base.wrapping_add_signed(addend).wrapping_sub(place);
+    // The field and the two bytes before it: the opcode and ModRM of a load.
+    let window: Option<&mut [u8; 6]> = offset
+        .checked_sub(2)
+        .and_then(|start| bytes.get_mut(start..offset.checked_add(4)?))
+        .and_then(|window| window.try_into().ok());
+    let (Some(window), Ok(narrow)) = (window, i32::try_from(word as i64)) else {
+        return false;
+    };
+    let [opcode, modrm, ..] = *window;
+    // A relaxed load must still be the `mov` the plan saw (another entry may
+    // have overwritten it), and a GOT load needs its slot.
+    if (relax & !is_relaxable_pair(opcode, modrm)) | (via_slot & !has_got_slot) {
+        return false;
+    }
+    let [b0, b1, b2, b3] = narrow.to_le_bytes();
+    *window = [
+        select_unpredictable(relax, LEA, opcode),
+        modrm,
+        b0,
+        b1,
+        b2,
+        b3,
+    ];
+    true
 }
 
 /// Applies one relocation to `bytes` (the section's contents) at `offset`.
@@ -327,6 +414,107 @@ mod tests {
             stub: Some(0x9000_1000),
             symbol_size: 24,
         }
+    }
+
+    /// `apply_fast` either does what `apply` does, byte for byte, or
+    /// declines and writes nothing: over random types, values, offsets and
+    /// instruction bytes, near and at every range edge.
+    #[test]
+    fn the_fast_path_agrees_with_apply() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let types = [
+            R_X86_64_PC32,
+            R_X86_64_PLT32,
+            R_X86_64_GOTPCREL,
+            R_X86_64_GOTPCRELX,
+            R_X86_64_REX_GOTPCRELX,
+            R_X86_64_64,
+            R_X86_64_32S,
+            R_X86_64_32,
+            R_X86_64_NONE,
+            R_X86_64_SIZE64,
+            64,
+            u32::MAX,
+        ];
+        let edges = [
+            0i64,
+            1,
+            -1,
+            0x7fff_ffff,
+            -0x8000_0000,
+            0x8000_0000,
+            -0x8000_0001,
+        ];
+        let (mut fast_taken, mut declined) = (0u32, 0u32);
+        for _ in 0..200_000 {
+            let r_type = types[(next() % types.len() as u64) as usize];
+            let mut bytes = [0u8; 12];
+            for byte in bytes.iter_mut() {
+                *byte = next() as u8;
+            }
+            if next() % 2 == 0 {
+                bytes[2] = MOV_LOAD;
+                bytes[3] = 0x05 | (next() as u8 & 0x38);
+            }
+            let offset = (next() % 10) as usize;
+            let place = P.wrapping_add(offset as u64);
+            let addend = if next() % 2 == 0 {
+                -4
+            } else {
+                next() as i64 % 64
+            };
+            // S lands near a 32-bit edge from P, or anywhere.
+            let distance = edges[(next() % edges.len() as u64) as usize];
+            let symbol = match next() % 3 {
+                0 => place.wrapping_add_signed(distance).wrapping_add_signed(4),
+                1 => place.wrapping_add(next() % 0x1000),
+                _ => next(),
+            };
+            let has_got_slot = next() % 4 != 0;
+            let got_slot = place.wrapping_add_signed(distance).wrapping_add(next() % 8);
+            let relax = next() % 2 == 0;
+            let inputs = FixupInputs {
+                symbol,
+                addend,
+                place,
+                got: 0xa000_0000,
+                got_slot: has_got_slot.then_some(got_slot),
+                stub: Some(P.wrapping_add(0x1000)),
+                symbol_size: 24,
+            };
+            let mut fast = bytes;
+            let mut slow = bytes;
+            let applied = apply_fast(
+                r_type,
+                &mut fast,
+                offset,
+                symbol,
+                got_slot,
+                has_got_slot,
+                addend,
+                place,
+                relax,
+            );
+            let expected = apply(r_type, &mut slow, offset, &inputs, relax);
+            if applied {
+                fast_taken += 1;
+                assert_eq!(expected, Ok(Applied::Direct), "{r_type} {inputs:?}");
+                assert_eq!(fast, slow, "{r_type} {inputs:?}");
+            } else {
+                declined += 1;
+                assert_eq!(fast, bytes, "declined, so wrote nothing");
+            }
+        }
+        assert!(
+            fast_taken > 10_000 && declined > 10_000,
+            "{fast_taken} {declined}"
+        );
     }
 
     fn run(r_type: u32, fixup: &FixupInputs) -> Result<[u8; 8], RelocationProblem> {

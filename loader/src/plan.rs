@@ -13,7 +13,8 @@ use goblin::elf::section_header::{
 
 use crate::addr::Alignment;
 use crate::elf::{
-    Machine, Object, Rela, Section, SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF, STT_FILE,
+    Machine, Object, Rela, RelocationSection, Section, SHN_ABS, SHN_COMMON, SHN_LORESERVE,
+    SHN_UNDEF, STT_FILE,
 };
 use crate::error::{ErrorKind, LoadError, RelocationProblem, SectionProblem, SymbolProblem};
 use crate::protection::Permissions;
@@ -268,6 +269,12 @@ pub(crate) struct Layout<'a> {
     /// finds an entry's stub here again rather than carrying a record per
     /// entry from planning: the key is a pure function of the entry.
     pub stub_slot: NameMap<(usize, i64), u32>,
+    /// Per relocation entry, all sections' entries in a row (in the order
+    /// of `Object::relocations`): whether planning relaxed it (see
+    /// [`relaxes`]). Relocation obeys this rather than reading the
+    /// instruction again: one bit an entry, where the file's bytes would be
+    /// one more stream through memory.
+    pub relaxed: EntryBits,
     /// Section indices of init and fini arrays, in run order (fini reversed later).
     pub init: Vec<usize>,
     pub fini: Vec<usize>,
@@ -424,6 +431,7 @@ pub(crate) fn plan<'a>(
         common,
         got_slot: slots.got_slot,
         stub_slot: slots.stub_slot,
+        relaxed: slots.relaxed,
         init: init.into_iter().map(|(_, index)| index).collect(),
         fini: fini.into_iter().map(|(_, index)| index).collect(),
         comdats,
@@ -572,6 +580,7 @@ fn bind_symbols<'a>(
 }
 
 struct Slots {
+    relaxed: EntryBits,
     got_slot: Vec<Option<u32>>,
     stub_slot: NameMap<(usize, i64), u32>,
     got_count: u32,
@@ -585,7 +594,13 @@ fn assign_slots(
     bindings: &[Binding],
 ) -> Result<Slots, LoadError> {
     let symbol_count = object.symbols.len();
+    let entry_count = object
+        .relocations
+        .iter()
+        .map(|relocations| relocations.len())
+        .fold(0usize, usize::saturating_add);
     let mut slots = Slots {
+        relaxed: EntryBits::default(),
         got_slot: vec![None; symbol_count],
         stub_slot: NameMap::with_hasher(NAME_HASHER),
         got_count: 0,
@@ -598,8 +613,12 @@ fn assign_slots(
         .map(|binding| SymbolClass::of(object.machine, *binding))
         .collect();
     let mut counts = TypeCounts::new(object.machine);
+    // A local, not a field of `slots`, so that it stays in registers.
+    let mut relaxed_bits = EntryBits::with_capacity(entry_count);
     for relocations in &object.relocations {
         if !loaded.get(relocations.target).copied().unwrap_or(false) {
+            // Keep `relaxed` one bit per entry of every section, in order.
+            relaxed_bits.skip(relocations.len());
             continue;
         }
         let data = object
@@ -607,44 +626,80 @@ fn assign_slots(
             .get(relocations.target)
             .and_then(|section| section.data)
             .unwrap_or_default();
-        for entry in relocations.entries() {
-            let needs = counts.count(entry.r_type);
-            let Some(class) = classes.get(entry.r_sym()).filter(|_| needs != 0) else {
-                let problem = match needs {
-                    0 => RelocationProblem::Unsupported,
-                    _ => RelocationProblem::BadSymbol,
-                };
-                return Err(relocation_error(
-                    object,
-                    relocations.target,
-                    &entry,
-                    problem,
-                ));
+        scan_entries(
+            object.machine,
+            relocations,
+            data,
+            &classes,
+            &mut counts,
+            &mut relaxed_bits,
+            &mut slots,
+        )
+        .map_err(|(entry, problem)| {
+            relocation_error(object, relocations.target, &entry, problem)
+        })?;
+    }
+    slots.counts = counts.into_list();
+    slots.relaxed = relaxed_bits.finish();
+    Ok(slots)
+}
+
+/// Counts the entries of one relocation section, records which are relaxed
+/// and reserves the GOT slots and stubs they need; the failing entry and
+/// why, if one cannot be applied. Not inlined into [`plan`], so that this
+/// loop has the registers to itself.
+#[inline(never)]
+fn scan_entries(
+    machine: Machine,
+    relocations: &RelocationSection<'_>,
+    data: &[u8],
+    classes: &[SymbolClass],
+    counts: &mut TypeCounts,
+    relaxed_bits: &mut EntryBits,
+    slots: &mut Slots,
+) -> Result<(), (Rela, RelocationProblem)> {
+    let mut bits = core::mem::take(relaxed_bits);
+    for entry in relocations.entries() {
+        let needs = counts.count(entry.r_type);
+        let Some(class) = classes.get(entry.r_sym()).filter(|_| needs != 0) else {
+            *relaxed_bits = bits;
+            let problem = match needs {
+                0 => RelocationProblem::Unsupported,
+                _ => RelocationProblem::BadSymbol,
             };
-            // Worked out without branching on the entry's type (calls and
-            // GOT loads alternate in compiled code), so that the one branch
-            // left is nearly never taken: most entries need neither.
-            let has = |bit: u8| needs & bit != 0;
-            let relaxed = has(NeedBits::RELAXABLE) & relaxes(&entry, class.placed_here, data);
-            let wants_slot = has(NeedBits::GOT_SLOT) & !relaxed;
-            let wants_stub = has(NeedBits::STUB) & class.may_be_out_of_reach;
-            if !(wants_slot | wants_stub) {
-                continue;
-            }
-            if wants_slot {
-                claim(&mut slots.got_slot, &mut slots.got_count, entry.r_sym());
-            }
-            if wants_stub {
-                let key = (entry.r_sym(), stub_addend(object.machine, entry.r_addend));
-                let next = slots.stub_count;
-                if *slots.stub_slot.entry(key).or_insert(next) == next {
-                    slots.stub_count = slots.stub_count.saturating_add(1);
-                }
+            return Err((entry, problem));
+        };
+        // Worked out without branching on the entry's type (calls and GOT
+        // loads alternate in compiled code), so that the one branch left is
+        // nearly never taken: most entries need neither.
+        let has = |bit: u8| needs & bit != 0;
+        let relaxed = has(NeedBits::RELAXABLE) & relaxes(&entry, class.placed_here, data);
+        bits.push(relaxed);
+        let wants_slot = has(NeedBits::GOT_SLOT) & !relaxed;
+        let wants_stub = has(NeedBits::STUB) & class.may_be_out_of_reach;
+        if wants_slot | wants_stub {
+            slots.reserve(machine, &entry, wants_slot, wants_stub);
+        }
+    }
+    *relaxed_bits = bits;
+    Ok(())
+}
+
+impl Slots {
+    /// Gives `entry`'s symbol a GOT slot and its call a stub, as wanted,
+    /// unless they have them.
+    fn reserve(&mut self, machine: Machine, entry: &Rela, wants_slot: bool, wants_stub: bool) {
+        if wants_slot {
+            claim(&mut self.got_slot, &mut self.got_count, entry.r_sym());
+        }
+        if wants_stub {
+            let key = (entry.r_sym(), stub_addend(machine, entry.r_addend));
+            let next = self.stub_count;
+            if *self.stub_slot.entry(key).or_insert(next) == next {
+                self.stub_count = self.stub_count.saturating_add(1);
             }
         }
     }
-    slots.counts = counts.into_list();
-    Ok(slots)
 }
 
 /// What the entries that name a symbol need to know about its binding.
@@ -809,14 +864,69 @@ pub(crate) fn stub_addend(machine: Machine, addend: i64) -> i64 {
     }
 }
 
+/// One bit per relocation entry.
+#[derive(Default)]
+pub(crate) struct EntryBits {
+    words: Vec<u64>,
+    /// The word being filled, and how many of its bits are.
+    last: u64,
+    filled: u32,
+}
+
+impl EntryBits {
+    fn with_capacity(entries: usize) -> Self {
+        Self {
+            words: Vec::with_capacity(entries.div_ceil(64)),
+            ..Self::default()
+        }
+    }
+
+    /// Appends a bit (without a branch on `value`).
+    #[inline(always)]
+    fn push(&mut self, value: bool) {
+        self.last |= u64::from(value) << self.filled;
+        self.filled = self.filled.wrapping_add(1);
+        if self.filled == 64 {
+            self.words.push(self.last);
+            self.last = 0;
+            self.filled = 0;
+        }
+    }
+
+    /// Appends `count` clear bits.
+    fn skip(&mut self, count: usize) {
+        for _ in 0..count {
+            self.push(false);
+        }
+    }
+
+    /// Ends the last word.
+    fn finish(mut self) -> Self {
+        if self.filled > 0 {
+            self.words.push(self.last);
+            self.filled = 0;
+        }
+        self
+    }
+
+    /// Bit `index`; `false` past the end.
+    #[inline(always)]
+    pub fn get(&self, index: usize) -> bool {
+        self.words
+            .get(index / 64)
+            .is_some_and(|word| word >> (index % 64) & 1 != 0)
+    }
+}
+
 /// Whether a relaxable GOT load (x86-64 `GOTPCRELX`) becomes `lea` of the
 /// symbol itself, judged from the file's bytes (`data`, the section as in the
-/// file), which no relocation changes: planning and relocation both ask, and
-/// get the same answer. Only the plain `mov sym@GOTPCREL(%rip)` (addend -4)
-/// loads the slot itself; another addend reads other bytes, which `lea`
-/// cannot reproduce. The symbol must be placed in the module, so in reach.
+/// file), which no relocation changes. Planning asks, and records the
+/// answer for relocation in [`Layout::relaxed`]. Only the plain
+/// `mov sym@GOTPCREL(%rip)` (addend -4) loads the slot itself; another addend
+/// reads other bytes, which `lea` cannot reproduce. The symbol must be placed
+/// in the module, so in reach.
 #[inline]
-pub(crate) fn relaxes(entry: &Rela, placed_here: bool, data: &[u8]) -> bool {
+fn relaxes(entry: &Rela, placed_here: bool, data: &[u8]) -> bool {
     let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
     // `&`, not `&&`: see `x86_64::is_relaxable_load`.
     placed_here & (entry.r_addend == -4) & x86_64::is_relaxable_load(data, offset)

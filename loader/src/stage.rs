@@ -12,7 +12,7 @@ use crate::error::{ErrorKind, LoadError, RelocationFailure, RelocationProblem};
 use crate::loader::Loader;
 use crate::memory::ModuleMemory;
 use crate::module::Module;
-use crate::plan::{relaxes, stub_addend, Binding, Layout, Placement, Plan, SectionKind, Segment};
+use crate::plan::{stub_addend, Binding, EntryBits, Layout, Placement, Plan, SectionKind, Segment};
 use crate::reloc::{
     aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
 };
@@ -396,7 +396,10 @@ impl<'l, 'a> Placed<'l, 'a> {
             got_base,
             got_size,
         );
+        let mut first_entry = 0usize;
         for relocations in &object.relocations {
+            let first = first_entry;
+            first_entry = first_entry.saturating_add(relocations.len());
             let Some(placement) = layout.placements.get(relocations.target).copied().flatten()
             else {
                 continue;
@@ -422,14 +425,12 @@ impl<'l, 'a> Placed<'l, 'a> {
             };
             // One loop per machine, so each inlines its own engine's common path.
             match object.machine {
-                Machine::X86_64 => {
-                    let file = object
-                        .sections
-                        .get(relocations.target)
-                        .and_then(|section| section.data)
-                        .unwrap_or_default();
-                    section.apply_x86_64(relocations, file, section_bytes, &mut stub_used)
-                }
+                Machine::X86_64 => section.apply_x86_64(
+                    relocations,
+                    (&layout.relaxed, first),
+                    section_bytes,
+                    &mut stub_used,
+                ),
                 Machine::AArch64 => {
                     section.apply_aarch64(relocations, section_bytes, &mut stub_used)
                 }
@@ -625,21 +626,21 @@ struct SectionFixups<'s, 'o> {
 }
 
 impl SectionFixups<'_, '_> {
-    /// Applies the x86-64 `relocations` to the section's `bytes`; `file` is
-    /// the section as in the file, which the relaxation rule reads (see
-    /// [`relaxes`]). Marks the stubs calls went through.
+    /// Applies the x86-64 `relocations` to the section's `bytes`. Entry `i`
+    /// is relaxed if bit `first + i` of `relaxed` is set: the plan's decision.
+    /// Marks the stubs calls went through.
     fn apply_x86_64(
         &self,
         relocations: &RelocationSection<'_>,
-        file: &[u8],
+        (relaxed, first): (&EntryBits, usize),
         bytes: &mut [u8],
         stub_used: &mut [bool],
     ) -> Result<(), LoadError> {
-        for entry in relocations.entries() {
+        for (position, entry) in relocations.entries().enumerate() {
+            let relax = relaxed.get(first.wrapping_add(position));
             // The engine's fast path first: it applies nearly every entry,
             // and declines, writing nothing, where the full path is needed.
             let fast = self.symbols.get(entry.r_sym()).is_some_and(|target| {
-                let relax = relaxes(&entry, target.is(SymbolTarget::PLACED_HERE), file);
                 target.is(SymbolTarget::HAS_ADDRESS)
                     && usize::try_from(entry.r_offset).is_ok_and(|offset| {
                         x86_64::apply_fast(
@@ -658,7 +659,7 @@ impl SectionFixups<'_, '_> {
             if fast {
                 continue;
             }
-            match self.apply_one_x86_64(&entry, file, bytes) {
+            match self.apply_one_x86_64(&entry, relax, bytes) {
                 Ok(Applied::Direct) => {}
                 Ok(Applied::ThroughStub) => {
                     let stub = self.symbols.get(entry.r_sym()).map(|target| target.stub);
@@ -678,7 +679,7 @@ impl SectionFixups<'_, '_> {
     fn apply_one_x86_64(
         &self,
         entry: &Rela,
-        file: &[u8],
+        relax: bool,
         bytes: &mut [u8],
     ) -> Result<Applied, RelocationProblem> {
         let target = self
@@ -690,8 +691,6 @@ impl SectionFixups<'_, '_> {
         let inputs = self
             .inputs(entry, target, target.stub)
             .ok_or(RelocationProblem::TargetNotLoaded)?;
-        // The engine relaxes only the types that may be.
-        let relax = relaxes(entry, target.is(SymbolTarget::PLACED_HERE), file);
         x86_64::apply_common(entry.r_type, bytes, offset, &inputs, relax).unwrap_or_else(|| {
             let inputs = self.sized(entry, &inputs);
             x86_64::apply(entry.r_type, bytes, offset, &inputs, relax)
@@ -799,11 +798,9 @@ impl SymbolTarget {
     const NO_SLOT: u32 = u32::MAX;
     const HAS_ADDRESS: u32 = 1;
     const HAS_GOT_SLOT: u32 = 2;
-    /// Inside the module's reservation ([`Binding::is_placed_here`]).
-    const PLACED_HERE: u32 = 4;
     /// A weak undefined symbol nothing defines (AArch64 resolves it
     /// differently per relocation type).
-    const ABSENT_WEAK: u32 = 8;
+    const ABSENT_WEAK: u32 = 4;
 
     #[inline(always)]
     fn is(&self, flag: u32) -> bool {
@@ -833,9 +830,8 @@ fn symbol_targets(
     let flag = |set: bool, flag: u32| if set { flag } else { 0 };
     let mut targets: Vec<SymbolTarget> = values
         .iter()
-        .zip(&layout.bindings)
         .enumerate()
-        .map(|(index, (address, binding))| {
+        .map(|(index, address)| {
             let got_slot = layout.got_slot.get(index).copied().flatten();
             SymbolTarget {
                 address: address.unwrap_or(0),
@@ -844,7 +840,6 @@ fn symbol_targets(
                 stub: SymbolTarget::NO_SLOT,
                 flags: flag(address.is_some(), SymbolTarget::HAS_ADDRESS)
                     | flag(got_slot.is_some(), SymbolTarget::HAS_GOT_SLOT)
-                    | flag(binding.is_placed_here(), SymbolTarget::PLACED_HERE)
                     | flag(
                         absent_weak.get(index) == Some(&true),
                         SymbolTarget::ABSENT_WEAK,

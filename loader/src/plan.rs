@@ -864,7 +864,7 @@ pub(crate) fn stub_addend(machine: Machine, addend: i64) -> i64 {
     }
 }
 
-/// One bit per relocation entry.
+/// One bit per relocation entry (or per symbol).
 #[derive(Default)]
 pub(crate) struct EntryBits {
     words: Vec<u64>,
@@ -898,6 +898,15 @@ impl EntryBits {
         for _ in 0..count {
             self.push(false);
         }
+    }
+
+    /// The bits `values` gives, in order.
+    pub fn collect(values: impl ExactSizeIterator<Item = bool>) -> Self {
+        let mut bits = Self::with_capacity(values.len());
+        for value in values {
+            bits.push(value);
+        }
+        bits.finish()
     }
 
     /// Ends the last word.

@@ -675,7 +675,9 @@ impl SectionFixups<'_, '_> {
             if fast {
                 continue;
             }
-            match self.apply_one_x86_64(&entry, relax, bytes) {
+            // By value: a reference would keep the entry in memory on the
+            // fast path too.
+            match self.apply_one_x86_64(entry, relax, bytes) {
                 Ok(Applied::Direct) => {}
                 Ok(Applied::ThroughStub) => {
                     let stub = self.symbols.get(entry.r_sym()).map(|target| target.stub);
@@ -694,7 +696,7 @@ impl SectionFixups<'_, '_> {
     #[inline(never)]
     fn apply_one_x86_64(
         &self,
-        entry: &Rela,
+        entry: Rela,
         relax: bool,
         bytes: &mut [u8],
     ) -> Result<Applied, RelocationProblem> {
@@ -705,10 +707,10 @@ impl SectionFixups<'_, '_> {
         let offset = usize::try_from(entry.r_offset).map_err(|_| RelocationProblem::OutOfBounds)?;
         // An x86-64 stub jumps to the symbol itself: one per symbol.
         let inputs = self
-            .inputs(entry, target, target.stub)
+            .inputs(&entry, target, target.stub)
             .ok_or(RelocationProblem::TargetNotLoaded)?;
         x86_64::apply_common(entry.r_type, bytes, offset, &inputs, relax).unwrap_or_else(|| {
-            let inputs = self.sized(entry, &inputs);
+            let inputs = self.sized(&entry, &inputs);
             x86_64::apply(entry.r_type, bytes, offset, &inputs, relax)
         })
     }

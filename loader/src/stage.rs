@@ -16,7 +16,7 @@ use crate::plan::{Binding, Fixup, Layout, Placement, Plan, SectionKind, Segment}
 use crate::reloc::{
     aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
 };
-use crate::symbols::{DefinitionKind, ModuleNames, ModuleRecord, NameList, Pins};
+use crate::symbols::{DefinitionKind, ModuleNames, ModuleRecord, NameList, Pins, EMPTY_NAME_HASH};
 
 /// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
 /// allocated yet.
@@ -562,7 +562,7 @@ fn resolve<'l>(
                 weak: weak || matches!(binding, Binding::Common { .. }),
                 strong_here: exported && !weak && binding.is_defined_here(),
             };
-            (index, symbol.name, kind)
+            (index, symbol.name, symbol.hash, kind)
         });
     let globals =
         NameList::collect(count, bytes, global_definitions).map_err(|kind| object.error(kind))?;
@@ -577,9 +577,14 @@ fn resolve<'l>(
             )
         })
         .collect();
-    let names: Vec<&str> = wanted
+    let names: Vec<(&str, u64)> = wanted
         .iter()
-        .map(|index| object.symbols.get(*index).map_or("", |symbol| symbol.name))
+        .map(|index| {
+            object
+                .symbols
+                .get(*index)
+                .map_or(("", EMPTY_NAME_HASH), |symbol| (symbol.name, symbol.hash))
+        })
         .collect();
     let comdats: Vec<Option<&str>> = wanted
         .iter()
@@ -589,7 +594,7 @@ fn resolve<'l>(
     let mut external = vec![None; object.symbols.len()];
     let mut absent_weak = vec![false; object.symbols.len()];
     let mut missing: Vec<Box<str>> = Vec::new();
-    for ((index, name), found) in wanted.iter().zip(&names).zip(found) {
+    for ((index, (name, _)), found) in wanted.iter().zip(&names).zip(found) {
         let weak = object
             .symbols
             .get(*index)

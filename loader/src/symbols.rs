@@ -11,7 +11,6 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
 use hashbrown::{HashMap, HashTable};
@@ -60,8 +59,65 @@ pub(crate) const NAME_HASHER: NameHasher = FixedState::with_seed(0x6d6f_646c_6f6
 /// The one hash of a name that every table stores and probes with. Never 0,
 /// which marks an empty slot of a [`HashIndex`]; the top bit is the one
 /// given up, because slots are chosen by the low bits.
+///
+/// It is [`NameHash`] over the name's 8-byte words, so that the symbol table
+/// reader can hash a name in the same pass that finds its NUL.
 pub(crate) fn name_hash(name: &str) -> u64 {
-    NAME_HASHER.hash_one(name) | 1 << 63
+    let (words, tail) = name.as_bytes().as_chunks::<8>();
+    let mut state = NameHash::new();
+    for word in words {
+        state = state.word(u64::from_le_bytes(*word));
+    }
+    let mut last = [0u8; 8];
+    if let Some(start) = last.get_mut(..tail.len()) {
+        start.copy_from_slice(tail);
+    }
+    state.finish(u64::from_le_bytes(last))
+}
+
+/// The hash of the empty name (symbols without one).
+pub(crate) const EMPTY_NAME_HASH: u64 = NameHash::new().finish(0);
+
+/// The 64-bit product of `x` and `y`, folded: both halves of the 128-bit
+/// product, so every bit of the inputs reaches the low bits slots are
+/// chosen by.
+const fn fold(x: u64, y: u64) -> u64 {
+    let full = (x as u128).wrapping_mul(y as u128);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+/// [`name_hash`] in steps: one multiply per 8 bytes of name, and one for the
+/// last, zero-padded (possibly empty) word. Names have no NUL bytes, so the
+/// words determine the name without its length: the last word is the only
+/// one with zero bytes, and they are its padding. A name with a NUL (only
+/// ever a name asked for, never one read from a table) may share its hash
+/// with a shorter one, which costs a byte comparison, never a wrong answer.
+#[derive(Clone, Copy)]
+pub(crate) struct NameHash(u64);
+
+impl NameHash {
+    /// Odd, with bits spread over the word (the 64-bit golden ratio).
+    const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    /// Before the first word.
+    pub const fn new() -> Self {
+        Self(0x6d6f_646c_6f61_6400)
+    }
+
+    /// Takes in eight bytes of name (little-endian), none of them NUL.
+    #[inline]
+    pub const fn word(self, word: u64) -> Self {
+        Self(fold(self.0 ^ word, Self::MULTIPLIER))
+    }
+
+    /// The hash, given the name's last bytes (fewer than eight, possibly
+    /// none) as a little-endian word padded with zeros.
+    #[inline]
+    pub const fn finish(self, last: u64) -> u64 {
+        // Another multiplier than `word`'s keeps the last step apart from
+        // a full word's.
+        fold(self.0 ^ last, Self::MULTIPLIER.rotate_left(32) | 1) | 1 << 63
+    }
 }
 
 /// An entry of a [`HashIndex`]: knows its (nonzero) hash.
@@ -258,14 +314,11 @@ struct Definition {
     placed: bool,
 }
 
-/// A module's global definitions while it loads: named, hashed and indexed,
-/// not yet placed. [`NameList::finish`] gives them addresses.
+/// A module's global definitions while it loads: named and hashed, not yet
+/// placed. [`NameList::finish`] gives them addresses.
 pub(crate) struct NameList {
     text: String,
     definitions: Vec<Definition>,
-    /// By name, the first definition of each; rebuilt by `finish` in the
-    /// rare case that a definition gets no address.
-    index: HashIndex<Position>,
 }
 
 /// The refusal of more than 2^32 definitions or bytes of names, which no real
@@ -275,19 +328,26 @@ const TOO_MANY_NAMES: ErrorKind = ErrorKind::Malformed {
 };
 
 impl NameList {
-    /// The definitions `(symbol index, name, kind)`, in symbol table order,
-    /// of `count` names of `bytes` bytes in all (one allocation each for the
-    /// names, the definitions and the index). Each name is hashed here, the
-    /// only time during the load.
+    /// The definitions `(symbol index, name, name's hash, kind)`, in symbol
+    /// table order, of `count` names of `bytes` bytes in all (one allocation
+    /// each for the names and the definitions). The hashes are the ones the
+    /// symbol table reader computed ([`name_hash`]): no name is hashed again
+    /// during the load.
     #[inline(never)]
     pub fn collect<'n>(
         count: usize,
         bytes: usize,
-        definitions: impl Iterator<Item = (usize, &'n str, DefinitionKind)>,
+        definitions: impl Iterator<Item = (usize, &'n str, u64, DefinitionKind)>,
     ) -> Result<Self, ErrorKind> {
-        let mut list = Self::with_capacity(count, bytes)?;
-        for (symbol, name, kind) in definitions {
-            list.push(symbol, name, kind);
+        if u32::try_from(count).is_err() || u32::try_from(bytes).is_err() {
+            return Err(TOO_MANY_NAMES);
+        }
+        let mut list = Self {
+            text: String::with_capacity(bytes),
+            definitions: Vec::with_capacity(count),
+        };
+        for (symbol, name, hash, kind) in definitions {
+            list.push(symbol, name, hash, kind);
         }
         // Every offset and position is at most these, so if they fit in 32
         // bits, no conversion in `push` truncated.
@@ -298,24 +358,11 @@ impl NameList {
         Ok(list)
     }
 
-    fn with_capacity(count: usize, bytes: usize) -> Result<Self, ErrorKind> {
-        if u32::try_from(count).is_err() || u32::try_from(bytes).is_err() {
-            return Err(TOO_MANY_NAMES);
-        }
-        Ok(Self {
-            text: String::with_capacity(bytes),
-            definitions: Vec::with_capacity(count),
-            index: HashIndex::with_capacity(count),
-        })
-    }
-
-    /// Adds a definition. Truncates offsets and positions past 2^32, which
-    /// `collect` then refuses.
+    /// Adds a definition. Truncates offsets past 2^32, which `collect` then
+    /// refuses.
     #[inline]
-    fn push(&mut self, symbol: usize, name: &str, kind: DefinitionKind) {
+    fn push(&mut self, symbol: usize, name: &str, hash: u64, kind: DefinitionKind) {
         let start = self.text.len() as u32;
-        let at = self.definitions.len() as u32;
-        let hash = name_hash(name);
         self.text.push_str(name);
         self.definitions.push(Definition {
             hash,
@@ -325,17 +372,6 @@ impl NameList {
             kind,
             placed: false,
         });
-        self.index.reserve(1);
-        let (text, definitions) = (&self.text, &self.definitions);
-        let probe = self.index.probe(hash, |position| {
-            definitions
-                .get(position.at as usize)
-                .is_some_and(|other| name_bytes(text, other) == name.as_bytes())
-        });
-        // Within one symbol table the first definition of a name answers.
-        if let Probe::Vacant(slot) = probe {
-            self.index.fill(slot, Position { hash, at });
-        }
     }
 
     /// Gives each definition its address (`address_of(symbol index)`); one
@@ -344,51 +380,22 @@ impl NameList {
         let Self {
             text,
             mut definitions,
-            mut index,
         } = self;
         let mut exported = 0usize;
-        let mut all_placed = true;
         for definition in &mut definitions {
-            match usize::try_from(definition.address)
+            if let Some(address) = usize::try_from(definition.address)
                 .ok()
                 .and_then(&mut address_of)
             {
-                Some(address) => {
-                    definition.address = address;
-                    definition.placed = true;
-                    exported = exported.saturating_add(usize::from(definition.kind.exported));
-                }
-                None => all_placed = false,
-            }
-        }
-        let text = text.into_boxed_str();
-        if !all_placed {
-            index = HashIndex::with_capacity(definitions.len());
-            for (definition, at) in definitions.iter().zip(0u32..) {
-                if !definition.placed {
-                    continue;
-                }
-                let name = name_bytes(&text, definition);
-                let probe = index.probe(definition.hash, |position| {
-                    definitions
-                        .get(position.at as usize)
-                        .is_some_and(|other| name_bytes(&text, other) == name)
-                });
-                if let Probe::Vacant(slot) = probe {
-                    index.fill(
-                        slot,
-                        Position {
-                            hash: definition.hash,
-                            at,
-                        },
-                    );
-                }
+                definition.address = address;
+                definition.placed = true;
+                exported = exported.saturating_add(usize::from(definition.kind.exported));
             }
         }
         ModuleNames {
-            text,
+            text: text.into_boxed_str(),
             definitions: definitions.into_boxed_slice(),
-            index,
+            index: None,
             exported,
         }
     }
@@ -403,12 +410,15 @@ fn name_bytes<'t>(text: &'t str, definition: &Definition) -> &'t [u8] {
 }
 
 /// A loaded module's global definitions: every name in one allocation, and
-/// an index by name over all of them, exported or not.
+/// an index by name over the placed ones, exported or not.
 pub(crate) struct ModuleNames {
     text: Box<str>,
     definitions: Box<[Definition]>,
     /// Positions in `definitions`; the stored hashes stand in for the names.
-    index: HashIndex<Position>,
+    /// Built by the first lookup: most modules are never asked for a name
+    /// directly (their exports are found through the namespace's table), so
+    /// loading does not pay for it.
+    index: Option<HashIndex<Position>>,
     /// How many definitions are exported (and placed).
     exported: usize,
 }
@@ -424,14 +434,49 @@ impl ModuleNames {
             .map(|definition| name_bytes(&self.text, definition))
     }
 
-    /// The first definition of `name` (hashed as `hash`).
-    fn lookup(&self, hash: u64, name: &[u8]) -> Option<&Definition> {
-        let position = self.index.find(hash, |position| {
-            self.definition(position.at)
-                .is_some_and(|definition| name_bytes(&self.text, definition) == name)
+    /// The first placed definition of `name` (hashed as `hash`).
+    fn lookup(&mut self, hash: u64, name: &[u8]) -> Option<&Definition> {
+        let Self {
+            text,
+            definitions,
+            index,
+            ..
+        } = self;
+        let index = index.get_or_insert_with(|| index_names(text, definitions));
+        let position = index.find(hash, |position| {
+            definitions
+                .get(position.at as usize)
+                .is_some_and(|definition| name_bytes(text, definition) == name)
         })?;
-        self.definition(position.at)
+        definitions.get(position.at as usize)
     }
+}
+
+/// An index of the placed `definitions` by name: the first of each name.
+#[cold]
+fn index_names(text: &str, definitions: &[Definition]) -> HashIndex<Position> {
+    let mut index: HashIndex<Position> = HashIndex::with_capacity(definitions.len());
+    for (definition, at) in definitions.iter().zip(0u32..) {
+        if !definition.placed {
+            continue;
+        }
+        let name = name_bytes(text, definition);
+        let probe = index.probe(definition.hash, |position| {
+            definitions
+                .get(position.at as usize)
+                .is_some_and(|other| name_bytes(text, other) == name)
+        });
+        if let Probe::Vacant(slot) = probe {
+            index.fill(
+                slot,
+                Position {
+                    hash: definition.hash,
+                    at,
+                },
+            );
+        }
+    }
+    index
 }
 
 /// Who provides a name in the export table.
@@ -646,12 +691,13 @@ impl Namespace {
     /// be unloaded until the pins are dropped or handed to a module record.
     /// Returns `None` per name nothing defines.
     ///
-    /// `comdats` runs beside `names`: for a symbol of a COMDAT copy this module
-    /// discarded, the group's signature. If the name is not exported (the
-    /// first copy kept it hidden), the group's owner answers for it.
+    /// Each name comes with its [`name_hash`]. `comdats` runs beside `names`:
+    /// for a symbol of a COMDAT copy this module discarded, the group's
+    /// signature. If the name is not exported (the first copy kept it
+    /// hidden), the group's owner answers for it.
     pub(crate) fn resolve_and_pin(
         &self,
-        names: &[&str],
+        names: &[(&str, u64)],
         comdats: &[Option<&str>],
     ) -> (Vec<Option<u64>>, Pins<'_>) {
         let mut state = self.state.lock();
@@ -659,12 +705,12 @@ impl Namespace {
         let values = names
             .iter()
             .enumerate()
-            .map(|(at, name)| {
-                let hash = name_hash(name);
+            .map(|(at, &(name, hash))| {
                 let comdat = comdats.get(at).copied().flatten();
-                let (address, module) = state
-                    .resolve(hash, name)
-                    .or_else(|| state.comdat_definition(comdat?, hash, name))?;
+                let (address, module) = match state.resolve(hash, name) {
+                    Some(found) => found,
+                    None => state.comdat_definition(comdat?, hash, name)?,
+                };
                 if let Some(module) = module {
                     pinned.push(module);
                 }
@@ -692,20 +738,19 @@ impl Namespace {
     /// strongly.
     pub(crate) fn find_duplicate(&self, names: &NameList) -> Option<ErrorKind> {
         let state = self.state.lock();
+        let (host, modules) = (&state.host, &state.modules);
         names
             .definitions
             .iter()
             .filter(|definition| definition.kind.strong_here)
             .find_map(|definition| {
-                let name = name_bytes(&names.text, definition);
-                let export = find(
-                    &state.exports,
-                    &state.host,
-                    &state.modules,
-                    definition.hash,
-                    name,
-                )?;
-                let existing = state.conflict(export, name, None)?;
+                // Most names are new: the probe ends at an empty slot, and
+                // the name is read only when a stored hash matches.
+                let name = || name_bytes(&names.text, definition);
+                let export = state.exports.find(definition.hash, |export| {
+                    owner_name(host, modules, export.owner) == Some(name())
+                })?;
+                let existing = state.conflict(export, name(), None)?;
                 Some(duplicate_error(&names.text, definition, existing))
             })
     }
@@ -770,9 +815,9 @@ impl Namespace {
 
     /// The address of a global symbol defined by module `id`.
     pub(crate) fn module_symbol(&self, id: ModuleId, name: &str) -> Option<VirtAddr> {
-        let state = self.state.lock();
+        let mut state = self.state.lock();
         let definition = state
-            .record(id)?
+            .record_mut(id)?
             .names
             .lookup(name_hash(name), name.as_bytes())?;
         Some(VirtAddr::new(definition.address))
@@ -1143,13 +1188,16 @@ impl State {
     /// `name` as defined by the module that owns COMDAT group `signature`,
     /// exported or not (its `names` hold every global definition).
     fn comdat_definition(
-        &self,
+        &mut self,
         signature: &str,
         hash: u64,
         name: &str,
     ) -> Option<(u64, Option<ModuleId>)> {
         let owner = *self.comdats.get(signature)?;
-        let definition = self.record(owner)?.names.lookup(hash, name.as_bytes())?;
+        let definition = self
+            .record_mut(owner)?
+            .names
+            .lookup(hash, name.as_bytes())?;
         Some((definition.address, Some(owner)))
     }
 

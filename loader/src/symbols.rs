@@ -244,16 +244,19 @@ impl<T: Hashed> HashIndex<T> {
         let mask = self.mask();
         let mut hole = at;
         let mut next = at.wrapping_add(1) & mask;
-        while let Some(&entry) = self.slots.get(next) {
-            if entry.hash() == 0 {
+        // Only the hash is read of an entry that stays where it is.
+        while let Some(stored) = self.slots.get(next).map(Hashed::hash) {
+            if stored == 0 {
                 break;
             }
-            let home = entry.hash() as usize & mask;
+            let home = stored as usize & mask;
             // It may fill the hole if the hole lies between its home and
             // where it is now (cyclically).
             if next.wrapping_sub(home) & mask >= next.wrapping_sub(hole) & mask {
-                if let Some(slot) = self.slots.get_mut(hole) {
-                    *slot = entry;
+                if let Some(&entry) = self.slots.get(next) {
+                    if let Some(slot) = self.slots.get_mut(hole) {
+                        *slot = entry;
+                    }
                 }
                 hole = next;
             }
@@ -510,6 +513,13 @@ impl Hashed for Export {
     }
 }
 
+/// A definition a module has in the export table.
+#[derive(Clone, Copy, Debug)]
+struct Exported {
+    hash: u64,
+    at: u32,
+}
+
 /// A definition that lost at publish to one already exported.
 #[derive(Clone, Copy, Debug)]
 struct Waiting {
@@ -532,8 +542,10 @@ pub(crate) struct ModuleRecord {
     serial: u64,
     /// Every global definition of the module, by name, exported or not.
     names: ModuleNames,
-    /// Definitions this module put into the namespace's export table.
-    exported: Vec<u32>,
+    /// Definitions this module put into the namespace's export table, with
+    /// their hashes: unloading finds each entry without reading the
+    /// definitions or their names.
+    exported: Vec<Exported>,
     /// Definitions waiting in `shadowed` lists, so unloading visits only
     /// those lists instead of every shadowed name.
     shadowed: Vec<u32>,
@@ -861,11 +873,14 @@ impl Namespace {
             &record.exported,
             &record.shadowed,
         );
-        // Each name just left: the next definition in line takes it.
-        for at in &record.exported {
-            if let Some(definition) = record.names.definition(*at) {
-                let name = name_bytes(&record.names.text, definition);
-                state.promote(definition.hash, name);
+        // Each name just left: the next definition in line takes it. Only
+        // names with a shadowed list have one, so with none (the common
+        // case) no name is read.
+        if !state.shadowed.is_empty() {
+            for exported in &record.exported {
+                if let Some(name) = record.names.name(exported.at) {
+                    state.promote(exported.hash, name);
+                }
             }
         }
         for signature in &record.comdats {
@@ -950,7 +965,7 @@ fn unlink(
     shadowed: &mut HashTable<Shadowed>,
     slot: u32,
     names: &ModuleNames,
-    exported: &[u32],
+    exported: &[Exported],
     shadowed_names: &[u32],
 ) {
     for at in shadowed_names {
@@ -968,15 +983,12 @@ fn unlink(
             }
         }
     }
-    for at in exported {
-        let Some(definition) = names.definition(*at) else {
-            continue;
-        };
+    for exported in exported {
         let owner = Owner::Module {
             slot,
-            definition: *at,
+            definition: exported.at,
         };
-        exports.remove(definition.hash, |export| export.owner == owner);
+        exports.remove(exported.hash, |export| export.owner == owner);
     }
 }
 
@@ -1048,7 +1060,7 @@ impl State {
         let names = &record.names;
         let count = names.exported;
         self.exports.reserve(count);
-        let mut exported: Vec<u32> = Vec::with_capacity(count);
+        let mut exported: Vec<Exported> = Vec::with_capacity(count);
         let mut shadowed: Vec<u32> = Vec::new();
         let mut failure = None;
         for (definition, at) in names.definitions.iter().zip(0u32..) {
@@ -1077,7 +1089,7 @@ impl State {
                             weak,
                         },
                     );
-                    exported.push(at);
+                    exported.push(Exported { hash, at });
                     continue;
                 }
                 Probe::Found(found) => match self.exports.slots.get(found) {
@@ -1163,7 +1175,10 @@ impl State {
             entry.remove();
         }
         if let Some(Some(record)) = self.modules.get_mut(waiting.slot as usize) {
-            record.exported.push(waiting.definition);
+            record.exported.push(Exported {
+                hash,
+                at: waiting.definition,
+            });
             self.exports.insert(Export {
                 hash,
                 address: waiting.address,

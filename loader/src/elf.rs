@@ -92,6 +92,8 @@ pub(crate) struct Symbol<'a> {
     pub name: &'a str,
     /// The name's [`name_hash`], found in the same pass as its end.
     pub hash: u64,
+    /// Where the name starts in [`Object::strings`].
+    pub name_at: u32,
     pub value: u64,
     pub size: u64,
     pub shndx: u32,
@@ -190,6 +192,8 @@ pub struct Object<'a> {
     pub(crate) machine: Machine,
     pub(crate) sections: Vec<Section<'a>>,
     pub(crate) symbols: Vec<Symbol<'a>>,
+    /// The symbol table's string table (empty without a symbol table).
+    pub(crate) strings: &'a [u8],
     pub(crate) relocations: Vec<RelocationSection<'a>>,
     pub(crate) groups: Vec<Group<'a>>,
     /// The key whose signature was checked before parsing, if one was.
@@ -250,7 +254,7 @@ impl<'a> Object<'a> {
         check_tables(&headers, &sections).map_err(fail)?;
         check_string_tables(&sections).map_err(fail)?;
         check_overlaps(header.e_shoff, &headers, &sections).map_err(fail)?;
-        let symbols = read_symbols(&sections, limits).map_err(fail)?;
+        let (symbols, strings) = read_symbols(&sections, limits).map_err(fail)?;
         let relocations = read_relocations(&sections).map_err(fail)?;
         let groups = read_groups(&sections, &symbols).map_err(fail)?;
         Ok(Self {
@@ -258,6 +262,7 @@ impl<'a> Object<'a> {
             machine,
             sections,
             symbols,
+            strings,
             relocations,
             groups,
             #[cfg(feature = "signature")]
@@ -644,17 +649,18 @@ impl<'a> Strings<'a> {
     }
 }
 
+/// The symbols and the string table their names are in.
 fn read_symbols<'a>(
     sections: &[Section<'a>],
     limits: &Limits,
-) -> Result<Vec<Symbol<'a>>, ErrorKind> {
+) -> Result<(Vec<Symbol<'a>>, &'a [u8]), ErrorKind> {
     // `check_tables` allowed at most one symbol table.
     let Some((table_index, table)) = sections
         .iter()
         .enumerate()
         .find(|(_, section)| section.sh_type == SHT_SYMTAB)
     else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), &[]));
     };
     let names = sections
         .get(table.link as usize)
@@ -698,6 +704,7 @@ fn read_symbols<'a>(
         symbols.push(Symbol {
             name,
             hash,
+            name_at: raw.name,
             value: raw.value,
             size: raw.size,
             shndx,
@@ -706,7 +713,7 @@ fn read_symbols<'a>(
             visibility: raw.other & 0x3,
         });
     }
-    Ok(symbols)
+    Ok((symbols, names.bytes))
 }
 
 /// One little-endian `Elf64_Sym`, as its fields.

@@ -16,7 +16,9 @@ use crate::plan::{Binding, Fixup, Layout, Placement, Plan, SectionKind, Segment}
 use crate::reloc::{
     aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
 };
-use crate::symbols::{DefinitionKind, ModuleNames, ModuleRecord, NameList, Pins, EMPTY_NAME_HASH};
+use crate::symbols::{
+    DefinitionKind, ModuleNames, ModuleRecord, NameList, NameSizes, Pins, EMPTY_NAME_HASH,
+};
 
 /// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
 /// allocated yet.
@@ -541,15 +543,11 @@ fn resolve<'l>(
             && (binding.is_defined_here() || matches!(binding, Binding::Yielded { .. }))
     };
     let symbols = || object.symbols.iter().zip(&layout.bindings);
-    // Measured first, so the names, definitions and index are allocated once.
-    let (count, bytes) = symbols()
-        .filter(|(symbol, binding)| defines(symbol, binding))
-        .fold((0usize, 0usize), |(count, bytes), (symbol, _)| {
-            (
-                count.saturating_add(1),
-                bytes.saturating_add(symbol.name.len()),
-            )
-        });
+    // Measured first, so the names and definitions are allocated once.
+    let mut sizes = NameSizes::new();
+    for (symbol, _) in symbols().filter(|(symbol, binding)| defines(symbol, binding)) {
+        sizes.add(symbol.name_at as usize, symbol.name.len());
+    }
     let global_definitions = symbols()
         .enumerate()
         .filter(|(_, (symbol, binding))| defines(symbol, binding))
@@ -562,10 +560,11 @@ fn resolve<'l>(
                 weak: weak || matches!(binding, Binding::Common { .. }),
                 strong_here: exported && !weak && binding.is_defined_here(),
             };
-            (index, symbol.name, symbol.hash, kind)
+            let at = symbol.name_at as usize;
+            (index, at, symbol.name, symbol.hash, kind)
         });
-    let globals =
-        NameList::collect(count, bytes, global_definitions).map_err(|kind| object.error(kind))?;
+    let globals = NameList::collect(sizes, object.strings, global_definitions)
+        .map_err(|kind| object.error(kind))?;
     if let Some(duplicate) = loader.namespace.find_duplicate(&globals) {
         return Err(object.error(duplicate));
     }

@@ -9,7 +9,6 @@
 //! definition index instead of holding its own copies.
 
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use foldhash::fast::FixedState;
@@ -320,7 +319,9 @@ struct Definition {
 /// A module's global definitions while it loads: named and hashed, not yet
 /// placed. [`NameList::finish`] gives them addresses.
 pub(crate) struct NameList {
-    text: String,
+    /// The definitions' names, at the offsets they record: a copy of the
+    /// stretch of the string table that holds them, or each name copied.
+    text: Vec<u8>,
     definitions: Vec<Definition>,
 }
 
@@ -330,51 +331,111 @@ const TOO_MANY_NAMES: ErrorKind = ErrorKind::Malformed {
     what: "symbol table (over 2^32 global definitions or bytes of their names)",
 };
 
-impl NameList {
-    /// The definitions `(symbol index, name, name's hash, kind)`, in symbol
-    /// table order, of `count` names of `bytes` bytes in all (one allocation
-    /// each for the names and the definitions). The hashes are the ones the
-    /// symbol table reader computed ([`name_hash`]): no name is hashed again
-    /// during the load.
-    #[inline(never)]
-    pub fn collect<'n>(
-        count: usize,
-        bytes: usize,
-        definitions: impl Iterator<Item = (usize, &'n str, u64, DefinitionKind)>,
-    ) -> Result<Self, ErrorKind> {
-        if u32::try_from(count).is_err() || u32::try_from(bytes).is_err() {
-            return Err(TOO_MANY_NAMES);
+/// How many definitions a [`NameList`] will hold, how many bytes their
+/// names have, and where in the string table the names lie, measured first
+/// so that everything is allocated once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NameSizes {
+    count: usize,
+    bytes: usize,
+    /// The string table bytes from the first name's start to the last
+    /// name's end (empty while `count` is 0).
+    start: usize,
+    end: usize,
+}
+
+impl NameSizes {
+    /// No names yet.
+    pub const fn new() -> Self {
+        Self {
+            count: 0,
+            bytes: 0,
+            start: usize::MAX,
+            end: 0,
         }
-        let mut list = Self {
-            text: String::with_capacity(bytes),
-            definitions: Vec::with_capacity(count),
-        };
-        for (symbol, name, hash, kind) in definitions {
-            list.push(symbol, name, hash, kind);
-        }
-        // Every offset and position is at most these, so if they fit in 32
-        // bits, no conversion in `push` truncated.
-        if u32::try_from(list.text.len()).is_err() || u32::try_from(list.definitions.len()).is_err()
-        {
-            return Err(TOO_MANY_NAMES);
-        }
-        Ok(list)
     }
 
-    /// Adds a definition. Truncates offsets past 2^32, which `collect` then
-    /// refuses.
+    /// Counts a name of `len` bytes at offset `at` of the string table.
     #[inline]
-    fn push(&mut self, symbol: usize, name: &str, hash: u64, kind: DefinitionKind) {
-        let start = self.text.len() as u32;
-        self.text.push_str(name);
-        self.definitions.push(Definition {
-            hash,
-            address: symbol as u64,
-            start,
-            end: self.text.len() as u32,
-            kind,
-            placed: false,
-        });
+    pub fn add(&mut self, at: usize, len: usize) {
+        self.count = self.count.saturating_add(1);
+        self.bytes = self.bytes.saturating_add(len);
+        self.start = self.start.min(at);
+        self.end = self.end.max(at.saturating_add(len));
+    }
+
+    /// The stretch of `table` to copy whole, if the names fill most of it:
+    /// one copy instead of one per name, for at most twice the bytes.
+    fn shared<'t>(&self, table: &'t [u8]) -> Option<&'t [u8]> {
+        let span = self.end.checked_sub(self.start)?;
+        let limit = self.bytes.saturating_mul(2).saturating_add(64);
+        if span > limit {
+            return None;
+        }
+        table.get(self.start..self.end)
+    }
+}
+
+impl NameList {
+    /// The definitions `(symbol index, name's offset in table, name, name's
+    /// hash, kind)`, in symbol table order, measured by `sizes` (one
+    /// allocation each for the names and the definitions). The hashes are
+    /// the ones the symbol table reader computed ([`name_hash`]): no name is
+    /// hashed again during the load. Each name must be the bytes of `table`
+    /// at its offset.
+    #[inline(never)]
+    pub fn collect<'n>(
+        sizes: NameSizes,
+        table: &[u8],
+        definitions: impl Iterator<Item = (usize, usize, &'n str, u64, DefinitionKind)>,
+    ) -> Result<Self, ErrorKind> {
+        if u32::try_from(sizes.count).is_err() || u32::try_from(sizes.bytes).is_err() {
+            return Err(TOO_MANY_NAMES);
+        }
+        let mut definitions_out = Vec::with_capacity(sizes.count);
+        let text = match sizes.shared(table) {
+            Some(shared) => {
+                let base = sizes.start;
+                for (symbol, at, name, hash, kind) in definitions {
+                    // Past 2^32 only if the whole span is, which is refused below.
+                    let start = at.wrapping_sub(base) as u32;
+                    definitions_out.push(Definition {
+                        hash,
+                        address: symbol as u64,
+                        start,
+                        end: start.wrapping_add(name.len() as u32),
+                        kind,
+                        placed: false,
+                    });
+                }
+                shared.to_vec()
+            }
+            None => {
+                let mut text = Vec::with_capacity(sizes.bytes);
+                for (symbol, _, name, hash, kind) in definitions {
+                    let start = text.len() as u32;
+                    text.extend_from_slice(name.as_bytes());
+                    definitions_out.push(Definition {
+                        hash,
+                        address: symbol as u64,
+                        start,
+                        end: text.len() as u32,
+                        kind,
+                        placed: false,
+                    });
+                }
+                text
+            }
+        };
+        // Every offset and position is at most these, so if they fit in 32
+        // bits, no conversion above truncated.
+        if u32::try_from(text.len()).is_err() || u32::try_from(definitions_out.len()).is_err() {
+            return Err(TOO_MANY_NAMES);
+        }
+        Ok(Self {
+            text,
+            definitions: definitions_out,
+        })
     }
 
     /// Gives each definition its address (`address_of(symbol index)`); one
@@ -396,7 +457,7 @@ impl NameList {
             }
         }
         ModuleNames {
-            text: text.into_boxed_str(),
+            text: text.into_boxed_slice(),
             definitions: definitions.into_boxed_slice(),
             index: None,
             exported,
@@ -406,16 +467,15 @@ impl NameList {
 
 /// The bytes of `definition`'s name in `text` (empty if the range is bad,
 /// which `NameList` never makes).
-fn name_bytes<'t>(text: &'t str, definition: &Definition) -> &'t [u8] {
-    text.as_bytes()
-        .get(definition.start as usize..definition.end as usize)
+fn name_bytes<'t>(text: &'t [u8], definition: &Definition) -> &'t [u8] {
+    text.get(definition.start as usize..definition.end as usize)
         .unwrap_or_default()
 }
 
 /// A loaded module's global definitions: every name in one allocation, and
 /// an index by name over the placed ones, exported or not.
 pub(crate) struct ModuleNames {
-    text: Box<str>,
+    text: Box<[u8]>,
     definitions: Box<[Definition]>,
     /// Positions in `definitions`; the stored hashes stand in for the names.
     /// Built by the first lookup: most modules are never asked for a name
@@ -457,7 +517,7 @@ impl ModuleNames {
 
 /// An index of the placed `definitions` by name: the first of each name.
 #[cold]
-fn index_names(text: &str, definitions: &[Definition]) -> HashIndex<Position> {
+fn index_names(text: &[u8], definitions: &[Definition]) -> HashIndex<Position> {
     let mut index: HashIndex<Position> = HashIndex::with_capacity(definitions.len());
     for (definition, at) in definitions.iter().zip(0u32..) {
         if !definition.placed {
@@ -947,14 +1007,89 @@ fn definer(modules: &Slots, slot: u32) -> Definer {
     )
 }
 
-fn duplicate_error(text: &str, definition: &Definition, existing: Definer) -> ErrorKind {
-    let name = text
-        .get(definition.start as usize..definition.end as usize)
-        .unwrap_or_default();
+fn duplicate_error(text: &[u8], definition: &Definition, existing: Definer) -> ErrorKind {
+    // A name came from a `&str`, so it is UTF-8.
+    let name = core::str::from_utf8(name_bytes(text, definition)).unwrap_or_default();
     ErrorKind::DuplicateDefinition {
         name: name.into(),
         existing,
     }
+}
+
+/// [`State::conflict`], on the tables it reads.
+fn conflict(
+    shadowed: &HashTable<Shadowed>,
+    modules: &Slots,
+    export: &Export,
+    name: &[u8],
+    own: Option<u32>,
+) -> Option<Definer> {
+    match export.owner {
+        Owner::Host(_) => Some(Definer::Host),
+        Owner::Module { slot, .. } if Some(slot) == own => None,
+        Owner::Module { slot, .. } if !export.weak => Some(definer(modules, slot)),
+        Owner::Module { .. } => {
+            let list = waiting_for(shadowed, modules, export.hash, name)?;
+            let strong = list
+                .waiting
+                .iter()
+                .find(|waiting| !waiting.weak && Some(waiting.slot) != own)?;
+            Some(definer(modules, strong.slot))
+        }
+    }
+}
+
+/// Definition `at` of the module in `slot` (being linked, its `names`),
+/// whose name `export` already has: a strong one that collides fails; else
+/// it waits in the name's shadowed list (`Ok(true)`), unless the host has
+/// the name, which never leaves (`Ok(false)`). Apart from `link`'s loop,
+/// which it would crowd: most names never get here.
+#[inline(never)]
+fn lose(
+    shadowed: &mut HashTable<Shadowed>,
+    modules: &Slots,
+    export: &Export,
+    names: &ModuleNames,
+    (slot, at): (u32, u32),
+) -> Result<bool, ErrorKind> {
+    let Some(definition) = names.definition(at) else {
+        return Ok(false);
+    };
+    let name = name_bytes(&names.text, definition);
+    let weak = definition.kind.weak;
+    if !weak {
+        // Against the namespace as it was: this module's own earlier
+        // definitions of the name never collide.
+        if let Some(existing) = conflict(shadowed, modules, export, name, Some(slot)) {
+            return Err(duplicate_error(&names.text, definition, existing));
+        }
+    }
+    if let Owner::Host(_) = export.owner {
+        return Ok(false); // the host's definitions never leave
+    }
+    // A definition that lost to an earlier one (a strong one here lost to
+    // an earlier weak one): next in line for the name.
+    let waiting = Waiting {
+        slot,
+        definition: at,
+        address: definition.address,
+        weak,
+    };
+    let hash = definition.hash;
+    shadowed
+        .entry(
+            hash,
+            |list| list_is_for(list, modules, hash, name),
+            |list| list.hash,
+        )
+        .or_insert_with(|| Shadowed {
+            hash,
+            waiting: Vec::new(),
+        })
+        .into_mut()
+        .waiting
+        .push(waiting);
+    Ok(true)
 }
 
 /// Takes module `slot`'s definitions out of the tables: its exports (each
@@ -1034,19 +1169,7 @@ impl State {
     /// host, a strong exporter, or a strong definition waiting behind a weak
     /// exporter. The module in slot `own` (being published) never counts.
     fn conflict(&self, export: &Export, name: &[u8], own: Option<u32>) -> Option<Definer> {
-        match export.owner {
-            Owner::Host(_) => Some(Definer::Host),
-            Owner::Module { slot, .. } if Some(slot) == own => None,
-            Owner::Module { slot, .. } if !export.weak => Some(definer(&self.modules, slot)),
-            Owner::Module { .. } => {
-                let list = waiting_for(&self.shadowed, &self.modules, export.hash, name)?;
-                let strong = list
-                    .waiting
-                    .iter()
-                    .find(|waiting| !waiting.weak && Some(waiting.slot) != own)?;
-                Some(definer(&self.modules, strong.slot))
-            }
-        }
+        conflict(&self.shadowed, &self.modules, export, name, own)
     }
 
     /// Puts the exports of the module in `slot` (already in place) into the
@@ -1074,7 +1197,7 @@ impl State {
             let probe = self.exports.probe(hash, |export| {
                 owner_name(host, modules, export.owner) == Some(name_bytes(&names.text, definition))
             });
-            let export = match probe {
+            match probe {
                 Probe::Vacant(vacant) => {
                     // Reserved above: the slot stays vacant until filled.
                     self.exports.fill(
@@ -1090,49 +1213,28 @@ impl State {
                         },
                     );
                     exported.push(Exported { hash, at });
-                    continue;
                 }
-                Probe::Found(found) => match self.exports.slots.get(found) {
-                    Some(export) => *export,
-                    None => continue,
-                },
-            };
-            let name = name_bytes(&names.text, definition);
-            if !weak {
-                // Against the namespace as it was: this module's own earlier
-                // definitions of the name never collide.
-                let state = &*self;
-                if let Some(existing) = state.conflict(&export, name, Some(slot)) {
-                    failure = Some(duplicate_error(&names.text, definition, existing));
-                    break;
+                Probe::Found(found) => {
+                    let Some(&export) = self.exports.slots.get(found) else {
+                        continue;
+                    };
+                    let lost = lose(
+                        &mut self.shadowed,
+                        &self.modules,
+                        &export,
+                        names,
+                        (slot, at),
+                    );
+                    match lost {
+                        Ok(true) => shadowed.push(at),
+                        Ok(false) => {}
+                        Err(duplicate) => {
+                            failure = Some(duplicate);
+                            break;
+                        }
+                    }
                 }
             }
-            if let Owner::Host(_) = export.owner {
-                continue; // the host's definitions never leave
-            }
-            // A definition that lost to an earlier one (a strong one here
-            // lost to an earlier weak one): next in line for the name.
-            let waiting = Waiting {
-                slot,
-                definition: at,
-                address: definition.address,
-                weak,
-            };
-            let modules = &self.modules;
-            self.shadowed
-                .entry(
-                    hash,
-                    |list| list_is_for(list, modules, hash, name),
-                    |list| list.hash,
-                )
-                .or_insert_with(|| Shadowed {
-                    hash,
-                    waiting: Vec::new(),
-                })
-                .into_mut()
-                .waiting
-                .push(waiting);
-            shadowed.push(at);
         }
         if let Some(failure) = failure {
             unlink(
@@ -1271,8 +1373,64 @@ impl Drop for Pins<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{HashIndex, Hashed, Probe};
+    use super::{
+        name_bytes, name_hash, DefinitionKind, HashIndex, Hashed, NameList, NameSizes, Probe,
+    };
     use alloc::collections::BTreeSet;
+    use alloc::vec::Vec;
+
+    /// The names of `table` at `offsets`, collected: whether the names fill
+    /// the stretch of the table they lie in (one copy of it) or not (one
+    /// copy each), every definition gets its own name back.
+    #[test]
+    fn collected_names_read_back() {
+        let kind = DefinitionKind {
+            exported: true,
+            weak: false,
+            strong_here: true,
+        };
+        let dense = b"\0f1\0g22\0\xffh\0\0\xc3\xa9333\0".as_slice();
+        let sparse = [
+            b"\0f1\0g22\0".as_slice(),
+            &[b'x'; 300],
+            b"\0\0\xc3\xa9333\0",
+        ]
+        .concat();
+        let cases: [(&[u8], &[usize]); 3] = [
+            (dense, &[1, 4, 12, 1, 11]),
+            (&sparse, &[1, 4, 310, 1, 309]),
+            (dense, &[]),
+        ];
+        for (table, offsets) in cases {
+            let names: Vec<&str> = offsets
+                .iter()
+                .map(|&at| {
+                    let rest = &table[at..];
+                    let len = rest.iter().position(|byte| *byte == 0).unwrap();
+                    core::str::from_utf8(&rest[..len]).unwrap()
+                })
+                .collect();
+            let mut sizes = NameSizes::new();
+            for (at, name) in offsets.iter().zip(&names) {
+                sizes.add(*at, name.len());
+            }
+            assert_eq!(
+                sizes.shared(table).is_some(),
+                table.len() < 100 && !offsets.is_empty()
+            );
+            let definitions = offsets
+                .iter()
+                .zip(&names)
+                .enumerate()
+                .map(|(symbol, (at, name))| (symbol, *at, *name, name_hash(name), kind));
+            let list = NameList::collect(sizes, table, definitions).unwrap();
+            assert_eq!(list.definitions.len(), names.len());
+            for (definition, name) in list.definitions.iter().zip(&names) {
+                assert_eq!(name_bytes(&list.text, definition), name.as_bytes());
+                assert_eq!(definition.hash, name_hash(name));
+            }
+        }
+    }
 
     #[derive(Clone, Copy, Debug)]
     struct Item {

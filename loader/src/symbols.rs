@@ -1200,9 +1200,9 @@ impl State {
             match probe {
                 Probe::Vacant(vacant) => {
                     // Reserved above: the slot stays vacant until filled.
-                    self.exports.fill(
-                        vacant,
-                        Export {
+                    // The table's length is brought up to date after the walk.
+                    if let Some(entry) = self.exports.slots.get_mut(vacant) {
+                        *entry = Export {
                             hash,
                             address: definition.address,
                             owner: Owner::Module {
@@ -1210,9 +1210,9 @@ impl State {
                                 definition: at,
                             },
                             weak,
-                        },
-                    );
-                    exported.push(Exported { hash, at });
+                        };
+                        exported.push(Exported { hash, at });
+                    }
                 }
                 Probe::Found(found) => {
                     let Some(&export) = self.exports.slots.get(found) else {
@@ -1236,6 +1236,7 @@ impl State {
                 }
             }
         }
+        self.exports.len = self.exports.len.saturating_add(exported.len());
         if let Some(failure) = failure {
             unlink(
                 &mut self.exports,

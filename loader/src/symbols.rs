@@ -1186,53 +1186,50 @@ impl State {
         let mut exported: Vec<Exported> = Vec::with_capacity(count);
         let mut shadowed: Vec<u32> = Vec::new();
         let mut failure = None;
-        for (definition, at) in names.definitions.iter().zip(0u32..) {
+        let (host, modules) = (&self.host, &self.modules);
+        let mask = self.exports.mask();
+        // `HashIndex::probe` and `fill` by hand, on the slots borrowed once
+        // for the whole walk: most names end at an empty slot.
+        let slots = self.exports.slots.as_mut_slice();
+        'definitions: for (definition, at) in names.definitions.iter().zip(0u32..) {
             if !definition.kind.exported || !definition.placed {
                 continue;
             }
             let hash = definition.hash;
-            let weak = definition.kind.weak;
-            let (host, modules) = (&self.host, &self.modules);
-            // The name is only needed when a stored hash matches: rarely.
-            let probe = self.exports.probe(hash, |export| {
-                owner_name(host, modules, export.owner) == Some(name_bytes(&names.text, definition))
-            });
-            match probe {
-                Probe::Vacant(vacant) => {
-                    // Reserved above: the slot stays vacant until filled.
-                    // The table's length is brought up to date after the walk.
-                    if let Some(entry) = self.exports.slots.get_mut(vacant) {
-                        *entry = Export {
-                            hash,
-                            address: definition.address,
-                            owner: Owner::Module {
-                                slot,
-                                definition: at,
-                            },
-                            weak,
-                        };
-                        exported.push(Exported { hash, at });
-                    }
-                }
-                Probe::Found(found) => {
-                    let Some(&export) = self.exports.slots.get(found) else {
-                        continue;
+            let mut probe = hash as usize & mask;
+            let export = loop {
+                // Reserved above: the walk meets an empty slot.
+                let Some(entry) = slots.get_mut(probe) else {
+                    continue 'definitions;
+                };
+                if entry.hash == 0 {
+                    *entry = Export {
+                        hash,
+                        address: definition.address,
+                        owner: Owner::Module {
+                            slot,
+                            definition: at,
+                        },
+                        weak: definition.kind.weak,
                     };
-                    let lost = lose(
-                        &mut self.shadowed,
-                        &self.modules,
-                        &export,
-                        names,
-                        (slot, at),
-                    );
-                    match lost {
-                        Ok(true) => shadowed.push(at),
-                        Ok(false) => {}
-                        Err(duplicate) => {
-                            failure = Some(duplicate);
-                            break;
-                        }
-                    }
+                    exported.push(Exported { hash, at });
+                    continue 'definitions;
+                }
+                // The name is only needed when a stored hash matches: rarely.
+                if entry.hash == hash
+                    && owner_name(host, modules, entry.owner)
+                        == Some(name_bytes(&names.text, definition))
+                {
+                    break *entry;
+                }
+                probe = probe.wrapping_add(1) & mask;
+            };
+            match lose(&mut self.shadowed, modules, &export, names, (slot, at)) {
+                Ok(true) => shadowed.push(at),
+                Ok(false) => {}
+                Err(duplicate) => {
+                    failure = Some(duplicate);
+                    break;
                 }
             }
         }

@@ -13,6 +13,9 @@ use goblin::elf::Elf;
 use crate::addr::Alignment;
 use crate::error::{ErrorKind, LoadError, SectionProblem, SectionRef, SymbolProblem};
 use crate::limits::{Limit, Limits};
+#[cfg(doc)]
+use crate::symbols::name_hash;
+use crate::symbols::{NameHash, EMPTY_NAME_HASH};
 
 /// `EM_X86_64`.
 pub const EM_X86_64: u16 = 62;
@@ -87,6 +90,10 @@ pub(crate) struct Section<'a> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Symbol<'a> {
     pub name: &'a str,
+    /// The name's [`name_hash`], found in the same pass as its end.
+    pub hash: u64,
+    /// Where the name starts in [`Object::strings`].
+    pub name_at: u32,
     pub value: u64,
     pub size: u64,
     pub shndx: u32,
@@ -185,6 +192,8 @@ pub struct Object<'a> {
     pub(crate) machine: Machine,
     pub(crate) sections: Vec<Section<'a>>,
     pub(crate) symbols: Vec<Symbol<'a>>,
+    /// The symbol table's string table (empty without a symbol table).
+    pub(crate) strings: &'a [u8],
     pub(crate) relocations: Vec<RelocationSection<'a>>,
     pub(crate) groups: Vec<Group<'a>>,
     /// The key whose signature was checked before parsing, if one was.
@@ -245,7 +254,7 @@ impl<'a> Object<'a> {
         check_tables(&headers, &sections).map_err(fail)?;
         check_string_tables(&sections).map_err(fail)?;
         check_overlaps(header.e_shoff, &headers, &sections).map_err(fail)?;
-        let symbols = read_symbols(&sections, limits).map_err(fail)?;
+        let (symbols, strings) = read_symbols(&sections, limits).map_err(fail)?;
         let relocations = read_relocations(&sections).map_err(fail)?;
         let groups = read_groups(&sections, &symbols).map_err(fail)?;
         Ok(Self {
@@ -253,6 +262,7 @@ impl<'a> Object<'a> {
             machine,
             sections,
             symbols,
+            strings,
             relocations,
             groups,
             #[cfg(feature = "signature")]
@@ -590,19 +600,67 @@ impl<'a> Strings<'a> {
             }
         }
     }
+
+    /// [`Strings::get`] and the name's [`name_hash`], from one pass over the
+    /// name's 8-byte words: each word is searched for a NUL and, if it has
+    /// none, hashed. A name without a NUL runs to the end of the table (which
+    /// `check_string_tables` refuses for string tables read as such).
+    #[inline]
+    fn get_hashed(&self, offset: usize) -> Option<(&'a str, u64)> {
+        const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+        const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+        let rest = self.bytes.get(offset..)?;
+        let mut state = NameHash::new();
+        let mut len = 0usize;
+        let last = loop {
+            let word = match rest.get(len..len.wrapping_add(8)) {
+                Some(&[b0, b1, b2, b3, b4, b5, b6, b7]) => {
+                    u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7])
+                }
+                // The table's last bytes, padded with zeros: they end the
+                // name at the end of the table.
+                _ => {
+                    let mut padded = [0u8; 8];
+                    let tail = rest.get(len..).unwrap_or_default();
+                    if let Some(start) = padded.get_mut(..tail.len()) {
+                        start.copy_from_slice(tail);
+                    }
+                    u64::from_le_bytes(padded)
+                }
+            };
+            // The lowest set bit is the high bit of the first zero byte;
+            // bits above it may be false (borrows), below it none are.
+            let zeros = word.wrapping_sub(ONES) & !word & HIGHS;
+            if zeros != 0 {
+                len = len.wrapping_add((zeros.trailing_zeros() / 8) as usize);
+                let first_zero = zeros & zeros.wrapping_neg();
+                let below = (first_zero >> 7).wrapping_sub(1);
+                break word & below;
+            }
+            state = state.word(word);
+            len = len.wrapping_add(8);
+        };
+        let name = match self.text {
+            // NUL is a whole character, so the end is on a boundary.
+            Some(text) => text.get(offset..offset.checked_add(len)?)?,
+            None => core::str::from_utf8(rest.get(..len)?).ok()?,
+        };
+        Some((name, state.finish(last)))
+    }
 }
 
+/// The symbols and the string table their names are in.
 fn read_symbols<'a>(
     sections: &[Section<'a>],
     limits: &Limits,
-) -> Result<Vec<Symbol<'a>>, ErrorKind> {
+) -> Result<(Vec<Symbol<'a>>, &'a [u8]), ErrorKind> {
     // `check_tables` allowed at most one symbol table.
     let Some((table_index, table)) = sections
         .iter()
         .enumerate()
         .find(|(_, section)| section.sh_type == SHT_SYMTAB)
     else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), &[]));
     };
     let names = sections
         .get(table.link as usize)
@@ -626,11 +684,11 @@ fn read_symbols<'a>(
             name: name.into(),
             problem,
         };
-        let name = if raw.name == 0 {
-            ""
+        let (name, hash) = if raw.name == 0 {
+            ("", EMPTY_NAME_HASH)
         } else {
             names
-                .get(u64::from(raw.name))
+                .get_hashed(raw.name as usize)
                 .ok_or_else(|| fail("?", SymbolProblem::BadName))?
         };
         limits.check(Limit::SymbolNameLength, name.len() as u64)?;
@@ -645,6 +703,8 @@ fn read_symbols<'a>(
         }
         symbols.push(Symbol {
             name,
+            hash,
+            name_at: raw.name,
             value: raw.value,
             size: raw.size,
             shndx,
@@ -653,7 +713,7 @@ fn read_symbols<'a>(
             visibility: raw.other & 0x3,
         });
     }
-    Ok(symbols)
+    Ok((symbols, names.bytes))
 }
 
 /// One little-endian `Elf64_Sym`, as its fields.
@@ -752,4 +812,85 @@ fn read_groups<'a>(
         });
     }
     Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Strings;
+    use crate::symbols::name_hash;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    /// Names of every length 0..=40, ASCII and not, packed into tables with
+    /// each name in every position: first, in the middle, and last with its
+    /// NUL as the table's last byte or with no NUL at all.
+    #[test]
+    fn hashed_names_match_name_hash() {
+        let pieces = ["a", "é", "ab", "€", "𝄞", "_Z3foo", "x.y"];
+        let mut names: Vec<String> = Vec::new();
+        for len in 0..=40usize {
+            for (start, _) in pieces.iter().enumerate() {
+                let mut name = String::new();
+                let mut turn = start;
+                while name.len() < len {
+                    name.push_str(pieces[turn % pieces.len()]);
+                    turn += 1;
+                }
+                // Cut back to `len` bytes on a character boundary.
+                while name.len() > len {
+                    name.pop();
+                }
+                names.push(name);
+            }
+        }
+        for name in &names {
+            let places: [(&[u8], &[u8]); 4] = [
+                (b"", b"\0"),
+                (b"xyz\0", b"\0more\0"),
+                (b"p\0", b""),
+                // Not UTF-8 as a whole.
+                (b"\xff\0", b"\0"),
+            ];
+            for (before, after) in places {
+                let offset = before.len();
+                let bytes = [before, name.as_bytes(), after].concat();
+                let strings = Strings::new(&bytes);
+                let (found, hash) = strings.get_hashed(offset).expect("name in table");
+                assert_eq!(found, name, "{name:?} after {before:?}");
+                assert_eq!(hash, name_hash(name), "{name:?} after {before:?}");
+                assert_eq!(strings.get(offset as u64), Some(name.as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn hashed_names_refuse_what_get_refuses() {
+        let table = "ab\0é\0\0".as_bytes();
+        let strings = Strings::new(table);
+        for offset in 0..=table.len() + 9 {
+            assert_eq!(
+                strings.get_hashed(offset).map(|(name, _)| name),
+                strings.get(offset as u64),
+                "offset {offset}"
+            );
+        }
+        // Not UTF-8: the name at 0 is refused, the one after it is not.
+        let strings = Strings::new(b"a\xff\0b\0");
+        assert_eq!(strings.get_hashed(0), None);
+        assert_eq!(strings.get_hashed(3).map(|(name, _)| name), Some("b"));
+    }
+
+    #[test]
+    fn name_hashes_differ_and_are_never_zero() {
+        let mut seen = alloc::collections::BTreeSet::new();
+        for number in 0..20_000u32 {
+            for prefix in ["f", "g", "module_function_", ""] {
+                let name = alloc::format!("{prefix}{number}");
+                let hash = name_hash(&name);
+                assert_ne!(hash, 0);
+                assert!(seen.insert(hash), "{name} collides");
+            }
+        }
+        assert_ne!(name_hash(""), 0);
+    }
 }

@@ -16,7 +16,9 @@ use crate::plan::{stub_addend, Binding, EntryBits, Layout, Placement, Plan, Sect
 use crate::reloc::{
     aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
 };
-use crate::symbols::{DefinitionKind, ModuleNames, ModuleRecord, NameList, NameMap, Pins};
+use crate::symbols::{
+    DefinitionKind, ModuleNames, ModuleRecord, NameList, NameMap, NameSizes, Pins, EMPTY_NAME_HASH,
+};
 
 /// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
 /// allocated yet.
@@ -527,15 +529,11 @@ fn resolve<'l>(
             && (binding.is_defined_here() || matches!(binding, Binding::Yielded { .. }))
     };
     let symbols = || object.symbols.iter().zip(&layout.bindings);
-    // Measured first, so the names, definitions and index are allocated once.
-    let (count, bytes) = symbols()
-        .filter(|(symbol, binding)| defines(symbol, binding))
-        .fold((0usize, 0usize), |(count, bytes), (symbol, _)| {
-            (
-                count.saturating_add(1),
-                bytes.saturating_add(symbol.name.len()),
-            )
-        });
+    // Measured first, so the names and definitions are allocated once.
+    let mut sizes = NameSizes::new();
+    for (symbol, _) in symbols().filter(|(symbol, binding)| defines(symbol, binding)) {
+        sizes.add(symbol.name_at as usize, symbol.name.len());
+    }
     let global_definitions = symbols()
         .enumerate()
         .filter(|(_, (symbol, binding))| defines(symbol, binding))
@@ -548,10 +546,11 @@ fn resolve<'l>(
                 weak: weak || matches!(binding, Binding::Common { .. }),
                 strong_here: exported && !weak && binding.is_defined_here(),
             };
-            (index, symbol.name, kind)
+            let at = symbol.name_at as usize;
+            (index, at, symbol.name, symbol.hash, kind)
         });
-    let globals =
-        NameList::collect(count, bytes, global_definitions).map_err(|kind| object.error(kind))?;
+    let globals = NameList::collect(sizes, object.strings, global_definitions)
+        .map_err(|kind| object.error(kind))?;
     if let Some(duplicate) = loader.namespace.find_duplicate(&globals) {
         return Err(object.error(duplicate));
     }
@@ -563,9 +562,14 @@ fn resolve<'l>(
             )
         })
         .collect();
-    let names: Vec<&str> = wanted
+    let names: Vec<(&str, u64)> = wanted
         .iter()
-        .map(|index| object.symbols.get(*index).map_or("", |symbol| symbol.name))
+        .map(|index| {
+            object
+                .symbols
+                .get(*index)
+                .map_or(("", EMPTY_NAME_HASH), |symbol| (symbol.name, symbol.hash))
+        })
         .collect();
     let comdats: Vec<Option<&str>> = wanted
         .iter()
@@ -575,7 +579,7 @@ fn resolve<'l>(
     let mut external = vec![None; object.symbols.len()];
     let mut absent_weak = vec![false; object.symbols.len()];
     let mut missing: Vec<Box<str>> = Vec::new();
-    for ((index, name), found) in wanted.iter().zip(&names).zip(found) {
+    for ((index, (name, _)), found) in wanted.iter().zip(&names).zip(found) {
         let weak = object
             .symbols
             .get(*index)

@@ -173,6 +173,11 @@ impl<'a> RelocationSection<'a> {
         self.entries.len()
     }
 
+    /// Entry `index`, decoded.
+    pub fn get(&self, index: usize) -> Option<Rela> {
+        self.entries.get(index).map(Rela::decode)
+    }
+
     /// The entries, decoded in file order.
     pub fn entries(&self) -> impl ExactSizeIterator<Item = Rela> + 'a {
         self.entries.iter().map(Rela::decode)

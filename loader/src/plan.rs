@@ -658,31 +658,32 @@ fn scan_entries(
     relaxed_bits: &mut EntryBits,
     slots: &mut Slots,
 ) -> Result<(), (Rela, RelocationProblem)> {
-    let mut bits = core::mem::take(relaxed_bits);
+    let (mut last, mut filled) = (relaxed_bits.last, relaxed_bits.filled);
+    let mut result = Ok(());
     for entry in relocations.entries() {
         let needs = counts.count(entry.r_type);
         let Some(class) = classes.get(entry.r_sym()).filter(|_| needs != 0) else {
-            *relaxed_bits = bits;
             let problem = match needs {
                 0 => RelocationProblem::Unsupported,
                 _ => RelocationProblem::BadSymbol,
             };
-            return Err((entry, problem));
+            result = Err((entry, problem));
+            break;
         };
         // Worked out without branching on the entry's type (calls and GOT
         // loads alternate in compiled code), so that the one branch left is
         // nearly never taken: most entries need neither.
         let has = |bit: u8| needs & bit != 0;
         let relaxed = has(NeedBits::RELAXABLE) & relaxes(&entry, class.placed_here, data);
-        bits.push(relaxed);
+        EntryBits::push_into(&mut relaxed_bits.words, &mut last, &mut filled, relaxed);
         let wants_slot = has(NeedBits::GOT_SLOT) & !relaxed;
         let wants_stub = has(NeedBits::STUB) & class.may_be_out_of_reach;
         if wants_slot | wants_stub {
             slots.reserve(machine, &entry, wants_slot, wants_stub);
         }
     }
-    *relaxed_bits = bits;
-    Ok(())
+    (relaxed_bits.last, relaxed_bits.filled) = (last, filled);
+    result
 }
 
 impl Slots {
@@ -884,12 +885,22 @@ impl EntryBits {
     /// Appends a bit (without a branch on `value`).
     #[inline(always)]
     fn push(&mut self, value: bool) {
-        self.last |= u64::from(value) << self.filled;
-        self.filled = self.filled.wrapping_add(1);
-        if self.filled == 64 {
-            self.words.push(self.last);
-            self.last = 0;
-            self.filled = 0;
+        let (mut last, mut filled) = (self.last, self.filled);
+        Self::push_into(&mut self.words, &mut last, &mut filled, value);
+        (self.last, self.filled) = (last, filled);
+    }
+
+    /// [`Self::push`] onto a partial word the caller keeps in locals, so
+    /// that a loop's bits stay in registers instead of going through
+    /// memory from one entry to the next.
+    #[inline(always)]
+    fn push_into(words: &mut Vec<u64>, last: &mut u64, filled: &mut u32, value: bool) {
+        *last |= u64::from(value) << *filled;
+        *filled = filled.wrapping_add(1);
+        if *filled == 64 {
+            words.push(*last);
+            *last = 0;
+            *filled = 0;
         }
     }
 

@@ -646,7 +646,9 @@ struct SectionFixups<'s, 'o> {
 impl SectionFixups<'_, '_> {
     /// Applies the x86-64 `relocations` to the section's `bytes`. Entry `i`
     /// is relaxed if bit `first + i` of `relaxed` is set: the plan's decision.
-    /// Marks the stubs calls went through.
+    /// Marks the stubs calls went through. Not inlined into
+    /// [`Placed::relocate`], so that this loop has the registers to itself.
+    #[inline(never)]
     fn apply_x86_64(
         &self,
         relocations: &RelocationSection<'_>,
@@ -679,44 +681,50 @@ impl SectionFixups<'_, '_> {
             if fast {
                 continue;
             }
-            // By value: a reference would keep the entry in memory on the
-            // fast path too.
-            match self.apply_one_x86_64(entry, relax, bytes) {
-                Ok(Applied::Direct) => {}
-                Ok(Applied::ThroughStub) => {
-                    let stub = self.symbols.get(entry.r_sym()).map(|target| target.stub);
-                    mark_used(stub_used, stub.unwrap_or(SymbolTarget::NO_SLOT));
-                }
-                Err(problem) => {
-                    return Err(relocation_error(self.object, self.index, &entry, problem))
-                }
-            }
+            // By position: the entry itself would be kept in memory for it,
+            // on the fast path too.
+            self.apply_one_x86_64(relocations, position, relax, bytes, stub_used)?;
         }
         Ok(())
     }
 
-    /// One entry through the full engine, for what the fast path declined:
-    /// it applies the entry or says exactly why not.
+    /// Entry `position` through the full engine, for what the fast path
+    /// declined: it applies the entry (marking its stub if the call went
+    /// through it) or says exactly why not.
     #[inline(never)]
     fn apply_one_x86_64(
         &self,
-        entry: Rela,
+        relocations: &RelocationSection<'_>,
+        position: usize,
         relax: bool,
         bytes: &mut [u8],
-    ) -> Result<Applied, RelocationProblem> {
-        let target = self
-            .symbols
-            .get(entry.r_sym())
-            .ok_or(RelocationProblem::BadSymbol)?;
-        let offset = usize::try_from(entry.r_offset).map_err(|_| RelocationProblem::OutOfBounds)?;
-        // An x86-64 stub jumps to the symbol itself: one per symbol.
-        let inputs = self
-            .inputs(&entry, target, target.stub)
-            .ok_or(RelocationProblem::TargetNotLoaded)?;
-        x86_64::apply_common(entry.r_type, bytes, offset, &inputs, relax).unwrap_or_else(|| {
-            let inputs = self.sized(&entry, &inputs);
-            x86_64::apply(entry.r_type, bytes, offset, &inputs, relax)
-        })
+        stub_used: &mut [bool],
+    ) -> Result<(), LoadError> {
+        let Some(entry) = relocations.get(position) else {
+            return Ok(());
+        };
+        let target = self.symbols.get(entry.r_sym());
+        let applied = (|| {
+            let target = target.ok_or(RelocationProblem::BadSymbol)?;
+            let offset =
+                usize::try_from(entry.r_offset).map_err(|_| RelocationProblem::OutOfBounds)?;
+            // An x86-64 stub jumps to the symbol itself: one per symbol.
+            let inputs = self
+                .inputs(&entry, target, target.stub)
+                .ok_or(RelocationProblem::TargetNotLoaded)?;
+            x86_64::apply_common(entry.r_type, bytes, offset, &inputs, relax).unwrap_or_else(|| {
+                let inputs = self.sized(&entry, &inputs);
+                x86_64::apply(entry.r_type, bytes, offset, &inputs, relax)
+            })
+        })();
+        match applied {
+            Ok(Applied::Direct) => Ok(()),
+            Ok(Applied::ThroughStub) => {
+                mark_used(stub_used, target.map_or(SymbolTarget::NO_SLOT, |t| t.stub));
+                Ok(())
+            }
+            Err(problem) => Err(relocation_error(self.object, self.index, &entry, problem)),
+        }
     }
 
     /// Applies the AArch64 `relocations` to the section's `bytes`, marking

@@ -233,15 +233,9 @@ pub fn apply_fast(
     if (relax & !is_relaxable_pair(opcode, modrm)) | (via_slot & !has_got_slot) {
         return false;
     }
-    let [b0, b1, b2, b3] = narrow.to_le_bytes();
-    *window = [
-        select_unpredictable(relax, LEA, opcode),
-        modrm,
-        b0,
-        b1,
-        b2,
-        b3,
-    ];
+    let [opcode_byte, _, field @ ..] = window;
+    *opcode_byte = select_unpredictable(relax, LEA, opcode);
+    *field = narrow.to_le_bytes();
     true
 }
 

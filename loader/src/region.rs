@@ -507,6 +507,90 @@ mod tests {
         assert_eq!(again, Err(RegionError::AlreadyInitialized));
     }
 
+    /// Writes in place: the test region's pages are never protected.
+    struct InPlace;
+
+    impl PageWriter for InPlace {
+        unsafe fn write(
+            &self,
+            target: VirtAddr,
+            bytes: &[u8],
+        ) -> Result<(), crate::ProtectionError> {
+            // SAFETY: the caller guarantees the range is its own piece of the
+            // test region, which is plain read-write memory.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    target.as_u64() as usize as *mut u8,
+                    bytes.len(),
+                )
+            };
+            Ok(())
+        }
+    }
+
+    static NO_PROTECTION: crate::NoProtection = crate::NoProtection;
+
+    #[test]
+    fn packed_pieces_share_pages_and_give_them_back() {
+        let region = leaked_region(128);
+        let before = region.usage();
+        let piece = |segment, size| {
+            region
+                .reserve_piece(segment, size, Alignment::new(16).unwrap(), &NO_PROTECTION)
+                .unwrap()
+        };
+        let mut a = piece(Segment::Code, 100);
+        let mut b = piece(Segment::Code, 200);
+        let mut data = piece(Segment::Writable, 24);
+        // Two code pieces in one page, data in a chunk of its own.
+        assert_eq!(b.start().as_u64(), a.start().as_u64() + 112);
+        assert_eq!(region.usage().used, 2 * packing::CHUNK as usize);
+        let packed = region.packed_usage();
+        assert_eq!(packed.committed, 2 * 4096);
+        assert_eq!(packed.pieces, 324);
+        a.write(&[0xc3; 100], &InPlace).unwrap();
+        b.write(&[0x90; 200], &InPlace).unwrap();
+        data.write(&[7; 24], &InPlace).unwrap();
+        assert!(b.write(&[0; 201], &InPlace).is_err());
+        // SAFETY: the pieces were just written and nothing else uses them.
+        let read =
+            |piece: &Piece, at: u64| unsafe { *((piece.start().as_u64() + at) as *const u8) };
+        assert_eq!(
+            (read(&a, 99), read(&b, 0), read(&data, 23)),
+            (0xc3, 0x90, 7)
+        );
+        drop(a);
+        // b still holds the page and the chunk.
+        assert_eq!(region.packed_usage().committed, 2 * 4096);
+        let c = piece(Segment::Code, 50);
+        assert_eq!(
+            c.start().as_u64(),
+            b.start().as_u64() - 112,
+            "freed bytes reused"
+        );
+        drop((b, c, data));
+        assert_eq!(region.usage(), before);
+        assert_eq!(region.packed_usage(), PackedUsage::default());
+    }
+
+    #[test]
+    fn packed_exhaustion_takes_nothing() {
+        let region = leaked_region(40);
+        let before = region.usage();
+        let code = region
+            .reserve_piece(Segment::Code, 4096, Alignment::PAGE, &NO_PROTECTION)
+            .unwrap();
+        let error = region.reserve_piece(Segment::ReadOnly, 8, Alignment::BYTE, &NO_PROTECTION);
+        assert!(matches!(error, Err(ErrorKind::OutOfMemory { .. })));
+        drop(code);
+        assert_eq!(region.usage(), before);
+        // Larger than the region: refused, nothing taken.
+        let error = region.reserve_piece(Segment::Code, 1 << 30, Alignment::BYTE, &NO_PROTECTION);
+        assert!(error.is_err());
+        assert_eq!(region.usage(), before);
+    }
+
     #[test]
     fn exhaustion_is_reported() {
         let region = leaked_region(1);

@@ -198,13 +198,16 @@ pub fn new_region(size: usize, placement: Placement) -> io::Result<&'static Regi
 pub struct PackedRegion {
     /// The region, backed by a `memfd`.
     pub region: &'static Region,
-    /// Writes into the region's pages through temporary windows.
+    /// Writes into the region's pages through the `memfd` (`pwrite`).
     pub writer: &'static MemfdWriter,
+    /// Writes into the region's pages through temporary windows (`mmap`,
+    /// copy, `munmap`): the other path, kept to compare their costs.
+    pub window_writer: &'static MemfdWriter,
 }
 
 /// A new region for packed placement ([`modload::Loader::packed`]) in leaked
 /// memory: `size` bytes of a `memfd` mapped shared, read-write, where
-/// `placement` says, and never unmapped, with the [`MemfdWriter`] that writes
+/// `placement` says, and never unmapped, with the [`MemfdWriter`]s that write
 /// into its pages once they are read-only or executable.
 ///
 /// ```no_run
@@ -232,13 +235,22 @@ pub fn new_packed_region(size: usize, placement: Placement) -> io::Result<Packed
     let region: &'static Region = Box::leak(Box::new(Region::new()));
     // The descriptor stays open with the mapping: both live as long as the process.
     give_to(region, memory, size)?;
-    let writer: &'static MemfdWriter = Box::leak(Box::new(MemfdWriter {
+    let writer = MemfdWriter {
         fd,
         base: VirtAddr::from_ptr(memory.cast::<u8>().cast_const()).as_u64(),
         size: size as u64,
         page: page_size()?,
-    }));
-    Ok(PackedRegion { region, writer })
+        path: WritePath::File,
+    };
+    let window_writer = MemfdWriter {
+        path: WritePath::Window,
+        ..writer
+    };
+    Ok(PackedRegion {
+        region,
+        writer: Box::leak(Box::new(writer)),
+        window_writer: Box::leak(Box::new(window_writer)),
+    })
 }
 
 /// A `memfd` of `size` bytes that may be mapped executable.
@@ -280,44 +292,89 @@ fn page_size() -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("no page size"))
 }
 
-/// Writes into a packed region's pages through a temporary window: the pages'
-/// range of the `memfd` is mapped again, read-write and never executable, at
-/// an address the kernel picks, the bytes are copied there, and the window is
-/// unmapped before [`PageWriter::write`] returns. The mapping code runs from
-/// keeps its read+execute (or read-only) permissions throughout, so no
-/// mapping is ever writable and executable, and no writable view of loaded
-/// code outlives the write.
+/// Writes into a packed region's pages without any writable mapping of them
+/// that code could run from: the mapping modules run from keeps its
+/// read+execute (or read-only) permissions throughout, so no mapping is ever
+/// writable and executable, and no writable view of loaded code outlives the
+/// write. Two paths, both through the region's `memfd`:
 ///
-/// Why a window per write and not a permanent non-executable alias of the
-/// whole region (which would make writes plain copies): an alias would leave
-/// every loaded module's code writable at a second address for as long as it
-/// is loaded, giving up most of what W^X protects against. A window costs an
-/// `mmap` and a `munmap` (whose TLB shootdown reaches only the cores this
-/// process runs on) per write, and packed loads write at most twice (code,
-/// read-only data; writable data is copied in place): see `docs/PERFORMANCE.md`
-/// for the measured cost per load. It is also Linux's choice: `text_poke`
-/// patches kernel text through a temporary mapping in a private `mm`.
-#[derive(Debug)]
+/// - **`pwrite` to the `memfd`** (the [`PackedRegion::writer`]): the kernel
+///   copies the bytes into the file's pages, which are the very pages the
+///   region maps (shared), so every mapping sees them at once. No writable
+///   mapping of the pages exists in the process at any moment, not even a
+///   temporary one, and no TLB entry has to be shot down: one system call per
+///   write.
+/// - **A temporary window** (the [`PackedRegion::window_writer`], what
+///   `text_poke` does in the Linux kernel with a private `mm`): the pages'
+///   range of the `memfd` is mapped again, read-write and never executable,
+///   at an address the kernel picks, the bytes are copied, and the window is
+///   unmapped. It costs an `mmap`, page faults on the window and a `munmap`
+///   with its TLB shootdown per write: measured slower than `pwrite` (see
+///   `docs/PERFORMANCE.md`, section 4), so it is kept only to compare.
+///
+/// Not chosen: a permanent non-executable alias of the whole region (writes
+/// would be plain copies, but every loaded module's code would stay writable
+/// at a second address for as long as it is loaded, giving up most of what
+/// W^X protects against).
+#[derive(Clone, Copy, Debug)]
 pub struct MemfdWriter {
     fd: libc::c_int,
     /// Where the region's mapping starts.
     base: u64,
     size: u64,
     page: u64,
+    path: WritePath,
 }
 
-impl PageWriter for MemfdWriter {
-    unsafe fn write(&self, target: VirtAddr, bytes: &[u8]) -> Result<(), ProtectionError> {
+/// How a [`MemfdWriter`] reaches the pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WritePath {
+    /// `pwrite` at the pages' file offset.
+    File,
+    /// A temporary shared read-write mapping of the pages.
+    Window,
+}
+
+impl MemfdWriter {
+    /// `pwrite`s `bytes` at `offset` of the `memfd`, in as many calls as it takes.
+    ///
+    /// # Safety
+    /// As [`PageWriter::write`]: the bytes written belong to the caller alone.
+    unsafe fn write_file(&self, offset: u64, bytes: &[u8]) -> Result<(), ProtectionError> {
+        let mut done = 0usize;
+        while let Some(rest) = bytes.get(done..).filter(|rest| !rest.is_empty()) {
+            let at = libc::off_t::try_from(offset.saturating_add(done as u64))
+                .map_err(|_| ProtectionError { code: libc::EINVAL })?;
+            // SAFETY: `rest` is a live slice of `rest.len()` readable bytes;
+            // pwrite reads them and writes the file, touching no memory of ours.
+            let written = unsafe { libc::pwrite(self.fd, rest.as_ptr().cast(), rest.len(), at) };
+            match usize::try_from(written) {
+                Ok(0) => return Err(ProtectionError { code: libc::EIO }),
+                Ok(count) => done = done.saturating_add(count),
+                Err(_) => {
+                    let code = io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+                    if code != libc::EINTR {
+                        return Err(ProtectionError { code });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps the pages around `[start, end)` read-write at a new address,
+    /// copies `bytes` there and unmaps them.
+    ///
+    /// # Safety
+    /// As [`PageWriter::write`], and `[start, end)` lies in the region with
+    /// `end - start == bytes.len()`.
+    unsafe fn write_window(
+        &self,
+        start: u64,
+        end: u64,
+        bytes: &[u8],
+    ) -> Result<(), ProtectionError> {
         let invalid = ProtectionError { code: libc::EINVAL };
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        let start = target.as_u64();
-        let end = start.checked_add(bytes.len() as u64).ok_or(invalid)?;
-        let region_end = self.base.saturating_add(self.size);
-        if start < self.base || end > region_end {
-            return Err(invalid);
-        }
         let mask = self.page - 1;
         let first = start & !mask;
         let last = end.checked_add(mask).ok_or(invalid)? & !mask;
@@ -360,5 +417,27 @@ impl PageWriter for MemfdWriter {
             });
         }
         Ok(())
+    }
+}
+
+impl PageWriter for MemfdWriter {
+    unsafe fn write(&self, target: VirtAddr, bytes: &[u8]) -> Result<(), ProtectionError> {
+        let invalid = ProtectionError { code: libc::EINVAL };
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let start = target.as_u64();
+        let end = start.checked_add(bytes.len() as u64).ok_or(invalid)?;
+        let region_end = self.base.saturating_add(self.size);
+        if start < self.base || end > region_end {
+            return Err(invalid);
+        }
+        match self.path {
+            // SAFETY: forwarded from this function's contract; the range lies
+            // in the region (checked above), at this offset of the memfd.
+            WritePath::File => unsafe { self.write_file(start - self.base, bytes) },
+            // SAFETY: as above, and `end - start` is `bytes.len()`.
+            WritePath::Window => unsafe { self.write_window(start, end, bytes) },
+        }
     }
 }

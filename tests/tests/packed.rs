@@ -470,3 +470,31 @@ fn packed_and_default_loads_share_a_region() {
     env.assert_empty();
     assert_region_read_write(&env);
 }
+
+/// The other host writer, the temporary `mmap` window, packs and runs the
+/// same modules, and its windows are never executable either.
+#[test]
+fn the_window_writer_packs_too() {
+    let env = Packed::new(16 << 20);
+    let chain = chain();
+    let loader = env.loader().packed(env.packed.window_writer);
+    let (modules, _) = watching_maps(|| {
+        (1..=10)
+            .map(|n| {
+                // SAFETY: the fixtures are this project's own test code.
+                let module = unsafe { loader.load(&chain_name(n), &chain[n - 1]) }.unwrap();
+                assert_eq!(chain_value(&module, n), (n * (n + 1) / 2) as i64);
+                assert_eq!(
+                    call0(&module, &format!("chain_{n}_check")),
+                    (4 * n + 2) as i64
+                );
+                module
+            })
+            .collect::<Vec<_>>()
+    });
+    for module in modules.into_iter().rev() {
+        module.unload().unwrap();
+    }
+    env.assert_empty();
+    assert_region_read_write(&env);
+}

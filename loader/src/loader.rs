@@ -86,6 +86,9 @@ impl<'l> Loader<'l> {
     /// cache and frees the staging bytes, so [`Finalized::bytes`](crate::Finalized::bytes)
     /// is empty. Unloading frees the pieces; a page no module uses any more
     /// becomes read-write again and returns to the region with its chunk.
+    /// [`LoadReport::reserved`](crate::LoadReport::reserved) is then the sum of
+    /// the module's pieces, and [`Region::packed_usage`] tells the pages
+    /// committed to packed modules apart from the chunks held for them.
     ///
     /// `writer` must serve this loader's region (on the host, the
     /// `MemfdWriter` of a region made by `modload_platform::host::new_packed_region`).

@@ -80,11 +80,16 @@ impl MemoryProtection for NoProtection {
 /// mapping code runs from, not even briefly: the writer must reach the same
 /// memory through another, non-executable path. Options, and what they cost:
 ///
-/// - **A temporary writable window** (what the host's `MemfdWriter` in
-///   `modload-platform` does, and what `text_poke` does with a private `mm`):
-///   map the target pages writable at another address, copy, unmap. No
-///   writable view of code outlives the copy; the price is a map and an unmap
-///   (with its TLB shootdown) per write, a few microseconds.
+/// - **Through the memory's backing object, with no mapping at all** (the
+///   host's `MemfdWriter` in `modload-platform`: `pwrite` to the `memfd` the
+///   region maps): no writable view of the pages exists in the address space
+///   at any moment; one system call per write.
+/// - **A temporary writable window** (the host's `window_writer`, and what
+///   `text_poke` does with a private `mm`): map the target pages writable and
+///   never executable at another address, copy, unmap. No writable view of
+///   code outlives the copy; the price is a map, page faults and an unmap
+///   (with its TLB shootdown) per write. A kernel without a file to write
+///   through does this with a per-CPU slot in its page tables.
 /// - **A permanent non-executable alias** of the whole region: writes are
 ///   plain copies, but every module's code is writable somewhere for as long
 ///   as it is loaded, which gives up much of what W^X is for.

@@ -1167,13 +1167,16 @@ fn write(args: &[String]) -> Result<(), String> {
         "### Packed placement (`Loader::packed`)\n\n\
          Segments of different modules share pages by permission class (code,\n\
          read-only, writable), at sub-page granularity, in a region on a `memfd`;\n\
-         code and read-only bytes reach their already-protected pages through a\n\
-         temporary writable, never executable, window (`MemfdWriter`). *Committed*\n\
-         is whole pages holding at least one live piece: the pages that carry\n\
-         module permissions. *Reserved* is what packing holds from the region:\n\
-         committed pages plus the idle rest of each class's last 128 KiB chunk\n\
-         (read-write, never touched by a module). A single module alone still\n\
-         takes a page for each class it uses: nothing shares them yet.\n"
+         code and read-only bytes reach their already-protected pages with\n\
+         `pwrite` to the `memfd` (`MemfdWriter`), never through a writable\n\
+         mapping of code. *Committed* is whole pages holding at least one live\n\
+         piece: the pages that carry module permissions. *Reserved* is what\n\
+         packing holds from the region: committed pages plus the idle rest of\n\
+         each class's last 128 KiB chunk (read-write, never touched by a module).\n\
+         A single module alone gains nothing: each class it uses still needs\n\
+         whole pages of its own (for `small`, two of code, one read-only, one\n\
+         writable, as in the default mode), since there is nobody to share them\n\
+         with, and packing holds a chunk per class for the modules to come.\n"
     );
     let _ = writeln!(
         details,

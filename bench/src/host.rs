@@ -7,7 +7,9 @@ use std::sync::atomic::AtomicI64;
 use std::time::{Duration, Instant};
 
 use modload::{Loader, Module, Namespace, Object, Region, VirtAddr};
-use modload_platform::host::{new_region, Placement, HOST_PROTECTION};
+use modload_platform::host::{
+    new_packed_region, new_region, PackedRegion, Placement, HOST_PROTECTION,
+};
 
 use crate::objects;
 
@@ -19,6 +21,13 @@ pub const REGION_SIZE: usize = 256 << 20;
 /// modules reach libc with 32-bit displacements.
 pub fn region() -> Result<&'static Region, String> {
     new_region(REGION_SIZE, Placement::Anywhere).map_err(|error| format!("region: {error}"))
+}
+
+/// A fresh packed region of [`REGION_SIZE`] bytes (a `memfd`, with its page
+/// writer) next to the shared libraries, for [`packed_loader`].
+pub fn packed_region() -> Result<PackedRegion, String> {
+    new_packed_region(REGION_SIZE, Placement::Anywhere)
+        .map_err(|error| format!("packed region: {error}"))
 }
 
 /// The address of `name` in this process (libc and friends), through `dlsym`.
@@ -196,4 +205,10 @@ pub fn copied_bytes(loader: &Loader<'_>, name: &str, bytes: &[u8]) -> Result<u64
 /// A loader for `namespace` in `region` with the host's `mprotect`.
 pub fn loader<'l>(namespace: &'l Namespace, region: &'static Region) -> Loader<'l> {
     Loader::new(namespace, region, &HOST_PROTECTION)
+}
+
+/// A packed loader ([`Loader::packed`]) for `namespace` in `packed`'s region,
+/// with the host's `mprotect` and `packed`'s page writer.
+pub fn packed_loader<'l>(namespace: &'l Namespace, packed: &PackedRegion) -> Loader<'l> {
+    Loader::new(namespace, packed.region, &HOST_PROTECTION).packed(packed.writer)
 }

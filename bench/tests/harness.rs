@@ -33,6 +33,14 @@ fn the_small_module_runs_under_every_linker() {
     host::unload(module).unwrap();
     assert_eq!(region.usage().used, 0);
 
+    // Packed, too: the same module runs from shared pages and gives them back.
+    let packed = host::packed_region().unwrap();
+    let loader = host::packed_loader(namespace, &packed);
+    let (module, _) = host::load_timed(&loader, "small", &small.bytes).unwrap();
+    assert_eq!(call_main(module.symbol("main").unwrap().as_u64()), 0);
+    host::unload(module).unwrap();
+    assert_eq!(packed.region.usage().used, 0);
+
     for linker in [Linker::JitLink, Linker::RuntimeDyld] {
         let jit = Jit::new(linker).unwrap();
         for _ in 0..2 {

@@ -7,7 +7,7 @@ use crate::error::{ErrorKind, LoadError};
 use crate::limits::{Limit, Limits};
 use crate::module::Module;
 use crate::plan;
-use crate::protection::MemoryProtection;
+use crate::protection::{MemoryProtection, PageWriter};
 use crate::region::Region;
 use crate::stage::Planned;
 use crate::symbols::Namespace;
@@ -35,6 +35,9 @@ pub struct Loader<'l> {
     pub(crate) protection: &'static dyn MemoryProtection,
     pub(crate) fallback: Option<&'l dyn SymbolResolver>,
     pub(crate) limits: Limits,
+    /// When set, modules are packed (see [`Loader::packed`]) and their code
+    /// and read-only bytes are written through this.
+    pub(crate) packing: Option<&'static dyn PageWriter>,
     /// When set, only objects signed by one of these keys are loaded.
     #[cfg(feature = "signature")]
     pub(crate) trusted: Option<&'l crate::signature::TrustedKeys>,
@@ -54,6 +57,7 @@ impl<'l> Loader<'l> {
             protection,
             fallback: None,
             limits: Limits::DEFAULT,
+            packing: None,
             #[cfg(feature = "signature")]
             trusted: None,
         }
@@ -63,6 +67,45 @@ impl<'l> Loader<'l> {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Packs modules: each module's three segments (code, read-only,
+    /// writable) go into pages shared with other packed modules' segments of
+    /// the same permissions, at sub-page granularity, instead of a
+    /// reservation of its own in which each segment starts on a fresh page.
+    /// Many small modules then take about the sum of their sections (a
+    /// single one still needs a page per class).
+    ///
+    /// Pages keep their permissions while any module uses them, so W^X holds
+    /// at every instant for code other modules are running: [`Planned::allocate`]
+    /// takes the pieces (their addresses become the targets) and staging
+    /// memory from the loader's heap for the bytes; relocation works on the
+    /// staging bytes; [`Relocated::finalize`](crate::Relocated::finalize)
+    /// copies code and read-only data into their pieces through `writer`
+    /// (never through a writable executable mapping), syncs the instruction
+    /// cache and frees the staging bytes, so [`Finalized::bytes`](crate::Finalized::bytes)
+    /// is empty. Unloading frees the pieces; a page no module uses any more
+    /// becomes read-write again and returns to the region with its chunk.
+    /// [`LoadReport::reserved`](crate::LoadReport::reserved) is then the sum of
+    /// the module's pieces, and [`Region::packed_usage`] tells the pages
+    /// committed to packed modules apart from the chunks held for them.
+    ///
+    /// `writer` must serve this loader's region (on the host, the
+    /// `MemfdWriter` of a region made by `modload_platform::host::new_packed_region`).
+    /// Packed modules are meant to run where they are placed: mapping
+    /// segments elsewhere before relocation ([`Placed::map_segment`](crate::Placed::map_segment))
+    /// still relocates them for there, but finalize copies those bytes into
+    /// the pieces; take them from [`Relocated::bytes`](crate::Relocated::bytes) instead.
+    ///
+    /// [`Planned::allocate`]: crate::Planned::allocate
+    pub fn packed(mut self, writer: &'static dyn PageWriter) -> Self {
+        self.packing = Some(writer);
+        self
+    }
+
+    /// Whether this loader packs modules ([`Loader::packed`]).
+    pub fn is_packed(&self) -> bool {
+        self.packing.is_some()
     }
 
     /// The limits this loader enforces.

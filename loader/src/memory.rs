@@ -1,64 +1,270 @@
 //! One module's memory and its protection state. It makes sure protected pages
 //! become writable again before the region reuses them.
+//!
+//! A module's memory is either one contiguous reservation (the default: the
+//! bytes are relocated in place, then their pages protected), or packed: one
+//! [`Piece`] per segment in pages shared with other modules, plus ordinary
+//! heap memory where the bytes are staged and relocated for the pieces'
+//! addresses until [`ModuleMemory::commit`] copies them into the pieces.
 
-use crate::addr::VirtAddr;
+use alloc::vec::Vec;
+
+use crate::addr::{Alignment, VirtAddr};
 use crate::error::ErrorKind;
-use crate::protection::{MemoryProtection, Permissions};
-use crate::region::Reservation;
+use crate::plan::{Plan, SectionKind, Segment};
+use crate::protection::{MemoryProtection, PageWriter, Permissions};
+use crate::region::{Piece, Region, Reservation};
 
 pub(crate) struct ModuleMemory {
+    backing: Backing,
+}
+
+enum Backing {
+    Contiguous(Contiguous),
+    Packed(Packed),
+}
+
+/// One reservation holding the whole module, laid out as in the plan.
+struct Contiguous {
     reservation: Option<Reservation>,
     protection: Option<&'static dyn MemoryProtection>,
+}
+
+/// Packed pieces and the staging bytes they are filled from.
+struct Packed {
+    /// The module laid out as in the plan, in ordinary memory: the stages
+    /// copy and relocate here. Emptied (and freed) by `commit`.
+    staging: Vec<u8>,
+    segments: Vec<PackedSegment>,
+    writer: &'static dyn PageWriter,
+}
+
+/// One segment's piece, and where the segment lies in the staging bytes.
+struct PackedSegment {
+    segment: Segment,
+    piece: Piece,
+    /// The address of the segment's first byte: the piece's start, plus the
+    /// phase that keeps pieces aligned beyond a page (see `ModuleMemory::packed`).
+    target: u64,
+    /// The segment's offset in the plan's layout (and in `staging`).
+    offset: u64,
+    /// Its exact size: from its offset to the end of its last piece.
+    len: u64,
 }
 
 impl ModuleMemory {
     pub fn new(reservation: Reservation) -> Self {
         Self {
-            reservation: Some(reservation),
-            protection: None,
+            backing: Backing::Contiguous(Contiguous {
+                reservation: Some(reservation),
+                protection: None,
+            }),
         }
     }
 
+    /// Packed memory for a module of `plan`: a piece per non-empty segment,
+    /// exactly as large as the segment's contents (no page rounding), and
+    /// zeroed staging bytes for the whole layout. Fails with nothing taken.
+    pub fn packed(
+        region: &'static Region,
+        plan: &Plan,
+        protection: &'static dyn MemoryProtection,
+        writer: &'static dyn PageWriter,
+    ) -> Result<Self, ErrorKind> {
+        let mut segments = Vec::with_capacity(Segment::ALL.len());
+        for segment in Segment::ALL {
+            let Some((offset, len, align)) = contents(plan, segment) else {
+                continue;
+            };
+            // Pieces keep their offsets within the segment, so the segment's
+            // start must sit at the same remainder modulo its strictest
+            // alignment as in the plan. That remainder is 0 unless a piece
+            // asks for more than a page (segments start on page boundaries).
+            let phase = offset.checked_rem(align.bytes()).unwrap_or(0);
+            let size = len
+                .checked_add(phase)
+                .ok_or(ErrorKind::ModuleTooLarge { size: len })?;
+            let piece = region.reserve_piece(segment, size, align, protection)?;
+            let target = piece.start().as_u64().wrapping_add(phase);
+            segments.push(PackedSegment {
+                segment,
+                piece,
+                target,
+                offset,
+                len,
+            });
+        }
+        let out_of_memory = ErrorKind::OutOfMemory {
+            size: plan.size(),
+            align: 1,
+        };
+        let size = usize::try_from(plan.size()).map_err(|_| out_of_memory.clone())?;
+        let mut staging = Vec::new();
+        staging.try_reserve_exact(size).map_err(|_| out_of_memory)?;
+        staging.resize(size, 0);
+        Ok(Self {
+            backing: Backing::Packed(Packed {
+                staging,
+                segments,
+                writer,
+            }),
+        })
+    }
+
+    /// Whether the module is packed.
+    pub fn is_packed(&self) -> bool {
+        matches!(self.backing, Backing::Packed(_))
+    }
+
+    /// Where the module's bytes are now (the staging bytes when packed).
     pub fn start(&self) -> VirtAddr {
-        self.reservation
-            .as_ref()
-            .map_or(VirtAddr::new(0), Reservation::start)
-    }
-
-    pub fn len(&self) -> u64 {
-        self.reservation.as_ref().map_or(0, Reservation::len)
-    }
-
-    /// Writable access, which exists only until the pages are protected.
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        match (&mut self.reservation, self.protection) {
-            (Some(reservation), None) => reservation.bytes_mut(),
-            _ => &mut [],
+        match &self.backing {
+            Backing::Contiguous(memory) => memory
+                .reservation
+                .as_ref()
+                .map_or(VirtAddr::new(0), Reservation::start),
+            Backing::Packed(packed) => VirtAddr::from_ptr(packed.staging.as_ptr()),
         }
     }
 
+    /// Bytes the module takes from the region: the reservation, or the sum of
+    /// its pieces.
+    pub fn len(&self) -> u64 {
+        match &self.backing {
+            Backing::Contiguous(memory) => memory.reservation.as_ref().map_or(0, Reservation::len),
+            Backing::Packed(packed) => packed
+                .segments
+                .iter()
+                .map(|segment| segment.piece.len())
+                .fold(0, u64::saturating_add),
+        }
+    }
+
+    /// The address the byte at `offset` of the plan's layout, in `segment`,
+    /// runs at: the reservation's start plus the offset, or the segment's
+    /// packed piece plus the offset within the segment. Offsets lie in the
+    /// layout, so this never wraps.
+    pub fn target(&self, segment: Segment, offset: u64) -> u64 {
+        match &self.backing {
+            Backing::Contiguous(_) => self.start().as_u64().wrapping_add(offset),
+            // An empty piece (a zero-sized section, an empty GOT) in a segment
+            // with no contents gets the module's first segment's address, so
+            // references to it stay in reach as they would in one block.
+            Backing::Packed(packed) => packed
+                .segments
+                .iter()
+                .find(|packed| packed.segment == segment)
+                .map(|packed| {
+                    packed
+                        .target
+                        .wrapping_add(offset.wrapping_sub(packed.offset))
+                })
+                .or_else(|| packed.segments.first().map(|packed| packed.target))
+                .unwrap_or(0),
+        }
+    }
+
+    /// `(target, size)` of the packed code segment, if there is one.
+    pub fn packed_code(&self) -> Option<(VirtAddr, u64)> {
+        match &self.backing {
+            Backing::Contiguous(_) => None,
+            Backing::Packed(packed) => packed
+                .segments
+                .iter()
+                .find(|packed| packed.segment == Segment::Code)
+                .map(|code| (VirtAddr::new(code.target), code.len)),
+        }
+    }
+
+    /// Writable access, which exists only until the pages are protected (or,
+    /// packed, until the bytes are committed to their pieces).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        match &mut self.backing {
+            Backing::Contiguous(Contiguous {
+                reservation: Some(reservation),
+                protection: None,
+            }) => reservation.bytes_mut(),
+            Backing::Contiguous(_) => &mut [],
+            Backing::Packed(packed) => &mut packed.staging,
+        }
+    }
+
+    /// The bytes as laid out in the plan. Packed, these are the staging bytes,
+    /// which are gone once committed.
     pub fn bytes(&self) -> &[u8] {
-        self.reservation.as_ref().map_or(&[], Reservation::bytes)
+        match &self.backing {
+            Backing::Contiguous(memory) => {
+                memory.reservation.as_ref().map_or(&[], Reservation::bytes)
+            }
+            Backing::Packed(packed) => &packed.staging,
+        }
+    }
+
+    /// Packed: copies each segment from the staging bytes into its piece (code
+    /// and read-only through the page writer, since their pages are already
+    /// read+execute or read-only and may be running other modules' code),
+    /// then frees the staging bytes. Nothing to do for contiguous memory.
+    pub fn commit(&mut self) -> Result<(), ErrorKind> {
+        let Backing::Packed(packed) = &mut self.backing else {
+            return Ok(());
+        };
+        for segment in &mut packed.segments {
+            let source = usize::try_from(segment.offset)
+                .ok()
+                .zip(usize::try_from(segment.len).ok())
+                .and_then(|(start, len)| packed.staging.get(start..start.checked_add(len)?))
+                .ok_or(ErrorKind::PlanMismatch {
+                    kind: first_kind(segment.segment),
+                    planned: segment.len,
+                    used: packed.staging.len() as u64,
+                })?;
+            let phase = segment.target.wrapping_sub(segment.piece.start().as_u64());
+            if phase == 0 {
+                segment.piece.write(source, packed.writer)?;
+            } else {
+                // A piece aligned beyond a page starts with `phase` unused bytes.
+                let mut padded = Vec::new();
+                padded
+                    .try_reserve_exact(source.len().saturating_add(phase as usize))
+                    .map_err(|_| ErrorKind::OutOfMemory {
+                        size: segment.piece.len(),
+                        align: 1,
+                    })?;
+                padded.resize(phase as usize, 0);
+                padded.extend_from_slice(source);
+                segment.piece.write(&padded, packed.writer)?;
+            }
+        }
+        packed.staging = Vec::new();
+        Ok(())
     }
 
     /// Applies `permissions` to each `(offset, len)` range. On failure, puts every
-    /// page back to read-write and reports the platform's error.
+    /// page back to read-write and reports the platform's error. Packed memory
+    /// has its permissions already (its pages got them when first used).
     pub fn protect(
         &mut self,
         protection: &'static dyn MemoryProtection,
         ranges: &[(u64, u64, Permissions)],
     ) -> Result<(), ErrorKind> {
-        let start = self.start();
+        let Backing::Contiguous(memory) = &mut self.backing else {
+            return Ok(());
+        };
+        let start = memory
+            .reservation
+            .as_ref()
+            .map_or(VirtAddr::new(0), Reservation::start);
+        let whole = memory.reservation.as_ref().map_or(0, Reservation::len);
         for &(offset, len, permissions) in ranges.iter().filter(|(_, len, _)| *len > 0) {
             debug_assert!(!permissions.is_writable_and_executable());
             let at = start.checked_add(offset).unwrap_or(start);
             if let Err(error) = protection.protect(at, len, permissions) {
                 // Leave nothing half-protected: the region may reuse these pages.
                 if protection
-                    .protect(start, self.len(), Permissions::READ_WRITE)
+                    .protect(start, whole, Permissions::READ_WRITE)
                     .is_err()
                 {
-                    self.protection = Some(protection);
+                    memory.protection = Some(protection);
                 }
                 return Err(ErrorKind::Protection {
                     start: at,
@@ -67,18 +273,51 @@ impl ModuleMemory {
                 });
             }
         }
-        self.protection = Some(protection);
+        memory.protection = Some(protection);
         Ok(())
     }
 }
 
-impl Drop for ModuleMemory {
+/// `(offset, exact size, strictest alignment)` of what `segment` holds in
+/// `plan`'s layout, or `None` if it holds nothing.
+fn contents(plan: &Plan, segment: Segment) -> Option<(u64, u64, Alignment)> {
+    let offset = plan.segment(segment).offset;
+    let mut end = None::<u64>;
+    let mut align = Alignment::BYTE;
+    for kind in SectionKind::ALL {
+        let extent = plan.kind(kind);
+        if kind.segment() != segment || extent.size == 0 {
+            continue;
+        }
+        let kind_end = extent.offset.saturating_add(extent.size);
+        end = Some(end.map_or(kind_end, |end| end.max(kind_end)));
+        align = align.max(extent.align);
+    }
+    let len = end?.checked_sub(offset)?;
+    (len > 0).then_some((offset, len, align))
+}
+
+/// The first kind of a segment, to name it in an error.
+fn first_kind(segment: Segment) -> SectionKind {
+    match segment {
+        Segment::Code => SectionKind::Text,
+        Segment::ReadOnly => SectionKind::ReadOnly,
+        Segment::Writable => SectionKind::Data,
+    }
+}
+
+impl Drop for Contiguous {
     fn drop(&mut self) {
         let Some(protection) = self.protection else {
             return;
         };
+        let start = self
+            .reservation
+            .as_ref()
+            .map_or(VirtAddr::new(0), Reservation::start);
+        let len = self.reservation.as_ref().map_or(0, Reservation::len);
         if protection
-            .protect(self.start(), self.len(), Permissions::READ_WRITE)
+            .protect(start, len, Permissions::READ_WRITE)
             .is_err()
         {
             // The allocator would write its free-list node into a read-only page.

@@ -2,6 +2,12 @@
 //! any loader, so loaded code outlives the loader that placed it.
 //!
 //! This file and `call.rs` are the only places in the crate that touch raw memory.
+//!
+//! Two ways to place modules share one region: a contiguous [`Reservation`]
+//! per module (the default), and packed [`Piece`]s, one per segment, that
+//! share pages with other modules' segments of the same permissions (see
+//! `packing.rs` for the bookkeeping and [`crate::PageWriter`] for how bytes
+//! get into pages that are already read-only or executable).
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -9,7 +15,11 @@ use core::ptr::NonNull;
 use linked_list_allocator::Heap;
 use spin::Mutex;
 
-use crate::addr::VirtAddr;
+use crate::addr::{Alignment, VirtAddr};
+use crate::error::ErrorKind;
+use crate::packing::{self, Chunk, Pool};
+use crate::plan::Segment;
+use crate::protection::{MemoryProtection, PageWriter, Permissions};
 
 /// A block of memory that module sections are allocated from.
 ///
@@ -23,6 +33,23 @@ use crate::addr::VirtAddr;
 /// ```
 pub struct Region {
     heap: Mutex<Heap>,
+    /// Packed placement's pages, one pool per segment kind. Locked before
+    /// `heap` whenever both are held.
+    pools: Mutex<[Pool; 3]>,
+}
+
+/// How much of a region packed placement ([`crate::Loader::packed`]) uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PackedUsage {
+    /// Bytes of the chunks packed placement holds from the region (part of
+    /// [`RegionUsage::used`]): committed pages and idle pages kept for the
+    /// next pieces of the same permissions.
+    pub reserved: usize,
+    /// Bytes of the whole pages that hold at least one live piece: the pages
+    /// that carry module permissions. Idle pages stay read-write.
+    pub committed: usize,
+    /// Bytes in live pieces (each module segment's exact size).
+    pub pieces: usize,
 }
 
 /// How much of a region is in use.
@@ -61,6 +88,7 @@ impl Region {
     pub const fn new() -> Self {
         Self {
             heap: Mutex::new(Heap::empty()),
+            pools: Mutex::new([Pool::new(), Pool::new(), Pool::new()]),
         }
     }
 
@@ -99,6 +127,19 @@ impl Region {
         }
     }
 
+    /// What packed placement holds of this region, over every permission class.
+    pub fn packed_usage(&self) -> PackedUsage {
+        let pools = self.pools.lock();
+        let mut total = PackedUsage::default();
+        for usage in pools.iter().map(Pool::usage) {
+            let bytes = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+            total.reserved = total.reserved.saturating_add(bytes(usage.chunks));
+            total.committed = total.committed.saturating_add(bytes(usage.committed));
+            total.pieces = total.pieces.saturating_add(bytes(usage.live));
+        }
+        total
+    }
+
     /// The first address of the region's memory (0 before `init`).
     pub fn start(&self) -> VirtAddr {
         VirtAddr::from_ptr(self.heap.lock().bottom())
@@ -118,6 +159,253 @@ impl Region {
             start,
             layout,
         })
+    }
+}
+
+impl Region {
+    /// Takes a packed piece of `size` bytes (more than 0) aligned to `align`
+    /// for a segment of kind `segment`, sharing pages with other modules'
+    /// segments of the same kind. Pages the piece is the first to touch get
+    /// the segment's permissions through `protection` before this returns, so
+    /// the piece's bytes must be written through a [`PageWriter`] (see
+    /// [`Piece::write`]). On failure nothing changes.
+    pub(crate) fn reserve_piece(
+        &'static self,
+        segment: Segment,
+        size: u64,
+        align: Alignment,
+        protection: &'static dyn MemoryProtection,
+    ) -> Result<Piece, ErrorKind> {
+        let out_of_memory = || ErrorKind::OutOfMemory {
+            size,
+            align: align.bytes(),
+        };
+        let mut pools = self.pools.lock();
+        let pool = pools
+            .get_mut(pool_slot(segment))
+            .ok_or_else(out_of_memory)?;
+        let taken = match pool.take(size, align) {
+            Some(taken) => taken,
+            None => {
+                let chunk = self.take_chunk(size, align).ok_or_else(out_of_memory)?;
+                pool.add_chunk(chunk);
+                match pool.take(size, align) {
+                    Some(taken) => taken,
+                    None => {
+                        self.return_chunks(&pool.idle_chunks(chunk.start, chunk.end));
+                        return Err(out_of_memory());
+                    }
+                }
+            }
+        };
+        let end = taken.start.saturating_add(size);
+        let permissions = segment.permissions();
+        if permissions != Permissions::READ_WRITE {
+            for (index, &(start, run_end)) in taken.committed.iter().enumerate() {
+                let len = run_end.saturating_sub(start);
+                let Err(error) = protection.protect(VirtAddr::new(start), len, permissions) else {
+                    continue;
+                };
+                // Undo: the runs protected so far (and the one that failed,
+                // which may be half done) go back to read-write, or stay out
+                // of use for good if even that fails.
+                pool.untake(taken.start, size);
+                for &(undo, undo_end) in taken.committed.iter().take(index.saturating_add(1)) {
+                    let undo_len = undo_end.saturating_sub(undo);
+                    if protection
+                        .protect(VirtAddr::new(undo), undo_len, Permissions::READ_WRITE)
+                        .is_err()
+                    {
+                        quarantine(pool, undo, undo_end);
+                    }
+                }
+                self.return_chunks(&pool.idle_chunks(taken.start, end));
+                return Err(ErrorKind::Protection {
+                    start: VirtAddr::new(start),
+                    len,
+                    code: error.code,
+                });
+            }
+        }
+        Ok(Piece {
+            region: self,
+            segment,
+            start: taken.start,
+            size,
+            protection,
+        })
+    }
+
+    /// Frees a piece: pages no live piece touches any more go back to
+    /// read-write, and chunks with no committed page go back to the heap.
+    fn release_piece(&self, piece: &Piece) {
+        let mut pools = self.pools.lock();
+        let Some(pool) = pools.get_mut(pool_slot(piece.segment)) else {
+            return;
+        };
+        let idle = pool.free(piece.start, piece.size);
+        if piece.segment.permissions() != Permissions::READ_WRITE {
+            for (start, end) in idle {
+                let len = end.saturating_sub(start);
+                if piece
+                    .protection
+                    .protect(VirtAddr::new(start), len, Permissions::READ_WRITE)
+                    .is_err()
+                {
+                    // The heap would write its free-list node into a page it
+                    // cannot write: keep the page (and its chunk) out of use.
+                    quarantine(pool, start, end);
+                }
+            }
+        }
+        let end = piece.start.saturating_add(piece.size);
+        let chunks = pool.idle_chunks(piece.start, end);
+        self.return_chunks(&chunks);
+    }
+
+    /// A chunk of whole pages from the heap with room for a `size`-byte piece
+    /// aligned to `align`.
+    fn take_chunk(&self, size: u64, align: Alignment) -> Option<Chunk> {
+        let len = packing::chunk_size(size, align)?;
+        let chunk_align = align.max(Alignment::PAGE).bytes();
+        let layout = Layout::from_size_align(
+            usize::try_from(len).ok()?,
+            usize::try_from(chunk_align).ok()?,
+        )
+        .ok()?;
+        let start = self.heap.lock().allocate_first_fit(layout).ok()?;
+        let start = VirtAddr::from_ptr(start.as_ptr()).as_u64();
+        Some(Chunk {
+            start,
+            end: start.checked_add(len)?,
+            align: chunk_align,
+        })
+    }
+
+    /// Gives idle chunks back to the heap.
+    fn return_chunks(&self, chunks: &[Chunk]) {
+        if chunks.is_empty() {
+            return;
+        }
+        let mut heap = self.heap.lock();
+        for chunk in chunks {
+            let Some(pointer) = self.pointer_in(&heap, chunk.start) else {
+                continue;
+            };
+            let layout = usize::try_from(chunk.end.saturating_sub(chunk.start))
+                .ok()
+                .zip(usize::try_from(chunk.align).ok())
+                .and_then(|(len, align)| Layout::from_size_align(len, align).ok());
+            if let Some(layout) = layout {
+                // SAFETY: `take_chunk` allocated exactly this block with exactly
+                // this layout (the pool kept both), and the pool gives a chunk
+                // back once, when no live piece lies in it. Every page of it is
+                // read-write again (released pages were made read-write or
+                // quarantined, and a quarantined page keeps its chunk), so the
+                // heap can write its free-list node into it.
+                unsafe { heap.deallocate(pointer, layout) };
+            }
+        }
+    }
+
+    /// A pointer to `address`, inside the region's memory, derived from the
+    /// pointer the region was given (so it carries that memory's provenance).
+    fn pointer_in(&self, heap: &Heap, address: u64) -> Option<NonNull<u8>> {
+        let bottom = heap.bottom();
+        let offset = address.checked_sub(VirtAddr::from_ptr(bottom).as_u64())?;
+        if offset >= heap.size() as u64 {
+            return None;
+        }
+        NonNull::new(bottom.wrapping_add(usize::try_from(offset).ok()?))
+    }
+}
+
+/// The pool of a segment kind.
+fn pool_slot(segment: Segment) -> usize {
+    match segment {
+        Segment::Code => 0,
+        Segment::ReadOnly => 1,
+        Segment::Writable => 2,
+    }
+}
+
+/// Keeps the pages of `[start, end)` out of use for good.
+fn quarantine(pool: &mut Pool, start: u64, end: u64) {
+    let mut page = start;
+    while page < end {
+        pool.quarantine(page);
+        page = page.saturating_add(Alignment::PAGE.bytes());
+    }
+}
+
+/// One packed segment of a module: `size` bytes in pages shared with other
+/// modules' segments of the same permissions. Dropping it frees the bytes;
+/// a page left with no live piece becomes read-write again, and a chunk left
+/// with no committed page returns to the region's heap.
+pub(crate) struct Piece {
+    region: &'static Region,
+    segment: Segment,
+    start: u64,
+    size: u64,
+    protection: &'static dyn MemoryProtection,
+}
+
+impl Piece {
+    /// Where the piece starts.
+    pub(crate) fn start(&self) -> VirtAddr {
+        VirtAddr::new(self.start)
+    }
+
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// Copies `bytes` to the start of the piece: through `writer` for code and
+    /// read-only pieces, whose pages already carry their final permissions,
+    /// and in place for writable ones, whose pages are read-write.
+    pub(crate) fn write(&mut self, bytes: &[u8], writer: &dyn PageWriter) -> Result<(), ErrorKind> {
+        let len = bytes.len() as u64;
+        if len > self.size {
+            return Err(ErrorKind::ModuleTooLarge { size: len });
+        }
+        if self.segment.permissions() != Permissions::READ_WRITE {
+            // SAFETY: the range lies in this piece (checked above), which the
+            // region handed to this `Piece` alone; `&mut self` makes this the
+            // only write, and the module is not published yet, so no code runs
+            // from the piece and nothing else refers to it. The writer serves
+            // this region: the loader was given it for this region.
+            return unsafe { writer.write(self.start(), bytes) }.map_err(|error| {
+                ErrorKind::Protection {
+                    start: self.start(),
+                    len,
+                    code: error.code,
+                }
+            });
+        }
+        let destination = self.region.pointer_in(&self.region.heap.lock(), self.start);
+        let Some(destination) = destination else {
+            return Err(ErrorKind::OutOfMemory {
+                size: self.size,
+                align: 1,
+            });
+        };
+        // SAFETY: the destination is the start of this piece, inside the
+        // region's memory (`pointer_in` checked it), and `len` bytes fit in the
+        // piece (checked above). The piece belongs to this `Piece` alone and
+        // `&mut self` makes this the only access; writable pieces' pages are
+        // read-write at every moment (they are never protected). `bytes` is
+        // ordinary memory, so the two ranges cannot overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), destination.as_ptr(), bytes.len())
+        };
+        Ok(())
+    }
+}
+
+impl Drop for Piece {
+    fn drop(&mut self) {
+        self.region.release_piece(self);
     }
 }
 
@@ -217,6 +505,90 @@ mod tests {
         // SAFETY: the call is refused before the pointer is used.
         let again = unsafe { region.init(other.as_mut_ptr(), 8) };
         assert_eq!(again, Err(RegionError::AlreadyInitialized));
+    }
+
+    /// Writes in place: the test region's pages are never protected.
+    struct InPlace;
+
+    impl PageWriter for InPlace {
+        unsafe fn write(
+            &self,
+            target: VirtAddr,
+            bytes: &[u8],
+        ) -> Result<(), crate::ProtectionError> {
+            // SAFETY: the caller guarantees the range is its own piece of the
+            // test region, which is plain read-write memory.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    target.as_u64() as usize as *mut u8,
+                    bytes.len(),
+                )
+            };
+            Ok(())
+        }
+    }
+
+    static NO_PROTECTION: crate::NoProtection = crate::NoProtection;
+
+    #[test]
+    fn packed_pieces_share_pages_and_give_them_back() {
+        let region = leaked_region(128);
+        let before = region.usage();
+        let piece = |segment, size| {
+            region
+                .reserve_piece(segment, size, Alignment::new(16).unwrap(), &NO_PROTECTION)
+                .unwrap()
+        };
+        let mut a = piece(Segment::Code, 100);
+        let mut b = piece(Segment::Code, 200);
+        let mut data = piece(Segment::Writable, 24);
+        // Two code pieces in one page, data in a chunk of its own.
+        assert_eq!(b.start().as_u64(), a.start().as_u64() + 112);
+        assert_eq!(region.usage().used, 2 * packing::CHUNK as usize);
+        let packed = region.packed_usage();
+        assert_eq!(packed.committed, 2 * 4096);
+        assert_eq!(packed.pieces, 324);
+        a.write(&[0xc3; 100], &InPlace).unwrap();
+        b.write(&[0x90; 200], &InPlace).unwrap();
+        data.write(&[7; 24], &InPlace).unwrap();
+        assert!(b.write(&[0; 201], &InPlace).is_err());
+        // SAFETY: the pieces were just written and nothing else uses them.
+        let read =
+            |piece: &Piece, at: u64| unsafe { *((piece.start().as_u64() + at) as *const u8) };
+        assert_eq!(
+            (read(&a, 99), read(&b, 0), read(&data, 23)),
+            (0xc3, 0x90, 7)
+        );
+        drop(a);
+        // b still holds the page and the chunk.
+        assert_eq!(region.packed_usage().committed, 2 * 4096);
+        let c = piece(Segment::Code, 50);
+        assert_eq!(
+            c.start().as_u64(),
+            b.start().as_u64() - 112,
+            "freed bytes reused"
+        );
+        drop((b, c, data));
+        assert_eq!(region.usage(), before);
+        assert_eq!(region.packed_usage(), PackedUsage::default());
+    }
+
+    #[test]
+    fn packed_exhaustion_takes_nothing() {
+        let region = leaked_region(40);
+        let before = region.usage();
+        let code = region
+            .reserve_piece(Segment::Code, 4096, Alignment::PAGE, &NO_PROTECTION)
+            .unwrap();
+        let error = region.reserve_piece(Segment::ReadOnly, 8, Alignment::BYTE, &NO_PROTECTION);
+        assert!(matches!(error, Err(ErrorKind::OutOfMemory { .. })));
+        drop(code);
+        assert_eq!(region.usage(), before);
+        // Larger than the region: refused, nothing taken.
+        let error = region.reserve_piece(Segment::Code, 1 << 30, Alignment::BYTE, &NO_PROTECTION);
+        assert!(error.is_err());
+        assert_eq!(region.usage(), before);
     }
 
     #[test]

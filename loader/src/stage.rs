@@ -135,6 +135,11 @@ impl<'l, 'a> Planned<'l, 'a> {
 
     /// Reserves the plan's memory in the loader's region (one contiguous block)
     /// and copies the sections in. Bss, padding, the GOT and stubs start zeroed.
+    ///
+    /// A [packed](Loader::packed) loader instead takes one piece per segment
+    /// in pages shared with other modules (the pieces' addresses become the
+    /// targets) and copies the sections into staging memory laid out as in
+    /// the plan, where they are relocated until `finalize`.
     pub fn allocate(self) -> Result<Placed<'l, 'a>, LoadError> {
         let Planned {
             loader,
@@ -142,17 +147,21 @@ impl<'l, 'a> Planned<'l, 'a> {
             plan,
             layout,
         } = self;
-        let reservation = loader
-            .region
-            .reserve(plan.size(), plan.alignment().bytes())
-            .ok_or_else(|| {
-                object.error(ErrorKind::OutOfMemory {
-                    size: plan.size(),
-                    align: plan.alignment().bytes(),
-                })
-            })?;
-        let mut memory = ModuleMemory::new(reservation);
-        let base = memory.start().as_u64();
+        let mut memory = match loader.packing {
+            Some(writer) => ModuleMemory::packed(loader.region, &plan, loader.protection, writer)
+                .map_err(|kind| object.error(kind))?,
+            None => ModuleMemory::new(
+                loader
+                    .region
+                    .reserve(plan.size(), plan.alignment().bytes())
+                    .ok_or_else(|| {
+                        object.error(ErrorKind::OutOfMemory {
+                            size: plan.size(),
+                            align: plan.alignment().bytes(),
+                        })
+                    })?,
+            ),
+        };
         let bytes = memory.bytes_mut();
         let mut used = [0u64; 6];
         let mut copied = Vec::with_capacity(layout.placements.len());
@@ -196,18 +205,19 @@ impl<'l, 'a> Planned<'l, 'a> {
                 return Err(mismatch(&object, *kind, extent.size, used));
             }
         }
+        // Each piece runs at its offset from the reservation's start, or, packed,
+        // from its segment's piece.
+        let target =
+            |placement: &Placement| memory.target(placement.kind.segment(), placement.offset);
         let targets = Targets {
             sections: layout
                 .placements
                 .iter()
-                .map(|placement| {
-                    placement.map_or(0, |placement| base.wrapping_add(placement.offset))
-                })
+                .map(|placement| placement.as_ref().map_or(0, target))
                 .collect(),
-            // Offsets lie inside the reservation, so these never wrap.
-            got: base.wrapping_add(layout.got.offset),
-            stubs: base.wrapping_add(layout.stubs.offset),
-            common: base.wrapping_add(layout.common.offset),
+            got: target(&layout.got),
+            stubs: target(&layout.stubs),
+            common: target(&layout.common),
         };
         Ok(Placed {
             loader,
@@ -1086,8 +1096,33 @@ impl<'l> Relocated<'l> {
     /// Sets page permissions (text read+execute, read-only data and GOT read,
     /// data and bss read+write; never write+execute) and synchronises the
     /// instruction cache for the code's target range.
+    ///
+    /// A [packed](Loader::packed) module's pages have their permissions
+    /// already: its segments are copied from the staging bytes into their
+    /// pieces (code and read-only data through the loader's page writer), the
+    /// instruction cache is synchronised for the code piece, and the staging
+    /// bytes are freed.
     pub fn finalize(self) -> Result<Finalized<'l>, LoadError> {
         let Relocated { loader, mut parts } = self;
+        if parts.memory.is_packed() {
+            parts
+                .memory
+                .commit()
+                .map_err(|kind| LoadError::new(&parts.name, kind))?;
+            let code = parts.memory.packed_code();
+            if let Some((target, size)) = code {
+                loader.protection.sync_instruction_cache(target, size);
+            }
+            let (code_start, code_size) =
+                code.map_or((0, 0), |(target, size)| (target.as_u64(), size));
+            let code_end = code_start.saturating_add(code_size);
+            for &(target, size) in &parts.code_targets {
+                if !(code_start..code_end).contains(&target.as_u64()) {
+                    loader.protection.sync_instruction_cache(target, size);
+                }
+            }
+            return Ok(Finalized { loader, parts });
+        }
         let ranges: Vec<_> = Segment::ALL
             .iter()
             .map(|segment| {

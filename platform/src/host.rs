@@ -1,8 +1,12 @@
-//! The Linux host backend: region memory from `mmap`, permissions through `mprotect`.
+//! The Linux host backend: region memory from `mmap`, permissions through `mprotect`,
+//! and, for packed placement, a region on a `memfd` with a [`MemfdWriter`] that
+//! writes into its read-only and executable pages through temporary windows.
 
 use std::io;
 
-use modload::{MemoryProtection, Permissions, ProtectionError, Region, RegionError, VirtAddr};
+use modload::{
+    MemoryProtection, PageWriter, Permissions, ProtectionError, Region, RegionError, VirtAddr,
+};
 
 /// Page permissions through `mprotect`, and instruction-cache maintenance
 /// through [`crate::cache`] (a no-op on x86-64, which keeps instruction fetch
@@ -92,10 +96,12 @@ pub enum Placement {
 /// Maps `size` bytes of fresh read-write memory, never unmapped, and hands it
 /// to `region`.
 pub fn map_region(region: &'static Region, size: usize, placement: Placement) -> io::Result<()> {
-    let memory = match placement {
-        Placement::Anywhere => map_anonymous(std::ptr::null_mut(), size)?,
-        Placement::Near(start) => map_near(start, size)?,
-    };
+    let memory = map_placed(size, placement, None)?;
+    give_to(region, memory, size)
+}
+
+/// Hands a fresh mapping to `region`.
+fn give_to(region: &'static Region, memory: *mut libc::c_void, size: usize) -> io::Result<()> {
     // SAFETY: the mapping is fresh, readable, writable, page-aligned, never
     // unmapped (so valid for 'static) and known to nothing but this region.
     unsafe { region.init(memory.cast(), size) }.map_err(|error| match error {
@@ -108,13 +114,26 @@ pub fn map_region(region: &'static Region, size: usize, placement: Placement) ->
     })
 }
 
+/// A fresh read-write mapping of `size` bytes where `placement` says:
+/// anonymous, or of `fd` from offset 0, shared.
+fn map_placed(
+    size: usize,
+    placement: Placement,
+    fd: Option<libc::c_int>,
+) -> io::Result<*mut libc::c_void> {
+    match placement {
+        Placement::Anywhere => map_fresh(std::ptr::null_mut(), size, fd),
+        Placement::Near(start) => map_near(start, size, fd),
+    }
+}
+
 /// `MAP_FIXED_NOREPLACE` fails where anything is mapped already, so the search
 /// never disturbs another mapping (a plain hint is silently ignored instead).
-fn map_near(start: u64, size: usize) -> io::Result<*mut libc::c_void> {
+fn map_near(start: u64, size: usize, fd: Option<libc::c_int>) -> io::Result<*mut libc::c_void> {
     let step = (size as u64).max(1 << 20);
     let mut address = start;
     while address.saturating_add(size as u64) <= 1 << 32 {
-        match map_anonymous(address as usize as *mut libc::c_void, size) {
+        match map_fresh(address as usize as *mut libc::c_void, size, fd) {
             Ok(memory) => return Ok(memory),
             Err(error) if error.raw_os_error() == Some(libc::EEXIST) => address += step,
             Err(error) => return Err(error),
@@ -126,22 +145,32 @@ fn map_near(start: u64, size: usize) -> io::Result<*mut libc::c_void> {
     ))
 }
 
-/// An anonymous read-write mapping; with a non-null `at`, exactly there or an error.
-fn map_anonymous(at: *mut libc::c_void, size: usize) -> io::Result<*mut libc::c_void> {
+/// A read-write mapping, anonymous and private or of `fd` and shared; with a
+/// non-null `at`, exactly there or an error.
+fn map_fresh(
+    at: *mut libc::c_void,
+    size: usize,
+    fd: Option<libc::c_int>,
+) -> io::Result<*mut libc::c_void> {
     let fixed = if at.is_null() {
         0
     } else {
         libc::MAP_FIXED_NOREPLACE
     };
-    // SAFETY: an anonymous private mapping touches no existing memory, and
-    // MAP_FIXED_NOREPLACE refuses (EEXIST) rather than replace a mapping.
+    let (kind, fd) = match fd {
+        Some(fd) => (libc::MAP_SHARED, fd),
+        None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
+    };
+    // SAFETY: a new mapping touches no existing memory (MAP_FIXED_NOREPLACE
+    // refuses, with EEXIST, rather than replace a mapping); a file mapping
+    // of a bad descriptor or range fails with an errno.
     let memory = unsafe {
         libc::mmap(
             at,
             size,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed,
-            -1,
+            kind | fixed,
+            fd,
             0,
         )
     };
@@ -162,4 +191,253 @@ pub fn new_region(size: usize, placement: Placement) -> io::Result<&'static Regi
     let region: &'static Region = Box::leak(Box::new(Region::new()));
     map_region(region, size, placement)?;
     Ok(region)
+}
+
+/// A region for packed placement and the writer that fills its pages.
+#[derive(Clone, Copy)]
+pub struct PackedRegion {
+    /// The region, backed by a `memfd`.
+    pub region: &'static Region,
+    /// Writes into the region's pages through the `memfd` (`pwrite`).
+    pub writer: &'static MemfdWriter,
+    /// Writes into the region's pages through temporary windows (`mmap`,
+    /// copy, `munmap`): the other path, kept to compare their costs.
+    pub window_writer: &'static MemfdWriter,
+}
+
+/// A new region for packed placement ([`modload::Loader::packed`]) in leaked
+/// memory: `size` bytes of a `memfd` mapped shared, read-write, where
+/// `placement` says, and never unmapped, with the [`MemfdWriter`]s that write
+/// into its pages once they are read-only or executable.
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// use modload::{Loader, Namespace};
+/// use modload_platform::host::{new_packed_region, Placement, HOST_PROTECTION};
+///
+/// let packed = new_packed_region(16 << 20, Placement::Anywhere)?;
+/// let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
+/// let loader = Loader::new(namespace, packed.region, &HOST_PROTECTION).packed(packed.writer);
+/// # let _ = loader;
+/// # Ok(())
+/// # }
+/// ```
+pub fn new_packed_region(size: usize, placement: Placement) -> io::Result<PackedRegion> {
+    let fd = memfd(size)?;
+    let memory = match map_placed(size, placement, Some(fd)) {
+        Ok(memory) => memory,
+        Err(error) => {
+            // SAFETY: `fd` is the descriptor just created, used by nothing else.
+            unsafe { libc::close(fd) };
+            return Err(error);
+        }
+    };
+    let region: &'static Region = Box::leak(Box::new(Region::new()));
+    // The descriptor stays open with the mapping: both live as long as the process.
+    give_to(region, memory, size)?;
+    let writer = MemfdWriter {
+        fd,
+        base: VirtAddr::from_ptr(memory.cast::<u8>().cast_const()).as_u64(),
+        size: size as u64,
+        page: page_size()?,
+        path: WritePath::File,
+    };
+    let window_writer = MemfdWriter {
+        path: WritePath::Window,
+        ..writer
+    };
+    Ok(PackedRegion {
+        region,
+        writer: Box::leak(Box::new(writer)),
+        window_writer: Box::leak(Box::new(window_writer)),
+    })
+}
+
+/// A `memfd` of `size` bytes that may be mapped executable.
+fn memfd(size: usize) -> io::Result<libc::c_int> {
+    let name = c"modload-region";
+    // MFD_EXEC (Linux 6.3) asks for an executable memfd even where the
+    // `vm.memfd_noexec` sysctl would make it non-executable by default;
+    // older kernels refuse the flag, and their memfds are executable anyway.
+    let mut fd = -1;
+    for flags in [libc::MFD_CLOEXEC | libc::MFD_EXEC, libc::MFD_CLOEXEC] {
+        // SAFETY: `name` is NUL-terminated; memfd_create creates a new
+        // descriptor and touches no memory of ours.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+        if fd >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            break;
+        }
+    }
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let length = libc::off_t::try_from(size)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
+    // SAFETY: `fd` is the memfd just created; ftruncate only sizes it.
+    if unsafe { libc::ftruncate(fd, length) } != 0 {
+        let error = io::Error::last_os_error();
+        // SAFETY: as above; nothing else uses `fd`.
+        unsafe { libc::close(fd) };
+        return Err(error);
+    }
+    Ok(fd)
+}
+
+fn page_size() -> io::Result<u64> {
+    // SAFETY: sysconf reads a configuration value and touches no memory.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(page)
+        .ok()
+        .filter(|page| page.is_power_of_two())
+        .ok_or_else(|| io::Error::other("no page size"))
+}
+
+/// Writes into a packed region's pages without any writable mapping of them
+/// that code could run from: the mapping modules run from keeps its
+/// read+execute (or read-only) permissions throughout, so no mapping is ever
+/// writable and executable, and no writable view of loaded code outlives the
+/// write. Two paths, both through the region's `memfd`:
+///
+/// - **`pwrite` to the `memfd`** (the [`PackedRegion::writer`]): the kernel
+///   copies the bytes into the file's pages, which are the very pages the
+///   region maps (shared), so every mapping sees them at once. No writable
+///   mapping of the pages exists in the process at any moment, not even a
+///   temporary one, and no TLB entry has to be shot down: one system call per
+///   write.
+/// - **A temporary window** (the [`PackedRegion::window_writer`], what
+///   `text_poke` does in the Linux kernel with a private `mm`): the pages'
+///   range of the `memfd` is mapped again, read-write and never executable,
+///   at an address the kernel picks, the bytes are copied, and the window is
+///   unmapped. It costs an `mmap`, page faults on the window and a `munmap`
+///   with its TLB shootdown per write: measured slower than `pwrite` (see
+///   `docs/PERFORMANCE.md`, section 4), so it is kept only to compare.
+///
+/// Not chosen: a permanent non-executable alias of the whole region (writes
+/// would be plain copies, but every loaded module's code would stay writable
+/// at a second address for as long as it is loaded, giving up most of what
+/// W^X protects against).
+#[derive(Clone, Copy, Debug)]
+pub struct MemfdWriter {
+    fd: libc::c_int,
+    /// Where the region's mapping starts.
+    base: u64,
+    size: u64,
+    page: u64,
+    path: WritePath,
+}
+
+/// How a [`MemfdWriter`] reaches the pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WritePath {
+    /// `pwrite` at the pages' file offset.
+    File,
+    /// A temporary shared read-write mapping of the pages.
+    Window,
+}
+
+impl MemfdWriter {
+    /// `pwrite`s `bytes` at `offset` of the `memfd`, in as many calls as it takes.
+    ///
+    /// # Safety
+    /// As [`PageWriter::write`]: the bytes written belong to the caller alone.
+    unsafe fn write_file(&self, offset: u64, bytes: &[u8]) -> Result<(), ProtectionError> {
+        let mut done = 0usize;
+        while let Some(rest) = bytes.get(done..).filter(|rest| !rest.is_empty()) {
+            let at = libc::off_t::try_from(offset.saturating_add(done as u64))
+                .map_err(|_| ProtectionError { code: libc::EINVAL })?;
+            // SAFETY: `rest` is a live slice of `rest.len()` readable bytes;
+            // pwrite reads them and writes the file, touching no memory of ours.
+            let written = unsafe { libc::pwrite(self.fd, rest.as_ptr().cast(), rest.len(), at) };
+            match usize::try_from(written) {
+                Ok(0) => return Err(ProtectionError { code: libc::EIO }),
+                Ok(count) => done = done.saturating_add(count),
+                Err(_) => {
+                    let code = io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+                    if code != libc::EINTR {
+                        return Err(ProtectionError { code });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps the pages around `[start, end)` read-write at a new address,
+    /// copies `bytes` there and unmaps them.
+    ///
+    /// # Safety
+    /// As [`PageWriter::write`], and `[start, end)` lies in the region with
+    /// `end - start == bytes.len()`.
+    unsafe fn write_window(
+        &self,
+        start: u64,
+        end: u64,
+        bytes: &[u8],
+    ) -> Result<(), ProtectionError> {
+        let invalid = ProtectionError { code: libc::EINVAL };
+        let mask = self.page - 1;
+        let first = start & !mask;
+        let last = end.checked_add(mask).ok_or(invalid)? & !mask;
+        let window_len = usize::try_from(last - first).map_err(|_| invalid)?;
+        let file_offset = libc::off_t::try_from(first - self.base).map_err(|_| invalid)?;
+        // SAFETY: a new shared mapping of our own memfd, where the kernel
+        // chooses: it replaces nothing. Read-write, never executable.
+        let window = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                window_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.fd,
+                file_offset,
+            )
+        };
+        if window == libc::MAP_FAILED {
+            return Err(ProtectionError {
+                code: io::Error::last_os_error().raw_os_error().unwrap_or(-1),
+            });
+        }
+        let within = (start - first) as usize;
+        // SAFETY: the window maps `[first, last)` of the region's memory, which
+        // contains `[start, end)`, so the destination is `bytes.len()` writable
+        // bytes inside it; the caller guarantees the range is its own and not
+        // in use, and `bytes` cannot overlap a mapping created just now.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                window.cast::<u8>().add(within),
+                bytes.len(),
+            )
+        };
+        // SAFETY: `window` is the mapping created above, used by nothing else.
+        let unmapped = unsafe { libc::munmap(window, window_len) };
+        if unmapped != 0 {
+            return Err(ProtectionError {
+                code: io::Error::last_os_error().raw_os_error().unwrap_or(-1),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl PageWriter for MemfdWriter {
+    unsafe fn write(&self, target: VirtAddr, bytes: &[u8]) -> Result<(), ProtectionError> {
+        let invalid = ProtectionError { code: libc::EINVAL };
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let start = target.as_u64();
+        let end = start.checked_add(bytes.len() as u64).ok_or(invalid)?;
+        let region_end = self.base.saturating_add(self.size);
+        if start < self.base || end > region_end {
+            return Err(invalid);
+        }
+        match self.path {
+            // SAFETY: forwarded from this function's contract; the range lies
+            // in the region (checked above), at this offset of the memfd.
+            WritePath::File => unsafe { self.write_file(start - self.base, bytes) },
+            // SAFETY: as above, and `end - start` is `bytes.len()`.
+            WritePath::Window => unsafe { self.write_window(start, end, bytes) },
+        }
+    }
 }

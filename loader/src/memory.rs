@@ -37,6 +37,18 @@ struct Packed {
     staging: Vec<u8>,
     segments: Vec<PackedSegment>,
     writer: &'static dyn PageWriter,
+    /// Whether `commit` wrote the pieces (so there is code to scrub).
+    committed: bool,
+}
+
+impl Drop for Packed {
+    fn drop(&mut self) {
+        if self.committed {
+            for segment in &mut self.segments {
+                segment.piece.scrub(self.writer);
+            }
+        }
+    }
 }
 
 /// One segment's piece, and where the segment lies in the staging bytes.
@@ -107,6 +119,7 @@ impl ModuleMemory {
                 staging,
                 segments,
                 writer,
+                committed: false,
             }),
         })
     }
@@ -208,6 +221,8 @@ impl ModuleMemory {
         let Backing::Packed(packed) = &mut self.backing else {
             return Ok(());
         };
+        // Set first: a commit that fails halfway has written some pieces.
+        packed.committed = true;
         for segment in &mut packed.segments {
             let source = usize::try_from(segment.offset)
                 .ok()

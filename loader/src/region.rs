@@ -401,6 +401,39 @@ impl Piece {
         };
         Ok(())
     }
+
+    /// Overwrites a code or read-only piece with zeros through `writer`, as
+    /// its module goes: its page may stay executable for the modules that
+    /// share it, and an unloaded module's instructions left there would be
+    /// code anyone could still jump into (zero words are permanently
+    /// undefined instructions on AArch64). Writable pieces, whose pages are
+    /// never executable, are left as they are. Best effort: a failed write
+    /// leaves the old bytes, as a page that is not shared would.
+    pub(crate) fn scrub(&mut self, writer: &dyn PageWriter) {
+        if self.segment.permissions() == Permissions::READ_WRITE {
+            return;
+        }
+        const ZEROS: [u8; 512] = [0; 512];
+        let mut at = 0u64;
+        while at < self.size {
+            let len = self.size.saturating_sub(at).min(ZEROS.len() as u64);
+            let (Some(bytes), Some(target)) =
+                (ZEROS.get(..len as usize), self.start().checked_add(at))
+            else {
+                return;
+            };
+            // SAFETY: `[target, target + len)` lies in this piece (`at + len`
+            // is at most its size), which the region handed to this `Piece`
+            // alone; `&mut self` makes this the only write. The module that
+            // owned it is gone (unloaded, or never published), so no code
+            // runs from the piece and nothing refers to it. The writer
+            // serves this region: the loader was given it for this region.
+            if unsafe { writer.write(target, bytes) }.is_err() {
+                return;
+            }
+            at = at.saturating_add(len);
+        }
+    }
 }
 
 impl Drop for Piece {

@@ -339,6 +339,13 @@ fn a_module_keeps_running_while_its_pages_are_shared_and_freed() {
             c.unload().expect("unload C");
             b.unload().expect("unload B from A's page");
             assert_eq!(perms_at(a_page), "r-xs");
+            // SAFETY: A keeps the page mapped and readable (r-x); only bytes
+            // are read, nothing runs from them.
+            let left = unsafe { std::slice::from_raw_parts(b_start as *const u8, 32) };
+            assert!(
+                left.iter().all(|byte| *byte == 0),
+                "B's code was left in A's executable page: {left:02x?}"
+            );
         }
         // Let both threads get some work done, then stop them.
         while (calls.load(Ordering::Relaxed) < 1000 || observed.load(Ordering::Relaxed) < 10)

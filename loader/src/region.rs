@@ -402,18 +402,22 @@ impl Piece {
         Ok(())
     }
 
-    /// Overwrites a code or read-only piece with zeros through `writer`, as
-    /// its module goes: its page may stay executable for the modules that
-    /// share it, and an unloaded module's instructions left there would be
-    /// code anyone could still jump into (zero words are permanently
-    /// undefined instructions on AArch64). Writable pieces, whose pages are
-    /// never executable, are left as they are. Best effort: a failed write
-    /// leaves the old bytes, as a page that is not shared would.
+    /// Overwrites a code piece with zeros through `writer`, as its module
+    /// goes: its page may stay executable for the modules that share it, and
+    /// an unloaded module's instructions left there would be code anyone
+    /// could still jump into (zero words are permanently undefined
+    /// instructions on AArch64; Linux fills freed code in its shared
+    /// executable pages with traps for the same reason). Other pieces, whose
+    /// pages are never executable, are left as they are: a write costs a
+    /// system call on the host. Best effort: a failed write leaves the old
+    /// bytes, as a page that is not shared would.
     pub(crate) fn scrub(&mut self, writer: &dyn PageWriter) {
-        if self.segment.permissions() == Permissions::READ_WRITE {
+        if !self.segment.permissions().contains(Permissions::EXECUTE) {
             return;
         }
-        const ZEROS: [u8; 512] = [0; 512];
+        // A `static` (in .bss, so it costs no file size): a small module's
+        // code goes in one write, one system call on the host.
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         let mut at = 0u64;
         while at < self.size {
             let len = self.size.saturating_sub(at).min(ZEROS.len() as u64);

@@ -293,16 +293,21 @@ fn scale(args: &[String]) -> Result<(), String> {
     let objects = build()?;
     let region = host::region()?;
     let modules = host::scale_modules(&objects.scale_template.bytes, count)?;
-    let runs: [(&str, &'static dyn modload::MemoryProtection); 2] = [
-        ("mprotect", &modload_platform::host::HOST_PROTECTION),
-        ("noprotect", &modload::NoProtection),
-    ];
-    for (label, protection) in runs {
+    let packed = host::packed_region()?;
+    for label in ["mprotect", "noprotect", "packed"] {
         let mut samples = Vec::new();
         for round in 0..=rounds {
             let namespace = Namespace::new();
             host::export_scale_host(&namespace);
-            let loader = modload::Loader::new(&namespace, region, protection);
+            let loader = match label {
+                "mprotect" => modload::Loader::new(
+                    &namespace,
+                    region,
+                    &modload_platform::host::HOST_PROTECTION,
+                ),
+                "noprotect" => modload::Loader::new(&namespace, region, &modload::NoProtection),
+                _ => host::packed_loader(&namespace, &packed),
+            };
             if mode == "cold" {
                 for byte in evict.iter_mut().step_by(64) {
                     *byte = byte.wrapping_add(1);

@@ -947,9 +947,16 @@ impl EntryBits {
 /// in the module, so in reach.
 #[inline]
 fn relaxes(entry: &Rela, placed_here: bool, data: &[u8]) -> bool {
+    // The opcode and ModRM bytes before the field, as one little-endian
+    // word; an offset below 2 (or past the end) wraps to a range `get`
+    // refuses.
     let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
+    let pair = data
+        .get(offset.wrapping_sub(2)..offset)
+        .and_then(|pair| <[u8; 2]>::try_from(pair).ok())
+        .unwrap_or_default();
     // `&`, not `&&`: see `x86_64::is_relaxable_load`.
-    placed_here & (entry.r_addend == -4) & x86_64::is_relaxable_load(data, offset)
+    placed_here & (entry.r_addend == -4) & x86_64::is_relaxable_pair(pair)
 }
 
 fn claim(slots: &mut [Option<u32>], count: &mut u32, symbol: usize) {

@@ -161,15 +161,15 @@ pub fn is_relaxable_load(bytes: &[u8], offset: usize) -> bool {
         .and_then(|at| bytes.get(at..at.checked_add(2)?))
         .and_then(|pair| <[u8; 2]>::try_from(pair).ok())
         .unwrap_or_default();
-    is_relaxable_pair(opcode, modrm)
+    is_relaxable_pair([opcode, modrm])
 }
 
-/// [`is_relaxable_load`] of an opcode and ModRM byte. `&`, not `&&`: loads
-/// and calls alternate in compiled code, so a branch per test would be
-/// mispredicted about as often as taken.
+/// [`is_relaxable_load`] of the opcode and ModRM bytes, in that order: one
+/// 16-bit test. No branch: loads and calls alternate in compiled code, so
+/// a branch per test would be mispredicted about as often as taken.
 #[inline(always)]
-fn is_relaxable_pair(opcode: u8, modrm: u8) -> bool {
-    (opcode == MOV_LOAD) & (modrm & 0xc7 == 0x05)
+pub fn is_relaxable_pair(pair: [u8; 2]) -> bool {
+    u16::from_le_bytes(pair) & 0xc7ff == u16::from_le_bytes([MOV_LOAD, 0x05])
 }
 
 /// Types whose field is a signed 32-bit displacement from P, as a bit set.
@@ -230,7 +230,7 @@ pub fn apply_fast(
     let [opcode, modrm, ..] = *window;
     // A relaxed load must still be the `mov` the plan saw (another entry may
     // have overwritten it), and a GOT load needs its slot.
-    if (relax & !is_relaxable_pair(opcode, modrm)) | (via_slot & !has_got_slot) {
+    if (relax & !is_relaxable_pair([opcode, modrm])) | (via_slot & !has_got_slot) {
         return false;
     }
     let [opcode_byte, _, field @ ..] = window;

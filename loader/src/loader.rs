@@ -84,7 +84,9 @@ impl<'l> Loader<'l> {
     /// copies code and read-only data into their pieces through `writer`
     /// (never through a writable executable mapping), syncs the instruction
     /// cache and frees the staging bytes, so [`Finalized::bytes`](crate::Finalized::bytes)
-    /// is empty. Unloading frees the pieces; a page no module uses any more
+    /// is empty. Unloading zeroes the module's code through `writer` (so no
+    /// unloaded code stays executable in a shared page) and frees the
+    /// pieces; a page no module uses any more
     /// becomes read-write again and returns to the region with its chunk.
     /// [`LoadReport::reserved`](crate::LoadReport::reserved) is then the sum of
     /// the module's pieces, and [`Region::packed_usage`] tells the pages

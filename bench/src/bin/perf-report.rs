@@ -1221,7 +1221,7 @@ fn write(args: &[String]) -> Result<(), String> {
     let _ = writeln!(
         details,
         "| placement | load, per module | vs default |\n|---|---|---|\n\
-         | default (a reservation per module, three `mprotect`) | {} | |\n\
+         | default (a reservation per module, two `mprotect` calls) | {} | |\n\
          | packed, bytes written with `pwrite` to the `memfd` | {} | {:+.0}% |\n\
          | packed, bytes written through a temporary `mmap` window | {} | {:+.0}% |\n",
         time(load_default),

@@ -1,36 +1,55 @@
 //! A full load into a host region: parse, plan, allocate, relocate (names the
 //! namespace lacks come from a fallback resolver), finalize with real page
-//! protection, publish and unload. No input code runs. After every input the
-//! region is back to its baseline and the module loaded before still works.
+//! protection, publish and unload, once with a reservation of its own and once
+//! packed into shared pages. No input code runs. After every input both
+//! regions are back to their baselines and the module loaded before still
+//! works.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let host = modload_fuzz::host();
-    let loader = host.loader();
-    let Ok(object) = loader.parse("fuzz.o", data) else {
-        return host.check_unchanged();
-    };
-    if let Ok(planned) = loader.plan(object) {
-        let plan = planned.plan().clone();
-        modload_fuzz::check_plan(&plan);
-        if let Ok(placed) = planned.allocate() {
-            if let Ok(relocated) = placed.relocate() {
-                let report = relocated.report();
-                assert_eq!(report.reserved, plan.size());
-                assert_eq!(report.got_slots_used, plan.got_slots());
-                assert!(report.stubs_used <= plan.stub_slots());
-                assert_eq!(report.relocations_applied, plan.relocation_total());
-                if let Ok(finalized) = relocated.finalize() {
-                    if let Ok(module) = finalized.publish() {
-                        // Nothing can depend on it, so unloading must work.
-                        assert!(module.unload().is_ok(), "unload refused");
-                    }
-                }
-            }
-        }
-    }
+    // Every input goes through both placements: a reservation of its own,
+    // and packed into pages shared by permission class.
+    load_and_unload(host.loader(), data, true);
+    host.check_unchanged();
+    host.check_base();
+    load_and_unload(host.packed_loader(), data, false);
+    host.check_packed_unchanged();
     host.check_unchanged();
     host.check_base();
 });
+
+/// Loads `data` as far as it goes and unloads it. `whole_pages`: the
+/// reservation is the plan's size (when packed it is the sum of the pieces
+/// instead, which `check_packed_unchanged` accounts for after the unload).
+fn load_and_unload(loader: modload::Loader<'static>, data: &[u8], whole_pages: bool) {
+    let Ok(object) = loader.parse("fuzz.o", data) else {
+        return;
+    };
+    let Ok(planned) = loader.plan(object) else {
+        return;
+    };
+    let plan = planned.plan().clone();
+    modload_fuzz::check_plan(&plan);
+    let Ok(placed) = planned.allocate() else {
+        return;
+    };
+    let Ok(relocated) = placed.relocate() else {
+        return;
+    };
+    let report = relocated.report();
+    if whole_pages {
+        assert_eq!(report.reserved, plan.size());
+    }
+    assert_eq!(report.got_slots_used, plan.got_slots());
+    assert!(report.stubs_used <= plan.stub_slots());
+    assert_eq!(report.relocations_applied, plan.relocation_total());
+    if let Ok(finalized) = relocated.finalize() {
+        if let Ok(module) = finalized.publish() {
+            // Nothing can depend on it, so unloading must work.
+            assert!(module.unload().is_ok(), "unload refused");
+        }
+    }
+}

@@ -10,7 +10,9 @@ use modload::{
     Loader, Module, ModuleId, Namespace, Plan, Region, RegionUsage, SectionKind, Segment,
     SymbolResolver, VirtAddr, MAX_MODULE_SIZE,
 };
-use modload_platform::host::{new_region, Placement, HOST_PROTECTION};
+use modload_platform::host::{
+    new_packed_region, new_region, PackedRegion, Placement, HOST_PROTECTION,
+};
 
 /// The module loaded before any input: `tests/fixtures/m1.c`, x86_64, `-fPIC`.
 const BASE: &[u8] = include_bytes!("../seeds/x86_64-m1-pic.o");
@@ -50,6 +52,10 @@ pub struct Host {
     pub baseline: RegionUsage,
     /// Trusts the key of seed `[7; 32]`.
     pub keys: TrustedKeys,
+    /// A second region, for packed placement ([`Host::packed_loader`]).
+    pub packed: PackedRegion,
+    /// The packed region's usage before any input (nothing loaded there).
+    pub packed_baseline: RegionUsage,
     fallback: Fallback,
 }
 
@@ -67,12 +73,17 @@ pub fn host() -> &'static Host {
         let base = unsafe { loader.load("base.o", BASE) }.expect("load the base module");
         let mut keys = TrustedKeys::new();
         keys.add(&public_key(&[7; 32])).expect("a valid key");
+        let packed =
+            new_packed_region(REGION_SIZE, Placement::Anywhere).expect("map the packed region");
+        let packed_baseline = packed.region.usage();
         let host = Host {
             region,
             namespace,
             base: base.id(),
             baseline: region.usage(),
             keys,
+            packed,
+            packed_baseline,
             fallback: Fallback {
                 start: region.start().as_u64(),
             },
@@ -86,6 +97,28 @@ impl Host {
     /// A loader for this host that protects pages for real.
     pub fn loader(&'static self) -> Loader<'static> {
         Loader::new(self.namespace, self.region, &HOST_PROTECTION).with_fallback(&self.fallback)
+    }
+
+    /// A loader that packs modules into the packed region (same namespace
+    /// and fallback: names resolve into the other region, so some fields are
+    /// out of reach, which is one more error path to go through).
+    pub fn packed_loader(&'static self) -> Loader<'static> {
+        Loader::new(self.namespace, self.packed.region, &HOST_PROTECTION)
+            .packed(self.packed.writer)
+            .with_fallback(&self.fallback)
+    }
+
+    /// Nothing is packed any more: no piece, no committed page, and the
+    /// packed region's heap as before any input.
+    pub fn check_packed_unchanged(&self) {
+        let usage = self.packed.region.packed_usage();
+        assert_eq!(usage.pieces, 0, "packed pieces left: {usage:?}");
+        assert_eq!(usage.committed, 0, "packed pages left committed: {usage:?}");
+        assert_eq!(
+            self.packed.region.usage(),
+            self.packed_baseline,
+            "packed region usage changed"
+        );
     }
 
     /// The base module still answers correctly.

@@ -14,6 +14,7 @@ mod arch;
 mod archive;
 mod exports;
 mod scenario;
+mod writer;
 
 use linked_list_allocator::LockedHeap;
 

@@ -57,6 +57,7 @@ pub fn run() -> bool {
     report(6, "errors leave no trace", step6(&state));
     report(7, "unload in dependency order", step7(&mut state));
     report(8, "200 loads and unloads", step8(&state));
+    report(9, "packed modules share pages", step9(&state));
     println!("SCENARIO {}", if passed { "PASS" } else { "FAIL" });
     passed
 }
@@ -438,4 +439,73 @@ fn step8(state: &State) -> Step {
     let after = (NEAR.usage(), state.far_baseline.map(|_| FAR.usage()));
     expect("region usage after 200 rounds", after, before)?;
     Ok("usage unchanged".into())
+}
+
+/// A and C packed (`Loader::packed`): their code shares a page that stays
+/// read+execute while each is written into it through the alias writer, W^X
+/// faults still hold, 50 packed loads and unloads leave usage as it was, and
+/// unloading C zeroes its code while A keeps running from the same page.
+fn step9(state: &State) -> Step {
+    let loader = near_loader().packed(&crate::writer::WRITER);
+    let a = Some(load(loader, "a.o")?);
+    let c = Some(load(loader, "c.o")?);
+    expect("a_value", function::<Int>(&a, "a_value")?(), 42)?;
+    expect("c_run", function::<Int>(&c, "c_run")?(), 42)?;
+    let page = |address: u64| address & !0xfff;
+    let (a_text, c_text) = (symbol(&a, "a_value")?, symbol(&c, "c_run")?);
+    if page(a_text) != page(c_text) {
+        return Err(format!(
+            "A's code at {a_text:#x} and C's at {c_text:#x} share no page"
+        ));
+    }
+    for (what, access, address) in [
+        ("write the shared code page", Access::Write, a_text),
+        ("execute A's data", Access::Execute, symbol(&a, "a_data")?),
+        ("write A's rodata", Access::Write, symbol(&a, "a_rodata")?),
+    ] {
+        match arch::probe(access, address) {
+            Some(fault) if is_permission_fault(fault.syndrome) => {}
+            Some(fault) => {
+                return Err(format!(
+                    "{what}: not a permission fault (syndrome {:#x})",
+                    fault.syndrome
+                ))
+            }
+            None => return Err(format!("{what} at {address:#x} did not fault")),
+        }
+    }
+    let before = NEAR.usage();
+    for round in 0..50u64 {
+        let module = Some(load(loader, "stress.o")?);
+        expect(
+            "stress_value",
+            function::<Unary>(&module, "stress_value")?(round),
+            round + 1,
+        )?;
+        if let Some(module) = module {
+            module
+                .unload()
+                .map_err(|refused| format!("round {round}: {:?}", refused.error))?;
+        }
+    }
+    expect("region usage after 50 packed rounds", NEAR.usage(), before)?;
+    let c = c.ok_or("C is not loaded")?;
+    c.unload()
+        .map_err(|refused| format!("C: {:?}", refused.error))?;
+    // SAFETY: A keeps the page mapped read+execute; these bytes are read,
+    // not run.
+    let left = unsafe { core::slice::from_raw_parts(c_text as *const u8, 16) };
+    if left.iter().any(|byte| *byte != 0) {
+        return Err(format!("C's code left in the shared page: {left:02x?}"));
+    }
+    expect("a_value with C gone", function::<Int>(&a, "a_value")?(), 42)?;
+    let a = a.ok_or("A is not loaded")?;
+    a.unload()
+        .map_err(|refused| format!("A: {:?}", refused.error))?;
+    expect("near region usage", NEAR.usage(), state.near_baseline)?;
+    expect("packed pieces left", NEAR.packed_usage().pieces, 0)?;
+    expect("modules left", NAMESPACE.modules().len(), 0)?;
+    Ok(format!(
+        "A at {a_text:#x} and C at {c_text:#x} in one code page; 50 packed rounds; usage back at boot value"
+    ))
 }

@@ -600,7 +600,7 @@ fn assign_slots(
         .map(|relocations| relocations.len())
         .fold(0usize, usize::saturating_add);
     let mut slots = Slots {
-        relaxed: EntryBits::default(),
+        relaxed: EntryBits::with_capacity(entry_count),
         got_slot: vec![None; symbol_count],
         stub_slot: NameMap::with_hasher(NAME_HASHER),
         got_count: 0,
@@ -613,12 +613,10 @@ fn assign_slots(
         .map(|binding| SymbolClass::of(object.machine, *binding))
         .collect();
     let mut counts = TypeCounts::new(object.machine);
-    // A local, not a field of `slots`, so that it stays in registers.
-    let mut relaxed_bits = EntryBits::with_capacity(entry_count);
     for relocations in &object.relocations {
         if !loaded.get(relocations.target).copied().unwrap_or(false) {
             // Keep `relaxed` one bit per entry of every section, in order.
-            relaxed_bits.skip(relocations.len());
+            slots.relaxed.skip(relocations.len());
             continue;
         }
         let data = object
@@ -632,7 +630,6 @@ fn assign_slots(
             data,
             &classes,
             &mut counts,
-            &mut relaxed_bits,
             &mut slots,
         )
         .map_err(|(entry, problem)| {
@@ -640,7 +637,7 @@ fn assign_slots(
         })?;
     }
     slots.counts = counts.into_list();
-    slots.relaxed = relaxed_bits.finish();
+    slots.relaxed = core::mem::take(&mut slots.relaxed).finish();
     Ok(slots)
 }
 
@@ -655,10 +652,10 @@ fn scan_entries(
     data: &[u8],
     classes: &[SymbolClass],
     counts: &mut TypeCounts,
-    relaxed_bits: &mut EntryBits,
     slots: &mut Slots,
 ) -> Result<(), (Rela, RelocationProblem)> {
-    let (mut last, mut filled) = (relaxed_bits.last, relaxed_bits.filled);
+    // The partial word in locals, so that it stays in registers.
+    let (mut last, mut filled) = (slots.relaxed.last, slots.relaxed.filled);
     let mut result = Ok(());
     for entry in relocations.entries() {
         let needs = counts.count(entry.r_type);
@@ -675,14 +672,14 @@ fn scan_entries(
         // nearly never taken: most entries need neither.
         let has = |bit: u8| needs & bit != 0;
         let relaxed = has(NeedBits::RELAXABLE) & relaxes(&entry, class.placed_here, data);
-        EntryBits::push_into(&mut relaxed_bits.words, &mut last, &mut filled, relaxed);
+        EntryBits::push_into(&mut slots.relaxed.words, &mut last, &mut filled, relaxed);
         let wants_slot = has(NeedBits::GOT_SLOT) & !relaxed;
         let wants_stub = has(NeedBits::STUB) & class.may_be_out_of_reach;
         if wants_slot | wants_stub {
             slots.reserve(machine, &entry, wants_slot, wants_stub);
         }
     }
-    (relaxed_bits.last, relaxed_bits.filled) = (last, filled);
+    (slots.relaxed.last, slots.relaxed.filled) = (last, filled);
     result
 }
 

@@ -671,8 +671,8 @@ impl SectionFixups<'_, '_> {
             let relax = relaxed.get(first.wrapping_add(position));
             // The engine's fast path first: it applies nearly every entry,
             // and declines, writing nothing, where the full path is needed.
-            // Loads through a GOT slot, rare outside position-independent
-            // calls to other modules, take the full path.
+            // Loads through a GOT slot (rare outside position-independent
+            // references to other modules) take the full path.
             let fast = self.addresses.get(entry.r_sym()).is_some_and(|&symbol| {
                 self.has_address.get(entry.r_sym())
                     && usize::try_from(entry.r_offset).is_ok_and(|offset| {
@@ -681,8 +681,6 @@ impl SectionFixups<'_, '_> {
                             bytes,
                             offset,
                             symbol,
-                            0,
-                            false,
                             entry.r_addend,
                             self.target.wrapping_add(entry.r_offset),
                             relax,

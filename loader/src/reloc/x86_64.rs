@@ -184,25 +184,23 @@ const THROUGH_GOT: u64 =
 /// Of those, the loads that may become `lea`.
 const RELAXABLE: u64 = 1 << R_X86_64_GOTPCRELX | 1 << R_X86_64_REX_GOTPCRELX;
 
-/// The hot path of [`apply`]: a `PC32`, `PLT32` or GOT load whose value fits
-/// directly (no stub), or a `64`. Returns `true` when it applied the entry,
-/// with exactly the bytes [`apply`] would write; `false`, having written
-/// nothing, for everything else (other types, errors, calls that need their
-/// stub), which the caller then hands to [`apply`].
+/// The hot path of [`apply`]: a `PC32`, `PLT32` or relaxed GOT load whose
+/// value fits directly (no stub), or a `64`. Returns `true` when it applied
+/// the entry, with exactly the bytes [`apply`] would write; `false`, having
+/// written nothing, for everything else (other types, loads through a GOT
+/// slot, errors, calls that need their stub), which the caller then hands to
+/// [`apply`].
 ///
-/// Calls and GOT loads alternate in compiled code, so this chooses between
-/// them with selects rather than branches, which would be mispredicted about
-/// as often as taken, and it returns a `bool` so that nothing goes through
-/// memory. `got_slot` is read only when `has_got_slot`.
+/// Calls and relaxed loads alternate in compiled code, so this chooses
+/// between them with selects rather than branches, which would be
+/// mispredicted about as often as taken, and it returns a `bool` so that
+/// nothing goes through memory.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub fn apply_fast(
     r_type: u32,
     bytes: &mut [u8],
     offset: usize,
     symbol: u64,
-    got_slot: u64,
-    has_got_slot: bool,
     addend: i64,
     place: u64,
     relax: bool,
@@ -217,8 +215,7 @@ pub fn apply_fast(
     }
     let relax = relax & (bit & RELAXABLE != 0);
     let via_slot = (bit & THROUGH_GOT != 0) & !relax;
-    let base = select_unpredictable(via_slot, got_slot, symbol);
-    let word = base.wrapping_add_signed(addend).wrapping_sub(place);
+    let word = symbol.wrapping_add_signed(addend).wrapping_sub(place);
     // The field and the two bytes before it: the opcode and ModRM of a load.
     let window: Option<&mut [u8; 6]> = offset
         .checked_sub(2)
@@ -229,8 +226,8 @@ pub fn apply_fast(
     };
     let [opcode, modrm, ..] = *window;
     // A relaxed load must still be the `mov` the plan saw (another entry may
-    // have overwritten it), and a GOT load needs its slot.
-    if (relax & !is_relaxable_pair([opcode, modrm])) | (via_slot & !has_got_slot) {
+    // have overwritten it).
+    if (relax & !is_relaxable_pair([opcode, modrm])) | via_slot {
         return false;
     }
     let [opcode_byte, _, field @ ..] = window;
@@ -484,17 +481,7 @@ mod tests {
             };
             let mut fast = bytes;
             let mut slow = bytes;
-            let applied = apply_fast(
-                r_type,
-                &mut fast,
-                offset,
-                symbol,
-                got_slot,
-                has_got_slot,
-                addend,
-                place,
-                relax,
-            );
+            let applied = apply_fast(r_type, &mut fast, offset, symbol, addend, place, relax);
             let expected = apply(r_type, &mut slow, offset, &inputs, relax);
             if applied {
                 fast_taken += 1;

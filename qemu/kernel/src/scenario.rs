@@ -237,8 +237,26 @@ fn step4(state: &State) -> Step {
         ("execute A's data", Access::Execute, data),
         ("write A's rodata", Access::Write, rodata),
     ];
+    let detail = expect_permission_faults(&cases)?;
+    // Reads of rodata and calls into text still work after the faults.
+    expect(
+        "read A's rodata",
+        arch::probe(Access::Read, rodata).is_none(),
+        true,
+    )?;
+    expect(
+        "a_value after the faults",
+        function::<Int>(&state.a, "a_value")?(),
+        42,
+    )?;
+    Ok(detail)
+}
+
+/// Each `(what, access, address)` must fault for page permissions; the
+/// faults, described.
+fn expect_permission_faults(cases: &[(&str, Access, u64)]) -> Result<String, String> {
     let mut detail = String::new();
-    for (what, access, address) in cases {
+    for &(what, access, address) in cases {
         match arch::probe(access, address) {
             Some(fault) if !is_permission_fault(fault.syndrome) => {
                 return Err(format!(
@@ -255,17 +273,6 @@ fn step4(state: &State) -> Step {
             None => return Err(format!("{what} at {address:#x} did not fault")),
         }
     }
-    // Reads of rodata and calls into text still work after the faults.
-    expect(
-        "read A's rodata",
-        arch::probe(Access::Read, rodata).is_none(),
-        true,
-    )?;
-    expect(
-        "a_value after the faults",
-        function::<Int>(&state.a, "a_value")?(),
-        42,
-    )?;
     Ok(detail)
 }
 
@@ -458,22 +465,11 @@ fn step9(state: &State) -> Step {
             "A's code at {a_text:#x} and C's at {c_text:#x} share no page"
         ));
     }
-    for (what, access, address) in [
+    expect_permission_faults(&[
         ("write the shared code page", Access::Write, a_text),
         ("execute A's data", Access::Execute, symbol(&a, "a_data")?),
         ("write A's rodata", Access::Write, symbol(&a, "a_rodata")?),
-    ] {
-        match arch::probe(access, address) {
-            Some(fault) if is_permission_fault(fault.syndrome) => {}
-            Some(fault) => {
-                return Err(format!(
-                    "{what}: not a permission fault (syndrome {:#x})",
-                    fault.syndrome
-                ))
-            }
-            None => return Err(format!("{what} at {address:#x} did not fault")),
-        }
-    }
+    ])?;
     let before = NEAR.usage();
     for round in 0..50u64 {
         let module = Some(load(loader, "stress.o")?);

@@ -213,6 +213,21 @@ impl<T: Hashed> HashIndex<T> {
         Probe::Vacant(at)
     }
 
+    /// Reads the home slot of each of `hashes`, so that the cache misses of
+    /// a batch of probes overlap. These reads do not wait on one another,
+    /// where each probe's loop waits on its own. Once thousands of modules
+    /// have made the table larger than the caches, most probes miss.
+    fn warm(&self, hashes: impl Iterator<Item = u64>) {
+        let mask = self.mask();
+        let mut seen = 0u64;
+        for hash in hashes {
+            if let Some(slot) = self.slots.get(hash as usize & mask) {
+                seen ^= slot.hash();
+            }
+        }
+        core::hint::black_box(seen);
+    }
+
     fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
         match self.probe(hash, eq) {
             Probe::Found(at) => self.slots.get(at),
@@ -553,24 +568,90 @@ enum Owner {
 
 /// A name's current definition. Host exports and module exports share one
 /// table, so resolving a name is one probe.
+///
+/// Sixteen bytes: with thousands of modules the table outgrows the caches,
+/// and every probe and every doubling costs in proportion to its bytes. The
+/// address is not kept here: a lookup that finds the entry has just read
+/// its definition to compare the name, and the address sits beside it.
 #[derive(Clone, Copy, Debug)]
 struct Export {
     hash: u64,
-    address: u64,
-    owner: Owner,
-    weak: bool,
+    /// [`Export::HOST`], or the module's slot, with [`Export::WEAK`].
+    owner: u32,
+    /// The host name's position, or the module's definition.
+    at: u32,
 }
 
 impl Hashed for Export {
     const EMPTY: Self = Self {
         hash: 0,
-        address: 0,
-        owner: Owner::Host(0),
-        weak: false,
+        owner: 0,
+        at: 0,
     };
     fn hash(&self) -> u64 {
         self.hash
     }
+}
+
+impl Export {
+    const HOST: u32 = 1 << 31;
+    const WEAK: u32 = 1 << 30;
+
+    fn host(hash: u64, position: u32) -> Self {
+        Self {
+            hash,
+            owner: Self::HOST,
+            at: position,
+        }
+    }
+
+    /// `slot` is below [`MAX_MODULE_SLOTS`], so clear of the flag bits.
+    fn module(hash: u64, slot: u32, definition: u32, weak: bool) -> Self {
+        Self {
+            hash,
+            owner: slot | if weak { Self::WEAK } else { 0 },
+            at: definition,
+        }
+    }
+
+    fn owner(&self) -> Owner {
+        if self.owner & Self::HOST != 0 {
+            Owner::Host(self.at)
+        } else {
+            Owner::Module {
+                slot: self.owner & !Self::WEAK,
+                definition: self.at,
+            }
+        }
+    }
+
+    /// A weak module definition, which a strong one may still replace.
+    fn weak(&self) -> bool {
+        self.owner & (Self::HOST | Self::WEAK) == Self::WEAK
+    }
+
+    /// The address it stands for, read from its owner.
+    fn address(&self, host: &[HostExport], modules: &Slots) -> Option<u64> {
+        match self.owner() {
+            Owner::Host(position) => host.get(position as usize).map(|host| host.address),
+            Owner::Module { slot, definition } => modules
+                .get(slot as usize)?
+                .as_ref()?
+                .names
+                .definition(definition)
+                .map(|definition| definition.address),
+        }
+    }
+}
+
+/// Module slots stay below this, clear of [`Export`]'s flag bits: a billion
+/// modules at once would need far more memory than any machine has.
+const MAX_MODULE_SLOTS: u32 = Export::WEAK;
+
+/// A name the host exports.
+struct HostExport {
+    name: Box<str>,
+    address: u64,
 }
 
 /// A definition a module has in the export table.
@@ -585,7 +666,6 @@ struct Exported {
 struct Waiting {
     slot: u32,
     definition: u32,
-    address: u64,
     weak: bool,
 }
 
@@ -650,7 +730,7 @@ type Slots = Vec<Option<ModuleRecord>>;
 
 struct State {
     /// Names of the host exports, by position; they never leave.
-    host: Vec<Box<str>>,
+    host: Vec<HostExport>,
     /// Every exported name: the host's, then each module's first definition.
     exports: HashIndex<Export>,
     /// Definitions that lost at publish to one already exported, by name, in
@@ -708,20 +788,18 @@ impl Namespace {
         let state = &mut *guard;
         let hash = name_hash(name);
         if let Some(export) = find(&state.exports, &state.host, &state.modules, hash, name) {
-            return Err(match export.owner {
+            return Err(match export.owner() {
                 Owner::Host(_) => Definer::Host,
                 Owner::Module { slot, .. } => definer(&state.modules, slot),
             });
         }
         // 2^32 host names would need hundreds of GiB of table first.
         let position = u32::try_from(state.host.len()).map_err(|_| Definer::Host)?;
-        state.host.push(name.into());
-        state.exports.insert(Export {
-            hash,
+        state.host.push(HostExport {
+            name: name.into(),
             address: address.as_u64(),
-            owner: Owner::Host(position),
-            weak: false,
         });
+        state.exports.insert(Export::host(hash, position));
         Ok(())
     }
 
@@ -773,6 +851,7 @@ impl Namespace {
         comdats: &[Option<&str>],
     ) -> (Vec<Option<u64>>, Pins<'_>) {
         let mut state = self.state.lock();
+        state.exports.warm(names.iter().map(|&(_, hash)| hash));
         let mut pinned: Vec<ModuleId> = Vec::new();
         let values = names
             .iter()
@@ -811,20 +890,25 @@ impl Namespace {
     pub(crate) fn find_duplicate(&self, names: &NameList) -> Option<ErrorKind> {
         let state = self.state.lock();
         let (host, modules) = (&state.host, &state.modules);
-        names
-            .definitions
-            .iter()
-            .filter(|definition| definition.kind.strong_here)
-            .find_map(|definition| {
-                // Most names are new: the probe ends at an empty slot, and
-                // the name is read only when a stored hash matches.
-                let name = || name_bytes(&names.text, definition);
-                let export = state.exports.find(definition.hash, |export| {
-                    owner_name(host, modules, export.owner) == Some(name())
-                })?;
-                let existing = state.conflict(export, name(), None)?;
-                Some(duplicate_error(&names.text, definition, existing))
-            })
+        let checked = || {
+            names
+                .definitions
+                .iter()
+                .filter(|definition| definition.kind.strong_here)
+        };
+        state
+            .exports
+            .warm(checked().map(|definition| definition.hash));
+        checked().find_map(|definition| {
+            // Most names are new: the probe ends at an empty slot, and
+            // the name is read only when a stored hash matches.
+            let name = || name_bytes(&names.text, definition);
+            let export = state.exports.find(definition.hash, |export| {
+                owner_name(host, modules, export.owner()) == Some(name())
+            })?;
+            let existing = state.conflict(export, name(), None)?;
+            Some(duplicate_error(&names.text, definition, existing))
+        })
     }
 
     /// Adds a module and its exports. Fails, changing nothing, if a strong
@@ -839,7 +923,10 @@ impl Namespace {
         let slot = match state.free.pop() {
             Some(slot) => slot,
             None => {
-                let Ok(slot) = u32::try_from(state.modules.len()) else {
+                let Some(slot) = u32::try_from(state.modules.len())
+                    .ok()
+                    .filter(|slot| *slot < MAX_MODULE_SLOTS)
+                else {
                     // 2^32 modules loaded at once: no address space holds them.
                     drop(guard);
                     drop(record);
@@ -955,21 +1042,21 @@ impl Namespace {
 /// The export of `name` (hashed as `hash`), if any.
 fn find<'t>(
     exports: &'t HashIndex<Export>,
-    host: &[Box<str>],
+    host: &[HostExport],
     modules: &Slots,
     hash: u64,
     name: impl AsRef<[u8]>,
 ) -> Option<&'t Export> {
     let name = name.as_ref();
     exports.find(hash, |export| {
-        owner_name(host, modules, export.owner) == Some(name)
+        owner_name(host, modules, export.owner()) == Some(name)
     })
 }
 
 /// The name an export table entry is for.
-fn owner_name<'s>(host: &'s [Box<str>], modules: &'s Slots, owner: Owner) -> Option<&'s [u8]> {
+fn owner_name<'s>(host: &'s [HostExport], modules: &'s Slots, owner: Owner) -> Option<&'s [u8]> {
     match owner {
-        Owner::Host(position) => host.get(position as usize).map(|name| name.as_bytes()),
+        Owner::Host(position) => host.get(position as usize).map(|host| host.name.as_bytes()),
         Owner::Module { slot, definition } => module_name(modules, slot, definition),
     }
 }
@@ -1024,10 +1111,10 @@ fn conflict(
     name: &[u8],
     own: Option<u32>,
 ) -> Option<Definer> {
-    match export.owner {
+    match export.owner() {
         Owner::Host(_) => Some(Definer::Host),
         Owner::Module { slot, .. } if Some(slot) == own => None,
-        Owner::Module { slot, .. } if !export.weak => Some(definer(modules, slot)),
+        Owner::Module { slot, .. } if !export.weak() => Some(definer(modules, slot)),
         Owner::Module { .. } => {
             let list = waiting_for(shadowed, modules, export.hash, name)?;
             let strong = list
@@ -1064,7 +1151,7 @@ fn lose(
             return Err(duplicate_error(&names.text, definition, existing));
         }
     }
-    if let Owner::Host(_) = export.owner {
+    if let Owner::Host(_) = export.owner() {
         return Ok(false); // the host's definitions never leave
     }
     // A definition that lost to an earlier one (a strong one here lost to
@@ -1072,7 +1159,6 @@ fn lose(
     let waiting = Waiting {
         slot,
         definition: at,
-        address: definition.address,
         weak,
     };
     let hash = definition.hash;
@@ -1118,12 +1204,13 @@ fn unlink(
             }
         }
     }
+    exports.warm(exported.iter().map(|exported| exported.hash));
     for exported in exported {
         let owner = Owner::Module {
             slot,
             definition: exported.at,
         };
-        exports.remove(exported.hash, |export| export.owner == owner);
+        exports.remove(exported.hash, |export| export.owner() == owner);
     }
 }
 
@@ -1183,6 +1270,13 @@ impl State {
         let names = &record.names;
         let count = names.exported;
         self.exports.reserve(count);
+        self.exports.warm(
+            names
+                .definitions
+                .iter()
+                .filter(|definition| definition.kind.exported && definition.placed)
+                .map(|definition| definition.hash),
+        );
         let mut exported: Vec<Exported> = Vec::with_capacity(count);
         let mut shadowed: Vec<u32> = Vec::new();
         let mut failure = None;
@@ -1203,21 +1297,13 @@ impl State {
                     continue 'definitions;
                 };
                 if entry.hash == 0 {
-                    *entry = Export {
-                        hash,
-                        address: definition.address,
-                        owner: Owner::Module {
-                            slot,
-                            definition: at,
-                        },
-                        weak: definition.kind.weak,
-                    };
+                    *entry = Export::module(hash, slot, at, definition.kind.weak);
                     exported.push(Exported { hash, at });
                     continue 'definitions;
                 }
                 // The name is only needed when a stored hash matches: rarely.
                 if entry.hash == hash
-                    && owner_name(host, modules, entry.owner)
+                    && owner_name(host, modules, entry.owner())
                         == Some(name_bytes(&names.text, definition))
                 {
                     break *entry;
@@ -1279,25 +1365,22 @@ impl State {
                 hash,
                 at: waiting.definition,
             });
-            self.exports.insert(Export {
+            self.exports.insert(Export::module(
                 hash,
-                address: waiting.address,
-                owner: Owner::Module {
-                    slot: waiting.slot,
-                    definition: waiting.definition,
-                },
-                weak: waiting.weak,
-            });
+                waiting.slot,
+                waiting.definition,
+                waiting.weak,
+            ));
         }
     }
 
     fn resolve(&self, hash: u64, name: &str) -> Option<(u64, Option<ModuleId>)> {
         let export = find(&self.exports, &self.host, &self.modules, hash, name)?;
-        let module = match export.owner {
+        let module = match export.owner() {
             Owner::Host(_) => None,
             Owner::Module { slot, .. } => Some(self.id_of(slot)?),
         };
-        Some((export.address, module))
+        Some((export.address(&self.host, &self.modules)?, module))
     }
 
     /// `name` as defined by the module that owns COMDAT group `signature`,
@@ -1372,10 +1455,32 @@ impl Drop for Pins<'_> {
 #[cfg(test)]
 mod tests {
     use super::{
-        name_bytes, name_hash, DefinitionKind, HashIndex, Hashed, NameList, NameSizes, Probe,
+        name_bytes, name_hash, DefinitionKind, Export, HashIndex, Hashed, NameList, NameSizes,
+        Owner, Probe, MAX_MODULE_SLOTS,
     };
     use alloc::collections::BTreeSet;
     use alloc::vec::Vec;
+
+    /// The packed owner reads back as it went in, at the edges of each field.
+    #[test]
+    fn export_entries_keep_owner_and_weakness() {
+        assert_eq!(core::mem::size_of::<Export>(), 16);
+        for position in [0, 1, u32::MAX] {
+            let export = Export::host(7, position);
+            assert_eq!(export.owner(), Owner::Host(position));
+            assert!(!export.weak());
+        }
+        for slot in [0, 1, MAX_MODULE_SLOTS - 1] {
+            for definition in [0, 5, u32::MAX] {
+                for weak in [false, true] {
+                    let export = Export::module(9, slot, definition, weak);
+                    assert_eq!(export.owner(), Owner::Module { slot, definition });
+                    assert_eq!(export.weak(), weak);
+                    assert_eq!(export.hash(), 9);
+                }
+            }
+        }
+    }
 
     /// Names that differ in a digit or two still spread over a table kept
     /// half full: linear probing stays short only if the low bits (which

@@ -294,7 +294,11 @@ fn scale(args: &[String]) -> Result<(), String> {
     let region = host::region()?;
     let modules = host::scale_modules(&objects.scale_template.bytes, count)?;
     let packed = host::packed_region()?;
+    let only = std::env::var("SCALE_ONLY").ok();
     for label in ["mprotect", "noprotect", "packed"] {
+        if only.as_deref().is_some_and(|only| only != label) {
+            continue;
+        }
         let mut samples = Vec::new();
         for round in 0..=rounds {
             let namespace = Namespace::new();

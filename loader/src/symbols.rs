@@ -218,6 +218,12 @@ impl<T: Hashed> HashIndex<T> {
     /// where each probe's loop waits on its own. Once thousands of modules
     /// have made the table larger than the caches, most probes miss.
     fn warm(&self, hashes: impl Iterator<Item = u64>) {
+        // A table this small stays in the second-level cache: nothing to
+        // overlap, and the reads would only cost their instructions.
+        const FROM_BYTES: usize = 256 * 1024;
+        if self.slots.len().saturating_mul(core::mem::size_of::<T>()) < FROM_BYTES {
+            return;
+        }
         let mask = self.mask();
         let mut seen = 0u64;
         for hash in hashes {

@@ -908,15 +908,6 @@ impl EntryBits {
         }
     }
 
-    /// The bits `values` gives, in order.
-    pub fn collect(values: impl ExactSizeIterator<Item = bool>) -> Self {
-        let mut bits = Self::with_capacity(values.len());
-        for value in values {
-            bits.push(value);
-        }
-        bits.finish()
-    }
-
     /// Ends the last word.
     fn finish(mut self) -> Self {
         if self.filled > 0 {
@@ -926,12 +917,40 @@ impl EntryBits {
         self
     }
 
-    /// Bit `index`; `false` past the end.
+    /// Reads the bits in order from bit `start`, a word at a time.
+    pub fn cursor(&self, start: usize) -> BitCursor<'_> {
+        BitCursor {
+            word: self
+                .words
+                .get(start / 64)
+                .map_or(0, |word| word >> (start % 64)),
+            words: &self.words,
+            next: start,
+        }
+    }
+}
+
+/// [`EntryBits`] read in order: one shift an entry, and one load a word,
+/// where looking each bit up would cost a bounds check and a variable shift.
+pub(crate) struct BitCursor<'b> {
+    words: &'b [u64],
+    /// The rest of the current word, its next bit lowest.
+    word: u64,
+    /// The index of the next bit.
+    next: usize,
+}
+
+impl BitCursor<'_> {
+    /// The next bit; `false` past the end.
     #[inline(always)]
-    pub fn get(&self, index: usize) -> bool {
-        self.words
-            .get(index / 64)
-            .is_some_and(|word| word >> (index % 64) & 1 != 0)
+    pub fn next_bit(&mut self) -> bool {
+        if self.next.is_multiple_of(64) {
+            self.word = self.words.get(self.next / 64).copied().unwrap_or(0);
+        }
+        let bit = self.word & 1 != 0;
+        self.word >>= 1;
+        self.next = self.next.wrapping_add(1);
+        bit
     }
 }
 
@@ -1067,6 +1086,34 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cursor reads back what was pushed, from any start, across word
+    /// boundaries and the skipped runs of other sections, and `false` past the end.
+    #[test]
+    fn bit_cursor_reads_back_pushed_bits_from_any_start() {
+        let pattern = |index: usize| (index * 7 + index / 5).is_multiple_of(3);
+        let mut bits = EntryBits::with_capacity(300);
+        let mut expected = Vec::new();
+        for index in 0..300 {
+            if (100..170).contains(&index) {
+                continue;
+            }
+            if index == 170 {
+                bits.skip(70);
+                expected.extend([false; 70]);
+            }
+            bits.push(pattern(index));
+            expected.push(pattern(index));
+        }
+        let bits = bits.finish();
+        for start in [0, 1, 63, 64, 65, 127, 128, 170, 255, 299, 300] {
+            let mut cursor = bits.cursor(start);
+            for index in start..start + 80 {
+                let want = expected.get(index).copied().unwrap_or(false);
+                assert_eq!(cursor.next_bit(), want, "start {start}, bit {index}");
+            }
+        }
+    }
 
     #[test]
     fn type_slots_map_back_to_their_types() {

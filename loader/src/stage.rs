@@ -413,12 +413,10 @@ impl<'l, 'a> Placed<'l, 'a> {
         // S alone, 8 bytes a symbol, for the fast path: the symbols of a
         // large module's calls are all over the table, and 8 bytes a symbol
         // keep far more of it in the first-level cache than whole records.
-        let addresses: Vec<u64> = symbol_targets.iter().map(|target| target.address).collect();
-        let has_address = EntryBits::collect(
-            symbol_targets
-                .iter()
-                .map(|target| target.is(SymbolTarget::HAS_ADDRESS)),
-        );
+        let addresses: Vec<u64> = symbol_targets
+            .iter()
+            .map(|target| target.address().unwrap_or(NO_FAST_ADDRESS))
+            .collect();
         for relocations in &object.relocations {
             let first = first_entry;
             first_entry = first_entry.saturating_add(relocations.len());
@@ -440,7 +438,6 @@ impl<'l, 'a> Placed<'l, 'a> {
                 index: relocations.target,
                 symbols: &symbol_targets,
                 addresses: &addresses,
-                has_address: &has_address,
                 stub_slots: &layout.stub_slot,
                 target: section_target,
                 got: got_base,
@@ -636,15 +633,20 @@ fn resolve<'l>(
     Ok((resolution, globals))
 }
 
+/// In [`SectionFixups::addresses`]: the symbol has no address. The fast path
+/// declines its entries, and the full engine, which reads the whole record,
+/// says why. A symbol whose address happens to be this value (it is not a
+/// canonical address) is declined too, and the full engine applies it.
+const NO_FAST_ADDRESS: u64 = 1 << 63;
+
 /// The inputs shared by every entry of one relocation section.
 struct SectionFixups<'s, 'o> {
     object: &'s Object<'o>,
     /// The index of the section the entries patch.
     index: usize,
     symbols: &'s [SymbolTarget],
-    /// Per symbol: its address, and whether it has one (as in `symbols`).
+    /// Per symbol: its address as in `symbols`, or [`NO_FAST_ADDRESS`].
     addresses: &'s [u64],
-    has_address: &'s EntryBits,
     /// The plan's stubs, by `(symbol, addend key)`.
     stub_slots: &'s NameMap<(usize, i64), u32>,
     /// The section's target address.
@@ -667,26 +669,30 @@ impl SectionFixups<'_, '_> {
         bytes: &mut [u8],
         stub_used: &mut [bool],
     ) -> Result<(), LoadError> {
+        let mut relaxed = relaxed.cursor(first);
         for (position, entry) in relocations.entries().enumerate() {
-            let relax = relaxed.get(first.wrapping_add(position));
+            let relax = relaxed.next_bit();
             // The engine's fast path first: it applies nearly every entry,
             // and declines, writing nothing, where the full path is needed.
             // Loads through a GOT slot (rare outside position-independent
             // references to other modules) take the full path.
-            let fast = self.addresses.get(entry.r_sym()).is_some_and(|&symbol| {
-                self.has_address.get(entry.r_sym())
-                    && usize::try_from(entry.r_offset).is_ok_and(|offset| {
-                        x86_64::apply_fast(
-                            entry.r_type,
-                            bytes,
-                            offset,
-                            symbol,
-                            entry.r_addend,
-                            self.target.wrapping_add(entry.r_offset),
-                            relax,
-                        )
-                    })
-            });
+            let symbol = self
+                .addresses
+                .get(entry.r_sym())
+                .copied()
+                .unwrap_or(NO_FAST_ADDRESS);
+            let fast = symbol != NO_FAST_ADDRESS
+                && usize::try_from(entry.r_offset).is_ok_and(|offset| {
+                    x86_64::apply_fast(
+                        entry.r_type,
+                        bytes,
+                        offset,
+                        symbol,
+                        entry.r_addend,
+                        self.target.wrapping_add(entry.r_offset),
+                        relax,
+                    )
+                });
             if fast {
                 continue;
             }

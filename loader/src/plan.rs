@@ -624,14 +624,15 @@ fn assign_slots(
             .get(relocations.target)
             .and_then(|section| section.data)
             .unwrap_or_default();
-        scan_entries(
-            object.machine,
-            relocations,
-            data,
-            &classes,
-            &mut counts,
-            &mut slots,
-        )
+        // One loop per machine, so that neither tests the machine per entry.
+        match object.machine {
+            Machine::X86_64 => {
+                scan_entries::<false>(relocations, data, &classes, &mut counts, &mut slots)
+            }
+            Machine::AArch64 => {
+                scan_entries::<true>(relocations, data, &classes, &mut counts, &mut slots)
+            }
+        }
         .map_err(|(entry, problem)| {
             relocation_error(object, relocations.target, &entry, problem)
         })?;
@@ -646,8 +647,7 @@ fn assign_slots(
 /// why, if one cannot be applied. Not inlined into [`plan`], so that this
 /// loop has the registers to itself.
 #[inline(never)]
-fn scan_entries(
-    machine: Machine,
+fn scan_entries<const AARCH64: bool>(
     relocations: &RelocationSection<'_>,
     data: &[u8],
     classes: &[SymbolClass],
@@ -655,10 +655,15 @@ fn scan_entries(
     slots: &mut Slots,
 ) -> Result<(), (Rela, RelocationProblem)> {
     // The partial word in locals, so that it stays in registers.
+    let machine = if AARCH64 {
+        Machine::AArch64
+    } else {
+        Machine::X86_64
+    };
     let (mut last, mut filled) = (slots.relaxed.last, slots.relaxed.filled);
     let mut result = Ok(());
     for entry in relocations.entries() {
-        let needs = counts.count(entry.r_type);
+        let needs = counts.count_for(machine, entry.r_type);
         let Some(class) = classes.get(entry.r_sym()).filter(|_| needs != 0) else {
             let problem = match needs {
                 0 => RelocationProblem::Unsupported,
@@ -769,11 +774,19 @@ impl TypeCounts {
         }
     }
 
-    /// Counts one entry of type `r_type` and returns its [`NeedBits`]: 0,
-    /// uncounted, if the machine does not support the type.
-    #[inline(always)]
+    /// [`Self::count_for`] with the table's machine.
+    #[cfg(test)]
     fn count(&mut self, r_type: u32) -> u8 {
-        let Some(slot) = Self::slot(self.machine, r_type) else {
+        self.count_for(self.machine, r_type)
+    }
+
+    /// Counts one entry of type `r_type` and returns its [`NeedBits`]: 0,
+    /// uncounted, if the machine does not support the type. `machine` must
+    /// be the table's; a caller that knows it at compile time passes it, so
+    /// that the machine is not tested per entry.
+    #[inline(always)]
+    fn count_for(&mut self, machine: Machine, r_type: u32) -> u8 {
+        let Some(slot) = Self::slot(machine, r_type) else {
             return 0;
         };
         match (self.needs.get(slot), self.counts.get_mut(slot)) {
@@ -798,6 +811,7 @@ impl TypeCounts {
     }
 
     /// The table slot of `r_type`, for types a machine may support.
+    #[inline(always)]
     fn slot(machine: Machine, r_type: u32) -> Option<usize> {
         let slot = match machine {
             Machine::X86_64 => r_type,

@@ -217,21 +217,21 @@ pub fn apply_fast(
     let via_slot = (bit & THROUGH_GOT != 0) & !relax;
     let word = symbol.wrapping_add_signed(addend).wrapping_sub(place);
     // The field and the two bytes before it: the opcode and ModRM of a load.
-    let window: Option<&mut [u8; 6]> = offset
-        .checked_sub(2)
-        .and_then(|start| bytes.get_mut(start..offset.checked_add(4)?))
-        .and_then(|window| window.try_into().ok());
+    // An offset below 2 wraps to a start past any section's end.
+    let window = bytes
+        .get_mut(offset.wrapping_sub(2)..)
+        .and_then(|rest| rest.first_chunk_mut::<6>());
     let (Some(window), Ok(narrow)) = (window, i32::try_from(word as i64)) else {
         return false;
     };
-    let [opcode, modrm, ..] = *window;
+    let [opcode, modrm, field @ ..] = window;
     // A relaxed load must still be the `mov` the plan saw (another entry may
     // have overwritten it).
-    if (relax & !is_relaxable_pair([opcode, modrm])) | via_slot {
+    if (relax & !is_relaxable_pair([*opcode, *modrm])) | via_slot {
         return false;
     }
-    let [opcode_byte, _, field @ ..] = window;
-    *opcode_byte = select_unpredictable(relax, LEA, opcode);
+    // Rewritten unchanged unless relaxed: a store either way, no branch.
+    *opcode = select_unpredictable(relax, LEA, *opcode);
     *field = narrow.to_le_bytes();
     true
 }

@@ -654,12 +654,12 @@ fn scan_entries<const AARCH64: bool>(
     counts: &mut TypeCounts,
     slots: &mut Slots,
 ) -> Result<(), (Rela, RelocationProblem)> {
-    // The partial word in locals, so that it stays in registers.
     let machine = if AARCH64 {
         Machine::AArch64
     } else {
         Machine::X86_64
     };
+    // The partial word in locals, so that it stays in registers.
     let (mut last, mut filled) = (slots.relaxed.last, slots.relaxed.filled);
     let mut result = Ok(());
     for entry in relocations.entries() {

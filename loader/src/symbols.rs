@@ -933,7 +933,7 @@ impl Namespace {
                     .ok()
                     .filter(|slot| *slot < MAX_MODULE_SLOTS)
                 else {
-                    // 2^32 modules loaded at once: no address space holds them.
+                    // 2^30 modules loaded at once: no memory holds them.
                     drop(guard);
                     drop(record);
                     drop(pins);

@@ -73,6 +73,7 @@ mod module;
 mod packing;
 mod plan;
 mod protection;
+mod ranges;
 mod region;
 pub mod reloc;
 #[cfg(feature = "signature")]

@@ -335,8 +335,9 @@ impl Drop for Contiguous {
             .protect(start, len, Permissions::READ_WRITE)
             .is_err()
         {
-            // The allocator would write its free-list node into a read-only page.
-            // Losing the block is better than faulting, so it stays reserved.
+            // The next module placed here would be handed pages it cannot
+            // write. Losing the block is better than faulting, so it stays
+            // reserved.
             core::mem::forget(self.reservation.take());
         }
     }

@@ -15,10 +15,11 @@
 //! This file only computes addresses; `region.rs` takes chunks from the heap,
 //! changes page permissions and returns chunks, as this bookkeeping says.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::addr::Alignment;
+use crate::ranges::FreeRanges;
 
 /// Bytes of one page, the granule of permissions.
 const PAGE: u64 = Alignment::PAGE.bytes();
@@ -33,12 +34,8 @@ pub(crate) const CHUNK: u64 = 32 * PAGE;
 /// how many live pieces touch each page.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
-    /// Free byte ranges, start → end. Adjacent ranges are always merged.
-    free: BTreeMap<u64, u64>,
-    /// The same ranges as (length, start), so that a fit is found in
-    /// logarithmic time: with thousands of modules a pool holds hundreds of
-    /// ranges, and walking them on every load costs more than the load.
-    by_length: BTreeSet<(u64, u64)>,
+    /// The free bytes of the chunks.
+    free: FreeRanges,
     /// Committed pages: page address → number of live pieces touching it.
     pages: BTreeMap<u64, u32>,
     /// Chunks taken from the heap: start → (end, the alignment it was taken with).
@@ -83,8 +80,7 @@ impl Pool {
     /// An empty pool.
     pub const fn new() -> Self {
         Self {
-            free: BTreeMap::new(),
-            by_length: BTreeSet::new(),
+            free: FreeRanges::new(),
             pages: BTreeMap::new(),
             chunks: BTreeMap::new(),
             live: 0,
@@ -93,40 +89,15 @@ impl Pool {
 
     /// Takes `size` bytes (more than 0) aligned to `align` from the free
     /// ranges, or `None` if no free range fits. The piece goes to the start
-    /// of the shortest range that holds it: that keeps the long ranges (idle
-    /// pages at the ends of chunks) whole and fills the gaps between live
-    /// pieces, whose pages are committed already.
+    /// of the shortest range that holds it (see [`FreeRanges::take`]): that
+    /// keeps the long ranges (idle pages at the ends of chunks) whole and
+    /// fills the gaps between live pieces, whose pages are committed already.
     pub fn take(&mut self, size: u64, align: Alignment) -> Option<Taken> {
         if size == 0 {
             return None;
         }
-        let fits = |&(length, from): &(u64, u64)| {
-            let to = from.checked_add(length)?;
-            let start = align.align_up(from)?;
-            let end = start.checked_add(size)?;
-            (end <= to).then_some((from, to, start, end))
-        };
-        // A range at least this long holds the piece wherever it starts.
-        let sure = size.checked_add(align.bytes().saturating_sub(1))?;
-        // Shorter ones may or may not, by where they start: a few are tried
-        // first, then the shortest sure one, so a take stays logarithmic in
-        // the number of ranges. Only when no range is sure (the pool is
-        // about to take a chunk, or just took one no longer than the piece)
-        // are the rest of the shorter ones tried.
-        let tight = self.by_length.range((size, 0)..(sure, 0));
-        let (from, to, start, end) = tight
-            .clone()
-            .take(TIGHT_TRIES)
-            .find_map(fits)
-            .or_else(|| self.by_length.range((sure, 0)..).next().and_then(fits))
-            .or_else(|| tight.skip(TIGHT_TRIES).find_map(fits))?;
-        self.unlist(from);
-        if from < start {
-            self.list(from, start);
-        }
-        if end < to {
-            self.list(end, to);
-        }
+        let start = self.free.take(size, align)?;
+        let end = start.checked_add(size)?;
         self.live = self.live.saturating_add(size);
         let mut committed: Vec<(u64, u64)> = Vec::new();
         for page in pages_of(start, end) {
@@ -175,7 +146,7 @@ impl Pool {
             .collect();
         for chunk in &idle {
             self.chunks.remove(&chunk.start);
-            self.remove_free(chunk.start, chunk.end);
+            self.free.remove(chunk.start, chunk.end);
         }
         idle
     }
@@ -185,7 +156,7 @@ impl Pool {
     fn give_back(&mut self, start: u64, size: u64) -> Vec<(u64, u64)> {
         let end = start.saturating_add(size);
         self.live = self.live.saturating_sub(size);
-        self.insert_free(start, end);
+        self.free.give(start, end);
         let mut idle: Vec<(u64, u64)> = Vec::new();
         for page in pages_of(start, end) {
             let now_idle = match self.pages.get_mut(&page) {
@@ -213,7 +184,7 @@ impl Pool {
     /// its chunk never goes back to the heap.
     pub fn quarantine(&mut self, page: u64) {
         let end = page.saturating_add(PAGE);
-        self.remove_free(page, end);
+        self.free.remove(page, end);
         let count = self.pages.entry(page).or_insert(0);
         *count = count.saturating_add(1);
     }
@@ -221,7 +192,7 @@ impl Pool {
     /// Adds a chunk taken from the heap: all of it free and idle.
     pub fn add_chunk(&mut self, chunk: Chunk) {
         self.chunks.insert(chunk.start, (chunk.end, chunk.align));
-        self.insert_free(chunk.start, chunk.end);
+        self.free.give(chunk.start, chunk.end);
     }
 
     /// Bytes of chunks, committed pages and live pieces.
@@ -241,58 +212,7 @@ impl Pool {
     pub fn committed_bytes(&self) -> u64 {
         (self.pages.len() as u64).saturating_mul(PAGE)
     }
-
-    /// Marks `[start, end)` free, merging with its neighbours.
-    fn insert_free(&mut self, mut start: u64, mut end: u64) {
-        if let Some((&before, &before_end)) = self.free.range(..start).next_back() {
-            if before_end == start {
-                self.unlist(before);
-                start = before;
-            }
-        }
-        if let Some(after_end) = self.unlist(end) {
-            end = after_end;
-        }
-        if start < end {
-            self.list(start, end);
-        }
-    }
-
-    /// Removes `[start, end)`, which lies inside one free range, from the free ranges.
-    fn remove_free(&mut self, start: u64, end: u64) {
-        let Some((&from, &to)) = self.free.range(..=start).next_back() else {
-            return;
-        };
-        if to < end {
-            return;
-        }
-        self.unlist(from);
-        if from < start {
-            self.list(from, start);
-        }
-        if end < to {
-            self.list(end, to);
-        }
-    }
-
-    /// Adds the free range `[start, end)` to both indexes.
-    fn list(&mut self, start: u64, end: u64) {
-        self.free.insert(start, end);
-        self.by_length.insert((end.saturating_sub(start), start));
-    }
-
-    /// Takes the free range starting at `start` out of both indexes and
-    /// returns its end, if there is one.
-    fn unlist(&mut self, start: u64) -> Option<u64> {
-        let end = self.free.remove(&start)?;
-        self.by_length.remove(&(end.saturating_sub(start), start));
-        Some(end)
-    }
 }
-
-/// How many free ranges shorter than sure to hold a piece [`Pool::take`]
-/// tries first, for a tighter fit.
-const TIGHT_TRIES: usize = 4;
 
 /// The size of a chunk for a piece of `size` bytes aligned to `align`: at
 /// least [`CHUNK`], whole pages, room for the piece at any alignment.
@@ -519,7 +439,7 @@ mod tests {
             if round % 16 != 0 {
                 continue;
             }
-            indexes_agree(&pool);
+            pool.free.check();
             let committed: alloc::collections::BTreeSet<u64> = live
                 .iter()
                 .flat_map(|&(start, size)| pages_of(start, start + size))
@@ -531,53 +451,5 @@ mod tests {
         }
         assert_eq!(pool.usage(), PoolUsage::default());
         assert!(pool.free.is_empty());
-        assert!(pool.by_length.is_empty());
-    }
-
-    /// The two indexes of the free ranges always list the same ranges.
-    fn indexes_agree(pool: &Pool) {
-        let by_start: alloc::collections::BTreeSet<(u64, u64)> = pool
-            .free
-            .iter()
-            .map(|(&start, &end)| (end - start, start))
-            .collect();
-        assert_eq!(by_start, pool.by_length);
-    }
-
-    /// Among ranges that hold a piece, the shortest is used, so a gap
-    /// between live pieces is filled before the idle end of a chunk; and a
-    /// range that is long enough only at the wrong alignment is passed over.
-    #[test]
-    fn pieces_go_to_the_shortest_range_that_holds_them() {
-        let mut pool = pool_with_chunk(0x10000, 8);
-        let a = pool.take(0x100, A16).unwrap().start;
-        let gap = pool.take(0x40, A16).unwrap().start;
-        let b = pool.take(0x100, A16).unwrap().start;
-        let small_gap = pool.take(0x20, A16).unwrap().start;
-        let _c = pool.take(0x100, A16).unwrap().start;
-        assert_eq!((a, gap, b), (0x10000, 0x10100, 0x10140));
-        free(&mut pool, gap, 0x40);
-        free(&mut pool, small_gap, 0x20);
-        indexes_agree(&pool);
-        // 0x20 fits the later 0x20 gap exactly: the earlier, longer gap
-        // stays whole (first fit by address would split it).
-        assert_eq!(pool.take(0x20, A16).unwrap().start, small_gap);
-        // 0x30 fits the 0x40 gap, not the chunk's end.
-        assert_eq!(pool.take(0x30, A16).unwrap().start, gap);
-        // Every gap is now too short: the chunk's end.
-        let tail = pool.take(0x20, A16).unwrap().start;
-        assert!(tail > 0x10260);
-        indexes_agree(&pool);
-        // A range as long as the piece but misaligned for it is skipped.
-        let mut pool = pool_with_chunk(0x20000, 1);
-        let _first = pool.take(0x10, A16).unwrap().start;
-        let odd = pool.take(0x40, A16).unwrap().start;
-        let _rest = pool.take(0x100, A16).unwrap().start;
-        free(&mut pool, odd, 0x40);
-        // [0x20010, 0x20050) is free and 0x40 long, but a 0x40 piece aligned
-        // to 256 fits only in the rest of the page.
-        let aligned = pool.take(0x40, Alignment::new(256).unwrap()).unwrap().start;
-        assert_eq!(aligned, 0x20200);
-        indexes_agree(&pool);
     }
 }

@@ -12,7 +12,6 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use linked_list_allocator::Heap;
 use spin::Mutex;
 
 use crate::addr::{Alignment, VirtAddr};
@@ -20,6 +19,7 @@ use crate::error::ErrorKind;
 use crate::packing::{self, Chunk, Pool};
 use crate::plan::Segment;
 use crate::protection::{MemoryProtection, PageWriter, Permissions};
+use crate::ranges::FreeRanges;
 
 /// A block of memory that module sections are allocated from.
 ///
@@ -36,6 +36,69 @@ pub struct Region {
     /// Packed placement's pages, one pool per segment kind. Locked before
     /// `heap` whenever both are held.
     pools: Mutex<[Pool; 3]>,
+}
+
+/// The region's memory and which of it is free. Reservations and packed
+/// chunks are found in logarithmic time however many holes earlier
+/// unloads left (see `ranges.rs`), and nothing is written into free memory.
+struct Heap {
+    /// The pointer the region was given, 0 bytes long before `init`: every
+    /// pointer into the memory is derived from it, for its provenance.
+    bottom: *mut u8,
+    size: usize,
+    used: usize,
+    free: FreeRanges,
+}
+
+// SAFETY: `bottom` is only an origin to derive pointers from, under the
+// region's lock; the memory it points to belongs to the region alone (the
+// contract of `Region::init`), whichever thread holds the lock.
+unsafe impl Send for Heap {}
+
+impl Heap {
+    const fn empty() -> Self {
+        Self {
+            bottom: core::ptr::null_mut(),
+            size: 0,
+            used: 0,
+            free: FreeRanges::new(),
+        }
+    }
+
+    fn bottom_address(&self) -> u64 {
+        VirtAddr::from_ptr(self.bottom.cast_const()).as_u64()
+    }
+
+    /// `size` bytes (more than 0) aligned to `align`, or `None` if no free
+    /// range holds them.
+    fn allocate(&mut self, size: u64, align: Alignment) -> Option<NonNull<u8>> {
+        let start = self.free.take(size, align)?;
+        let Some(pointer) = self.pointer_to(start) else {
+            // Not inside the memory: cannot happen, as every free range is.
+            self.free.give(start, start.saturating_add(size));
+            return None;
+        };
+        self.used = self.used.saturating_add(usize::try_from(size).ok()?);
+        Some(pointer)
+    }
+
+    /// Gives back `[start, start + size)`, which `allocate` returned.
+    fn deallocate(&mut self, start: u64, size: u64) {
+        self.free.give(start, start.saturating_add(size));
+        self.used = self
+            .used
+            .saturating_sub(usize::try_from(size).unwrap_or(usize::MAX));
+    }
+
+    /// A pointer to `address`, inside the region's memory, derived from the
+    /// pointer the region was given (so it carries that memory's provenance).
+    fn pointer_to(&self, address: u64) -> Option<NonNull<u8>> {
+        let offset = address.checked_sub(self.bottom_address())?;
+        if offset >= self.size as u64 {
+            return None;
+        }
+        NonNull::new(self.bottom.wrapping_add(usize::try_from(offset).ok()?))
+    }
 }
 
 /// How much of a region packed placement ([`crate::Loader::packed`]) uses.
@@ -102,7 +165,7 @@ impl Region {
     /// must be readable and writable when handed over.
     pub unsafe fn init(&self, start: *mut u8, size: usize) -> Result<(), RegionError> {
         let mut heap = self.heap.lock();
-        if heap.size() != 0 {
+        if heap.size != 0 {
             return Err(RegionError::AlreadyInitialized);
         }
         let aligned = VirtAddr::from_ptr(start)
@@ -111,9 +174,13 @@ impl Region {
         if start.is_null() || !aligned || size < crate::Alignment::PAGE.bytes() as usize {
             return Err(RegionError::UnusableMemory);
         }
-        // SAFETY: the caller guarantees the memory is valid, writable, lives
-        // forever and belongs to this region alone, which is what `Heap::init` needs.
-        unsafe { heap.init(start, size) };
+        let first = VirtAddr::from_ptr(start.cast_const()).as_u64();
+        let Some(end) = first.checked_add(size as u64) else {
+            return Err(RegionError::UnusableMemory);
+        };
+        heap.bottom = start;
+        heap.size = size;
+        heap.free.give(first, end);
         Ok(())
     }
 
@@ -121,9 +188,9 @@ impl Region {
     pub fn usage(&self) -> RegionUsage {
         let heap = self.heap.lock();
         RegionUsage {
-            size: heap.size(),
-            used: heap.used(),
-            free: heap.free(),
+            size: heap.size,
+            used: heap.used,
+            free: heap.size.saturating_sub(heap.used),
         }
     }
 
@@ -142,7 +209,7 @@ impl Region {
 
     /// The first address of the region's memory (0 before `init`).
     pub fn start(&self) -> VirtAddr {
-        VirtAddr::from_ptr(self.heap.lock().bottom())
+        VirtAddr::new(self.heap.lock().bottom_address())
     }
 
     /// Reserves `size` bytes aligned to `align`, both already validated by the plan.
@@ -153,7 +220,7 @@ impl Region {
         if layout.size() == 0 {
             return None;
         }
-        let start = self.heap.lock().allocate_first_fit(layout).ok()?;
+        let start = self.heap.lock().allocate(size, Alignment::new(align)?)?;
         Some(Reservation {
             region: self,
             start,
@@ -252,8 +319,8 @@ impl Region {
                     .protect(VirtAddr::new(start), len, Permissions::READ_WRITE)
                     .is_err()
                 {
-                    // The heap would write its free-list node into a page it
-                    // cannot write: keep the page (and its chunk) out of use.
+                    // The next piece placed here could not be written: keep
+                    // the page (and its chunk) out of use.
                     quarantine(pool, start, end);
                 }
             }
@@ -268,12 +335,10 @@ impl Region {
     fn take_chunk(&self, size: u64, align: Alignment) -> Option<Chunk> {
         let len = packing::chunk_size(size, align)?;
         let chunk_align = align.max(Alignment::PAGE).bytes();
-        let layout = Layout::from_size_align(
-            usize::try_from(len).ok()?,
-            usize::try_from(chunk_align).ok()?,
-        )
-        .ok()?;
-        let start = self.heap.lock().allocate_first_fit(layout).ok()?;
+        let start = self
+            .heap
+            .lock()
+            .allocate(len, Alignment::new(chunk_align)?)?;
         let start = VirtAddr::from_ptr(start.as_ptr()).as_u64();
         Some(Chunk {
             start,
@@ -289,34 +354,19 @@ impl Region {
         }
         let mut heap = self.heap.lock();
         for chunk in chunks {
-            let Some(pointer) = self.pointer_in(&heap, chunk.start) else {
-                continue;
-            };
-            let layout = usize::try_from(chunk.end.saturating_sub(chunk.start))
-                .ok()
-                .zip(usize::try_from(chunk.align).ok())
-                .and_then(|(len, align)| Layout::from_size_align(len, align).ok());
-            if let Some(layout) = layout {
-                // SAFETY: `take_chunk` allocated exactly this block with exactly
-                // this layout (the pool kept both), and the pool gives a chunk
-                // back once, when no live piece lies in it. Every page of it is
-                // read-write again (released pages were made read-write or
-                // quarantined, and a quarantined page keeps its chunk), so the
-                // heap can write its free-list node into it.
-                unsafe { heap.deallocate(pointer, layout) };
-            }
+            // `take_chunk` allocated exactly this block (the pool kept it),
+            // and the pool gives a chunk back once, when no live piece lies
+            // in it. Every page of it is read-write again (released pages
+            // were made read-write or quarantined, and a quarantined page
+            // keeps its chunk), so the next reservation can write it.
+            heap.deallocate(chunk.start, chunk.end.saturating_sub(chunk.start));
         }
     }
 
-    /// A pointer to `address`, inside the region's memory, derived from the
-    /// pointer the region was given (so it carries that memory's provenance).
-    fn pointer_in(&self, heap: &Heap, address: u64) -> Option<NonNull<u8>> {
-        let bottom = heap.bottom();
-        let offset = address.checked_sub(VirtAddr::from_ptr(bottom).as_u64())?;
-        if offset >= heap.size() as u64 {
-            return None;
-        }
-        NonNull::new(bottom.wrapping_add(usize::try_from(offset).ok()?))
+    /// A pointer to `address`, inside the region's memory (see
+    /// [`Heap::pointer_to`]).
+    fn pointer_in(&self, address: u64) -> Option<NonNull<u8>> {
+        self.heap.lock().pointer_to(address)
     }
 }
 
@@ -383,7 +433,7 @@ impl Piece {
                 }
             });
         }
-        let destination = self.region.pointer_in(&self.region.heap.lock(), self.start);
+        let destination = self.region.pointer_in(self.start);
         let Some(destination) = destination else {
             return Err(ErrorKind::OutOfMemory {
                 size: self.size,
@@ -498,11 +548,14 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        // SAFETY: `start` and `layout` are exactly what `allocate_first_fit`
-        // returned and took, and the block is freed once because `drop` runs once.
-        // Callers make the pages writable again before dropping (the heap writes
-        // its free-list node into them): see `ModuleMemory` in `stage.rs`.
-        unsafe { self.region.heap.lock().deallocate(self.start, self.layout) };
+        // `start` and the size are exactly what `reserve` took, and `drop`
+        // runs once. Callers make the pages writable again first, so that the
+        // next reservation can write them: see `ModuleMemory` in `memory.rs`.
+        let start = VirtAddr::from_ptr(self.start.as_ptr().cast_const()).as_u64();
+        self.region
+            .heap
+            .lock()
+            .deallocate(start, self.layout.size() as u64);
     }
 }
 
@@ -533,6 +586,30 @@ mod tests {
         assert_eq!(region.usage().used, 8192);
         drop(block);
         assert_eq!(region.usage(), before);
+    }
+
+    /// Thousands of holes too small for a large reservation: it is still
+    /// found (past all of them), a small one goes into a hole rather than
+    /// splitting the large free rest, and every byte comes back.
+    #[test]
+    fn reservations_find_room_past_many_holes() {
+        let region = leaked_region(2 * 3000 + 300);
+        let before = region.usage();
+        let mut small: alloc::vec::Vec<_> = (0..6000).map(|_| region.reserve(4096, 4096)).collect();
+        assert!(small.iter().all(Option::is_some));
+        for block in small.iter_mut().step_by(2) {
+            drop(block.take());
+        }
+        assert_eq!(region.usage().used, 3000 * 4096);
+        let large = region.reserve(256 * 4096, 4096).expect("room past the holes");
+        assert!(large.start().as_u64() >= region.start().as_u64() + 6000 * 4096);
+        let hole = region.reserve(4096, 4096).expect("a hole");
+        assert!(hole.start().as_u64() < region.start().as_u64() + 6000 * 4096);
+        drop((large, hole, small));
+        assert_eq!(region.usage(), before);
+        // Whole again: one reservation of everything fits.
+        let all = region.reserve(before.size as u64, 4096);
+        assert!(all.is_some());
     }
 
     #[test]

@@ -98,6 +98,7 @@ fn main() {
         }
         Some("probe") => probe(&args[1..]),
         Some("scale") => scale(&args[1..]),
+        Some("holes") => holes(&args[1..]),
         Some("copy") => copy(&args[1..]),
         Some("write") => write(&args[1..]),
         _ => Err(String::from(
@@ -281,6 +282,65 @@ fn rusage() -> (i64, std::time::Duration) {
 /// fresh namespace, unload them in reverse), `ROUNDS` times after one warm-up
 /// round, with and without `mprotect`. Prints the median time, minor faults
 /// and kernel time per module for loading and for unloading.
+/// The time of one `large_pic` load into a region that holds `N` small
+/// modules with every other one unloaded (so `N / 2` holes too small for
+/// it), against the same load into the region with the small modules
+/// unloaded, in alternating rounds. A region allocator that walks its holes
+/// shows here; the scaling benchmark unloads in reverse and leaves none.
+fn holes(args: &[String]) -> Result<(), String> {
+    let [count, rounds] = args else {
+        return Err(String::from("holes N ROUNDS"));
+    };
+    let count: usize = count.parse().map_err(|_| format!("bad count {count}"))?;
+    let rounds: usize = rounds.parse().map_err(|_| format!("bad rounds {rounds}"))?;
+    let objects = build()?;
+    let region = host::region()?;
+    let large = &objects.large_pic;
+    let large_loader = process_loader(large)?;
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (with_holes, samples) in [true, false].into_iter().zip(&mut times) {
+            let mut small = Vec::new();
+            if with_holes {
+                for number in 0..count {
+                    // Each copy in a namespace of its own: they define the same names.
+                    let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
+                    host::export_process_symbols(namespace, &objects.small.imports)?;
+                    let loader = host::loader(namespace, region);
+                    let module =
+                        host::load(&loader, &format!("small{number}"), &objects.small.bytes)?;
+                    small.push(Some(module));
+                }
+                for module in small.iter_mut().step_by(2) {
+                    if let Some(module) = module.take() {
+                        host::unload(module)?;
+                    }
+                }
+            }
+            let clock = std::time::Instant::now();
+            let module = host::load(&large_loader, "large_pic", &large.bytes)?;
+            samples.push(clock.elapsed().as_nanos() as f64);
+            host::unload(module)?;
+            for module in small.into_iter().flatten() {
+                host::unload(module)?;
+            }
+        }
+    }
+    for ((label, samples), holes) in ["with holes", "no holes"]
+        .iter()
+        .zip(&mut times)
+        .zip([count / 2, 0])
+    {
+        samples.sort_by(f64::total_cmp);
+        let median = samples.get(samples.len() / 2).copied().unwrap_or(0.0);
+        println!(
+            "large_pic load, {label:10} ({holes:5} holes): {:8.1} us",
+            median / 1e3
+        );
+    }
+    Ok(())
+}
+
 fn scale(args: &[String]) -> Result<(), String> {
     let (count, rounds, mode) = match args {
         [count, rounds] => (count, rounds, "hot"),

@@ -601,7 +601,9 @@ mod tests {
             drop(block.take());
         }
         assert_eq!(region.usage().used, 3000 * 4096);
-        let large = region.reserve(256 * 4096, 4096).expect("room past the holes");
+        let large = region
+            .reserve(256 * 4096, 4096)
+            .expect("room past the holes");
         assert!(large.start().as_u64() >= region.start().as_u64() + 6000 * 4096);
         let hole = region.reserve(4096, 4096).expect("a hole");
         assert!(hole.start().as_u64() < region.start().as_u64() + 6000 * 4096);

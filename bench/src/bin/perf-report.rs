@@ -282,11 +282,7 @@ fn rusage() -> (i64, std::time::Duration) {
 /// fresh namespace, unload them in reverse), `ROUNDS` times after one warm-up
 /// round, with and without `mprotect`. Prints the median time, minor faults
 /// and kernel time per module for loading and for unloading.
-/// The time of one `large_pic` load into a region that holds `N` small
-/// modules with every other one unloaded (so `N / 2` holes too small for
-/// it), against the same load into the region with the small modules
-/// unloaded, in alternating rounds. A region allocator that walks its holes
-/// shows here; the scaling benchmark unloads in reverse and leaves none.
+/// `perf-report holes N ROUNDS`: see [`among_holes`].
 fn holes(args: &[String]) -> Result<(), String> {
     let [count, rounds] = args else {
         return Err(String::from("holes N ROUNDS"));
@@ -294,6 +290,27 @@ fn holes(args: &[String]) -> Result<(), String> {
     let count: usize = count.parse().map_err(|_| format!("bad count {count}"))?;
     let rounds: usize = rounds.parse().map_err(|_| format!("bad rounds {rounds}"))?;
     let objects = build()?;
+    let (with, without) = among_holes(&objects, count, rounds)?;
+    println!(
+        "large_pic load among {:5} holes: {:8.1} us",
+        count / 2,
+        with / 1e3
+    );
+    println!("large_pic load among     0 holes: {:8.1} us", without / 1e3);
+    Ok(())
+}
+
+/// The median time of one `large_pic` load into the shared region while it
+/// holds `count` small modules with every other one unloaded (so
+/// `count / 2` holes, each too small for it), and of the same load with no
+/// small module in the region, in alternating rounds: (among holes, none).
+/// A region allocator that walks its holes shows here; the scaling
+/// benchmark unloads in reverse order and leaves none.
+fn among_holes(
+    objects: &objects::Objects,
+    count: usize,
+    rounds: usize,
+) -> Result<(f64, f64), String> {
     let region = host::region()?;
     let large = &objects.large_pic;
     let large_loader = process_loader(large)?;
@@ -307,9 +324,8 @@ fn holes(args: &[String]) -> Result<(), String> {
                     let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
                     host::export_process_symbols(namespace, &objects.small.imports)?;
                     let loader = host::loader(namespace, region);
-                    let module =
-                        host::load(&loader, &format!("small{number}"), &objects.small.bytes)?;
-                    small.push(Some(module));
+                    let name = format!("small{number}");
+                    small.push(Some(host::load(&loader, &name, &objects.small.bytes)?));
                 }
                 for module in small.iter_mut().step_by(2) {
                     if let Some(module) = module.take() {
@@ -326,19 +342,11 @@ fn holes(args: &[String]) -> Result<(), String> {
             }
         }
     }
-    for ((label, samples), holes) in ["with holes", "no holes"]
-        .iter()
-        .zip(&mut times)
-        .zip([count / 2, 0])
-    {
+    let [with, without] = times.map(|mut samples| {
         samples.sort_by(f64::total_cmp);
-        let median = samples.get(samples.len() / 2).copied().unwrap_or(0.0);
-        println!(
-            "large_pic load, {label:10} ({holes:5} holes): {:8.1} us",
-            median / 1e3
-        );
-    }
-    Ok(())
+        samples.get(samples.len() / 2).copied().unwrap_or(0.0)
+    });
+    Ok((with, without))
 }
 
 fn scale(args: &[String]) -> Result<(), String> {
@@ -547,6 +555,10 @@ fn section_sum(plan: &modload::Plan) -> u64 {
         .sum()
 }
 
+/// Small modules loaded before every other one is unloaded, for the table
+/// of a large load among holes.
+const HOLE_COUNTS: [usize; 3] = [200, 2000, 10_000];
+
 fn memory(out: &Path) -> Result<(), String> {
     let objects = build()?;
     let region = host::region()?;
@@ -620,6 +632,12 @@ fn memory(out: &Path) -> Result<(), String> {
         }),
     );
     packed_memory(&objects, &modules_bytes, &mut report)?;
+    let mut holes = Vec::new();
+    for count in HOLE_COUNTS {
+        let (with, without) = among_holes(&objects, count, 5)?;
+        holes.push(json!({ "holes": count / 2, "with_ns": with, "without_ns": without }));
+    }
+    report.insert(String::from("holes"), Value::Array(holes));
     let text = serde_json::to_string_pretty(&Value::Object(report)).map_err(|e| e.to_string())?;
     std::fs::write(out, text).map_err(|error| format!("{}: {error}", out.display()))
 }
@@ -1165,6 +1183,38 @@ fn write(args: &[String]) -> Result<(), String> {
         verdict(worst_unload <= 0.2)
     );
 
+    let number = |value: &Value, key: &str| value[key].as_f64().unwrap_or(0.0);
+
+    // 3, continued: a large load among the holes of many unloads.
+    if let Some(rows) = memory["holes"].as_array() {
+        let _ = writeln!(
+            details,
+            "A load among holes: `small` modules loaded into the region, every\n\
+             other one then unloaded (in load order, each leaving a hole too small\n\
+             for what comes next), then one `large_pic` load, against the same\n\
+             load with no small module in the region; medians of 5 alternating\n\
+             rounds (`perf-report holes N ROUNDS`). The scaling runs above unload\n\
+             in reverse and leave no holes.\n"
+        );
+        let _ = writeln!(
+            details,
+            "| holes | `large_pic` load among them | with no holes | difference |\n|---|---|---|---|"
+        );
+        for row in rows {
+            let with = number(row, "with_ns");
+            let without = number(row, "without_ns");
+            let _ = writeln!(
+                details,
+                "| {} | {} | {} | {:+.0}% |",
+                number(row, "holes"),
+                time(with),
+                time(without),
+                (with / without - 1.0) * 100.0
+            );
+        }
+        let _ = writeln!(details);
+    }
+
     // 4. Memory.
     let _ = writeln!(details, "## 4. Memory\n");
     let _ = writeln!(
@@ -1179,7 +1229,6 @@ fn write(args: &[String]) -> Result<(), String> {
         details,
         "| module | sections | region used | overhead | heap kept | heap peak during load |\n|---|---|---|---|---|---|"
     );
-    let number = |value: &Value, key: &str| value[key].as_f64().unwrap_or(0.0);
     for fact in &facts {
         let entry = &memory[fact.name.as_str()];
         let sections = number(entry, "sections");

@@ -38,8 +38,8 @@ pub(crate) struct Pool {
     free: FreeRanges,
     /// Committed pages: page address → number of live pieces touching it.
     pages: BTreeMap<u64, u32>,
-    /// Chunks taken from the heap: start → (end, the alignment it was taken with).
-    chunks: BTreeMap<u64, (u64, u64)>,
+    /// Chunks taken from the heap: start → end.
+    chunks: BTreeMap<u64, u64>,
     /// Bytes in live pieces.
     live: u64,
 }
@@ -61,8 +61,6 @@ pub(crate) struct Chunk {
     pub start: u64,
     /// One past its last byte.
     pub end: u64,
-    /// The alignment it was allocated with (the heap wants it back).
-    pub align: u64,
 }
 
 /// How much of a pool is in use.
@@ -136,11 +134,10 @@ impl Pool {
             .chunks
             .range(..end)
             .rev()
-            .take_while(|(_, &(chunk_end, _))| chunk_end > start)
-            .map(|(&chunk_start, &(chunk_end, align))| Chunk {
+            .take_while(|(_, &chunk_end)| chunk_end > start)
+            .map(|(&chunk_start, &chunk_end)| Chunk {
                 start: chunk_start,
                 end: chunk_end,
-                align,
             })
             .filter(|chunk| self.pages.range(chunk.start..chunk.end).next().is_none())
             .collect();
@@ -191,7 +188,7 @@ impl Pool {
 
     /// Adds a chunk taken from the heap: all of it free and idle.
     pub fn add_chunk(&mut self, chunk: Chunk) {
-        self.chunks.insert(chunk.start, (chunk.end, chunk.align));
+        self.chunks.insert(chunk.start, chunk.end);
         self.free.give(chunk.start, chunk.end);
     }
 
@@ -201,7 +198,7 @@ impl Pool {
             chunks: self
                 .chunks
                 .iter()
-                .map(|(start, (end, _))| end.saturating_sub(*start))
+                .map(|(start, end)| end.saturating_sub(*start))
                 .fold(0, u64::saturating_add),
             committed: self.committed_bytes(),
             live: self.live,
@@ -239,11 +236,7 @@ mod tests {
     };
 
     fn chunk(start: u64, end: u64) -> Chunk {
-        Chunk {
-            start,
-            end,
-            align: PAGE,
-        }
+        Chunk { start, end }
     }
 
     fn pool_with_chunk(start: u64, pages: u64) -> Pool {

@@ -343,7 +343,6 @@ impl Region {
         Some(Chunk {
             start,
             end: start.checked_add(len)?,
-            align: chunk_align,
         })
     }
 

@@ -80,6 +80,8 @@ pub mod reloc;
 pub mod signature;
 mod stage;
 mod symbols;
+#[cfg(test)]
+mod testing;
 
 pub use addr::{Alignment, VirtAddr};
 pub use elf::{Machine, Object};

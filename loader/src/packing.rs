@@ -398,15 +398,9 @@ mod tests {
         let mut pool = Pool::default();
         let mut next_chunk = 0x100_0000u64;
         let mut live: Vec<(u64, u64)> = Vec::new();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut random = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut random = crate::testing::xorshift(0x2545_f491_4f6c_dd1d);
         for round in 0..4000 {
-            if live.is_empty() || random() % 3 != 0 {
+            if live.is_empty() || !random().is_multiple_of(3) {
                 let size = 1 + random() % 9000;
                 let align = Alignment::new(1 << (random() % 7)).unwrap();
                 let taken = match pool.take(size, align) {

@@ -220,15 +220,9 @@ mod tests {
     fn random_takes_and_gives_end_whole() {
         let mut free = ranges(0x1000_0000, 0x1100_0000);
         let mut live: Vec<(u64, u64)> = Vec::new();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut random = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut random = crate::testing::xorshift(0x2545_f491_4f6c_dd1d);
         for round in 0..5000 {
-            if live.is_empty() || random() % 3 != 0 {
+            if live.is_empty() || !random().is_multiple_of(3) {
                 let size = 1 + random() % 20_000;
                 let align = Alignment::new(1 << (random() % 13)).unwrap();
                 let Some(start) = free.take(size, align) else {

@@ -1599,12 +1599,9 @@ mod tests {
     fn index_agrees_with_a_set_through_inserts_and_removals() {
         let mut index: HashIndex<Item> = HashIndex::new();
         let mut model = BTreeSet::new();
-        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = crate::testing::xorshift(0x2545_f491_4f6c_dd1d);
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let key = (state % 300) as u32;
+            let key = (random() % 300) as u32;
             if model.remove(&key) {
                 index.remove(hash(key), |item| item.key == key);
             } else {

@@ -412,13 +412,7 @@ mod tests {
     /// instruction bytes, near and at every range edge.
     #[test]
     fn the_fast_path_agrees_with_apply() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);
         let types = [
             R_X86_64_PC32,
             R_X86_64_PLT32,
@@ -449,13 +443,13 @@ mod tests {
             for byte in bytes.iter_mut() {
                 *byte = next() as u8;
             }
-            if next() % 2 == 0 {
+            if next().is_multiple_of(2) {
                 bytes[2] = MOV_LOAD;
                 bytes[3] = 0x05 | (next() as u8 & 0x38);
             }
             let offset = (next() % 10) as usize;
             let place = P.wrapping_add(offset as u64);
-            let addend = if next() % 2 == 0 {
+            let addend = if next().is_multiple_of(2) {
                 -4
             } else {
                 next() as i64 % 64
@@ -467,9 +461,9 @@ mod tests {
                 1 => place.wrapping_add(next() % 0x1000),
                 _ => next(),
             };
-            let has_got_slot = next() % 4 != 0;
+            let has_got_slot = !next().is_multiple_of(4);
             let got_slot = place.wrapping_add_signed(distance).wrapping_add(next() % 8);
-            let relax = next() % 2 == 0;
+            let relax = next().is_multiple_of(2);
             let inputs = FixupInputs {
                 symbol,
                 addend,

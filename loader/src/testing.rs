@@ -1,0 +1,12 @@
+//! Helpers shared by the crate's unit tests.
+
+/// A xorshift64 generator from `seed` (not 0): the same sequence on every
+/// run and every host, so a failing random case can be replayed.
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}

@@ -228,12 +228,8 @@ fn pages_of(start: u64, end: u64) -> impl Iterator<Item = u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::A16;
     use alloc::vec;
-
-    const A16: Alignment = match Alignment::new(16) {
-        Some(align) => align,
-        None => Alignment::BYTE,
-    };
 
     fn chunk(start: u64, end: u64) -> Chunk {
         Chunk { start, end }

@@ -149,12 +149,8 @@ impl FreeRanges {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::A16;
     use alloc::vec::Vec;
-
-    const A16: Alignment = match Alignment::new(16) {
-        Some(align) => align,
-        None => Alignment::BYTE,
-    };
 
     fn ranges(start: u64, end: u64) -> FreeRanges {
         let mut ranges = FreeRanges::new();

@@ -59,9 +59,30 @@ if command -v valgrind >/dev/null; then
     # Where a whole load's instructions go, function by function (inclusive).
     callgrind_annotate --inclusive=yes "$out/callgrind/load-large_pic.out" \
         >"$out/callgrind/load-large_pic.txt" 2>/dev/null || true
+    # Instructions per scaling module at each size: the loader's own work,
+    # which stays flat unless something walks the earlier modules.
+    {
+        echo "{"
+        first=1
+        for what in scale-load-noprotect scale-unload; do
+            for count in 10 100 1000 5000; do
+                file="$out/callgrind/$what-$count.out"
+                valgrind --tool=callgrind --callgrind-out-file="$file" \
+                    --toggle-collect=modload_bench_probe \
+                    "$report" probe "$what" scale "$count" 2>/dev/null
+                total="$(awk '/^(summary|totals):/ {print $2; exit}' "$file")"
+                ((first)) || echo ","
+                first=0
+                printf '"%s/%s": %s' "$what" "$count" \
+                    "$(awk -v t="$total" -v n="$count" 'BEGIN {printf "%.0f", t / n}')"
+            done
+        done
+        echo "}"
+    } >"$out/callgrind-scale.json"
 else
     echo "valgrind missing: no instruction counts" >&2
     echo "{}" >"$out/callgrind.json"
+    echo "{}" >"$out/callgrind-scale.json"
 fi
 
 echo "== hyperfine: modload run against llvm-jitlink"
@@ -105,6 +126,7 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
     --hyperfine "$out/hyperfine" \
     --memory "$out/memory.json" \
     --callgrind "$out/callgrind.json" \
+    --callgrind-scale "$out/callgrind-scale.json" \
     --profile "$out/callgrind/load-large_pic.txt" \
     --machine "$out/machine.txt" \
     --notes bench/NOTES.md \

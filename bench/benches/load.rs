@@ -16,7 +16,9 @@
 //! - `scale-load/{n}` and `scale-unload/{n}`: loading `n` modules one after
 //!   another into a fresh namespace, and unloading them in reverse order;
 //!   `scale-load-noprotect/{n}` loads with `NoProtection`, which leaves out
-//!   the kernel's `mprotect` work and shows the loader's own cost.
+//!   the kernel's `mprotect` work and shows the loader's own cost;
+//!   `scale-load-fresh/{n}` reads each object's bytes, untimed, just before
+//!   its load, so that inputs are as warm at every size.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -173,12 +175,19 @@ fn phase_benches(c: &mut Criterion, setup: &Setup) {
 }
 
 fn scale_benches(c: &mut Criterion, setup: &Setup) {
-    let runs: [(&str, bool, &'static dyn MemoryProtection); 3] = [
-        ("scale-load", true, &HOST_PROTECTION),
-        ("scale-unload", false, &HOST_PROTECTION),
-        ("scale-load-noprotect", true, &NoProtection),
+    // `fresh`: each object is read (untimed) just before its load, as a
+    // kernel reads a module's file before loading it. Without that, the 10
+    // objects of the smallest run are still cached from the iteration
+    // before, and the 5,000 of the largest never are: the difference would
+    // then include how warm the input is, not only how many modules are
+    // loaded.
+    let runs: [(&str, bool, &'static dyn MemoryProtection, bool); 4] = [
+        ("scale-load", true, &HOST_PROTECTION, false),
+        ("scale-unload", false, &HOST_PROTECTION, false),
+        ("scale-load-noprotect", true, &NoProtection, false),
+        ("scale-load-fresh", true, &HOST_PROTECTION, true),
     ];
-    for (name, time_load, protection) in runs {
+    for (name, time_load, protection, fresh) in runs {
         let mut group = c.benchmark_group(name);
         group.sample_size(10);
         for count in SCALE_SIZES {
@@ -187,7 +196,7 @@ fn scale_benches(c: &mut Criterion, setup: &Setup) {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let (load, unload) = or_die(load_chain(setup, count, protection));
+                        let (load, unload) = or_die(load_chain(setup, count, protection, fresh));
                         total += if time_load { load } else { unload };
                     }
                     total
@@ -200,20 +209,36 @@ fn scale_benches(c: &mut Criterion, setup: &Setup) {
 
 /// Loads modules 1..=count into a fresh namespace through `protection`, then
 /// unloads them in reverse order. Returns the time spent loading and unloading.
+/// With `fresh`, each object's bytes are read, untimed, just before its load.
 fn load_chain(
     setup: &Setup,
     count: usize,
     protection: &'static dyn MemoryProtection,
+    fresh: bool,
 ) -> Result<(Duration, Duration), String> {
     let namespace = Namespace::new();
     host::export_scale_host(&namespace);
     let loader = Loader::new(&namespace, setup.region, protection);
     let mut modules = Vec::with_capacity(count);
-    let start = Instant::now();
-    for (name, bytes) in setup.scale.iter().take(count) {
-        modules.push(host::load(&loader, name, bytes)?);
+    let mut loaded = Duration::ZERO;
+    if fresh {
+        for (name, bytes) in setup.scale.iter().take(count) {
+            let sum = bytes
+                .iter()
+                .step_by(64)
+                .fold(0u8, |a, b| a.wrapping_add(*b));
+            black_box(sum);
+            let start = Instant::now();
+            modules.push(host::load(&loader, name, bytes)?);
+            loaded += start.elapsed();
+        }
+    } else {
+        let start = Instant::now();
+        for (name, bytes) in setup.scale.iter().take(count) {
+            modules.push(host::load(&loader, name, bytes)?);
+        }
+        loaded = start.elapsed();
     }
-    let loaded = start.elapsed();
     let start = Instant::now();
     while let Some(module) = modules.pop() {
         host::unload(module)?;

@@ -608,9 +608,9 @@ fn assign_slots(
         counts: Vec::new(),
     };
     // What each entry needs of its symbol, worked out once per symbol.
-    let classes: Vec<SymbolClass> = bindings
+    let classes: Vec<u8> = bindings
         .iter()
-        .map(|binding| SymbolClass::of(object.machine, *binding))
+        .map(|binding| SymbolClass::mask(object.machine, *binding))
         .collect();
     let mut counts = TypeCounts::new(object.machine);
     for relocations in &object.relocations {
@@ -650,7 +650,7 @@ fn assign_slots(
 fn scan_entries<const AARCH64: bool>(
     relocations: &RelocationSection<'_>,
     data: &[u8],
-    classes: &[SymbolClass],
+    classes: &[u8],
     counts: &mut TypeCounts,
     slots: &mut Slots,
 ) -> Result<(), (Rela, RelocationProblem)> {
@@ -663,25 +663,34 @@ fn scan_entries<const AARCH64: bool>(
     let (mut last, mut filled) = (slots.relaxed.last, slots.relaxed.filled);
     let mut result = Ok(());
     for entry in relocations.entries() {
+        // What the type needs, narrowed to what its symbol calls for: 0 if
+        // either the type or the symbol index is bad, which one branch
+        // (nearly never taken) checks for both.
         let needs = counts.count_for(machine, entry.r_type);
-        let Some(class) = classes.get(entry.r_sym()).filter(|_| needs != 0) else {
+        let applies = needs & classes.get(entry.r_sym()).copied().unwrap_or(0);
+        if applies == 0 {
             let problem = match needs {
                 0 => RelocationProblem::Unsupported,
                 _ => RelocationProblem::BadSymbol,
             };
             result = Err((entry, problem));
             break;
-        };
-        // Worked out without branching on the entry's type (calls and GOT
-        // loads alternate in compiled code), so that the one branch left is
-        // nearly never taken: most entries need neither.
-        let has = |bit: u8| needs & bit != 0;
-        let relaxed = has(NeedBits::RELAXABLE) & relaxes(&entry, class.placed_here, data);
+        }
+        // Only a load of a symbol placed here reads the instruction's
+        // bytes: the reads, not the branch, were the cost when every entry
+        // made them (criterion, `phase-large_pic/plan`: 152-160 µs branchless,
+        // 127-130 µs with the branch).
+        let relaxed = !AARCH64 && applies & NeedBits::RELAXABLE != 0 && relaxes(&entry, data);
         EntryBits::push_into(&mut slots.relaxed.words, &mut last, &mut filled, relaxed);
-        let wants_slot = has(NeedBits::GOT_SLOT) & !relaxed;
-        let wants_stub = has(NeedBits::STUB) & class.may_be_out_of_reach;
-        if wants_slot | wants_stub {
-            slots.reserve(machine, &entry, wants_slot, wants_stub);
+        // A relaxed load needs no slot: clear that bit.
+        let wants = applies & (NeedBits::GOT_SLOT | NeedBits::STUB) & !(u8::from(relaxed) << 1);
+        if wants != 0 {
+            slots.reserve(
+                machine,
+                &entry,
+                wants & NeedBits::GOT_SLOT != 0,
+                wants & NeedBits::STUB != 0,
+            );
         }
     }
     (slots.relaxed.last, slots.relaxed.filled) = (last, filled);
@@ -705,21 +714,20 @@ impl Slots {
     }
 }
 
-/// What the entries that name a symbol need to know about its binding.
-#[derive(Clone, Copy)]
-struct SymbolClass {
-    /// Inside this module's reservation (see [`Binding::is_placed_here`]).
-    placed_here: bool,
-    /// A call to it may need a stub or veneer.
-    may_be_out_of_reach: bool,
-}
+/// What the entries that name a symbol may need, given its binding.
+struct SymbolClass;
 
 impl SymbolClass {
-    fn of(machine: Machine, binding: Binding) -> Self {
-        Self {
-            placed_here: binding.is_placed_here(),
-            may_be_out_of_reach: may_be_out_of_reach(machine, binding),
-        }
+    /// As [`NeedBits`], to be ANDed with an entry type's: every symbol can
+    /// take a GOT slot, a load of one placed in the module (see
+    /// [`Binding::is_placed_here`]) can be relaxed, and a call to one that
+    /// may be out of reach may need a stub or veneer.
+    fn mask(machine: Machine, binding: Binding) -> u8 {
+        let bit = |set: bool, bit: u8| if set { bit } else { 0 };
+        NeedBits::SUPPORTED
+            | NeedBits::GOT_SLOT
+            | bit(binding.is_placed_here(), NeedBits::RELAXABLE)
+            | bit(may_be_out_of_reach(machine, binding), NeedBits::STUB)
     }
 }
 
@@ -727,10 +735,11 @@ impl SymbolClass {
 /// a machine supports (x86-64 numbers them from 0, AArch64 from 256).
 struct TypeCounts {
     machine: Machine,
-    counts: [u64; TYPE_SLOTS],
+    /// One more than there are slots: the last counts types without one.
+    counts: [u64; TYPE_SLOTS + 1],
     /// What each slot's type needs, as [`NeedBits`]; 0 for types the
-    /// machine lacks.
-    needs: [u8; TYPE_SLOTS],
+    /// machine lacks, and in the last slot.
+    needs: [u8; TYPE_SLOTS + 1],
 }
 
 const TYPE_SLOTS: usize = 128;
@@ -759,8 +768,8 @@ impl TypeCounts {
     /// An empty count, with what each of `machine`'s types needs looked up
     /// once for all entries.
     fn new(machine: Machine) -> Self {
-        let mut needs = [0; TYPE_SLOTS];
-        for (slot, needs) in needs.iter_mut().enumerate() {
+        let mut needs = [0; TYPE_SLOTS + 1];
+        for (slot, needs) in needs.iter_mut().enumerate().take(TYPE_SLOTS) {
             let r_type = Self::r_type(machine, slot);
             // Slots no type number maps to stay unsupported.
             if Self::slot(machine, r_type) == Some(slot) {
@@ -769,7 +778,7 @@ impl TypeCounts {
         }
         Self {
             machine,
-            counts: [0; TYPE_SLOTS],
+            counts: [0; TYPE_SLOTS + 1],
             needs,
         }
     }
@@ -786,17 +795,15 @@ impl TypeCounts {
     /// that the machine is not tested per entry.
     #[inline(always)]
     fn count_for(&mut self, machine: Machine, r_type: u32) -> u8 {
-        let Some(slot) = Self::slot(machine, r_type) else {
-            return 0;
-        };
-        match (self.needs.get(slot), self.counts.get_mut(slot)) {
-            (Some(&needs), Some(count)) if needs != 0 => {
-                // At most one per entry of a file: no overflow.
-                *count = count.wrapping_add(1);
-                needs
-            }
-            _ => 0,
+        // Types without a slot share the last, whose needs are 0. Counting
+        // unsupported types too, instead of testing first, keeps the loops
+        // that call this free of branches; the list leaves them out.
+        let slot = Self::slot(machine, r_type).unwrap_or(TYPE_SLOTS);
+        if let Some(count) = self.counts.get_mut(slot) {
+            // At most one per entry of a file: no overflow.
+            *count = count.wrapping_add(1);
         }
+        self.needs.get(slot).copied().unwrap_or(0)
     }
 
     /// [`Self::count`] as [`Needs`], or `None` for an unsupported type.
@@ -838,9 +845,10 @@ impl TypeCounts {
         let machine_number = machine.e_machine();
         self.counts
             .iter()
+            .zip(self.needs)
             .enumerate()
-            .filter(|(_, count)| **count > 0)
-            .map(|(slot, count)| {
+            .filter(|(_, (count, needs))| **count > 0 && *needs != 0)
+            .map(|(slot, (count, _))| {
                 let raw = Self::r_type(machine, slot);
                 (
                     RelocationType {
@@ -973,20 +981,20 @@ impl BitCursor<'_> {
 /// file), which no relocation changes. Planning asks, and records the
 /// answer for relocation in [`Layout::relaxed`]. Only the plain
 /// `mov sym@GOTPCREL(%rip)` (addend -4) loads the slot itself; another addend
-/// reads other bytes, which `lea` cannot reproduce. The symbol must be placed
-/// in the module, so in reach.
+/// reads other bytes, which `lea` cannot reproduce. The caller has checked
+/// that the symbol is placed in the module, so in reach.
 #[inline]
-fn relaxes(entry: &Rela, placed_here: bool, data: &[u8]) -> bool {
+fn relaxes(entry: &Rela, data: &[u8]) -> bool {
     // The opcode and ModRM bytes before the field, as one little-endian
-    // word; an offset below 2 (or past the end) wraps to a range `get`
-    // refuses.
+    // word; an offset below 2 wraps to a start `get` refuses.
     let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
     let pair = data
-        .get(offset.wrapping_sub(2)..offset)
-        .and_then(|pair| <[u8; 2]>::try_from(pair).ok())
+        .get(offset.wrapping_sub(2)..)
+        .and_then(<[u8]>::first_chunk::<2>)
+        .copied()
         .unwrap_or_default();
     // `&`, not `&&`: see `x86_64::is_relaxable_load`.
-    placed_here & (entry.r_addend == -4) & x86_64::is_relaxable_pair(pair)
+    (entry.r_addend == -4) & x86_64::is_relaxable_pair(pair)
 }
 
 fn claim(slots: &mut [Option<u32>], count: &mut u32, symbol: usize) {

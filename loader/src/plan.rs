@@ -939,6 +939,20 @@ impl EntryBits {
         self
     }
 
+    /// Whether any of the `count` bits from `start` is set.
+    pub fn any_in(&self, start: usize, count: usize) -> bool {
+        let end = start.saturating_add(count);
+        let (first, last) = (start / 64, end.div_ceil(64));
+        let words = self.words.get(first..last.min(self.words.len()));
+        words.into_iter().flatten().zip(first..).any(|(word, at)| {
+            // Only the bits of this range in the first and last words.
+            let low = start.saturating_sub(at.saturating_mul(64)).min(64);
+            let high = end.saturating_sub(at.saturating_mul(64)).min(64);
+            let mask = mask_below(high) & !mask_below(low);
+            word & mask != 0
+        })
+    }
+
     /// Reads the bits in order from bit `start`, a word at a time.
     pub fn cursor(&self, start: usize) -> BitCursor<'_> {
         BitCursor {
@@ -950,6 +964,12 @@ impl EntryBits {
             next: start,
         }
     }
+}
+
+/// The low `bits` bits set (`bits` at most 64).
+fn mask_below(bits: usize) -> u64 {
+    1u64.checked_shl(bits as u32)
+        .map_or(u64::MAX, |bit| bit.wrapping_sub(1))
 }
 
 /// [`EntryBits`] read in order: one shift an entry, and one load a word,
@@ -1111,6 +1131,23 @@ mod tests {
 
     /// A cursor reads back what was pushed, from any start, across word
     /// boundaries and the skipped runs of other sections, and `false` past the end.
+    #[test]
+    fn any_in_sees_exactly_the_bits_of_its_range() {
+        for set in [0usize, 1, 63, 64, 65, 127, 128, 200] {
+            let mut bits = EntryBits::with_capacity(256);
+            for index in 0..256 {
+                bits.push(index == set);
+            }
+            let bits = bits.finish();
+            for start in [0usize, 1, 60, 63, 64, 65, 100, 128, 199, 200, 201] {
+                for count in [0usize, 1, 2, 5, 64, 70, 300] {
+                    let want = start <= set && set < start + count;
+                    assert_eq!(bits.any_in(start, count), want, "{set} {start} {count}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn bit_cursor_reads_back_pushed_bits_from_any_start() {
         let pattern = |index: usize| (index * 7 + index / 5).is_multiple_of(3);

@@ -661,8 +661,26 @@ impl SectionFixups<'_, '_> {
     /// is relaxed if bit `first + i` of `relaxed` is set: the plan's decision.
     /// Marks the stubs calls went through. Not inlined into
     /// [`Placed::relocate`], so that this loop has the registers to itself.
-    #[inline(never)]
     fn apply_x86_64(
+        &self,
+        relocations: &RelocationSection<'_>,
+        (relaxed, first): (&EntryBits, usize),
+        bytes: &mut [u8],
+        stub_used: &mut [bool],
+    ) -> Result<(), LoadError> {
+        // Code built without `-fPIC` (kernel code, typically) has no load to
+        // relax: its loop needs no relaxation bits and no selects.
+        if relaxed.any_in(first, relocations.len()) {
+            self.apply_x86_64_entries::<true>(relocations, (relaxed, first), bytes, stub_used)
+        } else {
+            self.apply_x86_64_entries::<false>(relocations, (relaxed, first), bytes, stub_used)
+        }
+    }
+
+    /// [`Self::apply_x86_64`]'s loop, for a section with relaxed loads
+    /// (`RELAXES`) or without.
+    #[inline(never)]
+    fn apply_x86_64_entries<const RELAXES: bool>(
         &self,
         relocations: &RelocationSection<'_>,
         (relaxed, first): (&EntryBits, usize),
@@ -671,7 +689,7 @@ impl SectionFixups<'_, '_> {
     ) -> Result<(), LoadError> {
         let mut relaxed = relaxed.cursor(first);
         for (position, entry) in relocations.entries().enumerate() {
-            let relax = relaxed.next_bit();
+            let relax = RELAXES && relaxed.next_bit();
             // The engine's fast path first: it applies nearly every entry,
             // and declines, writing nothing, where the full path is needed.
             // Loads through a GOT slot (rare outside position-independent
@@ -681,17 +699,15 @@ impl SectionFixups<'_, '_> {
                 .get(entry.r_sym())
                 .copied()
                 .unwrap_or(NO_FAST_ADDRESS);
+            let place = self.target.wrapping_add(entry.r_offset);
             let fast = symbol != NO_FAST_ADDRESS
                 && usize::try_from(entry.r_offset).is_ok_and(|offset| {
-                    x86_64::apply_fast(
-                        entry.r_type,
-                        bytes,
-                        offset,
-                        symbol,
-                        entry.r_addend,
-                        self.target.wrapping_add(entry.r_offset),
-                        relax,
-                    )
+                    let (r_type, addend) = (entry.r_type, entry.r_addend);
+                    if RELAXES {
+                        x86_64::apply_fast(r_type, bytes, offset, symbol, addend, place, relax)
+                    } else {
+                        x86_64::apply_fast_unrelaxed(r_type, bytes, offset, symbol, addend, place)
+                    }
                 });
             if fast {
                 continue;

@@ -600,7 +600,7 @@ fn assign_slots(
         .map(|relocations| relocations.len())
         .fold(0usize, usize::saturating_add);
     let mut slots = Slots {
-        relaxed: EntryBits::with_capacity(entry_count),
+        relaxed: EntryBits::zeroed(entry_count),
         got_slot: vec![None; symbol_count],
         stub_slot: NameMap::with_hasher(NAME_HASHER),
         got_count: 0,
@@ -613,10 +613,12 @@ fn assign_slots(
         .map(|binding| SymbolClass::mask(object.machine, *binding))
         .collect();
     let mut counts = TypeCounts::new(object.machine);
+    // `relaxed` has one bit per entry of every section, in order.
+    let mut next_entry = 0usize;
     for relocations in &object.relocations {
+        let first = next_entry;
+        next_entry = next_entry.saturating_add(relocations.len());
         if !loaded.get(relocations.target).copied().unwrap_or(false) {
-            // Keep `relaxed` one bit per entry of every section, in order.
-            slots.relaxed.skip(relocations.len());
             continue;
         }
         let data = object
@@ -627,10 +629,10 @@ fn assign_slots(
         // One loop per machine, so that neither tests the machine per entry.
         match object.machine {
             Machine::X86_64 => {
-                scan_entries::<false>(relocations, data, &classes, &mut counts, &mut slots)
+                scan_entries::<false>(relocations, first, data, &classes, &mut counts, &mut slots)
             }
             Machine::AArch64 => {
-                scan_entries::<true>(relocations, data, &classes, &mut counts, &mut slots)
+                scan_entries::<true>(relocations, first, data, &classes, &mut counts, &mut slots)
             }
         }
         .map_err(|(entry, problem)| {
@@ -638,7 +640,6 @@ fn assign_slots(
         })?;
     }
     slots.counts = counts.into_list();
-    slots.relaxed = core::mem::take(&mut slots.relaxed).finish();
     Ok(slots)
 }
 
@@ -649,6 +650,7 @@ fn assign_slots(
 #[inline(never)]
 fn scan_entries<const AARCH64: bool>(
     relocations: &RelocationSection<'_>,
+    first: usize,
     data: &[u8],
     classes: &[u8],
     counts: &mut TypeCounts,
@@ -659,29 +661,29 @@ fn scan_entries<const AARCH64: bool>(
     } else {
         Machine::X86_64
     };
-    // The partial word in locals, so that it stays in registers.
-    let (mut last, mut filled) = (slots.relaxed.last, slots.relaxed.filled);
-    let mut result = Ok(());
-    for entry in relocations.entries() {
-        // What the type needs, narrowed to what its symbol calls for: 0 if
-        // either the type or the symbol index is bad, which one branch
-        // (nearly never taken) checks for both.
+    for (position, entry) in relocations.entries().enumerate() {
+        // What the type needs, narrowed to what its symbol calls for.
         let needs = counts.count_for(machine, entry.r_type);
         let applies = needs & classes.get(entry.r_sym()).copied().unwrap_or(0);
+        // Nearly every entry: a call or reference that needs nothing more.
+        if applies == NeedBits::SUPPORTED {
+            continue;
+        }
+        // A bad type or symbol index leaves nothing.
         if applies == 0 {
             let problem = match needs {
                 0 => RelocationProblem::Unsupported,
                 _ => RelocationProblem::BadSymbol,
             };
-            result = Err((entry, problem));
-            break;
+            return Err((entry, problem));
         }
-        // Only a load of a symbol placed here reads the instruction's
-        // bytes: the reads, not the branch, were the cost when every entry
-        // made them (criterion, `phase-large_pic/plan`: 152-160 µs branchless,
-        // 127-130 µs with the branch).
+        // Only a load of a symbol placed here reads the instruction's bytes:
+        // the reads, not the branches, were the cost when every entry made
+        // them (criterion, `phase-large_nopic/plan`: 164 µs, now 116 µs).
         let relaxed = !AARCH64 && applies & NeedBits::RELAXABLE != 0 && relaxes(&entry, data);
-        EntryBits::push_into(&mut slots.relaxed.words, &mut last, &mut filled, relaxed);
+        if relaxed {
+            slots.relaxed.set(first.saturating_add(position));
+        }
         // A relaxed load needs no slot: clear that bit.
         let wants = applies & (NeedBits::GOT_SLOT | NeedBits::STUB) & !(u8::from(relaxed) << 1);
         if wants != 0 {
@@ -693,8 +695,7 @@ fn scan_entries<const AARCH64: bool>(
             );
         }
     }
-    (slots.relaxed.last, slots.relaxed.filled) = (last, filled);
-    result
+    Ok(())
 }
 
 impl Slots {
@@ -884,59 +885,24 @@ pub(crate) fn stub_addend(machine: Machine, addend: i64) -> i64 {
     }
 }
 
-/// One bit per relocation entry (or per symbol).
+/// One bit per relocation entry, all clear until set.
 #[derive(Default)]
 pub(crate) struct EntryBits {
     words: Vec<u64>,
-    /// The word being filled, and how many of its bits are.
-    last: u64,
-    filled: u32,
 }
 
 impl EntryBits {
-    fn with_capacity(entries: usize) -> Self {
+    fn zeroed(entries: usize) -> Self {
         Self {
-            words: Vec::with_capacity(entries.div_ceil(64)),
-            ..Self::default()
+            words: alloc::vec![0; entries.div_ceil(64)],
         }
     }
 
-    /// Appends a bit (without a branch on `value`).
-    #[inline(always)]
-    fn push(&mut self, value: bool) {
-        let (mut last, mut filled) = (self.last, self.filled);
-        Self::push_into(&mut self.words, &mut last, &mut filled, value);
-        (self.last, self.filled) = (last, filled);
-    }
-
-    /// [`Self::push`] onto a partial word the caller keeps in locals, so
-    /// that a loop's bits stay in registers instead of going through
-    /// memory from one entry to the next.
-    #[inline(always)]
-    fn push_into(words: &mut Vec<u64>, last: &mut u64, filled: &mut u32, value: bool) {
-        *last |= u64::from(value) << *filled;
-        *filled = filled.wrapping_add(1);
-        if *filled == 64 {
-            words.push(*last);
-            *last = 0;
-            *filled = 0;
+    /// Sets bit `index`; an index past the end is ignored.
+    fn set(&mut self, index: usize) {
+        if let Some(word) = self.words.get_mut(index / 64) {
+            *word |= 1 << (index % 64);
         }
-    }
-
-    /// Appends `count` clear bits.
-    fn skip(&mut self, count: usize) {
-        for _ in 0..count {
-            self.push(false);
-        }
-    }
-
-    /// Ends the last word.
-    fn finish(mut self) -> Self {
-        if self.filled > 0 {
-            self.words.push(self.last);
-            self.filled = 0;
-        }
-        self
     }
 
     /// Whether any of the `count` bits from `start` is set.
@@ -1134,11 +1100,8 @@ mod tests {
     #[test]
     fn any_in_sees_exactly_the_bits_of_its_range() {
         for set in [0usize, 1, 63, 64, 65, 127, 128, 200] {
-            let mut bits = EntryBits::with_capacity(256);
-            for index in 0..256 {
-                bits.push(index == set);
-            }
-            let bits = bits.finish();
+            let mut bits = EntryBits::zeroed(256);
+            bits.set(set);
             for start in [0usize, 1, 60, 63, 64, 65, 100, 128, 199, 200, 201] {
                 for count in [0usize, 1, 2, 5, 64, 70, 300] {
                     let want = start <= set && set < start + count;
@@ -1149,22 +1112,20 @@ mod tests {
     }
 
     #[test]
-    fn bit_cursor_reads_back_pushed_bits_from_any_start() {
+    fn bit_cursor_reads_back_set_bits_from_any_start() {
         let pattern = |index: usize| (index * 7 + index / 5).is_multiple_of(3);
-        let mut bits = EntryBits::with_capacity(300);
+        let mut bits = EntryBits::zeroed(300);
         let mut expected = Vec::new();
         for index in 0..300 {
-            if (100..170).contains(&index) {
-                continue;
+            // A stretch left clear, as for a section that is not loaded.
+            let value = pattern(index) && !(100..170).contains(&index);
+            if value {
+                bits.set(index);
             }
-            if index == 170 {
-                bits.skip(70);
-                expected.extend([false; 70]);
-            }
-            bits.push(pattern(index));
-            expected.push(pattern(index));
+            expected.push(value);
         }
-        let bits = bits.finish();
+        // Past the end: ignored.
+        bits.set(100_000);
         for start in [0, 1, 63, 64, 65, 127, 128, 170, 255, 299, 300] {
             let mut cursor = bits.cursor(start);
             for index in start..start + 80 {

@@ -907,16 +907,28 @@ impl EntryBits {
 
     /// Whether any of the `count` bits from `start` is set.
     pub fn any_in(&self, start: usize, count: usize) -> bool {
-        let end = start.saturating_add(count);
-        let (first, last) = (start / 64, end.div_ceil(64));
-        let words = self.words.get(first..last.min(self.words.len()));
-        words.into_iter().flatten().zip(first..).any(|(word, at)| {
-            // Only the bits of this range in the first and last words.
-            let low = start.saturating_sub(at.saturating_mul(64)).min(64);
-            let high = end.saturating_sub(at.saturating_mul(64)).min(64);
-            let mask = mask_below(high) & !mask_below(low);
-            word & mask != 0
-        })
+        let end = start
+            .saturating_add(count)
+            .min(self.words.len().saturating_mul(64));
+        if start >= end {
+            return false;
+        }
+        // Whole words but the first and the last, which are masked to the
+        // range's bits.
+        // `end` is past `start`, so at least 1.
+        let end_bit = end.wrapping_sub(1);
+        let (first, last) = (start / 64, end_bit / 64);
+        let edge = |at: usize, mask: u64| self.words.get(at).is_some_and(|word| word & mask != 0);
+        let low = !mask_below(start % 64);
+        let high = mask_below((end_bit % 64).wrapping_add(1));
+        if first == last {
+            return edge(first, low & high);
+        }
+        let inner = self
+            .words
+            .get(first.wrapping_add(1)..last)
+            .unwrap_or_default();
+        edge(first, low) || edge(last, high) || inner.iter().any(|word| *word != 0)
     }
 
     /// Reads the bits in order from bit `start`, a word at a time.

@@ -610,7 +610,7 @@ fn assign_slots(
     // What each entry needs of its symbol, worked out once per symbol.
     let classes: Vec<u8> = bindings
         .iter()
-        .map(|binding| SymbolClass::mask(object.machine, *binding))
+        .map(|binding| symbol_needs(object.machine, *binding))
         .collect();
     let mut counts = TypeCounts::new(object.machine);
     // `relaxed` has one bit per entry of every section, in order.
@@ -715,21 +715,17 @@ impl Slots {
     }
 }
 
-/// What the entries that name a symbol may need, given its binding.
-struct SymbolClass;
-
-impl SymbolClass {
-    /// As [`NeedBits`], to be ANDed with an entry type's: every symbol can
-    /// take a GOT slot, a load of one placed in the module (see
-    /// [`Binding::is_placed_here`]) can be relaxed, and a call to one that
-    /// may be out of reach may need a stub or veneer.
-    fn mask(machine: Machine, binding: Binding) -> u8 {
-        let bit = |set: bool, bit: u8| if set { bit } else { 0 };
-        NeedBits::SUPPORTED
-            | NeedBits::GOT_SLOT
-            | bit(binding.is_placed_here(), NeedBits::RELAXABLE)
-            | bit(may_be_out_of_reach(machine, binding), NeedBits::STUB)
-    }
+/// What the entries that name a symbol bound as `binding` may need, as
+/// [`NeedBits`] to be ANDed with an entry type's: every symbol can take a
+/// GOT slot, a load of one placed in the module (see
+/// [`Binding::is_placed_here`]) can be relaxed, and a call to one that may
+/// be out of reach may need a stub or veneer.
+fn symbol_needs(machine: Machine, binding: Binding) -> u8 {
+    let bit = |set: bool, bit: u8| if set { bit } else { 0 };
+    NeedBits::SUPPORTED
+        | NeedBits::GOT_SLOT
+        | bit(binding.is_placed_here(), NeedBits::RELAXABLE)
+        | bit(may_be_out_of_reach(machine, binding), NeedBits::STUB)
 }
 
 /// Relocations counted by type, in a fixed table: one slot per type number
@@ -913,10 +909,10 @@ impl EntryBits {
         if start >= end {
             return false;
         }
+        // The last bit in the range: `end` is past `start`, so at least 1.
+        let end_bit = end.wrapping_sub(1);
         // Whole words but the first and the last, which are masked to the
         // range's bits.
-        // `end` is past `start`, so at least 1.
-        let end_bit = end.wrapping_sub(1);
         let (first, last) = (start / 64, end_bit / 64);
         let edge = |at: usize, mask: u64| self.words.get(at).is_some_and(|word| word & mask != 0);
         let low = !mask_below(start % 64);
@@ -1107,8 +1103,8 @@ impl Builder {
 mod tests {
     use super::*;
 
-    /// A cursor reads back what was pushed, from any start, across word
-    /// boundaries and the skipped runs of other sections, and `false` past the end.
+    /// `any_in` sees a set bit exactly when it lies in the range, in the
+    /// first, a middle or the last word, and nothing past the end.
     #[test]
     fn any_in_sees_exactly_the_bits_of_its_range() {
         for set in [0usize, 1, 63, 64, 65, 127, 128, 200] {
@@ -1123,6 +1119,8 @@ mod tests {
         }
     }
 
+    /// A cursor reads back what was set, from any start, across word
+    /// boundaries and the clear runs of other sections, and `false` past the end.
     #[test]
     fn bit_cursor_reads_back_set_bits_from_any_start() {
         let pattern = |index: usize| (index * 7 + index / 5).is_multiple_of(3);

@@ -659,8 +659,7 @@ struct SectionFixups<'s, 'o> {
 impl SectionFixups<'_, '_> {
     /// Applies the x86-64 `relocations` to the section's `bytes`. Entry `i`
     /// is relaxed if bit `first + i` of `relaxed` is set: the plan's decision.
-    /// Marks the stubs calls went through. Not inlined into
-    /// [`Placed::relocate`], so that this loop has the registers to itself.
+    /// Marks the stubs calls went through.
     fn apply_x86_64(
         &self,
         relocations: &RelocationSection<'_>,
@@ -678,7 +677,8 @@ impl SectionFixups<'_, '_> {
     }
 
     /// [`Self::apply_x86_64`]'s loop, for a section with relaxed loads
-    /// (`RELAXES`) or without.
+    /// (`RELAXES`) or without. Not inlined into [`Placed::relocate`], so
+    /// that this loop has the registers to itself.
     #[inline(never)]
     fn apply_x86_64_entries<const RELAXES: bool>(
         &self,

@@ -427,8 +427,8 @@ mod tests {
     }
 
     /// `apply_fast` and `apply_fast_unrelaxed` either do what `apply` does,
-    /// byte for byte, or decline and write nothing: over random types, values, offsets and
-    /// instruction bytes, near and at every range edge.
+    /// byte for byte, or decline and write nothing: over random types,
+    /// values, offsets and instruction bytes, near and at every range edge.
     #[test]
     fn the_fast_path_agrees_with_apply() {
         let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);

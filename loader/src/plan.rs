@@ -882,7 +882,6 @@ pub(crate) fn stub_addend(machine: Machine, addend: i64) -> i64 {
 }
 
 /// One bit per relocation entry, all clear until set.
-#[derive(Default)]
 pub(crate) struct EntryBits {
     words: Vec<u64>,
 }

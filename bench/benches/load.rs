@@ -18,7 +18,9 @@
 //!   `scale-load-noprotect/{n}` loads with `NoProtection`, which leaves out
 //!   the kernel's `mprotect` work and shows the loader's own cost;
 //!   `scale-load-fresh/{n}` reads each object's bytes, untimed, just before
-//!   its load, so that inputs are as warm at every size.
+//!   its load, so that inputs are as warm at every size;
+//!   `scale-load-grouped/{n}` and `scale-unload-grouped/{n}` load and unload
+//!   with `Loader::grouped`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -181,13 +183,20 @@ fn scale_benches(c: &mut Criterion, setup: &Setup) {
     // before, and the 5,000 of the largest never are: the difference would
     // then include how warm the input is, not only how many modules are
     // loaded.
-    let runs: [(&str, bool, &'static dyn MemoryProtection, bool); 4] = [
-        ("scale-load", true, &HOST_PROTECTION, false),
-        ("scale-unload", false, &HOST_PROTECTION, false),
-        ("scale-load-noprotect", true, &NoProtection, false),
-        ("scale-load-fresh", true, &HOST_PROTECTION, true),
+    let runs: [(&str, bool, &'static dyn MemoryProtection, Chain); 6] = [
+        ("scale-load", true, &HOST_PROTECTION, Chain::DEFAULT),
+        ("scale-unload", false, &HOST_PROTECTION, Chain::DEFAULT),
+        ("scale-load-noprotect", true, &NoProtection, Chain::DEFAULT),
+        ("scale-load-fresh", true, &HOST_PROTECTION, Chain::FRESH),
+        ("scale-load-grouped", true, &HOST_PROTECTION, Chain::GROUPED),
+        (
+            "scale-unload-grouped",
+            false,
+            &HOST_PROTECTION,
+            Chain::GROUPED,
+        ),
     ];
-    for (name, time_load, protection, fresh) in runs {
+    for (name, time_load, protection, chain) in runs {
         let mut group = c.benchmark_group(name);
         group.sample_size(10);
         for count in SCALE_SIZES {
@@ -196,7 +205,7 @@ fn scale_benches(c: &mut Criterion, setup: &Setup) {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let (load, unload) = or_die(load_chain(setup, count, protection, fresh));
+                        let (load, unload) = or_die(load_chain(setup, count, protection, chain));
                         total += if time_load { load } else { unload };
                     }
                     total
@@ -207,21 +216,47 @@ fn scale_benches(c: &mut Criterion, setup: &Setup) {
     }
 }
 
+/// How a scaling run loads its chain.
+#[derive(Clone, Copy)]
+struct Chain {
+    /// Each object's bytes are read, untimed, just before its load.
+    fresh: bool,
+    /// The loader groups segments by permissions (`Loader::grouped`).
+    grouped: bool,
+}
+
+impl Chain {
+    const DEFAULT: Self = Self {
+        fresh: false,
+        grouped: false,
+    };
+    const FRESH: Self = Self {
+        fresh: true,
+        grouped: false,
+    };
+    const GROUPED: Self = Self {
+        fresh: false,
+        grouped: true,
+    };
+}
+
 /// Loads modules 1..=count into a fresh namespace through `protection`, then
 /// unloads them in reverse order. Returns the time spent loading and unloading.
-/// With `fresh`, each object's bytes are read, untimed, just before its load.
 fn load_chain(
     setup: &Setup,
     count: usize,
     protection: &'static dyn MemoryProtection,
-    fresh: bool,
+    chain: Chain,
 ) -> Result<(Duration, Duration), String> {
     let namespace = Namespace::new();
     host::export_scale_host(&namespace);
-    let loader = Loader::new(&namespace, setup.region, protection);
+    let mut loader = Loader::new(&namespace, setup.region, protection);
+    if chain.grouped {
+        loader = loader.grouped();
+    }
     let mut modules = Vec::with_capacity(count);
     let mut loaded = Duration::ZERO;
-    if fresh {
+    if chain.fresh {
         for (name, bytes) in setup.scale.iter().take(count) {
             let sum = bytes
                 .iter()

@@ -1,19 +1,24 @@
 //! A full load into a host region: parse, plan, allocate, relocate (names the
 //! namespace lacks come from a fallback resolver), finalize with real page
-//! protection, publish and unload, once with a reservation of its own and once
-//! packed into shared pages. No input code runs. After every input both
-//! regions are back to their baselines and the module loaded before still
-//! works.
+//! protection, publish and unload, once with a reservation of its own, once
+//! grouped (a reservation per segment, among pages of the same permissions)
+//! and once packed into shared pages. No input code runs. After every input
+//! both regions are back to their baselines and the module loaded before
+//! still works.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let host = modload_fuzz::host();
-    // Every input goes through both placements: a reservation of its own,
-    // and packed into pages shared by permission class.
+    // Every input goes through all three placements: a reservation of its
+    // own, grouped, and packed into pages shared by permission class.
     load_and_unload(host.loader(), data, true);
     host.check_unchanged();
+    host.check_base();
+    load_and_unload(host.loader().grouped(), data, false);
+    host.check_unchanged();
+    host.check_grouped_unchanged();
     host.check_base();
     load_and_unload(host.packed_loader(), data, false);
     host.check_packed_unchanged();
@@ -22,8 +27,9 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// Loads `data` as far as it goes and unloads it. `whole_pages`: the
-/// reservation is the plan's size (when packed it is the sum of the pieces
-/// instead, which `check_packed_unchanged` accounts for after the unload).
+/// reservation is the plan's size (grouped or packed it is the sum of the
+/// segments' pages or pieces instead, which the checks after the unload
+/// account for).
 fn load_and_unload(loader: modload::Loader<'static>, data: &[u8], whole_pages: bool) {
     let Ok(object) = loader.parse("fuzz.o", data) else {
         return;

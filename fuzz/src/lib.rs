@@ -121,6 +121,12 @@ impl Host {
         );
     }
 
+    /// No grouped segment is left, and no chunk held for one.
+    pub fn check_grouped_unchanged(&self) {
+        let usage = self.region.grouped_usage();
+        assert_eq!(usage, modload::GroupedUsage::default(), "grouped pages left");
+    }
+
     /// The base module still answers correctly.
     pub fn check_base(&self) {
         let base = Module::from_id(self.namespace, self.base).expect("base module still loaded");

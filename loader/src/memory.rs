@@ -1,11 +1,18 @@
 //! One module's memory and its protection state. It makes sure protected pages
 //! become writable again before the region reuses them.
 //!
-//! A module's memory is either one contiguous reservation (the default: the
-//! bytes are relocated in place, then their pages protected), or packed: one
+//! A module's memory is one contiguous reservation (the default: the bytes
+//! are relocated in place, then their pages protected); or grouped: a
+//! reservation of whole pages per segment, among other modules' segments of
+//! the same permissions, relocated in place like the default; or packed: one
 //! [`Piece`] per segment in pages shared with other modules, plus ordinary
 //! heap memory where the bytes are staged and relocated for the pieces'
 //! addresses until [`ModuleMemory::commit`] copies them into the pieces.
+//!
+//! The stages reach the bytes by their offsets in the plan's layout, through
+//! [`LayoutBytes`], whichever way they are placed.
+
+use core::ops::Range;
 
 use alloc::vec::Vec;
 
@@ -21,7 +28,33 @@ pub(crate) struct ModuleMemory {
 
 enum Backing {
     Contiguous(Contiguous),
+    Grouped(Grouped),
     Packed(Packed),
+}
+
+/// A reservation per non-empty segment, each among other modules' segments
+/// of the same permissions.
+struct Grouped {
+    parts: Vec<GroupedPart>,
+    protection: Option<&'static dyn MemoryProtection>,
+}
+
+/// One segment's reservation.
+struct GroupedPart {
+    segment: Segment,
+    reservation: Reservation,
+    /// Bytes before the segment's first byte: nonzero only when something in
+    /// it is aligned beyond a page (as for packed pieces).
+    phase: u64,
+    /// The segment's offset in the plan's layout.
+    offset: u64,
+}
+
+impl GroupedPart {
+    /// The address of the segment's first byte.
+    fn target(&self) -> u64 {
+        self.reservation.start().as_u64().wrapping_add(self.phase)
+    }
 }
 
 /// One reservation holding the whole module, laid out as in the plan.
@@ -124,18 +157,67 @@ impl ModuleMemory {
         })
     }
 
+    /// Grouped memory for a module of `plan`: a reservation of whole pages
+    /// per non-empty segment (see `grouping.rs`). Fails with nothing taken.
+    pub fn grouped(region: &'static Region, plan: &Plan) -> Result<Self, ErrorKind> {
+        let mut parts = Vec::with_capacity(Segment::ALL.len());
+        for segment in Segment::ALL {
+            let Some((offset, len, align)) = contents(plan, segment) else {
+                continue;
+            };
+            // Offsets within the segment stay as in the plan, so its first
+            // byte keeps its remainder modulo the strictest alignment in it
+            // (0 unless that is more than a page).
+            let phase = offset.checked_rem(align.bytes()).unwrap_or(0);
+            let size = len
+                .checked_add(phase)
+                .ok_or(ErrorKind::ModuleTooLarge { size: len })?;
+            let reservation =
+                region
+                    .reserve_grouped(segment, size, align)
+                    .ok_or(ErrorKind::OutOfMemory {
+                        size,
+                        align: align.bytes(),
+                    })?;
+            // The bytes before the segment are the module's too (its pages
+            // are its own): no earlier module's bytes stay there.
+            let mut reservation = reservation;
+            let phase_bytes = usize::try_from(phase).unwrap_or(usize::MAX);
+            if let Some(before) = reservation.bytes_mut().get_mut(..phase_bytes) {
+                before.fill(0);
+            }
+            parts.push(GroupedPart {
+                segment,
+                reservation,
+                phase,
+                offset,
+            });
+        }
+        Ok(Self {
+            backing: Backing::Grouped(Grouped {
+                parts,
+                protection: None,
+            }),
+        })
+    }
+
     /// Whether the module is packed.
     pub fn is_packed(&self) -> bool {
         matches!(self.backing, Backing::Packed(_))
     }
 
-    /// Where the module's bytes are now (the staging bytes when packed).
+    /// Where the module's bytes are now (the staging bytes when packed, the
+    /// first segment's when grouped).
     pub fn start(&self) -> VirtAddr {
         match &self.backing {
             Backing::Contiguous(memory) => memory
                 .reservation
                 .as_ref()
                 .map_or(VirtAddr::new(0), Reservation::start),
+            Backing::Grouped(grouped) => grouped
+                .parts
+                .first()
+                .map_or(VirtAddr::new(0), |part| VirtAddr::new(part.target())),
             Backing::Packed(packed) => VirtAddr::from_ptr(packed.staging.as_ptr()),
         }
     }
@@ -145,6 +227,11 @@ impl ModuleMemory {
     pub fn len(&self) -> u64 {
         match &self.backing {
             Backing::Contiguous(memory) => memory.reservation.as_ref().map_or(0, Reservation::len),
+            Backing::Grouped(grouped) => grouped
+                .parts
+                .iter()
+                .map(|part| part.reservation.len())
+                .fold(0, u64::saturating_add),
             Backing::Packed(packed) => packed
                 .segments
                 .iter()
@@ -155,11 +242,19 @@ impl ModuleMemory {
 
     /// The address the byte at `offset` of the plan's layout, in `segment`,
     /// runs at: the reservation's start plus the offset, or the segment's
-    /// packed piece plus the offset within the segment. Offsets lie in the
-    /// layout, so this never wraps.
+    /// grouped reservation or packed piece plus the offset within the
+    /// segment. Offsets lie in the layout, so this never wraps.
     pub fn target(&self, segment: Segment, offset: u64) -> u64 {
         match &self.backing {
             Backing::Contiguous(_) => self.start().as_u64().wrapping_add(offset),
+            // As for packed pieces below.
+            Backing::Grouped(grouped) => grouped
+                .parts
+                .iter()
+                .find(|part| part.segment == segment)
+                .map(|part| part.target().wrapping_add(offset.wrapping_sub(part.offset)))
+                .or_else(|| grouped.parts.first().map(GroupedPart::target))
+                .unwrap_or(0),
             // An empty piece (a zero-sized section, an empty GOT) in a segment
             // with no contents gets the module's first segment's address, so
             // references to it stay in reach as they would in one block.
@@ -180,7 +275,7 @@ impl ModuleMemory {
     /// `(target, size)` of the packed code segment, if there is one.
     pub fn packed_code(&self) -> Option<(VirtAddr, u64)> {
         match &self.backing {
-            Backing::Contiguous(_) => None,
+            Backing::Contiguous(_) | Backing::Grouped(_) => None,
             Backing::Packed(packed) => packed
                 .segments
                 .iter()
@@ -189,27 +284,65 @@ impl ModuleMemory {
         }
     }
 
-    /// Writable access, which exists only until the pages are protected (or,
-    /// packed, until the bytes are committed to their pieces).
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
+    /// Writable access by offsets in the plan's layout, which exists only
+    /// until the pages are protected (or, packed, until the bytes are
+    /// committed to their pieces).
+    pub fn layout_bytes(&mut self) -> LayoutBytes<'_> {
+        let mut parts = Vec::with_capacity(Segment::ALL.len());
         match &mut self.backing {
             Backing::Contiguous(Contiguous {
                 reservation: Some(reservation),
                 protection: None,
-            }) => reservation.bytes_mut(),
-            Backing::Contiguous(_) => &mut [],
-            Backing::Packed(packed) => &mut packed.staging,
+            }) => parts.push((0, reservation.bytes_mut())),
+            Backing::Contiguous(_) => {}
+            Backing::Grouped(Grouped {
+                parts: grouped,
+                protection: None,
+            }) => {
+                for part in grouped {
+                    let phase = usize::try_from(part.phase).unwrap_or(usize::MAX);
+                    if let Some(bytes) = part.reservation.bytes_mut().get_mut(phase..) {
+                        parts.push((part.offset, bytes));
+                    }
+                }
+            }
+            Backing::Grouped(_) => {}
+            Backing::Packed(packed) => parts.push((0, packed.staging.as_mut_slice())),
         }
+        LayoutBytes { parts }
     }
 
-    /// The bytes as laid out in the plan. Packed, these are the staging bytes,
-    /// which are gone once committed.
+    /// The bytes as laid out in the plan, in one piece: empty when grouped,
+    /// and when packed the staging bytes, which are gone once committed.
     pub fn bytes(&self) -> &[u8] {
         match &self.backing {
             Backing::Contiguous(memory) => {
                 memory.reservation.as_ref().map_or(&[], Reservation::bytes)
             }
+            Backing::Grouped(_) => &[],
             Backing::Packed(packed) => &packed.staging,
+        }
+    }
+
+    /// The bytes of `segment` from its first byte (its offset in the plan's
+    /// layout) to the end of its pages, where it is placed now.
+    pub fn segment_bytes(&self, segment: Segment, plan: &Plan) -> &[u8] {
+        let extent = plan.segment(segment);
+        match &self.backing {
+            Backing::Grouped(grouped) => grouped
+                .parts
+                .iter()
+                .find(|part| part.segment == segment)
+                .and_then(|part| {
+                    let phase = usize::try_from(part.phase).ok()?;
+                    part.reservation.bytes().get(phase..)
+                })
+                .unwrap_or_default(),
+            _ => usize::try_from(extent.offset)
+                .ok()
+                .zip(usize::try_from(extent.size).ok())
+                .and_then(|(start, len)| self.bytes().get(start..start.checked_add(len)?))
+                .unwrap_or_default(),
         }
     }
 
@@ -262,8 +395,10 @@ impl ModuleMemory {
         protection: &'static dyn MemoryProtection,
         ranges: &[(u64, u64, Permissions)],
     ) -> Result<(), ErrorKind> {
-        let Backing::Contiguous(memory) = &mut self.backing else {
-            return Ok(());
+        let memory = match &mut self.backing {
+            Backing::Contiguous(memory) => memory,
+            Backing::Grouped(grouped) => return grouped.protect(protection),
+            Backing::Packed(_) => return Ok(()),
         };
         let start = memory
             .reservation
@@ -319,6 +454,122 @@ fn first_kind(segment: Segment) -> SectionKind {
         Segment::ReadOnly => SectionKind::ReadOnly,
         Segment::Writable => SectionKind::Data,
     }
+}
+
+impl Grouped {
+    /// Gives each segment its permissions (the writable one has them
+    /// already). On failure, puts every page back to read-write and reports
+    /// the platform's error.
+    fn protect(&mut self, protection: &'static dyn MemoryProtection) -> Result<(), ErrorKind> {
+        for part in &self.parts {
+            let permissions = part.segment.permissions();
+            if permissions == Permissions::READ_WRITE {
+                continue;
+            }
+            debug_assert!(!permissions.is_writable_and_executable());
+            let (start, len) = (part.reservation.start(), part.reservation.len());
+            if let Err(error) = protection.protect(start, len, permissions) {
+                // Leave nothing half-protected: the region may reuse these pages.
+                self.protection = Some(protection);
+                self.unprotect();
+                return Err(ErrorKind::Protection {
+                    start,
+                    len,
+                    code: error.code,
+                });
+            }
+        }
+        self.protection = Some(protection);
+        Ok(())
+    }
+
+    /// Makes every protected segment read-write again, for the region to
+    /// reuse; a segment that cannot be stays reserved for good.
+    fn unprotect(&mut self) {
+        let Some(protection) = self.protection.take() else {
+            return;
+        };
+        let mut index = 0;
+        while let Some(part) = self.parts.get(index) {
+            let writable = part.segment.permissions() == Permissions::READ_WRITE
+                || protection
+                    .protect(
+                        part.reservation.start(),
+                        part.reservation.len(),
+                        Permissions::READ_WRITE,
+                    )
+                    .is_ok();
+            if writable {
+                index = index.saturating_add(1);
+            } else {
+                // The next segment placed here would be handed pages it
+                // cannot write: losing them is better than faulting.
+                core::mem::forget(self.parts.swap_remove(index));
+            }
+        }
+    }
+}
+
+impl Drop for Grouped {
+    fn drop(&mut self) {
+        self.unprotect();
+    }
+}
+
+/// A module's bytes by their offsets in the plan's layout, wherever they are
+/// placed: one contiguous block, or a block per segment.
+pub(crate) struct LayoutBytes<'m> {
+    /// `(offset in the layout, bytes from there)`, one per block.
+    parts: Vec<(u64, &'m mut [u8])>,
+}
+
+impl LayoutBytes<'_> {
+    /// The bytes at `range` of the layout, if one block holds them all.
+    pub fn get_mut(&mut self, range: Range<usize>) -> Option<&mut [u8]> {
+        let block = block_of(&self.parts, &range)?;
+        let (offset, bytes) = self.parts.get_mut(block)?;
+        let skip = usize::try_from(*offset).ok()?;
+        bytes.get_mut(range.start.checked_sub(skip)?..range.end.checked_sub(skip)?)
+    }
+
+    /// The bytes at `range` of the layout, if one block holds them all.
+    pub fn get(&self, range: Range<usize>) -> Option<&[u8]> {
+        let (offset, bytes) = self.parts.get(block_of(&self.parts, &range)?)?;
+        let skip = usize::try_from(*offset).ok()?;
+        bytes.get(range.start.checked_sub(skip)?..range.end.checked_sub(skip)?)
+    }
+
+    /// Zeroes every byte of every block outside `written`, ranges of the
+    /// layout sorted by start.
+    pub fn zero_except(&mut self, written: &[Range<usize>]) {
+        for (offset, bytes) in &mut self.parts {
+            let Ok(base) = usize::try_from(*offset) else {
+                continue;
+            };
+            let end = bytes.len();
+            let mut zeroed_to = 0usize;
+            let inside = written.iter().map(|range| {
+                range.start.saturating_sub(base).min(end)..range.end.saturating_sub(base).min(end)
+            });
+            for range in inside.chain(core::iter::once(end..end)) {
+                if let Some(gap) = bytes.get_mut(zeroed_to..range.start) {
+                    gap.fill(0);
+                }
+                zeroed_to = zeroed_to.max(range.end);
+            }
+        }
+    }
+}
+
+/// The block `range` starts in (or, empty, ends a block at).
+fn block_of(parts: &[(u64, &mut [u8])], range: &Range<usize>) -> Option<usize> {
+    let start = range.start as u64;
+    let within = |at: u64, len: u64| at < len || (range.is_empty() && at == len);
+    parts.iter().position(|(offset, bytes)| {
+        start
+            .checked_sub(*offset)
+            .is_some_and(|at| within(at, bytes.len() as u64))
+    })
 }
 
 impl Drop for Contiguous {

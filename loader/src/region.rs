@@ -3,11 +3,13 @@
 //!
 //! This file and `call.rs` are the only places in the crate that touch raw memory.
 //!
-//! Two ways to place modules share one region: a contiguous [`Reservation`]
-//! per module (the default), and packed [`Piece`]s, one per segment, that
-//! share pages with other modules' segments of the same permissions (see
-//! `packing.rs` for the bookkeeping and [`crate::PageWriter`] for how bytes
-//! get into pages that are already read-only or executable).
+//! Three ways to place modules share one region: a contiguous [`Reservation`]
+//! per module (the default); grouped, a reservation of whole pages per
+//! segment, among other modules' segments of the same permissions (see
+//! `grouping.rs`); and packed [`Piece`]s, one per segment, that share pages
+//! with other modules' segments of the same permissions (see `packing.rs`
+//! for the bookkeeping and [`crate::PageWriter`] for how bytes get into
+//! pages that are already read-only or executable).
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -16,6 +18,7 @@ use spin::Mutex;
 
 use crate::addr::{Alignment, VirtAddr};
 use crate::error::ErrorKind;
+use crate::grouping::Grouping;
 use crate::packing::{self, Chunk, Pool};
 use crate::plan::Segment;
 use crate::protection::{MemoryProtection, PageWriter, Permissions};
@@ -36,6 +39,9 @@ pub struct Region {
     /// Packed placement's pages, one pool per segment kind. Locked before
     /// `heap` whenever both are held.
     pools: Mutex<[Pool; 3]>,
+    /// Grouped placement's pages, one class per segment kind. Locked before
+    /// `heap` whenever both are held.
+    groups: Mutex<[Grouping; 3]>,
 }
 
 /// The region's memory and which of it is free. Reservations and packed
@@ -115,6 +121,16 @@ pub struct PackedUsage {
     pub pieces: usize,
 }
 
+/// How much of a region grouped placement ([`crate::Loader::grouped`]) uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupedUsage {
+    /// Bytes of the chunks taken from the region for grouped segments
+    /// (counted in [`RegionUsage::used`]).
+    pub reserved: usize,
+    /// Bytes of the pages of loaded modules' segments in them.
+    pub segments: usize,
+}
+
 /// How much of a region is in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegionUsage {
@@ -152,6 +168,7 @@ impl Region {
         Self {
             heap: Mutex::new(Heap::empty()),
             pools: Mutex::new([Pool::new(), Pool::new(), Pool::new()]),
+            groups: Mutex::new([Grouping::new(), Grouping::new(), Grouping::new()]),
         }
     }
 
@@ -207,6 +224,19 @@ impl Region {
         total
     }
 
+    /// What grouped placement ([`crate::Loader::grouped`]) holds of this
+    /// region, over every permission class.
+    pub fn grouped_usage(&self) -> GroupedUsage {
+        let groups = self.groups.lock();
+        let mut total = GroupedUsage::default();
+        for usage in groups.iter().map(Grouping::usage) {
+            let bytes = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+            total.reserved = total.reserved.saturating_add(bytes(usage.chunks));
+            total.segments = total.segments.saturating_add(bytes(usage.live));
+        }
+        total
+    }
+
     /// The first address of the region's memory (0 before `init`).
     pub fn start(&self) -> VirtAddr {
         VirtAddr::new(self.heap.lock().bottom_address())
@@ -225,6 +255,65 @@ impl Region {
             region: self,
             start,
             layout,
+            home: Home::Heap,
+        })
+    }
+
+    /// Reserves whole pages for a segment of kind `segment`, `size` bytes
+    /// (rounded up to pages) aligned to `align` (at least a page), among
+    /// other modules' segments of that kind (see `grouping.rs`). The pages
+    /// are read-write, like any free region memory.
+    pub(crate) fn reserve_grouped(
+        &'static self,
+        segment: Segment,
+        size: u64,
+        align: Alignment,
+    ) -> Option<Reservation> {
+        let size = Alignment::PAGE.align_up(size)?;
+        let align = align.max(Alignment::PAGE);
+        let layout = Layout::from_size_align(
+            usize::try_from(size).ok()?,
+            usize::try_from(align.bytes()).ok()?,
+        )
+        .ok()?;
+        if size == 0 {
+            return None;
+        }
+        let mut groups = self.groups.lock();
+        let group = groups.get_mut(pool_slot(segment))?;
+        let start = match group.take(size, align) {
+            Some(start) => start,
+            None => {
+                let mut heap = self.heap.lock();
+                let len = group.chunk_size(size, align, heap.size as u64)?;
+                let chunk_start = heap.allocate(len, align)?;
+                drop(heap);
+                let chunk_start = VirtAddr::from_ptr(chunk_start.as_ptr()).as_u64();
+                group.add_chunk(Chunk {
+                    start: chunk_start,
+                    end: chunk_start.checked_add(len)?,
+                });
+                match group.take(size, align) {
+                    Some(start) => start,
+                    None => {
+                        self.return_chunks(group.release(chunk_start).as_slice());
+                        return None;
+                    }
+                }
+            }
+        };
+        let Some(pointer) = self.pointer_in(start) else {
+            // Not inside the memory: cannot happen, as every chunk is.
+            if let Some(chunk) = group.free(start, size) {
+                self.return_chunks(&[chunk]);
+            }
+            return None;
+        };
+        Some(Reservation {
+            region: self,
+            start: pointer,
+            layout,
+            home: Home::Group(segment),
         })
     }
 }
@@ -507,6 +596,16 @@ pub(crate) struct Reservation {
     region: &'static Region,
     start: NonNull<u8>,
     layout: Layout,
+    home: Home,
+}
+
+/// Where a reservation goes back to.
+#[derive(Clone, Copy)]
+enum Home {
+    /// The region's heap (a whole module).
+    Heap,
+    /// The grouped pages of a segment kind (one segment).
+    Group(Segment),
 }
 
 // SAFETY: a reservation is the only handle to its block, so moving it to another
@@ -551,10 +650,22 @@ impl Drop for Reservation {
         // runs once. Callers make the pages writable again first, so that the
         // next reservation can write them: see `ModuleMemory` in `memory.rs`.
         let start = VirtAddr::from_ptr(self.start.as_ptr().cast_const()).as_u64();
-        self.region
-            .heap
-            .lock()
-            .deallocate(start, self.layout.size() as u64);
+        let size = self.layout.size() as u64;
+        match self.home {
+            Home::Heap => self.region.heap.lock().deallocate(start, size),
+            Home::Group(segment) => {
+                let mut groups = self.region.groups.lock();
+                let chunk = groups
+                    .get_mut(pool_slot(segment))
+                    .and_then(|group| group.free(start, size));
+                // A chunk with no segment left goes back whole; its pages are
+                // all read-write again, as every segment's was made before
+                // its reservation was dropped.
+                if let Some(chunk) = chunk {
+                    self.region.return_chunks(&[chunk]);
+                }
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::addr::VirtAddr;
 use crate::elf::{Machine, Object, Rela, RelocationSection};
 use crate::error::{ErrorKind, LoadError, RelocationFailure, RelocationProblem};
 use crate::loader::Loader;
-use crate::memory::ModuleMemory;
+use crate::memory::{LayoutBytes, ModuleMemory};
 use crate::module::Module;
 use crate::plan::{stub_addend, Binding, EntryBits, Layout, Placement, Plan, SectionKind, Segment};
 use crate::protection::Permissions;
@@ -93,7 +93,8 @@ pub struct PlacedPiece {
     pub name: Box<str>,
     /// What it holds.
     pub kind: SectionKind,
-    /// Offset of its bytes in the reservation.
+    /// Offset of its bytes in the plan's layout (in the reservation, unless
+    /// the module is grouped or packed).
     pub offset: u64,
     /// Its size in bytes.
     pub size: u64,
@@ -151,6 +152,9 @@ impl<'l, 'a> Planned<'l, 'a> {
         let mut memory = match loader.packing {
             Some(writer) => ModuleMemory::packed(loader.region, &plan, loader.protection, writer)
                 .map_err(|kind| object.error(kind))?,
+            None if loader.grouping => {
+                ModuleMemory::grouped(loader.region, &plan).map_err(|kind| object.error(kind))?
+            }
             None => ModuleMemory::new(
                 loader
                     .region
@@ -163,7 +167,7 @@ impl<'l, 'a> Planned<'l, 'a> {
                     })?,
             ),
         };
-        let bytes = memory.bytes_mut();
+        let mut bytes = memory.layout_bytes();
         let mut used = [0u64; 6];
         let mut copied = Vec::with_capacity(layout.placements.len());
         for (index, placement) in layout.placements.iter().enumerate() {
@@ -188,14 +192,8 @@ impl<'l, 'a> Planned<'l, 'a> {
         // Zero every byte the copies did not write (padding, bss, GOT, stubs):
         // zeroing the whole block first would write most of it twice.
         copied.sort_unstable_by_key(|range| range.start);
-        let mut zeroed_to = 0;
-        let end = bytes.len();
-        for range in copied.into_iter().chain(core::iter::once(end..end)) {
-            if let Some(gap) = bytes.get_mut(zeroed_to..range.start) {
-                gap.fill(0);
-            }
-            zeroed_to = zeroed_to.max(range.end);
-        }
+        bytes.zero_except(&copied);
+        drop(bytes);
         for area in [layout.got, layout.stubs, layout.common] {
             add_use(&mut used, &area);
         }
@@ -398,8 +396,8 @@ impl<'l, 'a> Placed<'l, 'a> {
             ..
         } = SlotSizes::of(object.machine);
 
-        let bytes = memory.bytes_mut();
-        fill_got_and_stubs(&object, &layout, &values, bytes)?;
+        let mut bytes = memory.layout_bytes();
+        fill_got_and_stubs(&object, &layout, &values, &mut bytes)?;
         let mut stub_used = vec![false; plan.stub_slots() as usize];
         let mut applied = 0u64;
         let symbol_targets = symbol_targets(
@@ -458,6 +456,10 @@ impl<'l, 'a> Placed<'l, 'a> {
             }?;
             applied = applied.saturating_add(relocations.len() as u64);
         }
+        let init = read_pointers(&layout.init, &layout, &bytes);
+        let mut fini = read_pointers(&layout.fini, &layout, &bytes);
+        fini.reverse();
+        drop(bytes);
 
         let report = LoadReport {
             got_slots_used: layout.got_slot.iter().flatten().count() as u32,
@@ -475,9 +477,6 @@ impl<'l, 'a> Placed<'l, 'a> {
                 u64::from(report.got_slots_used),
             ));
         }
-        let init = read_pointers(&layout.init, &layout, memory.bytes());
-        let mut fini = read_pointers(&layout.fini, &layout, memory.bytes());
-        fini.reverse();
         let symbols = definitions(globals, &layout, &targets, &values);
         // Where code will execute, piece by piece: sections may have been
         // mapped apart, and each target range needs its instruction cache synced.
@@ -979,7 +978,7 @@ fn fill_got_and_stubs(
     object: &Object<'_>,
     layout: &Layout<'_>,
     values: &[Option<u64>],
-    bytes: &mut [u8],
+    bytes: &mut LayoutBytes<'_>,
 ) -> Result<(), LoadError> {
     let sizes = SlotSizes::of(object.machine);
     let got = Slots {
@@ -1028,7 +1027,7 @@ impl Slots<'_, '_> {
     /// Writes each slot with `write(slot_bytes, target_address)`.
     fn fill(
         &self,
-        bytes: &mut [u8],
+        bytes: &mut LayoutBytes<'_>,
         write: impl Fn(&mut [u8], u64) -> Result<(), RelocationProblem>,
     ) -> Result<(), LoadError> {
         let broken = || mismatch(self.object, self.area.kind, self.area.size, 0);
@@ -1061,7 +1060,11 @@ fn discarded_target(object: &Object<'_>, index: usize) -> LoadError {
 }
 
 /// The non-null entries of the given pointer arrays, in order.
-fn read_pointers(sections: &[usize], layout: &Layout<'_>, bytes: &[u8]) -> Vec<VirtAddr> {
+fn read_pointers(
+    sections: &[usize],
+    layout: &Layout<'_>,
+    bytes: &LayoutBytes<'_>,
+) -> Vec<VirtAddr> {
     let mut pointers = Vec::new();
     for index in sections {
         let Some(placement) = layout.placements.get(*index).copied().flatten() else {
@@ -1104,9 +1107,17 @@ impl<'l> Relocated<'l> {
         self.parts.report
     }
 
-    /// The module's relocated bytes, laid out as in the plan.
+    /// The module's relocated bytes, laid out as in the plan: empty for a
+    /// [grouped](Loader::grouped) module, whose segments are apart (see
+    /// [`Relocated::segment_bytes`]).
     pub fn bytes(&self) -> &[u8] {
         self.parts.memory.bytes()
+    }
+
+    /// The relocated bytes of one segment, from its first byte to the end
+    /// of its pages, wherever the module is placed.
+    pub fn segment_bytes(&self, segment: Segment) -> &[u8] {
+        self.parts.memory.segment_bytes(segment, &self.parts.plan)
     }
 
     /// Where the bytes are now.
@@ -1160,11 +1171,7 @@ impl<'l> Relocated<'l> {
             .protect(loader.protection, &ranges)
             .map_err(|kind| LoadError::new(&parts.name, kind))?;
         let code = parts.plan.segment(Segment::Code);
-        let code_load = parts
-            .memory
-            .start()
-            .checked_add(code.offset)
-            .unwrap_or(parts.memory.start());
+        let code_load = VirtAddr::new(parts.memory.target(Segment::Code, code.offset));
         loader
             .protection
             .sync_instruction_cache(code_load, code.size);
@@ -1186,9 +1193,18 @@ impl<'l> Finalized<'l> {
         self.parts.report
     }
 
-    /// The module's relocated bytes, to copy to the target addresses.
+    /// The module's relocated bytes, to copy to the target addresses: empty
+    /// for a [grouped](Loader::grouped) or [packed](Loader::packed) module
+    /// (see [`Finalized::segment_bytes`]).
     pub fn bytes(&self) -> &[u8] {
         self.parts.memory.bytes()
+    }
+
+    /// The relocated bytes of one segment, from its first byte to the end
+    /// of its pages, to copy to its target address (empty for a packed
+    /// module, whose bytes are in their pieces).
+    pub fn segment_bytes(&self, segment: Segment) -> &[u8] {
+        self.parts.memory.segment_bytes(segment, &self.parts.plan)
     }
 
     /// Publishes the module's symbols in the namespace and runs its constructors

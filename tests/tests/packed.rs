@@ -7,14 +7,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
 
+use common::placement::*;
 use common::*;
-use modload::{
-    ErrorKind, Loader, Module, Namespace, Object, PackedUsage, Region, RegionUsage, SectionKind,
-};
+use modload::{ErrorKind, Loader, Module, Namespace, PackedUsage, Region, RegionUsage};
 use modload_platform::host::{new_packed_region, PackedRegion, Placement, HOST_PROTECTION};
 use modload_tests::{compile_c, fixture, CModel};
 
@@ -78,127 +75,10 @@ impl Packed {
     }
 }
 
-fn chain_object(n: usize) -> PathBuf {
-    compile_c(
-        &fixture("packed_chain.c"),
-        CModel::Pic,
-        &[&format!("-DN={n}"), &format!("-DPREV={}", n - 1)],
-    )
-}
-
-/// The chain modules 1..=COUNT, compiled once for all tests.
-const COUNT: usize = 120;
-
-fn chain() -> &'static [Vec<u8>] {
-    static CHAIN: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    CHAIN.get_or_init(|| {
-        (1..=COUNT)
-            .map(|n| modload_tests::read(&chain_object(n)))
-            .collect()
-    })
-}
-
-fn chain_name(n: usize) -> String {
-    format!("chain{n}.o")
-}
-
-/// Sum of the plan's exact section extents (as the benchmark's memory report).
-fn sections(loader: &Loader<'_>, name: &str, bytes: &[u8]) -> u64 {
-    let planned = loader
-        .plan(Object::parse(name, bytes).expect("parse"))
-        .expect("plan");
-    SectionKind::ALL
-        .iter()
-        .map(|kind| planned.plan().kind(*kind).size)
-        .sum()
-}
-
-/// One line of `/proc/self/maps`: range and permission letters.
-#[derive(Debug, Clone)]
-struct Mapping {
-    start: u64,
-    end: u64,
-    perms: String,
-    line: String,
-}
-
-fn maps() -> Vec<Mapping> {
-    let text = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (start, end) = fields.next()?.split_once('-')?;
-            Some(Mapping {
-                start: u64::from_str_radix(start, 16).ok()?,
-                end: u64::from_str_radix(end, 16).ok()?,
-                perms: fields.next()?.to_string(),
-                line: line.to_string(),
-            })
-        })
-        .collect()
-}
-
-/// Panics if any mapping of the process is writable and executable.
-fn assert_no_writable_executable() {
-    for mapping in maps() {
-        let bytes = mapping.perms.as_bytes();
-        assert!(
-            !(bytes.get(1) == Some(&b'w') && bytes.get(2) == Some(&b'x')),
-            "writable and executable mapping: {}",
-            mapping.line
-        );
-    }
-}
-
-/// The permission letters of the page at `address` (`rwxs` style).
-fn perms_at(address: u64) -> String {
-    maps()
-        .into_iter()
-        .find(|mapping| mapping.start <= address && address < mapping.end)
-        .map(|mapping| mapping.perms)
-        .unwrap_or_else(|| String::from("unmapped"))
-}
-
 /// Every page of the region is read-write (and not executable).
 fn assert_region_read_write(env: &Packed) {
     let (start, end) = env.range();
-    for mapping in maps() {
-        if mapping.end <= start || mapping.start >= end {
-            continue;
-        }
-        assert!(
-            mapping.perms.starts_with("rw-"),
-            "region page not read-write after unloading: {}",
-            mapping.line
-        );
-    }
-}
-
-fn chain_value(module: &Module<'_>, n: usize) -> i64 {
-    call0(module, &format!("chain_{n}_value"))
-}
-
-/// Runs `work` while another thread reads `/proc/self/maps` in a loop and
-/// checks that no mapping is writable and executable; returns how many
-/// snapshots it took.
-fn watching_maps<T>(work: impl FnOnce() -> T) -> (T, u64) {
-    let stop = AtomicBool::new(false);
-    let snapshots = AtomicU64::new(0);
-    let result = std::thread::scope(|scope| {
-        let watcher = scope.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                assert_no_writable_executable();
-                snapshots.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        let guard = StopOnDrop(&stop);
-        let result = work();
-        drop(guard);
-        watcher.join().expect("maps watcher");
-        result
-    });
-    assert_no_writable_executable();
-    (result, snapshots.load(Ordering::Relaxed))
+    assert_range_read_write(start, end);
 }
 
 /// 120 small modules, each importing from the one before, packed: every one
@@ -270,15 +150,6 @@ fn many_small_modules_pack_run_and_unload() {
     });
     env.assert_empty();
     assert_region_read_write(&env);
-}
-
-/// Sets its flag when dropped, also while unwinding.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 /// Code pages keep read+execute from the moment a piece is placed in them

@@ -8,6 +8,8 @@ use std::path::Path;
 use modload::{LoadError, Loader, Module, Namespace, Region, RegionUsage, VirtAddr};
 use modload_platform::host::{new_region, Placement, HOST_PROTECTION};
 
+pub mod placement;
+
 thread_local! {
     // Per thread, because the test harness runs tests in parallel threads and
     // constructors run on the thread that starts the module.

@@ -58,6 +58,7 @@ pub fn run() -> bool {
     report(7, "unload in dependency order", step7(&mut state));
     report(8, "200 loads and unloads", step8(&state));
     report(9, "packed modules share pages", step9(&state));
+    report(10, "grouped segments", step10(&state));
     println!("SCENARIO {}", if passed { "PASS" } else { "FAIL" });
     passed
 }
@@ -503,5 +504,53 @@ fn step9(state: &State) -> Step {
     expect("modules left", NAMESPACE.modules().len(), 0)?;
     Ok(format!(
         "A at {a_text:#x} and C at {c_text:#x} in one code page; 50 packed rounds; usage back at boot value"
+    ))
+}
+
+/// A and C grouped (`Loader::grouped`): each segment in pages of its own,
+/// among other modules' segments of the same permissions. They run, C
+/// through A's function pointers; the W^X faults hold for both; 50 grouped
+/// loads and unloads leave usage as it was; and unloading both gives every
+/// page and chunk back.
+fn step10(state: &State) -> Step {
+    let loader = near_loader().grouped();
+    let a = Some(load(loader, "a.o")?);
+    let c = Some(load(loader, "c.o")?);
+    expect("a_value", function::<Int>(&a, "a_value")?(), 42)?;
+    expect("c_run", function::<Int>(&c, "c_run")?(), 42)?;
+    let (a_text, c_text) = (symbol(&a, "a_value")?, symbol(&c, "c_run")?);
+    expect_permission_faults(&[
+        ("write A's code", Access::Write, a_text),
+        ("write C's code", Access::Write, c_text),
+        ("execute A's data", Access::Execute, symbol(&a, "a_data")?),
+        ("write A's rodata", Access::Write, symbol(&a, "a_rodata")?),
+    ])?;
+    let before = NEAR.usage();
+    for round in 0..50u64 {
+        let module = Some(load(loader, "stress.o")?);
+        expect(
+            "stress_value",
+            function::<Unary>(&module, "stress_value")?(round),
+            round + 1,
+        )?;
+        if let Some(module) = module {
+            module
+                .unload()
+                .map_err(|refused| format!("round {round}: {:?}", refused.error))?;
+        }
+    }
+    expect("region usage after 50 grouped rounds", NEAR.usage(), before)?;
+    let segments = NEAR.grouped_usage().segments;
+    for (name, module) in [("C", c), ("A", a)] {
+        module
+            .ok_or("not loaded")?
+            .unload()
+            .map_err(|refused| format!("{name}: {:?}", refused.error))?;
+    }
+    expect("near region usage", NEAR.usage(), state.near_baseline)?;
+    expect("grouped usage", NEAR.grouped_usage(), modload::GroupedUsage::default())?;
+    expect("modules left", NAMESPACE.modules().len(), 0)?;
+    Ok(format!(
+        "A's code at {a_text:#x}, C's at {c_text:#x}; {segments} B of segments; 50 grouped rounds; usage back at boot value"
     ))
 }

@@ -548,7 +548,11 @@ fn step10(state: &State) -> Step {
             .map_err(|refused| format!("{name}: {:?}", refused.error))?;
     }
     expect("near region usage", NEAR.usage(), state.near_baseline)?;
-    expect("grouped usage", NEAR.grouped_usage(), modload::GroupedUsage::default())?;
+    expect(
+        "grouped usage",
+        NEAR.grouped_usage(),
+        modload::GroupedUsage::default(),
+    )?;
     expect("modules left", NAMESPACE.modules().len(), 0)?;
     Ok(format!(
         "A's code at {a_text:#x}, C's at {c_text:#x}; {segments} B of segments; 50 grouped rounds; usage back at boot value"

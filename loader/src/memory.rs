@@ -118,17 +118,16 @@ impl ModuleMemory {
     ) -> Result<Self, ErrorKind> {
         let mut segments = Vec::with_capacity(Segment::ALL.len());
         for segment in Segment::ALL {
-            let Some((offset, len, align)) = contents(plan, segment) else {
+            let Some(needs) = segment_needs(plan, segment)? else {
                 continue;
             };
-            // Pieces keep their offsets within the segment, so the segment's
-            // start must sit at the same remainder modulo its strictest
-            // alignment as in the plan. That remainder is 0 unless a piece
-            // asks for more than a page (segments start on page boundaries).
-            let phase = offset.checked_rem(align.bytes()).unwrap_or(0);
-            let size = len
-                .checked_add(phase)
-                .ok_or(ErrorKind::ModuleTooLarge { size: len })?;
+            let SegmentNeeds {
+                offset,
+                len,
+                align,
+                phase,
+                size,
+            } = needs;
             let piece = region.reserve_piece(segment, size, align, protection)?;
             let target = piece.start().as_u64().wrapping_add(phase);
             segments.push(PackedSegment {
@@ -162,26 +161,18 @@ impl ModuleMemory {
     pub fn grouped(region: &'static Region, plan: &Plan) -> Result<Self, ErrorKind> {
         let mut parts = Vec::with_capacity(Segment::ALL.len());
         for segment in Segment::ALL {
-            let Some((offset, len, align)) = contents(plan, segment) else {
+            let Some(needs) = segment_needs(plan, segment)? else {
                 continue;
             };
-            // Offsets within the segment stay as in the plan, so its first
-            // byte keeps its remainder modulo the strictest alignment in it
-            // (0 unless that is more than a page).
-            let phase = offset.checked_rem(align.bytes()).unwrap_or(0);
-            let size = len
-                .checked_add(phase)
-                .ok_or(ErrorKind::ModuleTooLarge { size: len })?;
-            let reservation =
-                region
-                    .reserve_grouped(segment, size, align)
-                    .ok_or(ErrorKind::OutOfMemory {
-                        size,
-                        align: align.bytes(),
-                    })?;
+            let (offset, phase) = (needs.offset, needs.phase);
+            let mut reservation = region
+                .reserve_grouped(segment, needs.size, needs.align)
+                .ok_or(ErrorKind::OutOfMemory {
+                    size: needs.size,
+                    align: needs.align.bytes(),
+                })?;
             // The bytes before the segment are the module's too (its pages
             // are its own): no earlier module's bytes stay there.
-            let mut reservation = reservation;
             let phase_bytes = usize::try_from(phase).unwrap_or(usize::MAX);
             if let Some(before) = reservation.bytes_mut().get_mut(..phase_bytes) {
                 before.fill(0);
@@ -426,6 +417,41 @@ impl ModuleMemory {
         memory.protection = Some(protection);
         Ok(())
     }
+}
+
+/// What a segment placed apart from the rest of its module needs.
+struct SegmentNeeds {
+    /// Its offset in the plan's layout.
+    offset: u64,
+    /// The exact size of its contents.
+    len: u64,
+    /// The strictest alignment in it.
+    align: Alignment,
+    /// Bytes to leave before its first byte. Offsets within the segment stay
+    /// as in the plan, so its first byte must keep its remainder modulo
+    /// `align`: 0 unless something asks for more than a page (segments
+    /// start on page boundaries).
+    phase: u64,
+    /// Bytes to take: `phase` and the contents.
+    size: u64,
+}
+
+/// What `segment` needs when placed apart, or `None` if it holds nothing.
+fn segment_needs(plan: &Plan, segment: Segment) -> Result<Option<SegmentNeeds>, ErrorKind> {
+    let Some((offset, len, align)) = contents(plan, segment) else {
+        return Ok(None);
+    };
+    let phase = offset.checked_rem(align.bytes()).unwrap_or(0);
+    let size = len
+        .checked_add(phase)
+        .ok_or(ErrorKind::ModuleTooLarge { size: len })?;
+    Ok(Some(SegmentNeeds {
+        offset,
+        len,
+        align,
+        phase,
+        size,
+    }))
 }
 
 /// `(offset, exact size, strictest alignment)` of what `segment` holds in

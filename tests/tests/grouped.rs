@@ -56,11 +56,7 @@ fn many_grouped_modules_run_in_few_mappings_and_unload() {
     assert!(snapshots > 0);
     for (index, module) in modules.iter().enumerate() {
         let n = index + 1;
-        assert_eq!(chain_value(module, n), (n * (n + 1) / 2) as i64);
-        assert_eq!(
-            call0(module, &format!("chain_{n}_check")),
-            (4 * n + 2) as i64
-        );
+        check_chain_module(module, n);
         let code = module.symbol(&format!("chain_{n}_value")).expect("code");
         assert_eq!(perms_at(code.as_u64()).get(..3), Some("r-x"));
     }

@@ -109,11 +109,7 @@ fn many_small_modules_pack_run_and_unload() {
     assert!(snapshots > 0);
     for (index, module) in modules.iter().enumerate() {
         let n = index + 1;
-        assert_eq!(chain_value(module, n), (n * (n + 1) / 2) as i64);
-        assert_eq!(
-            call0(module, &format!("chain_{n}_check")),
-            (4 * n + 2) as i64
-        );
+        check_chain_module(module, n);
         let bulk = format!("chain_{n}_bulk");
         assert_eq!(call1(module, &bulk, 11), call1(module, &bulk, 11));
     }

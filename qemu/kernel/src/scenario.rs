@@ -472,19 +472,7 @@ fn step9(state: &State) -> Step {
         ("write A's rodata", Access::Write, symbol(&a, "a_rodata")?),
     ])?;
     let before = NEAR.usage();
-    for round in 0..50u64 {
-        let module = Some(load(loader, "stress.o")?);
-        expect(
-            "stress_value",
-            function::<Unary>(&module, "stress_value")?(round),
-            round + 1,
-        )?;
-        if let Some(module) = module {
-            module
-                .unload()
-                .map_err(|refused| format!("round {round}: {:?}", refused.error))?;
-        }
-    }
+    stress_rounds(loader, 50)?;
     expect("region usage after 50 packed rounds", NEAR.usage(), before)?;
     let c = c.ok_or("C is not loaded")?;
     c.unload()
@@ -526,19 +514,7 @@ fn step10(state: &State) -> Step {
         ("write A's rodata", Access::Write, symbol(&a, "a_rodata")?),
     ])?;
     let before = NEAR.usage();
-    for round in 0..50u64 {
-        let module = Some(load(loader, "stress.o")?);
-        expect(
-            "stress_value",
-            function::<Unary>(&module, "stress_value")?(round),
-            round + 1,
-        )?;
-        if let Some(module) = module {
-            module
-                .unload()
-                .map_err(|refused| format!("round {round}: {:?}", refused.error))?;
-        }
-    }
+    stress_rounds(loader, 50)?;
     expect("region usage after 50 grouped rounds", NEAR.usage(), before)?;
     let segments = NEAR.grouped_usage().segments;
     for (name, module) in [("C", c), ("A", a)] {
@@ -557,4 +533,22 @@ fn step10(state: &State) -> Step {
     Ok(format!(
         "A's code at {a_text:#x}, C's at {c_text:#x}; {segments} B of segments; 50 grouped rounds; usage back at boot value"
     ))
+}
+
+/// Loads `stress.o` through `loader`, calls it and unloads it, `rounds` times.
+fn stress_rounds(loader: Loader<'static>, rounds: u64) -> Result<(), String> {
+    for round in 0..rounds {
+        let module = Some(load(loader, "stress.o")?);
+        expect(
+            "stress_value",
+            function::<Unary>(&module, "stress_value")?(round),
+            round + 1,
+        )?;
+        if let Some(module) = module {
+            module
+                .unload()
+                .map_err(|refused| format!("round {round}: {:?}", refused.error))?;
+        }
+    }
+    Ok(())
 }

@@ -146,3 +146,12 @@ pub fn mappings_in(start: u64, end: u64) -> Vec<Mapping> {
         .filter(|mapping| mapping.end > start && mapping.start < end)
         .collect()
 }
+
+/// Chain module `n` answers as its source says (`packed_chain.c`).
+pub fn check_chain_module(module: &Module<'_>, n: usize) {
+    assert_eq!(chain_value(module, n), (n * (n + 1) / 2) as i64);
+    assert_eq!(
+        call0(module, &format!("chain_{n}_check")),
+        (4 * n + 2) as i64
+    );
+}

@@ -27,8 +27,10 @@ use crate::ranges::FreeRanges;
 /// A block of memory that module sections are allocated from.
 ///
 /// A `Region` can live in a `static` (its constructor is `const`) and is shared
-/// by every loader and module that uses it. Each module takes one contiguous
-/// reservation, so a module's parts always stay within reach of each other.
+/// by every loader and module that uses it. By default each module takes one
+/// contiguous reservation, so a module's parts always stay within reach of
+/// each other; [grouped](crate::Loader::grouped) and [packed](crate::Loader::packed)
+/// modules' segments may lie apart, anywhere in the region.
 ///
 /// ```
 /// static REGION: modload::Region = modload::Region::new();
@@ -646,8 +648,8 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        // `start` and the size are exactly what `reserve` took, and `drop`
-        // runs once. Callers make the pages writable again first, so that the
+        // `start` and the size are exactly what `reserve` or `reserve_grouped`
+        // took, and `drop` runs once. Callers make the pages writable again first, so that the
         // next reservation can write them: see `ModuleMemory` in `memory.rs`.
         let start = VirtAddr::from_ptr(self.start.as_ptr().cast_const()).as_u64();
         let size = self.layout.size() as u64;

@@ -279,28 +279,28 @@ impl ModuleMemory {
     /// until the pages are protected (or, packed, until the bytes are
     /// committed to their pieces).
     pub fn layout_bytes(&mut self) -> LayoutBytes<'_> {
-        let mut parts = Vec::with_capacity(Segment::ALL.len());
+        let mut blocks = LayoutBytes::default();
         match &mut self.backing {
             Backing::Contiguous(Contiguous {
                 reservation: Some(reservation),
                 protection: None,
-            }) => parts.push((0, reservation.bytes_mut())),
+            }) => blocks.push(0, reservation.bytes_mut()),
             Backing::Contiguous(_) => {}
             Backing::Grouped(Grouped {
-                parts: grouped,
+                parts,
                 protection: None,
             }) => {
-                for part in grouped {
+                for part in parts {
                     let phase = usize::try_from(part.phase).unwrap_or(usize::MAX);
                     if let Some(bytes) = part.reservation.bytes_mut().get_mut(phase..) {
-                        parts.push((part.offset, bytes));
+                        blocks.push(part.offset, bytes);
                     }
                 }
             }
             Backing::Grouped(_) => {}
-            Backing::Packed(packed) => parts.push((0, packed.staging.as_mut_slice())),
+            Backing::Packed(packed) => blocks.push(0, packed.staging.as_mut_slice()),
         }
-        LayoutBytes { parts }
+        blocks
     }
 
     /// The bytes as laid out in the plan, in one piece: empty when grouped,
@@ -543,24 +543,45 @@ impl Drop for Grouped {
 }
 
 /// A module's bytes by their offsets in the plan's layout, wherever they are
-/// placed: one contiguous block, or a block per segment.
+/// placed: one contiguous block, or a block per segment. Held in place (no
+/// allocation): it is made twice a load.
+#[derive(Default)]
 pub(crate) struct LayoutBytes<'m> {
-    /// `(offset in the layout, bytes from there)`, one per block.
-    parts: Vec<(u64, &'m mut [u8])>,
+    /// `(offset in the layout, bytes from there)`, one per block; the first
+    /// `count` are in use.
+    blocks: [(u64, &'m mut [u8]); Segment::ALL.len()],
+    count: usize,
 }
 
-impl LayoutBytes<'_> {
+impl<'m> LayoutBytes<'m> {
+    /// Adds the block that starts at `offset` of the layout; one more than
+    /// a block per segment is dropped (never made).
+    fn push(&mut self, offset: u64, bytes: &'m mut [u8]) {
+        if let Some(block) = self.blocks.get_mut(self.count) {
+            *block = (offset, bytes);
+            self.count = self.count.saturating_add(1);
+        }
+    }
+
+    fn used(&self) -> &[(u64, &'m mut [u8])] {
+        self.blocks.get(..self.count).unwrap_or_default()
+    }
+
+    fn used_mut(&mut self) -> &mut [(u64, &'m mut [u8])] {
+        self.blocks.get_mut(..self.count).unwrap_or_default()
+    }
+
     /// The bytes at `range` of the layout, if one block holds them all.
     pub fn get_mut(&mut self, range: Range<usize>) -> Option<&mut [u8]> {
-        let block = block_of(&self.parts, &range)?;
-        let (offset, bytes) = self.parts.get_mut(block)?;
+        let block = block_of(self.used(), &range)?;
+        let (offset, bytes) = self.used_mut().get_mut(block)?;
         let skip = usize::try_from(*offset).ok()?;
         bytes.get_mut(range.start.checked_sub(skip)?..range.end.checked_sub(skip)?)
     }
 
     /// The bytes at `range` of the layout, if one block holds them all.
     pub fn get(&self, range: Range<usize>) -> Option<&[u8]> {
-        let (offset, bytes) = self.parts.get(block_of(&self.parts, &range)?)?;
+        let (offset, bytes) = self.used().get(block_of(self.used(), &range)?)?;
         let skip = usize::try_from(*offset).ok()?;
         bytes.get(range.start.checked_sub(skip)?..range.end.checked_sub(skip)?)
     }
@@ -568,7 +589,7 @@ impl LayoutBytes<'_> {
     /// Zeroes every byte of every block outside `written`, ranges of the
     /// layout sorted by start.
     pub fn zero_except(&mut self, written: &[Range<usize>]) {
-        for (offset, bytes) in &mut self.parts {
+        for (offset, bytes) in self.used_mut() {
             let Ok(base) = usize::try_from(*offset) else {
                 continue;
             };

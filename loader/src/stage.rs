@@ -193,7 +193,6 @@ impl<'l, 'a> Planned<'l, 'a> {
         // zeroing the whole block first would write most of it twice.
         copied.sort_unstable_by_key(|range| range.start);
         bytes.zero_except(&copied);
-        drop(bytes);
         for area in [layout.got, layout.stubs, layout.common] {
             add_use(&mut used, &area);
         }
@@ -459,7 +458,6 @@ impl<'l, 'a> Placed<'l, 'a> {
         let init = read_pointers(&layout.init, &layout, &bytes);
         let mut fini = read_pointers(&layout.fini, &layout, &bytes);
         fini.reverse();
-        drop(bytes);
 
         let report = LoadReport {
             got_slots_used: layout.got_slot.iter().flatten().count() as u32,

@@ -55,6 +55,21 @@ impl GroupedPart {
     fn target(&self) -> u64 {
         self.reservation.start().as_u64().wrapping_add(self.phase)
     }
+
+    /// The bytes from the segment's first byte to the end of its pages.
+    fn bytes(&self) -> &[u8] {
+        let phase = usize::try_from(self.phase).unwrap_or(usize::MAX);
+        self.reservation.bytes().get(phase..).unwrap_or_default()
+    }
+
+    /// [`GroupedPart::bytes`], writable.
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        let phase = usize::try_from(self.phase).unwrap_or(usize::MAX);
+        self.reservation
+            .bytes_mut()
+            .get_mut(phase..)
+            .unwrap_or_default()
+    }
 }
 
 /// One reservation holding the whole module, laid out as in the plan.
@@ -238,28 +253,22 @@ impl ModuleMemory {
     pub fn target(&self, segment: Segment, offset: u64) -> u64 {
         match &self.backing {
             Backing::Contiguous(_) => self.start().as_u64().wrapping_add(offset),
-            // As for packed pieces below.
-            Backing::Grouped(grouped) => grouped
-                .parts
-                .iter()
-                .find(|part| part.segment == segment)
-                .map(|part| part.target().wrapping_add(offset.wrapping_sub(part.offset)))
-                .or_else(|| grouped.parts.first().map(GroupedPart::target))
-                .unwrap_or(0),
-            // An empty piece (a zero-sized section, an empty GOT) in a segment
-            // with no contents gets the module's first segment's address, so
-            // references to it stay in reach as they would in one block.
-            Backing::Packed(packed) => packed
-                .segments
-                .iter()
-                .find(|packed| packed.segment == segment)
-                .map(|packed| {
-                    packed
-                        .target
-                        .wrapping_add(offset.wrapping_sub(packed.offset))
-                })
-                .or_else(|| packed.segments.first().map(|packed| packed.target))
-                .unwrap_or(0),
+            Backing::Grouped(grouped) => target_apart(
+                grouped
+                    .parts
+                    .iter()
+                    .map(|part| (part.segment, part.target(), part.offset)),
+                segment,
+                offset,
+            ),
+            Backing::Packed(packed) => target_apart(
+                packed
+                    .segments
+                    .iter()
+                    .map(|packed| (packed.segment, packed.target, packed.offset)),
+                segment,
+                offset,
+            ),
         }
     }
 
@@ -291,10 +300,8 @@ impl ModuleMemory {
                 protection: None,
             }) => {
                 for part in parts {
-                    let phase = usize::try_from(part.phase).unwrap_or(usize::MAX);
-                    if let Some(bytes) = part.reservation.bytes_mut().get_mut(phase..) {
-                        blocks.push(part.offset, bytes);
-                    }
+                    let offset = part.offset;
+                    blocks.push(offset, part.bytes_mut());
                 }
             }
             Backing::Grouped(_) => {}
@@ -324,11 +331,7 @@ impl ModuleMemory {
                 .parts
                 .iter()
                 .find(|part| part.segment == segment)
-                .and_then(|part| {
-                    let phase = usize::try_from(part.phase).ok()?;
-                    part.reservation.bytes().get(phase..)
-                })
-                .unwrap_or_default(),
+                .map_or(&[], GroupedPart::bytes),
             _ => usize::try_from(extent.offset)
                 .ok()
                 .zip(usize::try_from(extent.size).ok())
@@ -417,6 +420,26 @@ impl ModuleMemory {
         memory.protection = Some(protection);
         Ok(())
     }
+}
+
+/// The address of layout `offset` in `segment`, among segments placed apart,
+/// given as `(segment, address of its first byte, its offset in the layout)`.
+/// An empty piece (a zero-sized section, an empty GOT) in a segment with no
+/// contents gets the module's first segment's address, so references to it
+/// stay in reach as they would in one block.
+fn target_apart(
+    segments: impl Iterator<Item = (Segment, u64, u64)>,
+    segment: Segment,
+    offset: u64,
+) -> u64 {
+    let mut first = None;
+    for (kind, target, start) in segments {
+        if kind == segment {
+            return target.wrapping_add(offset.wrapping_sub(start));
+        }
+        first.get_or_insert(target);
+    }
+    first.unwrap_or(0)
 }
 
 /// What a segment placed apart from the rest of its module needs.

@@ -286,19 +286,13 @@ impl Region {
         let start = match group.take(size, align) {
             Some(start) => start,
             None => {
-                let mut heap = self.heap.lock();
-                let len = group.chunk_size(size, align, heap.size as u64)?;
-                let chunk_start = heap.allocate(len, align)?;
-                drop(heap);
-                let chunk_start = VirtAddr::from_ptr(chunk_start.as_ptr()).as_u64();
-                group.add_chunk(Chunk {
-                    start: chunk_start,
-                    end: chunk_start.checked_add(len)?,
-                });
+                let region_size = self.heap.lock().size as u64;
+                let chunk = self.take_chunk(group.chunk_size(size, align, region_size)?, align)?;
+                group.add_chunk(chunk);
                 match group.take(size, align) {
                     Some(start) => start,
                     None => {
-                        self.return_chunks(group.release(chunk_start).as_slice());
+                        self.return_chunks(group.release(chunk.start).as_slice());
                         return None;
                     }
                 }
@@ -345,7 +339,9 @@ impl Region {
         let taken = match pool.take(size, align) {
             Some(taken) => taken,
             None => {
-                let chunk = self.take_chunk(size, align).ok_or_else(out_of_memory)?;
+                let chunk = packing::chunk_size(size, align)
+                    .and_then(|len| self.take_chunk(len, align))
+                    .ok_or_else(out_of_memory)?;
                 pool.add_chunk(chunk);
                 match pool.take(size, align) {
                     Some(taken) => taken,
@@ -421,10 +417,9 @@ impl Region {
         self.return_chunks(&chunks);
     }
 
-    /// A chunk of whole pages from the heap with room for a `size`-byte piece
-    /// aligned to `align`.
-    fn take_chunk(&self, size: u64, align: Alignment) -> Option<Chunk> {
-        let len = packing::chunk_size(size, align)?;
+    /// A chunk of `len` bytes (whole pages) from the heap, aligned to `align`
+    /// or a page, whichever is more.
+    fn take_chunk(&self, len: u64, align: Alignment) -> Option<Chunk> {
         let chunk_align = align.max(Alignment::PAGE).bytes();
         let start = self
             .heap
@@ -649,8 +644,9 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         // `start` and the size are exactly what `reserve` or `reserve_grouped`
-        // took, and `drop` runs once. Callers make the pages writable again first, so that the
-        // next reservation can write them: see `ModuleMemory` in `memory.rs`.
+        // took, and `drop` runs once. Callers make the pages writable again
+        // first, so that the next reservation can write them: see
+        // `ModuleMemory` in `memory.rs`.
         let start = VirtAddr::from_ptr(self.start.as_ptr().cast_const()).as_u64();
         let size = self.layout.size() as u64;
         match self.home {

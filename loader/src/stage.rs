@@ -5,6 +5,7 @@
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::OnceCell;
 
 use crate::addr::VirtAddr;
 use crate::elf::{Machine, Object, Rela, RelocationSection};
@@ -399,20 +400,23 @@ impl<'l, 'a> Placed<'l, 'a> {
         fill_got_and_stubs(&object, &layout, &values, &mut bytes)?;
         let mut stub_used = vec![false; plan.stub_slots() as usize];
         let mut applied = 0u64;
-        let symbol_targets = symbol_targets(
-            &layout,
-            &values,
-            &resolution.absent_weak,
-            got_base,
+        // Whole records only for entries the fast path declines: a module
+        // whose entries all take it (most x86-64 code) never builds them.
+        let symbol_targets = SymbolTargets {
+            layout: &layout,
+            values: &values,
+            absent_weak: &resolution.absent_weak,
+            got: got_base,
             got_size,
-        );
+            built: OnceCell::new(),
+        };
         let mut first_entry = 0usize;
         // S alone, 8 bytes a symbol, for the fast path: the symbols of a
         // large module's calls are all over the table, and 8 bytes a symbol
         // keep far more of it in the first-level cache than whole records.
-        let addresses: Vec<u64> = symbol_targets
+        let addresses: Vec<u64> = values
             .iter()
-            .map(|target| target.address().unwrap_or(NO_FAST_ADDRESS))
+            .map(|value| value.unwrap_or(NO_FAST_ADDRESS))
             .collect();
         for relocations in &object.relocations {
             let first = first_entry;
@@ -641,7 +645,7 @@ struct SectionFixups<'s, 'o> {
     object: &'s Object<'o>,
     /// The index of the section the entries patch.
     index: usize,
-    symbols: &'s [SymbolTarget],
+    symbols: &'s SymbolTargets<'s>,
     /// Per symbol: its address as in `symbols`, or [`NO_FAST_ADDRESS`].
     addresses: &'s [u64],
     /// The plan's stubs, by `(symbol, addend key)`.
@@ -731,7 +735,7 @@ impl SectionFixups<'_, '_> {
         let Some(entry) = relocations.get(position) else {
             return Ok(());
         };
-        let target = self.symbols.get(entry.r_sym());
+        let target = self.symbols.get().get(entry.r_sym());
         let applied = (|| {
             let target = target.ok_or(RelocationProblem::BadSymbol)?;
             let offset =
@@ -763,10 +767,10 @@ impl SectionFixups<'_, '_> {
         bytes: &mut [u8],
         stub_used: &mut [bool],
     ) -> Result<(), LoadError> {
+        let symbols = self.symbols.get();
         for entry in relocations.entries() {
             let fail = |problem| relocation_error(self.object, self.index, &entry, problem);
-            let target = self
-                .symbols
+            let target = symbols
                 .get(entry.r_sym())
                 .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
             let offset = usize::try_from(entry.r_offset)
@@ -873,6 +877,31 @@ impl SymbolTarget {
     #[inline(always)]
     fn got_slot(&self) -> Option<u64> {
         self.is(Self::HAS_GOT_SLOT).then_some(self.got_slot)
+    }
+}
+
+/// The inputs of [`symbol_targets`], which build its table on first use.
+struct SymbolTargets<'s> {
+    layout: &'s Layout<'s>,
+    values: &'s [Option<u64>],
+    absent_weak: &'s [bool],
+    got: u64,
+    got_size: u64,
+    built: OnceCell<Vec<SymbolTarget>>,
+}
+
+impl SymbolTargets<'_> {
+    /// One record per symbol, built by the first call.
+    fn get(&self) -> &[SymbolTarget] {
+        self.built.get_or_init(|| {
+            symbol_targets(
+                self.layout,
+                self.values,
+                self.absent_weak,
+                self.got,
+                self.got_size,
+            )
+        })
     }
 }
 

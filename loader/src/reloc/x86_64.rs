@@ -238,21 +238,21 @@ pub fn apply_fast_unrelaxed(
     addend: i64,
     place: u64,
 ) -> bool {
-    match r_type {
-        R_X86_64_PC32 | R_X86_64_PLT32 => {
-            let word = symbol.wrapping_add_signed(addend).wrapping_sub(place);
-            let field = bytes
-                .get_mut(offset..)
-                .and_then(|rest| rest.first_chunk_mut::<4>());
-            let (Some(field), Ok(narrow)) = (field, i32::try_from(word as i64)) else {
-                return false;
-            };
-            *field = narrow.to_le_bytes();
-            true
-        }
-        R_X86_64_64 => write_word64(bytes, offset, symbol.wrapping_add_signed(addend)).is_ok(),
-        _ => false,
+    // `PC32` (2) and `PLT32` (4) are the values that are 2 once bit 1 of
+    // their distance from 2 is cleared: one test for both.
+    const _: () = assert!(R_X86_64_PC32 == 2 && R_X86_64_PLT32 == 4);
+    if r_type.wrapping_sub(R_X86_64_PC32) & !2 == 0 {
+        let word = symbol.wrapping_add_signed(addend).wrapping_sub(place);
+        let field = bytes
+            .get_mut(offset..)
+            .and_then(|rest| rest.first_chunk_mut::<4>());
+        let (Some(field), Ok(narrow)) = (field, i32::try_from(word as i64)) else {
+            return false;
+        };
+        *field = narrow.to_le_bytes();
+        return true;
     }
+    r_type == R_X86_64_64 && write_word64(bytes, offset, symbol.wrapping_add_signed(addend)).is_ok()
 }
 
 /// Applies one relocation to `bytes` (the section's contents) at `offset`.

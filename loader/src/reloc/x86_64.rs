@@ -238,8 +238,8 @@ pub fn apply_fast_unrelaxed(
     addend: i64,
     place: u64,
 ) -> bool {
-    // `PC32` (2) and `PLT32` (4) are the values that are 2 once bit 1 of
-    // their distance from 2 is cleared: one test for both.
+    // `PC32` (2) and `PLT32` (4) are the only types whose distance from 2
+    // (0 or 2) is 0 once its bit 1 is cleared: one test for both.
     const _: () = assert!(R_X86_64_PC32 == 2 && R_X86_64_PLT32 == 4);
     if r_type.wrapping_sub(R_X86_64_PC32) & !2 == 0 {
         let word = symbol.wrapping_add_signed(addend).wrapping_sub(place);

@@ -880,7 +880,8 @@ impl SymbolTarget {
     }
 }
 
-/// The inputs of [`symbol_targets`], which build its table on first use.
+/// One [`SymbolTarget`] per symbol, for a GOT of `got_size`-byte slots at
+/// target address `got`, built on first use.
 struct SymbolTargets<'s> {
     layout: &'s Layout<'s>,
     values: &'s [Option<u64>],
@@ -893,55 +894,40 @@ struct SymbolTargets<'s> {
 impl SymbolTargets<'_> {
     /// One record per symbol, built by the first call.
     fn get(&self) -> &[SymbolTarget] {
-        self.built.get_or_init(|| {
-            symbol_targets(
-                self.layout,
-                self.values,
-                self.absent_weak,
-                self.got,
-                self.got_size,
-            )
-        })
+        self.built.get_or_init(|| self.build())
     }
-}
 
-/// One [`SymbolTarget`] per symbol, for a GOT of `got_size`-byte slots at
-/// target address `got`.
-fn symbol_targets(
-    layout: &Layout<'_>,
-    values: &[Option<u64>],
-    absent_weak: &[bool],
-    got: u64,
-    got_size: u64,
-) -> Vec<SymbolTarget> {
-    let flag = |set: bool, flag: u32| if set { flag } else { 0 };
-    let mut targets: Vec<SymbolTarget> = values
-        .iter()
-        .enumerate()
-        .map(|(index, address)| {
-            let got_slot = layout.got_slot.get(index).copied().flatten();
-            SymbolTarget {
-                address: address.unwrap_or(0),
-                got_slot: slot_address(got, got_size, got_slot.unwrap_or(SymbolTarget::NO_SLOT))
-                    .unwrap_or(0),
-                stub: SymbolTarget::NO_SLOT,
-                flags: flag(address.is_some(), SymbolTarget::HAS_ADDRESS)
-                    | flag(got_slot.is_some(), SymbolTarget::HAS_GOT_SLOT)
-                    | flag(
-                        absent_weak.get(index) == Some(&true),
-                        SymbolTarget::ABSENT_WEAK,
-                    ),
+    fn build(&self) -> Vec<SymbolTarget> {
+        let flag = |set: bool, flag: u32| if set { flag } else { 0 };
+        let mut targets: Vec<SymbolTarget> = self
+            .values
+            .iter()
+            .enumerate()
+            .map(|(index, address)| {
+                let got_slot = self.layout.got_slot.get(index).copied().flatten();
+                let slot = got_slot.unwrap_or(SymbolTarget::NO_SLOT);
+                SymbolTarget {
+                    address: address.unwrap_or(0),
+                    got_slot: slot_address(self.got, self.got_size, slot).unwrap_or(0),
+                    stub: SymbolTarget::NO_SLOT,
+                    flags: flag(address.is_some(), SymbolTarget::HAS_ADDRESS)
+                        | flag(got_slot.is_some(), SymbolTarget::HAS_GOT_SLOT)
+                        | flag(
+                            self.absent_weak.get(index) == Some(&true),
+                            SymbolTarget::ABSENT_WEAK,
+                        ),
+                }
+            })
+            .collect();
+        // Nearly every call's stub has addend key 0 (every x86-64 one does):
+        // those sit in the symbol's record.
+        for (&(symbol, addend), &slot) in &self.layout.stub_slot {
+            if let (0, Some(target)) = (addend, targets.get_mut(symbol)) {
+                target.stub = slot;
             }
-        })
-        .collect();
-    // Nearly every call's stub has addend key 0 (every x86-64 one does):
-    // those sit in the symbol's record.
-    for (&(symbol, addend), &slot) in &layout.stub_slot {
-        if let (0, Some(target)) = (addend, targets.get_mut(symbol)) {
-            target.stub = slot;
         }
+        targets
     }
-    targets
 }
 
 /// The error for relocation `entry` of relocation section `section`: out of

@@ -124,9 +124,11 @@ impl<'l> Loader<'l> {
     /// Each kind of segment takes chunks of pages from the region: at least
     /// 1/512 of the region, growing with the number of modules, up to 64
     /// pages (in a region of up to 2 MiB, a lone module's chunks are exactly
-    /// its segments). A chunk no segment uses goes back to the region. A module's segments may then lie apart in the region (as
-    /// packed ones do): references between them must reach across it, which
-    /// every x86-64 and AArch64 relocation does in a region of up to 2 GiB.
+    /// its segments). A chunk no segment uses goes back to the region.
+    ///
+    /// A module's segments may lie apart in the region (as packed ones do):
+    /// references between them must reach across it, which every x86-64 and
+    /// AArch64 relocation does in a region of up to 2 GiB.
     /// [`Relocated::bytes`](crate::Relocated::bytes) is empty (the segments
     /// are not in one block); [`Relocated::segment_bytes`](crate::Relocated::segment_bytes)
     /// gives each. Ignored by a [packed](Loader::packed) loader.

@@ -325,19 +325,19 @@ impl ModuleMemory {
     /// The bytes of `segment` from its first byte (its offset in the plan's
     /// layout) to the end of its pages, where it is placed now.
     pub fn segment_bytes(&self, segment: Segment, plan: &Plan) -> &[u8] {
-        let extent = plan.segment(segment);
-        match &self.backing {
-            Backing::Grouped(grouped) => grouped
+        if let Backing::Grouped(grouped) = &self.backing {
+            return grouped
                 .parts
                 .iter()
                 .find(|part| part.segment == segment)
-                .map_or(&[], GroupedPart::bytes),
-            _ => usize::try_from(extent.offset)
-                .ok()
-                .zip(usize::try_from(extent.size).ok())
-                .and_then(|(start, len)| self.bytes().get(start..start.checked_add(len)?))
-                .unwrap_or_default(),
+                .map_or(&[], GroupedPart::bytes);
         }
+        let extent = plan.segment(segment);
+        usize::try_from(extent.offset)
+            .ok()
+            .zip(usize::try_from(extent.size).ok())
+            .and_then(|(start, len)| self.bytes().get(start..start.checked_add(len)?))
+            .unwrap_or_default()
     }
 
     /// Packed: copies each segment from the staging bytes into its piece (code

@@ -100,6 +100,7 @@ fn main() {
         Some("probe") => probe(&args[1..]),
         Some("scale") => scale(&args[1..]),
         Some("holes") => holes(&args[1..]),
+        Some("phases") => phases(&args[1..]),
         Some("copy") => copy(&args[1..]),
         Some("write") => write(&args[1..]),
         _ => Err(String::from(
@@ -449,6 +450,91 @@ fn scale(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// The module counts of the table of stages at scale: the scaling
+/// benchmark's smallest and largest.
+const PHASE_COUNTS: [usize; 2] = [10, 5_000];
+
+/// The stages of [`host::StageTimes`], in load order, as the report names them.
+const STAGES: [&str; 6] = ["parse", "plan", "allocate", "relocate", "finalize", "start"];
+
+/// `phases N ROUNDS`: [`stage_times_at_scale`] for `N` modules, with the
+/// host's `mprotect` and without.
+fn phases(args: &[String]) -> Result<(), String> {
+    let [count, rounds] = args else {
+        return Err(String::from("phases N ROUNDS"));
+    };
+    let count: usize = count.parse().map_err(|_| format!("bad count {count}"))?;
+    let rounds: usize = rounds.parse().map_err(|_| format!("bad rounds {rounds}"))?;
+    let objects = build()?;
+    let modules = host::scale_modules(&objects.scale_template.bytes, count)?;
+    for (label, protection) in scale_protections() {
+        let times = stage_times_at_scale(&modules, protection, rounds)?;
+        let shown: Vec<String> = STAGES
+            .iter()
+            .zip(times)
+            .map(|(stage, ns)| format!("{stage} {:.2}", ns / 1e3))
+            .collect();
+        println!("{label:9} n={count:5}  us/module: {}", shown.join("  "));
+    }
+    Ok(())
+}
+
+/// The two protections the table of stages at scale compares.
+fn scale_protections() -> [(&'static str, &'static dyn modload::MemoryProtection); 2] {
+    [
+        ("mprotect", &modload_platform::host::HOST_PROTECTION),
+        ("noprotect", &modload::NoProtection),
+    ]
+}
+
+/// Each stage's time per module (ns) when `modules` are loaded one after
+/// another into a fresh namespace, as in the scaling benchmark, then
+/// unloaded in reverse: the median over `rounds` rounds, after one round
+/// unmeasured. Says which stages grow with the number of modules.
+fn stage_times_at_scale(
+    modules: &[(String, Vec<u8>)],
+    protection: &'static dyn modload::MemoryProtection,
+    rounds: usize,
+) -> Result<[f64; 6], String> {
+    let region = host::region()?;
+    let mut samples: Vec<[f64; 6]> = Vec::with_capacity(rounds);
+    for round in 0..=rounds {
+        let namespace = Namespace::new();
+        host::export_scale_host(&namespace);
+        let loader = modload::Loader::new(&namespace, region, protection);
+        let mut sums = [std::time::Duration::ZERO; 6];
+        let mut loaded = Vec::with_capacity(modules.len());
+        for (name, bytes) in modules {
+            let (module, times) = host::load_timed(&loader, name, bytes)?;
+            let stages = [
+                times.parse,
+                times.plan,
+                times.allocate,
+                times.relocate,
+                times.finalize,
+                times.start,
+            ];
+            for (sum, stage) in sums.iter_mut().zip(stages) {
+                *sum += stage;
+            }
+            loaded.push(module);
+        }
+        for module in loaded.into_iter().rev() {
+            host::unload(module)?;
+        }
+        if round > 0 {
+            samples.push(sums.map(|sum| sum.as_nanos() as f64 / modules.len().max(1) as f64));
+        }
+    }
+    let mut medians = [0.0; 6];
+    for (stage, median) in medians.iter_mut().enumerate() {
+        let mut values: Vec<f64> = samples.iter().map(|sample| sample[stage]).collect();
+        values.sort_by(f64::total_cmp);
+        *median = values.get(values.len() / 2).copied().unwrap_or(0.0);
+    }
+    Ok(medians)
+}
+
 /// `copy OBJECT ROUNDS`: `allocate` against a `memcpy` of the same bytes,
 /// under several conditions, with minor faults per call.
 fn copy(args: &[String]) -> Result<(), String> {
@@ -649,6 +735,24 @@ fn memory(out: &Path) -> Result<(), String> {
         holes.push(json!({ "holes": count / 2, "with_ns": with, "without_ns": without }));
     }
     report.insert(String::from("holes"), Value::Array(holes));
+    let largest = PHASE_COUNTS.iter().copied().max().unwrap_or(0);
+    let scale_modules = host::scale_modules(&objects.scale_template.bytes, largest)?;
+    let mut stages = Vec::new();
+    for count in PHASE_COUNTS {
+        // About 20,000 loads at every size.
+        let rounds = (20_000 / count).clamp(5, 2_000);
+        for (label, protection) in scale_protections() {
+            let times = stage_times_at_scale(
+                scale_modules.get(..count).unwrap_or_default(),
+                protection,
+                rounds,
+            )?;
+            stages.push(
+                json!({ "modules": count, "protection": label, "rounds": rounds, "ns": times }),
+            );
+        }
+    }
+    report.insert(String::from("scale_stages"), Value::Array(stages));
     let text = serde_json::to_string_pretty(&Value::Object(report)).map_err(|e| e.to_string())?;
     std::fs::write(out, text).map_err(|error| format!("{}: {error}", out.display()))
 }
@@ -811,6 +915,89 @@ fn read_json(path: &Path) -> Result<Value, String> {
 }
 
 /// A duration in nanoseconds, in a readable unit.
+/// The table of stage times per module at the smallest and largest
+/// scaling runs, with and without `mprotect`, and what each stage adds.
+fn write_scale_stages(details: &mut String, rows: &[Value]) {
+    let stages_of = |count: usize, protection: &str| -> Option<Vec<f64>> {
+        let row = rows.iter().find(|row| {
+            row["modules"].as_u64() == Some(count as u64)
+                && row["protection"].as_str() == Some(protection)
+        })?;
+        row["ns"].as_array()?.iter().map(Value::as_f64).collect()
+    };
+    let [small, large] = PHASE_COUNTS;
+    let columns: Vec<(Vec<f64>, Vec<f64>)> = ["mprotect", "noprotect"]
+        .iter()
+        .filter_map(|protection| {
+            Some((stages_of(small, protection)?, stages_of(large, protection)?))
+        })
+        .collect();
+    if columns.len() != 2 {
+        return;
+    }
+    let _ = writeln!(
+        details,
+        "Where the time per module grows: the same scaling runs at {small} and\n\
+         {large} modules, each stage timed inside every load (`Loader::parse`,\n\
+         `plan`, `allocate`, `relocate`, `finalize`, `start`), per module, median\n\
+         of about 20,000 loads at each size (`perf-report phases N ROUNDS`). The\n\
+         stages add up to a little less than a whole load (the clock reads\n\
+         between them are left out).\n"
+    );
+    let _ = writeln!(
+        details,
+        "| stage | {small} modules | {large} | growth | {small}, without `mprotect` | {large} | growth |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    let growth = |from: f64, to: f64| {
+        let percent = if from > 0.0 {
+            (to / from - 1.0) * 100.0
+        } else {
+            0.0
+        };
+        format!("{:+.2} µs ({percent:+.0}%)", (to - from) / 1e3)
+    };
+    let total = |values: &[f64]| values.iter().sum::<f64>();
+    let mut lines: Vec<(String, [f64; 4])> = STAGES
+        .iter()
+        .enumerate()
+        .map(|(index, stage)| {
+            let at = |values: &Vec<f64>| values.get(index).copied().unwrap_or(0.0);
+            (
+                format!("`{stage}`"),
+                [
+                    at(&columns[0].0),
+                    at(&columns[0].1),
+                    at(&columns[1].0),
+                    at(&columns[1].1),
+                ],
+            )
+        })
+        .collect();
+    lines.push((
+        String::from("all stages"),
+        [
+            total(&columns[0].0),
+            total(&columns[0].1),
+            total(&columns[1].0),
+            total(&columns[1].1),
+        ],
+    ));
+    for (label, [a, b, c, d]) in lines {
+        let _ = writeln!(
+            details,
+            "| {label} | {} | {} | {} | {} | {} | {} |",
+            time(a),
+            time(b),
+            growth(a, b),
+            time(c),
+            time(d),
+            growth(c, d)
+        );
+    }
+    let _ = writeln!(details);
+}
+
 fn time(nanoseconds: f64) -> String {
     if nanoseconds >= 1e6 {
         format!("{:.2} ms", nanoseconds / 1e6)
@@ -1298,6 +1485,11 @@ fn write(args: &[String]) -> Result<(), String> {
             );
         }
         let _ = writeln!(details);
+    }
+
+    // 3, continued: which stages grow from the smallest scaling run to the largest.
+    if let Some(rows) = memory["scale_stages"].as_array() {
+        write_scale_stages(&mut details, rows);
     }
 
     // 4. Memory.

@@ -280,17 +280,19 @@ fn rusage() -> (i64, std::time::Duration) {
     (usage.ru_minflt, system)
 }
 
-/// `scale N ROUNDS`: the scaling benchmark's chain (load `N` modules into a
-/// fresh namespace, unload them in reverse), `ROUNDS` times after one warm-up
-/// round, with and without `mprotect`. Prints the median time, minor faults
-/// and kernel time per module for loading and for unloading.
+/// The `N ROUNDS` of a subcommand whose usage is `usage`.
+fn count_and_rounds(args: &[String], usage: &str) -> Result<(usize, usize), String> {
+    let [count, rounds] = args else {
+        return Err(String::from(usage));
+    };
+    let count = count.parse().map_err(|_| format!("bad count {count}"))?;
+    let rounds = rounds.parse().map_err(|_| format!("bad rounds {rounds}"))?;
+    Ok((count, rounds))
+}
+
 /// `perf-report holes N ROUNDS`: see [`among_holes`].
 fn holes(args: &[String]) -> Result<(), String> {
-    let [count, rounds] = args else {
-        return Err(String::from("holes N ROUNDS"));
-    };
-    let count: usize = count.parse().map_err(|_| format!("bad count {count}"))?;
-    let rounds: usize = rounds.parse().map_err(|_| format!("bad rounds {rounds}"))?;
+    let (count, rounds) = count_and_rounds(args, "holes N ROUNDS")?;
     let objects = build()?;
     let (with, without) = among_holes(&objects, count, rounds)?;
     println!(
@@ -355,6 +357,11 @@ fn among_holes(
     Ok((with, without))
 }
 
+/// `scale N ROUNDS [hot|cold|touch]`: the scaling benchmark's chain (load
+/// `N` modules into a fresh namespace, unload them in reverse), `ROUNDS`
+/// times after one warm-up round, for each placement and protection
+/// (`SCALE_ONLY` picks one). Prints the median time, minor faults and
+/// kernel time per module for loading and for unloading.
 fn scale(args: &[String]) -> Result<(), String> {
     let (count, rounds, mode) = match args {
         [count, rounds] => (count, rounds, "hot"),
@@ -460,11 +467,7 @@ const STAGES: [&str; 6] = ["parse", "plan", "allocate", "relocate", "finalize", 
 /// `phases N ROUNDS`: [`stage_times_at_scale`] for `N` modules, with the
 /// host's `mprotect` and without.
 fn phases(args: &[String]) -> Result<(), String> {
-    let [count, rounds] = args else {
-        return Err(String::from("phases N ROUNDS"));
-    };
-    let count: usize = count.parse().map_err(|_| format!("bad count {count}"))?;
-    let rounds: usize = rounds.parse().map_err(|_| format!("bad rounds {rounds}"))?;
+    let (count, rounds) = count_and_rounds(args, "phases N ROUNDS")?;
     let objects = build()?;
     let modules = host::scale_modules(&objects.scale_template.bytes, count)?;
     for (label, protection) in scale_protections() {

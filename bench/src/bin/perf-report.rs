@@ -917,10 +917,10 @@ fn read_json(path: &Path) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// A duration in nanoseconds, in a readable unit.
 /// The table of stage times per module at the smallest and largest
 /// scaling runs, with and without `mprotect`, and what each stage adds.
 fn write_scale_stages(details: &mut String, rows: &[Value]) {
+    let [small, large] = PHASE_COUNTS;
     let stages_of = |count: usize, protection: &str| -> Option<Vec<f64>> {
         let row = rows.iter().find(|row| {
             row["modules"].as_u64() == Some(count as u64)
@@ -928,24 +928,23 @@ fn write_scale_stages(details: &mut String, rows: &[Value]) {
         })?;
         row["ns"].as_array()?.iter().map(Value::as_f64).collect()
     };
-    let [small, large] = PHASE_COUNTS;
-    let columns: Vec<(Vec<f64>, Vec<f64>)> = ["mprotect", "noprotect"]
-        .iter()
-        .filter_map(|protection| {
-            Some((stages_of(small, protection)?, stages_of(large, protection)?))
-        })
-        .collect();
-    if columns.len() != 2 {
+    let [(with, _), (without, _)] = scale_protections();
+    let (Some(with_small), Some(with_large), Some(without_small), Some(without_large)) = (
+        stages_of(small, with),
+        stages_of(large, with),
+        stages_of(small, without),
+        stages_of(large, without),
+    ) else {
         return;
-    }
+    };
     let _ = writeln!(
         details,
         "Where the time per module grows: the same scaling runs at {small} and\n\
          {large} modules, each stage timed inside every load (`Loader::parse`,\n\
          `plan`, `allocate`, `relocate`, `finalize`, `start`), per module, median\n\
-         of about 20,000 loads at each size (`perf-report phases N ROUNDS`). The\n\
-         stages add up to a little less than a whole load (the clock reads\n\
-         between them are left out).\n"
+         of about 20,000 loads at each size (`perf-report phases N ROUNDS`).\n\
+         These runs read the clock between stages and are not the runs of the\n\
+         table above: compare the two sizes within this table.\n"
     );
     let _ = writeln!(
         details,
@@ -960,33 +959,19 @@ fn write_scale_stages(details: &mut String, rows: &[Value]) {
         };
         format!("{:+.2} µs ({percent:+.0}%)", (to - from) / 1e3)
     };
-    let total = |values: &[f64]| values.iter().sum::<f64>();
-    let mut lines: Vec<(String, [f64; 4])> = STAGES
+    let columns = [&with_small, &with_large, &without_small, &without_large];
+    let rows = STAGES
         .iter()
         .enumerate()
         .map(|(index, stage)| {
-            let at = |values: &Vec<f64>| values.get(index).copied().unwrap_or(0.0);
-            (
-                format!("`{stage}`"),
-                [
-                    at(&columns[0].0),
-                    at(&columns[0].1),
-                    at(&columns[1].0),
-                    at(&columns[1].1),
-                ],
-            )
+            let at = columns.map(|values| values.get(index).copied().unwrap_or(0.0));
+            (format!("`{stage}`"), at)
         })
-        .collect();
-    lines.push((
-        String::from("all stages"),
-        [
-            total(&columns[0].0),
-            total(&columns[0].1),
-            total(&columns[1].0),
-            total(&columns[1].1),
-        ],
-    ));
-    for (label, [a, b, c, d]) in lines {
+        .chain([(
+            String::from("all stages"),
+            columns.map(|values| values.iter().sum::<f64>()),
+        )]);
+    for (label, [a, b, c, d]) in rows {
         let _ = writeln!(
             details,
             "| {label} | {} | {} | {} | {} | {} | {} |",
@@ -1001,6 +986,7 @@ fn write_scale_stages(details: &mut String, rows: &[Value]) {
     let _ = writeln!(details);
 }
 
+/// A duration in nanoseconds, in a readable unit.
 fn time(nanoseconds: f64) -> String {
     if nanoseconds >= 1e6 {
         format!("{:.2} ms", nanoseconds / 1e6)

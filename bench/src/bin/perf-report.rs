@@ -350,10 +350,7 @@ fn among_holes(
             }
         }
     }
-    let [with, without] = times.map(|mut samples| {
-        samples.sort_by(f64::total_cmp);
-        samples.get(samples.len() / 2).copied().unwrap_or(0.0)
-    });
+    let [with, without] = times.map(median);
     Ok((with, without))
 }
 
@@ -438,20 +435,18 @@ fn scale(args: &[String]) -> Result<(), String> {
                 ]);
             }
         }
-        let median = |column: usize| {
-            let mut values: Vec<f64> = samples.iter().map(|sample| sample[column]).collect();
-            values.sort_by(f64::total_cmp);
-            values.get(values.len() / 2).copied().unwrap_or(0.0) / count as f64
+        let per_module = |column: usize| {
+            median(samples.iter().map(|sample| sample[column]).collect()) / count as f64
         };
         println!(
             "{label:9} n={count:5}  load {:7.2} us/module {:6.2} faults {:6.2} us sys | \
              unload {:7.2} us/module {:6.2} faults {:6.2} us sys",
-            median(0) / 1e3,
-            median(1),
-            median(2) / 1e3,
-            median(3) / 1e3,
-            median(4),
-            median(5) / 1e3,
+            per_module(0) / 1e3,
+            per_module(1),
+            per_module(2) / 1e3,
+            per_module(3) / 1e3,
+            per_module(4),
+            per_module(5) / 1e3,
         );
     }
     Ok(())
@@ -530,10 +525,8 @@ fn stage_times_at_scale(
         }
     }
     let mut medians = [0.0; 6];
-    for (stage, median) in medians.iter_mut().enumerate() {
-        let mut values: Vec<f64> = samples.iter().map(|sample| sample[stage]).collect();
-        values.sort_by(f64::total_cmp);
-        *median = values.get(values.len() / 2).copied().unwrap_or(0.0);
+    for (stage, value) in medians.iter_mut().enumerate() {
+        *value = median(samples.iter().map(|sample| sample[stage]).collect());
     }
     Ok(medians)
 }
@@ -840,11 +833,7 @@ fn packed_memory(
             }
         }
     }
-    let median = |values: &mut Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied().unwrap_or(0.0)
-    };
-    let [default_times, packed_times, window_times, grouped_times] = &mut times;
+    let [default_times, packed_times, window_times, grouped_times] = times;
     report.insert(
         format!("scale_{count}_packed"),
         json!({
@@ -984,6 +973,12 @@ fn write_scale_stages(details: &mut String, rows: &[Value]) {
         );
     }
     let _ = writeln!(details);
+}
+
+/// The middle of `samples` (the upper one of an even count), 0 if none.
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// A duration in nanoseconds, in a readable unit.

@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A full run leaves about 2.7 GiB of build output in target/. Say so up front
+# when the disk is short, rather than let a compiler fail midway with ENOSPC.
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ -n "$free_kib" ] && [ "$free_kib" -lt $((4 * 1024 * 1024)) ]; then
+    echo "warning: $((free_kib / 1024)) MiB free here; a full run needs about 2.7 GiB" >&2
+fi
+
 scripts/install-deps.sh
 
 echo "== cargo fmt --check"

@@ -360,14 +360,15 @@ fn among_holes(
 /// (`SCALE_ONLY` picks one). Prints the median time, minor faults and
 /// kernel time per module for loading and for unloading.
 fn scale(args: &[String]) -> Result<(), String> {
-    let (count, rounds, mode) = match args {
-        [count, rounds] => (count, rounds, "hot"),
-        [count, rounds, mode] => (count, rounds, mode.as_str()),
-        _ => return Err(String::from("scale N ROUNDS [hot|cold|touch]")),
+    let usage = "scale N ROUNDS [hot|cold|touch]";
+    let (numbers, mode) = args.split_at_checked(2).unwrap_or((args, &[]));
+    let mode = match mode {
+        [] => "hot",
+        [mode] => mode.as_str(),
+        _ => return Err(String::from(usage)),
     };
+    let (count, rounds) = count_and_rounds(numbers, usage)?;
     let mut evict = vec![0u8; 64 << 20];
-    let count: usize = count.parse().map_err(|_| format!("bad count {count}"))?;
-    let rounds: usize = rounds.parse().map_err(|_| format!("bad rounds {rounds}"))?;
     let objects = build()?;
     let region = host::region()?;
     let modules = host::scale_modules(&objects.scale_template.bytes, count)?;

@@ -67,6 +67,7 @@ mod call;
 pub mod elf;
 mod error;
 mod grouping;
+mod lazy;
 mod limits;
 mod loader;
 mod memory;
@@ -83,6 +84,7 @@ mod stage;
 mod symbols;
 #[cfg(test)]
 mod testing;
+mod unbound;
 
 pub use addr::{Alignment, VirtAddr};
 pub use elf::{Machine, Object};
@@ -97,4 +99,4 @@ pub use plan::{Extent, Plan, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZ
 pub use protection::{MemoryProtection, NoProtection, PageWriter, Permissions, ProtectionError};
 pub use region::{GroupedUsage, PackedUsage, Region, RegionError, RegionUsage};
 pub use stage::{Finalized, LoadReport, Placed, PlacedPiece, Planned, Relocated};
-pub use symbols::{ModuleId, Namespace};
+pub use symbols::{ImportStatus, ModuleId, Namespace, UnboundCall, UnboundHook};

@@ -1,6 +1,8 @@
 //! The loader: which namespace, region and platform a load uses. It is a small
 //! `Copy` value; modules never depend on it staying alive.
 
+use alloc::vec::Vec;
+
 use crate::addr::VirtAddr;
 use crate::elf::Object;
 use crate::error::{ErrorKind, LoadError};
@@ -40,6 +42,8 @@ pub struct Loader<'l> {
     pub(crate) packing: Option<&'static dyn PageWriter>,
     /// Whether segments are grouped by permissions (see [`Loader::grouped`]).
     pub(crate) grouping: bool,
+    /// Whether imports may stay pending (see [`Loader::late_binding`]).
+    pub(crate) late_binding: bool,
     /// When set, only objects signed by one of these keys are loaded.
     #[cfg(feature = "signature")]
     pub(crate) trusted: Option<&'l crate::signature::TrustedKeys>,
@@ -61,9 +65,55 @@ impl<'l> Loader<'l> {
             limits: Limits::DEFAULT,
             packing: None,
             grouping: false,
+            late_binding: false,
             #[cfg(feature = "signature")]
             trusted: None,
         }
+    }
+
+    /// Lets a module load while some of the functions it imports have no
+    /// definition yet: late binding, off by default.
+    ///
+    /// A strong undefined name that neither the namespace nor the fallback
+    /// defines when the module is planned becomes a *pending import*, if
+    /// every relocation that names it reaches it through a slot the loader
+    /// owns: a call through a stub (x86-64 `PLT32`) or veneer (AArch64
+    /// `CALL26`/`JUMP26` with addend 0), or a load of its GOT slot. A
+    /// pending import's stub jumps through its GOT slot, and the slot leads
+    /// to a lazy entry of the module until a definition exists: a call there
+    /// enters the loader's unbound path, which reports the calling module and
+    /// the name through the namespace's hook ([`Namespace::set_unbound_hook`])
+    /// and returns 0 to the caller. It never jumps to address 0.
+    ///
+    /// When a later module (or [`Namespace::add_host_export`]) defines the
+    /// name, every waiting slot is bound to it with one aligned 8-byte store:
+    /// the GOT page, read-only data that is never executable, is made
+    /// read-write for the store and read-only again, so no page is ever
+    /// writable and executable. The binding records the dependency: the
+    /// definer cannot be unloaded while a module bound to it remains. A
+    /// function pointer read from the slot before binding leads to the lazy
+    /// entry, whose unbound path forwards to the definition once there is one.
+    ///
+    /// Names reached any other way (data references, absolute or
+    /// PC-relative addresses) cannot wait: the load fails with
+    /// [`ErrorKind::Unresolved`] naming them, as without late binding.
+    /// Pending imports are counted in the plan ([`Plan::pending_imports`](crate::Plan::pending_imports)),
+    /// and [`LoadReport::pending_imports`](crate::LoadReport::pending_imports)
+    /// says how many were still pending when the module was relocated.
+    ///
+    /// The lazy entries hold this namespace's address, so late binding needs
+    /// a namespace that lives for the rest of the program (a `static`). The
+    /// unbound path exists for x86-64 and AArch64 hosts; a module for another
+    /// machine traps (`ud2`, `brk`) if it calls an unbound import.
+    ///
+    /// [`Namespace::set_unbound_hook`]: crate::Namespace::set_unbound_hook
+    /// [`Namespace::add_host_export`]: crate::Namespace::add_host_export
+    pub fn late_binding(mut self) -> Self
+    where
+        'l: 'static,
+    {
+        self.late_binding = true;
+        self
     }
 
     /// Loads within `limits` instead of [`Limits::DEFAULT`].
@@ -137,6 +187,11 @@ impl<'l> Loader<'l> {
         self
     }
 
+    /// Whether this loader lets imports wait ([`Loader::late_binding`]).
+    pub fn has_late_binding(&self) -> bool {
+        self.late_binding
+    }
+
     /// Whether this loader groups segments ([`Loader::grouped`]).
     pub fn is_grouped(&self) -> bool {
         self.grouping
@@ -205,11 +260,46 @@ impl<'l> Loader<'l> {
     pub fn plan<'a>(&self, object: Object<'a>) -> Result<Planned<'l, 'a>, LoadError> {
         self.check_object(&object)
             .map_err(|kind| object.error(kind))?;
-        let (plan, layout) = self.namespace.view(|view| plan::plan(&object, view))?;
+        let pending = self.pending_candidates(&object);
+        let (plan, layout) = self
+            .namespace
+            .view(|view| plan::plan(&object, view, &pending))?;
         self.limits
             .check(Limit::ModuleSize, plan.size())
             .map_err(|kind| object.error(kind))?;
         Ok(Planned::new(*self, object, plan, layout))
+    }
+
+    /// With late binding, per symbol index: whether it is a strong undefined
+    /// name that neither the namespace nor the fallback defines now, so
+    /// that planning may leave it pending. The fallback is asked outside
+    /// the namespace's lock. Empty without late binding.
+    fn pending_candidates(&self, object: &Object<'_>) -> Vec<bool> {
+        if !self.late_binding {
+            return Vec::new();
+        }
+        let undefined = |symbol: &crate::elf::Symbol<'_>| {
+            symbol.is_undefined()
+                && symbol.is_global()
+                && !symbol.is_weak()
+                && !symbol.name.is_empty()
+                && !plan::is_module_defined(symbol.name)
+        };
+        let mut candidates: Vec<bool> = self.namespace.view(|view| {
+            object
+                .symbols
+                .iter()
+                .map(|symbol| undefined(symbol) && !view.is_defined(symbol.name))
+                .collect()
+        });
+        if let Some(fallback) = self.fallback {
+            for (candidate, symbol) in candidates.iter_mut().zip(&object.symbols) {
+                if *candidate && fallback.resolve(symbol.name).is_some() {
+                    *candidate = false;
+                }
+            }
+        }
+        candidates
     }
 
     fn check_object(&self, object: &Object<'_>) -> Result<(), ErrorKind> {

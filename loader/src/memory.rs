@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use crate::addr::{Alignment, VirtAddr};
 use crate::error::ErrorKind;
 use crate::plan::{Plan, SectionKind, Segment};
-use crate::protection::{MemoryProtection, PageWriter, Permissions};
+use crate::protection::{MemoryProtection, PageWriter, Permissions, ProtectionError};
 use crate::region::{Piece, Region, Reservation};
 
 pub(crate) struct ModuleMemory {
@@ -379,6 +379,32 @@ impl ModuleMemory {
         }
         packed.staging = Vec::new();
         Ok(())
+    }
+
+    /// Binds a pending import: stores `value` into the GOT slot at layout
+    /// `offset` with one aligned 8-byte store. The slot's page is read-only
+    /// data, never executable: it is made read-write for the store and
+    /// read-only again, so no page is ever writable and executable, and
+    /// code on other cores that reads the GOT meanwhile is not disturbed.
+    pub fn store_slot(
+        &mut self,
+        offset: u64,
+        value: u64,
+        protection: &dyn MemoryProtection,
+    ) -> Result<(), ProtectionError> {
+        let address = self.target(Segment::ReadOnly, offset);
+        let misplaced = ProtectionError { code: -1 };
+        if !address.is_multiple_of(8) {
+            return Err(misplaced);
+        }
+        let page = VirtAddr::new(address & !Alignment::PAGE.bytes().wrapping_sub(1));
+        let size = Alignment::PAGE.bytes();
+        protection.protect(page, size, Permissions::READ_WRITE)?;
+        // SAFETY: the slot is an aligned word of this module's read-only
+        // segment (its offset lies in the layout), which this memory owns
+        // and which was just made writable.
+        unsafe { crate::region::store_word(address, value) };
+        protection.protect(page, size, Permissions::READ_ONLY)
     }
 
     /// Applies `permissions` to each `(offset, len)` range. On failure, puts every

@@ -2,7 +2,7 @@
 
 use crate::addr::VirtAddr;
 use crate::error::UnloadError;
-use crate::symbols::{ModuleId, Namespace};
+use crate::symbols::{ImportStatus, ModuleId, Namespace};
 
 /// A loaded module. Dropping the handle keeps the module loaded (it belongs to
 /// its namespace); [`Module::unload`] removes it and frees its memory.
@@ -42,6 +42,21 @@ impl<'n> Module<'n> {
     /// The address of a global symbol this module defines.
     pub fn symbol(&self, name: &str) -> Option<VirtAddr> {
         self.namespace.module_symbol(self.id, name)
+    }
+
+    /// How many of the module's imports still wait for a definition, and how
+    /// many were bound after it loaded (see [`Loader::late_binding`](crate::Loader::late_binding)).
+    pub fn imports(&self) -> ImportStatus {
+        self.namespace.import_status(self.id).unwrap_or_default()
+    }
+
+    /// The module's `__dso_handle`, if its code refers to one: an address
+    /// unique to the module, under which C++ code registers the destructors
+    /// of its static objects with `__cxa_atexit`. A host that provides
+    /// `__cxa_atexit` runs them for this module alone by calling
+    /// `__cxa_finalize` with this handle before unloading it.
+    pub fn dso_handle(&self) -> Option<VirtAddr> {
+        self.namespace.dso_handle(self.id)
     }
 
     /// The symbol `name` as a value of type `F`, typically an

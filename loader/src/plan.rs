@@ -31,6 +31,14 @@ pub const MAX_MODULE_SIZE: u64 = 1 << 31;
 const SHT_X86_64_UNWIND: u32 = 0x7000_0001;
 /// The name assemblers give the GOT; each module's refers to its own.
 const GOT_SYMBOL: &str = "_GLOBAL_OFFSET_TABLE_";
+/// The name C++ gives the handle `__cxa_atexit` files a shared object's
+/// destructors under; each module has its own (see [`Binding::DsoHandle`]).
+pub(crate) const DSO_HANDLE_SYMBOL: &str = "__dso_handle";
+
+/// Whether an undefined `name` is one each module defines for itself.
+pub(crate) fn is_module_defined(name: &str) -> bool {
+    name == GOT_SYMBOL || name == DSO_HANDLE_SYMBOL
+}
 
 /// What a piece of a module holds, which decides its page permissions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -137,6 +145,7 @@ pub struct Plan {
     align: Alignment,
     got_slots: u32,
     stub_slots: u32,
+    pending_imports: u32,
     relocations: Vec<(RelocationType, u64)>,
 }
 
@@ -174,6 +183,16 @@ impl Plan {
     /// to their sum.
     pub fn stub_slots(&self) -> u32 {
         self.stub_slots
+    }
+
+    /// Imports planned as pending (see [`Loader::late_binding`](crate::Loader::late_binding)):
+    /// names nothing defined when the module was planned, reached only
+    /// through loader-owned slots. Each takes a GOT slot (counted in
+    /// [`Plan::got_slots`]), a two-word context after the GOT's slots and a
+    /// lazy entry after the stubs, all inside the [`SectionKind::Got`] and
+    /// [`SectionKind::Stubs`] extents.
+    pub fn pending_imports(&self) -> u32 {
+        self.pending_imports
     }
 
     /// How many relocations of each type will be applied, by type.
@@ -234,6 +253,11 @@ pub(crate) enum Binding {
     Yielded { section: usize, value: u64 },
     /// `_GLOBAL_OFFSET_TABLE_`: this module's own GOT.
     GotBase,
+    /// `__dso_handle`: an address unique to this module, as a shared
+    /// object's is, so that destructors a C++ module registers with
+    /// `__cxa_atexit` can be run for it alone (`__cxa_finalize`). It is
+    /// the address of a GOT slot of its own, which holds that address.
+    DsoHandle,
     /// Defined in a section that is not loaded.
     Discarded,
 }
@@ -278,6 +302,9 @@ pub(crate) struct Layout<'a> {
     /// Section indices of init and fini arrays, in run order (fini reversed later).
     pub init: Vec<usize>,
     pub fini: Vec<usize>,
+    /// Symbol indices of the pending imports, in the order of their
+    /// contexts and lazy entries. Each has a GOT slot in `got_slot`.
+    pub pending: Vec<usize>,
     /// COMDAT signatures this module loads (and so will own).
     pub comdats: Vec<&'a str>,
     /// Global symbols of COMDAT copies discarded here, by symbol index: the
@@ -287,9 +314,12 @@ pub(crate) struct Layout<'a> {
 }
 
 /// Computes the plan for `object`, given what the namespace already holds.
+/// `pending` marks, per symbol index, the undefined names that nothing
+/// defines and that may stay pending (empty without late binding).
 pub(crate) fn plan<'a>(
     object: &Object<'a>,
     namespace: &NamespaceView<'_>,
+    pending: &[bool],
 ) -> Result<(Plan, Layout<'a>), LoadError> {
     let (discarded, comdats) = discarded_sections(object, namespace);
     let mut kinds: [Vec<usize>; 6] = Default::default();
@@ -345,12 +375,15 @@ pub(crate) fn plan<'a>(
         }
     }
 
-    let slots = assign_slots(object, &loaded, &bindings)?;
+    let slots = assign_slots(object, &loaded, &bindings, pending)?;
     let SlotSizes {
         got_slot: got_slot_size,
         stub: stub_size,
         stub_align,
+        lazy_entry,
+        ..
     } = SlotSizes::of(object.machine);
+    let pending_count = slots.pending.len() as u64;
 
     let mut builder = Builder::default();
     let mut placements = vec![None; object.sections.len()];
@@ -380,7 +413,9 @@ pub(crate) fn plan<'a>(
     let stubs = builder
         .place(
             SectionKind::Stubs,
-            u64::from(slots.stub_count).saturating_mul(stub_size),
+            u64::from(slots.stub_count)
+                .saturating_mul(stub_size)
+                .saturating_add(pending_count.saturating_mul(lazy_entry)),
             Alignment::new(stub_align).unwrap_or(Alignment::BYTE),
         )
         .ok_or_else(|| too_large(&builder))?;
@@ -389,7 +424,9 @@ pub(crate) fn plan<'a>(
     let got = builder
         .place(
             SectionKind::Got,
-            u64::from(slots.got_count).saturating_mul(got_slot_size),
+            u64::from(slots.got_count)
+                .saturating_add(pending_count.saturating_mul(PENDING_CONTEXT_SLOTS))
+                .saturating_mul(got_slot_size),
             Alignment::new(got_slot_size).unwrap_or(Alignment::BYTE),
         )
         .ok_or_else(|| too_large(&builder))?;
@@ -418,7 +455,12 @@ pub(crate) fn plan<'a>(
         .ok_or_else(|| too_large(&builder))?;
     let cursor = builder.cursor;
     let plan = builder
-        .finish(slots.got_count, slots.stub_count, slots.counts)
+        .finish(
+            slots.got_count,
+            slots.stub_count,
+            pending_count as u32,
+            slots.counts,
+        )
         .ok_or_else(|| object.error(ErrorKind::ModuleTooLarge { size: cursor }))?;
     if plan.size > MAX_MODULE_SIZE {
         return Err(object.error(ErrorKind::ModuleTooLarge { size: plan.size }));
@@ -432,6 +474,7 @@ pub(crate) fn plan<'a>(
         got_slot: slots.got_slot,
         stub_slot: slots.stub_slot,
         relaxed: slots.relaxed,
+        pending: slots.pending,
         init: init.into_iter().map(|(_, index)| index).collect(),
         fini: fini.into_iter().map(|(_, index)| index).collect(),
         comdats,
@@ -528,6 +571,8 @@ fn bind_symbols<'a>(
             Binding::Unused
         } else if shndx == SHN_UNDEF && symbol.name == GOT_SYMBOL {
             Binding::GotBase
+        } else if shndx == SHN_UNDEF && symbol.name == DSO_HANDLE_SYMBOL {
+            Binding::DsoHandle
         } else if shndx == SHN_UNDEF {
             Binding::External
         } else if shndx == SHN_ABS {
@@ -579,8 +624,17 @@ fn bind_symbols<'a>(
     Ok((bindings, comdat_of))
 }
 
+/// GOT slots a pending import's context takes after the GOT's own slots:
+/// the namespace, then the address of the unbound path.
+pub(crate) const PENDING_CONTEXT_SLOTS: u64 = 2;
+
 struct Slots {
     relaxed: EntryBits,
+    /// Pending symbols some entry reaches other than through a slot: they
+    /// cannot wait, so they are unresolved.
+    unpendable: Vec<usize>,
+    /// The pending imports, by symbol index.
+    pending: Vec<usize>,
     got_slot: Vec<Option<u32>>,
     stub_slot: NameMap<(usize, i64), u32>,
     got_count: u32,
@@ -592,6 +646,7 @@ fn assign_slots(
     object: &Object<'_>,
     loaded: &[bool],
     bindings: &[Binding],
+    pending: &[bool],
 ) -> Result<Slots, LoadError> {
     let symbol_count = object.symbols.len();
     let entry_count = object
@@ -601,6 +656,8 @@ fn assign_slots(
         .fold(0usize, usize::saturating_add);
     let mut slots = Slots {
         relaxed: EntryBits::zeroed(entry_count),
+        unpendable: Vec::new(),
+        pending: Vec::new(),
         got_slot: vec![None; symbol_count],
         stub_slot: NameMap::with_hasher(NAME_HASHER),
         got_count: 0,
@@ -610,7 +667,12 @@ fn assign_slots(
     // What each entry needs of its symbol, worked out once per symbol.
     let classes: Vec<u8> = bindings
         .iter()
-        .map(|binding| symbol_needs(object.machine, *binding))
+        .zip(pending.iter().copied().chain(core::iter::repeat(false)))
+        .map(|(binding, pending)| match pending {
+            // Only slots may reach it: every other entry fails the class.
+            true => NeedBits::GOT_SLOT | NeedBits::STUB | NeedBits::PENDING,
+            false => symbol_needs(object.machine, *binding),
+        })
         .collect();
     let mut counts = TypeCounts::new(object.machine);
     // `relaxed` has one bit per entry of every section, in order.
@@ -640,6 +702,27 @@ fn assign_slots(
         })?;
     }
     slots.counts = counts.into_list();
+    if !slots.unpendable.is_empty() {
+        let mut names: Vec<alloc::boxed::Box<str>> = slots
+            .unpendable
+            .iter()
+            .map(|index| object.symbol_name(*index))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        return Err(object.error(ErrorKind::Unresolved { names }));
+    }
+    for (index, binding) in bindings.iter().enumerate() {
+        if *binding == Binding::DsoHandle {
+            claim(&mut slots.got_slot, &mut slots.got_count, index);
+        }
+    }
+    // Every pending import gets a GOT slot, the one binding writes, whether
+    // or not an entry loads it.
+    for (index, _) in pending.iter().enumerate().filter(|(_, pending)| **pending) {
+        claim(&mut slots.got_slot, &mut slots.got_count, index);
+        slots.pending.push(index);
+    }
     Ok(slots)
 }
 
@@ -669,6 +752,14 @@ fn scan_entries<const AARCH64: bool>(
         if applies == NeedBits::SUPPORTED {
             continue;
         }
+        let pending = classes.get(entry.r_sym()).copied().unwrap_or(0) & NeedBits::PENDING != 0;
+        // A pending symbol reached other than through a slot cannot wait.
+        if applies == 0 && pending && needs != 0 {
+            if entry.r_type != 0 {
+                slots.unpendable.push(entry.r_sym());
+            }
+            continue;
+        }
         // A bad type or symbol index leaves nothing.
         if applies == 0 {
             let problem = match needs {
@@ -686,6 +777,10 @@ fn scan_entries<const AARCH64: bool>(
         }
         // A relaxed load needs no slot: clear that bit.
         let wants = applies & (NeedBits::GOT_SLOT | NeedBits::STUB) & !(u8::from(relaxed) << 1);
+        if pending && !reaches_by_call::<AARCH64>(&entry, data, wants) {
+            slots.unpendable.push(entry.r_sym());
+            continue;
+        }
         if wants != 0 {
             slots.reserve(
                 machine,
@@ -696,6 +791,28 @@ fn scan_entries<const AARCH64: bool>(
         }
     }
     Ok(())
+}
+
+/// Whether an entry of a pending import that wants `wants` (a stub, a GOT
+/// slot) is a call or jump through that slot, so that the unbound path can
+/// stand in for the function. A stub serves calls alone (an AArch64 veneer
+/// only with addend 0, since it jumps to the symbol itself). A GOT slot may
+/// hold a function to call or data to read, which no lazy entry can stand
+/// in for: only an x86-64 `call *sym@GOTPCREL(%rip)` or `jmp *...`
+/// (`-fno-plt`) may wait.
+fn reaches_by_call<const AARCH64: bool>(entry: &Rela, data: &[u8], wants: u8) -> bool {
+    if wants & NeedBits::STUB != 0 {
+        return !AARCH64 || entry.r_addend == 0;
+    }
+    if AARCH64 || entry.r_addend != -4 {
+        return false;
+    }
+    let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
+    let opcode = data
+        .get(offset.wrapping_sub(2)..)
+        .and_then(<[u8]>::first_chunk::<2>)
+        .copied();
+    matches!(opcode, Some([0xff, 0x15 | 0x25]))
 }
 
 impl Slots {
@@ -749,6 +866,8 @@ impl NeedBits {
     const GOT_SLOT: u8 = 2;
     const STUB: u8 = 4;
     const RELAXABLE: u8 = 8;
+    /// On a symbol's class only: the symbol is a pending import.
+    const PENDING: u8 = 16;
 
     fn of(needs: Option<Needs>) -> u8 {
         let bit = |set: bool, bit: u8| if set { bit } else { 0 };
@@ -1079,6 +1198,7 @@ impl Builder {
         mut self,
         got_slots: u32,
         stub_slots: u32,
+        pending_imports: u32,
         relocations: Vec<(RelocationType, u64)>,
     ) -> Option<Plan> {
         self.close_segment();
@@ -1093,6 +1213,7 @@ impl Builder {
             align: self.align.unwrap_or(Alignment::PAGE),
             got_slots,
             stub_slots,
+            pending_imports,
             relocations,
         })
     }

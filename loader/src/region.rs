@@ -667,6 +667,21 @@ impl Drop for Reservation {
     }
 }
 
+/// Stores `value` at `address` with one aligned 8-byte atomic store, which
+/// a concurrent reader on any core sees whole, before or after: how a
+/// pending import's GOT slot is bound.
+///
+/// # Safety
+/// `address` must be 8-byte aligned, lie in region memory that the caller's
+/// module owns, and be writable now.
+pub(crate) unsafe fn store_word(address: u64, value: u64) {
+    let pointer = address as usize as *mut u64;
+    // SAFETY: the caller guarantees the word is aligned, owned and writable;
+    // every other access to it is a read (code loading its slot).
+    let word = unsafe { core::sync::atomic::AtomicU64::from_ptr(pointer) };
+    word.store(value, core::sync::atomic::Ordering::Release);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

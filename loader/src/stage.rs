@@ -10,6 +10,7 @@ use core::cell::OnceCell;
 use crate::addr::VirtAddr;
 use crate::elf::{Machine, Object, Rela, RelocationSection};
 use crate::error::{ErrorKind, LoadError, RelocationFailure, RelocationProblem};
+use crate::lazy::{LazyAreas, PendingImport};
 use crate::loader::Loader;
 use crate::memory::{LayoutBytes, ModuleMemory};
 use crate::module::Module;
@@ -70,6 +71,10 @@ struct Parts<'l> {
     init: Vec<VirtAddr>,
     fini: Vec<VirtAddr>,
     pins: Pins<'l>,
+    /// The imports left pending, for the namespace to bind later.
+    pending: Vec<PendingImport>,
+    /// The module's `__dso_handle`, if it refers to one.
+    dso_handle: Option<VirtAddr>,
 }
 
 /// What a load used, to compare with its [`Plan`].
@@ -83,6 +88,11 @@ pub struct LoadReport {
     pub relocations_applied: u64,
     /// Bytes of the reservation.
     pub reserved: u64,
+    /// Pending imports nothing defined when the module was relocated (see
+    /// [`Loader::late_binding`]): their slots lead to the unbound path until
+    /// a definition arrives. [`Module::late_binding`](crate::Module::late_binding)
+    /// tells how many have been bound since.
+    pub pending_imports: u32,
 }
 
 /// A loaded section as it was placed: for tools that copy or describe modules.
@@ -387,7 +397,9 @@ impl<'l, 'a> Placed<'l, 'a> {
             targets,
         } = self;
         let (resolution, globals) = resolve(&loader, &object, &layout)?;
-        let values = symbol_values(&layout, &targets, &resolution.external);
+        let lazy = LazyAreas::of(&object, &plan, &layout, targets.got, targets.stubs);
+        let mut values = symbol_values(&layout, &targets, &resolution.external);
+        lazy.point_unbound_at_slots(&mut values, &layout, &resolution.unbound);
         let got_base = targets.got;
         let stub_base = targets.stubs;
         let SlotSizes {
@@ -398,6 +410,21 @@ impl<'l, 'a> Placed<'l, 'a> {
 
         let mut bytes = memory.layout_bytes();
         fill_got_and_stubs(&object, &layout, &values, &mut bytes)?;
+        let namespace = VirtAddr::from_ptr(core::ptr::from_ref(loader.namespace)).as_u64();
+        let pending = lazy
+            .fill(&object, &layout, &resolution.unbound, namespace, &mut bytes)
+            .map_err(|problem| {
+                object.error(ErrorKind::Relocation(Box::new(RelocationFailure {
+                    section: object.section_ref(0),
+                    offset: 0,
+                    r_type: RelocationType {
+                        machine: object.machine.e_machine(),
+                        raw: 0,
+                    },
+                    symbol: ".got".into(),
+                    problem,
+                })))
+            })?;
         let mut stub_used = vec![false; plan.stub_slots() as usize];
         let mut applied = 0u64;
         // Whole records only for entries the fast path declines: a module
@@ -468,6 +495,7 @@ impl<'l, 'a> Placed<'l, 'a> {
             stubs_used: stub_used.iter().filter(|used| **used).count() as u32,
             relocations_applied: applied,
             reserved: memory.len(),
+            pending_imports: pending.len() as u32,
         };
         if u64::from(report.got_slots_used) != u64::from(plan.got_slots())
             || applied != plan.relocation_total()
@@ -508,6 +536,13 @@ impl<'l, 'a> Placed<'l, 'a> {
             init,
             fini,
             pins: resolution.pins,
+            pending,
+            dso_handle: layout
+                .bindings
+                .iter()
+                .position(|binding| *binding == Binding::DsoHandle)
+                .and_then(|index| values.get(index).copied().flatten())
+                .map(VirtAddr::new),
         };
         Ok(Relocated { loader, parts })
     }
@@ -519,6 +554,8 @@ struct Resolution<'l> {
     /// Per symbol index: a weak undefined symbol that nothing defines (its
     /// address is 0, but AArch64 relative references resolve it differently).
     absent_weak: Vec<bool>,
+    /// Per symbol index: a pending import nothing defines now.
+    unbound: Vec<bool>,
     pins: Pins<'l>,
 }
 
@@ -587,6 +624,13 @@ fn resolve<'l>(
     let (found, pins) = loader.namespace.resolve_and_pin(&names, &comdats);
     let mut external = vec![None; object.symbols.len()];
     let mut absent_weak = vec![false; object.symbols.len()];
+    let mut unbound = vec![false; object.symbols.len()];
+    let mut pending = vec![false; object.symbols.len()];
+    for index in &layout.pending {
+        if let Some(flag) = pending.get_mut(*index) {
+            *flag = true;
+        }
+    }
     let mut missing: Vec<Box<str>> = Vec::new();
     for ((index, (name, _)), found) in wanted.iter().zip(&names).zip(found) {
         let weak = object
@@ -618,6 +662,12 @@ fn resolve<'l>(
                     *slot = Some(address);
                 }
             }
+            // Planned as pending: its slots lead to the unbound path.
+            None if pending.get(*index) == Some(&true) => {
+                if let Some(flag) = unbound.get_mut(*index) {
+                    *flag = true;
+                }
+            }
             None => missing.push((*name).into()),
         }
     }
@@ -629,10 +679,14 @@ fn resolve<'l>(
     let resolution = Resolution {
         external,
         absent_weak,
+        unbound,
         pins,
     };
     Ok((resolution, globals))
 }
+
+/// Bytes in a GOT slot, on every machine.
+const GOT_WORD: u64 = 8;
 
 /// In [`SectionFixups::addresses`]: the symbol has no address. The fast path
 /// declines its entries, and the full engine, which reads the whole record,
@@ -982,6 +1036,12 @@ fn symbol_values(
                 .flatten()
                 .or_else(|| own_copy(targets, section, value)),
             Binding::GotBase => Some(targets.got),
+            Binding::DsoHandle => layout
+                .got_slot
+                .get(index)
+                .copied()
+                .flatten()
+                .and_then(|slot| slot_address(targets.got, GOT_WORD, slot)),
             Binding::Discarded => None,
         })
         .collect()
@@ -1254,10 +1314,20 @@ impl<'l> Finalized<'l> {
             init,
             fini,
             pins,
+            pending,
+            dso_handle,
             ..
         } = parts;
         let fini = if runs_here { fini } else { Vec::new() };
-        let record = ModuleRecord::new(name.clone(), symbols, comdats, fini, memory);
+        let record = ModuleRecord::new(
+            name.clone(),
+            symbols,
+            comdats,
+            fini,
+            memory,
+            loader.protection,
+        )
+        .with_late_parts(pending, dso_handle);
         let id = loader
             .namespace
             .publish(record, pins)

@@ -9,6 +9,7 @@
 //! definition index instead of holding its own copies.
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use foldhash::fast::FixedState;
@@ -17,7 +18,13 @@ use spin::Mutex;
 
 use crate::addr::VirtAddr;
 use crate::error::{Definer, ErrorKind, UnloadError};
+use crate::lazy::PendingImport;
 use crate::memory::ModuleMemory;
+use crate::protection::MemoryProtection;
+
+mod late;
+
+pub use late::{ImportStatus, UnboundCall, UnboundHook};
 
 /// Identifies a loaded module within its namespace. Never reused: ids are
 /// unique for the namespace's lifetime and ordered by load.
@@ -701,8 +708,17 @@ pub(crate) struct ModuleRecord {
     users: usize,
     /// Fini functions in the order they run.
     pub fini: Vec<VirtAddr>,
-    /// Held for its `Drop`, which returns the memory to the region.
-    #[expect(dead_code, reason = "owned for its Drop")]
+    /// The imports the module was loaded with pending, and what each is
+    /// bound to now.
+    pending: Vec<late::Slot>,
+    /// Pending imports bound since the module was loaded.
+    late_bound: u32,
+    /// What binding a pending import changes page permissions with.
+    protection: &'static dyn MemoryProtection,
+    /// The module's `__dso_handle`, if it refers to one.
+    dso_handle: Option<VirtAddr>,
+    /// Held for its `Drop`, which returns the memory to the region; binding
+    /// a pending import writes its GOT slot.
     memory: ModuleMemory,
 }
 
@@ -714,6 +730,7 @@ impl ModuleRecord {
         comdats: Vec<Box<str>>,
         fini: Vec<VirtAddr>,
         memory: ModuleMemory,
+        protection: &'static dyn MemoryProtection,
     ) -> Self {
         Self {
             name,
@@ -725,8 +742,23 @@ impl ModuleRecord {
             dependencies: Vec::new(),
             users: 0,
             fini,
+            pending: Vec::new(),
+            late_bound: 0,
+            protection,
+            dso_handle: None,
             memory,
         }
+    }
+
+    /// Sets the imports left pending at load and the module's `__dso_handle`.
+    pub fn with_late_parts(
+        mut self,
+        pending: Vec<PendingImport>,
+        dso_handle: Option<VirtAddr>,
+    ) -> Self {
+        self.pending = pending.into_iter().map(late::Slot::new).collect();
+        self.dso_handle = dso_handle;
+        self
     }
 }
 
@@ -749,6 +781,12 @@ struct State {
     /// Empty slots of `modules`.
     free: Vec<u32>,
     next_serial: u64,
+    /// Pending imports nothing defines yet: the modules waiting, by name.
+    waiting: BTreeMap<Box<str>, Vec<ModuleId>>,
+    /// Every pending import's context (bound or not), and whose it is.
+    contexts: BTreeMap<u64, ModuleId>,
+    /// Told about calls to pending imports that are still unbound.
+    hook: Option<UnboundHook>,
 }
 
 /// The symbols every load resolves against, and the loaded modules.
@@ -784,6 +822,9 @@ impl Namespace {
                 modules: Vec::new(),
                 free: Vec::new(),
                 next_serial: 0,
+                waiting: BTreeMap::new(),
+                contexts: BTreeMap::new(),
+                hook: None,
             }),
         }
     }
@@ -806,6 +847,7 @@ impl Namespace {
             address: address.as_u64(),
         });
         state.exports.insert(Export::host(hash, position));
+        state.bind_waiters(name, address.as_u64(), None);
         Ok(())
     }
 
@@ -975,6 +1017,7 @@ impl Namespace {
             }
             record.dependencies = dependencies;
         }
+        state.bind_on_publish(id);
         Ok(id)
     }
 
@@ -1039,6 +1082,7 @@ impl Namespace {
         for signature in &record.comdats {
             state.comdats.remove(&**signature);
         }
+        state.forget_pending(id, &record);
         state.release(&record.dependencies);
         state.free.push(id.slot);
         Ok(record)

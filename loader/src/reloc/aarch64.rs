@@ -384,6 +384,78 @@ pub fn write_veneer(bytes: &mut [u8], target: u64) -> Result<(), RelocationProbl
     Ok(())
 }
 
+/// Bytes in a lazy entry (see [`write_lazy_entry`]).
+pub const LAZY_ENTRY_SIZE: u64 = 24;
+/// Where a lazy entry's trap instruction sits, from its start: what a
+/// module for another machine jumps to while an import is unbound.
+pub const LAZY_ENTRY_TRAP: u64 = 16;
+
+const ADRP_X16: u32 = 0x9000_0010;
+const ADD_X16_X16: u32 = 0x9100_0210;
+const LDR_X16_X16: u32 = 0xf940_0210;
+const LDR_X17_X16_8: u32 = 0xf940_0611;
+const BR_X16: u32 = 0xd61f_0200;
+const BR_X17: u32 = 0xd61f_0220;
+const BRK_UNBOUND: u32 = 0xd420_0000 | 0xdead << 5;
+
+/// Writes the veneer of a pending import into `bytes[..VENEER_SIZE]`: it
+/// jumps through the GOT slot at `slot` instead of a literal of its own,
+/// so that binding the import later is one store to read-only data, never
+/// a write to code. `veneer` is the veneer's own target address.
+pub fn write_slot_veneer(
+    bytes: &mut [u8],
+    veneer: u64,
+    slot: u64,
+) -> Result<(), RelocationProblem> {
+    let words = [
+        adrp(
+            ADRP_X16,
+            page(i128::from(slot)) - page(i128::from(veneer)),
+            true,
+        )?,
+        low12(LDR_X16_X16, i128::from(slot), 3)?,
+        BR_X16,
+        BRK_UNBOUND,
+    ];
+    write_words(bytes, VENEER_SIZE, &words)
+}
+
+/// Writes the lazy entry of a pending import, at target address `entry`,
+/// into `bytes[..LAZY_ENTRY_SIZE]`. Until the import is bound, its GOT slot
+/// leads here: the entry puts the address of the import's context (two
+/// words: the namespace, then the unbound path's address) in `x16` and
+/// jumps to the unbound path. It clobbers only `x16` and `x17`, which
+/// AAPCS64 leaves to veneers.
+pub fn write_lazy_entry(
+    bytes: &mut [u8],
+    entry: u64,
+    context: u64,
+) -> Result<(), RelocationProblem> {
+    let words = [
+        adrp(
+            ADRP_X16,
+            page(i128::from(context)) - page(i128::from(entry)),
+            true,
+        )?,
+        low12(ADD_X16_X16, i128::from(context), 0)?,
+        LDR_X17_X16_8,
+        BR_X17,
+        BRK_UNBOUND,
+        BRK_UNBOUND,
+    ];
+    write_words(bytes, LAZY_ENTRY_SIZE, &words)
+}
+
+fn write_words(bytes: &mut [u8], size: u64, words: &[u32]) -> Result<(), RelocationProblem> {
+    let out = bytes
+        .get_mut(..size as usize)
+        .ok_or(RelocationProblem::OutOfBounds)?;
+    for (chunk, word) in out.chunks_exact_mut(4).zip(words) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    Ok(())
+}
+
 /// The target of a veneer written by [`write_veneer`], or `None` if `bytes`
 /// does not start with one. For tools that check where a branch ends up.
 pub fn veneer_target(bytes: &[u8]) -> Option<u64> {

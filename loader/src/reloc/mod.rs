@@ -76,6 +76,11 @@ pub struct SlotSizes {
     pub stub: u64,
     /// Alignment of the stub or veneer area.
     pub stub_align: u64,
+    /// Bytes per lazy entry: the code a pending import's GOT slot leads to
+    /// until the import is bound.
+    pub lazy_entry: u64,
+    /// Where a lazy entry's trap instruction sits, from its start.
+    pub lazy_trap: u64,
 }
 
 impl SlotSizes {
@@ -86,11 +91,15 @@ impl SlotSizes {
                 got_slot: x86_64::GOT_SLOT_SIZE,
                 stub: x86_64::STUB_SIZE,
                 stub_align: x86_64::STUB_ALIGN,
+                lazy_entry: x86_64::LAZY_ENTRY_SIZE,
+                lazy_trap: x86_64::LAZY_ENTRY_TRAP,
             },
             Machine::AArch64 => SlotSizes {
                 got_slot: aarch64::GOT_SLOT_SIZE,
                 stub: aarch64::VENEER_SIZE,
                 stub_align: aarch64::VENEER_ALIGN,
+                lazy_entry: aarch64::LAZY_ENTRY_SIZE,
+                lazy_trap: aarch64::LAZY_ENTRY_TRAP,
             },
         }
     }

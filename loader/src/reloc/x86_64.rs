@@ -407,6 +407,59 @@ pub fn write_stub(bytes: &mut [u8], target: u64) -> Result<(), RelocationProblem
     Ok(())
 }
 
+/// Bytes in a lazy entry (see [`write_lazy_entry`]).
+pub const LAZY_ENTRY_SIZE: u64 = 16;
+/// Where a lazy entry's `ud2` sits, from its start: what a module for
+/// another machine jumps to while an import is unbound.
+pub const LAZY_ENTRY_TRAP: u64 = 11;
+
+/// Writes the stub of a pending import into `bytes[..STUB_SIZE]`:
+/// `jmp *slot(%rip)`, through the import's GOT slot instead of a literal of
+/// its own, so that binding the import later is one store to read-only
+/// data, never a write to code. `stub` is the stub's own target address.
+pub fn write_slot_stub(bytes: &mut [u8], stub: u64, slot: u64) -> Result<(), RelocationProblem> {
+    let out = bytes
+        .get_mut(..STUB_SIZE as usize)
+        .ok_or(RelocationProblem::OutOfBounds)?;
+    // The displacement counts from the end of the 6-byte instruction.
+    let displacement = pc_relative32(slot, stub.wrapping_add(6))?;
+    let mut code = [0xcc_u8; STUB_SIZE as usize];
+    code[..2].copy_from_slice(&[0xff, 0x25]);
+    code[2..6].copy_from_slice(&displacement.to_le_bytes());
+    out.copy_from_slice(&code);
+    Ok(())
+}
+
+/// Writes the lazy entry of a pending import, at target address `entry`,
+/// into `bytes[..LAZY_ENTRY_SIZE]`. Until the import is bound, its GOT slot
+/// leads here: `lea context(%rip), %r11; jmp *8(%r11); ud2`. The context is
+/// two words (the namespace, then the unbound path's address), and `r11`
+/// is the one register the psABI leaves free at a call that passes no
+/// static chain.
+pub fn write_lazy_entry(
+    bytes: &mut [u8],
+    entry: u64,
+    context: u64,
+) -> Result<(), RelocationProblem> {
+    let out = bytes
+        .get_mut(..LAZY_ENTRY_SIZE as usize)
+        .ok_or(RelocationProblem::OutOfBounds)?;
+    let displacement = pc_relative32(context, entry.wrapping_add(7))?;
+    let mut code = [0xcc_u8; LAZY_ENTRY_SIZE as usize];
+    code[..3].copy_from_slice(&[0x4c, 0x8d, 0x1d]);
+    code[3..7].copy_from_slice(&displacement.to_le_bytes());
+    code[7..11].copy_from_slice(&[0x41, 0xff, 0x63, 0x08]);
+    code[11..13].copy_from_slice(&[0x0f, 0x0b]);
+    out.copy_from_slice(&code);
+    Ok(())
+}
+
+/// `target - next` as a signed 32-bit displacement, or the overflow.
+fn pc_relative32(target: u64, next: u64) -> Result<i32, RelocationProblem> {
+    let value = i128::from(target) - i128::from(next);
+    i32::try_from(value).map_err(|_| RelocationProblem::Overflow { value })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::indexing_slicing)]

@@ -50,6 +50,13 @@ impl<'n> Module<'n> {
         self.namespace.import_status(self.id).unwrap_or_default()
     }
 
+    /// The address of the GOT slot through which the module reaches `name`,
+    /// if it was loaded with `name` pending (bound since or not): the word
+    /// that binding writes, in a page that is read-only once finalized.
+    pub fn import_slot(&self, name: &str) -> Option<VirtAddr> {
+        self.namespace.import_slot(self.id, name)
+    }
+
     /// The module's `__dso_handle`, if its code refers to one: an address
     /// unique to the module, under which C++ code registers the destructors
     /// of its static objects with `__cxa_atexit`. A host that provides

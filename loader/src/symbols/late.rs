@@ -88,6 +88,21 @@ impl Namespace {
         })
     }
 
+    /// Where module `id`'s GOT slot for pending import `name` is: the word
+    /// that binding writes, in a read-only page.
+    pub(crate) fn import_slot(&self, id: ModuleId, name: &str) -> Option<VirtAddr> {
+        let state = self.state.lock();
+        let record = state.record(id)?;
+        let slot = record
+            .pending
+            .iter()
+            .find(|slot| &*slot.import.name == name)?;
+        let address = record
+            .memory
+            .target(crate::plan::Segment::ReadOnly, slot.import.slot_offset);
+        Some(VirtAddr::new(address))
+    }
+
     pub(crate) fn dso_handle(&self, id: ModuleId) -> Option<VirtAddr> {
         self.state.lock().record(id)?.dso_handle
     }

@@ -4,11 +4,11 @@
 
 use alloc::format;
 use alloc::string::String;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use modload::{
-    ErrorKind, LoadError, Loader, Module, Namespace, Object, Region, RegionUsage,
-    RelocationProblem, Segment, UnloadError, VirtAddr,
+    ErrorKind, ImportStatus, LoadError, Loader, Module, Namespace, Object, Region, RegionUsage,
+    RelocationProblem, Segment, UnboundCall, UnloadError, VirtAddr,
 };
 
 use crate::arch::{self, Access};
@@ -59,6 +59,7 @@ pub fn run() -> bool {
     report(8, "200 loads and unloads", step8(&state));
     report(9, "packed modules share pages", step9(&state));
     report(10, "grouped segments", step10(&state));
+    report(11, "late binding: E calls F before F loads", step11(&state));
     println!("SCENARIO {}", if passed { "PASS" } else { "FAIL" });
     passed
 }
@@ -551,4 +552,104 @@ fn stress_rounds(loader: Loader<'static>, rounds: u64) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Calls module E made to F's functions while they were unbound, as the
+/// namespace's hook reported them: bit 0 `f_square`, bit 1 `f_offset`,
+/// counted in the bits above.
+static UNBOUND_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The kernel's hook for calls to pending imports: notes E's, prints each.
+fn note_unbound_call(call: &UnboundCall<'_>) {
+    println!(
+        "kernel: {} called {}, which no module defines yet",
+        call.module_name, call.symbol
+    );
+    let bit = match (call.module_name, call.symbol) {
+        ("e.o", "f_square") => 1,
+        ("e.o", "f_offset") => 2,
+        _ => 0,
+    };
+    UNBOUND_CALLS.fetch_or(bit, Ordering::Relaxed);
+    UNBOUND_CALLS.fetch_add(1 << 8, Ordering::Relaxed);
+}
+
+/// E loads with late binding before F: its calls into F reach the kernel's
+/// hook and return 0, and the kernel keeps running. F then loads and binds
+/// E's slots (a store to E's read-only GOT page, made writable, never
+/// executable, for the store): the same call reaches F. E's GOT page and
+/// code still fault for writes and its GOT for execution; F cannot go
+/// while E is bound to it; both unload and usage is back at boot value.
+fn step11(state: &State) -> Step {
+    NAMESPACE.set_unbound_hook(Some(note_unbound_call));
+    UNBOUND_CALLS.store(0, Ordering::Relaxed);
+    let e = Some(load(near_loader().late_binding(), "e.o")?);
+    let imports = |module: &Option<Module<'static>>| module.as_ref().map(Module::imports);
+    expect(
+        "E's imports after its load",
+        imports(&e),
+        Some(ImportStatus {
+            pending: 2,
+            bound_later: 0,
+        }),
+    )?;
+    expect(
+        "e_call(6) with F absent",
+        function::<Unary>(&e, "e_call")?(6),
+        0,
+    )?;
+    expect(
+        "unbound calls seen by the hook (count << 8 | which)",
+        UNBOUND_CALLS.load(Ordering::Relaxed),
+        2 << 8 | 0b11,
+    )?;
+    let f = Some(load(near_loader(), "f.o")?);
+    expect(
+        "E's imports after F's load",
+        imports(&e),
+        Some(ImportStatus {
+            pending: 0,
+            bound_later: 2,
+        }),
+    )?;
+    expect(
+        "e_call(6) with F bound (36 + 7)",
+        function::<Unary>(&e, "e_call")?(6),
+        43,
+    )?;
+    expect(
+        "unbound calls after binding",
+        UNBOUND_CALLS.load(Ordering::Relaxed) >> 8,
+        2,
+    )?;
+    let slot = e
+        .as_ref()
+        .and_then(|module| module.import_slot("f_square"))
+        .ok_or("E has no slot for f_square")?
+        .as_u64();
+    let faults = expect_permission_faults(&[
+        ("write E's bound GOT slot", Access::Write, slot),
+        ("execute E's GOT page", Access::Execute, slot),
+        ("write E's code", Access::Write, symbol(&e, "e_call")?),
+    ])?;
+    let f = match f.ok_or("F is not loaded")?.unload() {
+        Ok(()) => return Err("F unloaded while E is bound to it".into()),
+        Err(refused) => match refused.error {
+            UnloadError::InUse { .. } => refused.module,
+            other => return Err(format!("F: expected InUse, got {other:?}")),
+        },
+    };
+    for (name, module) in [("E", e), ("F", Some(f))] {
+        module
+            .ok_or("not loaded")?
+            .unload()
+            .map_err(|refused| format!("{name}: {:?}", refused.error))?;
+    }
+    NAMESPACE.set_unbound_hook(None);
+    expect("near region usage", NEAR.usage(), state.near_baseline)?;
+    expect("modules left", NAMESPACE.modules().len(), 0)?;
+    expect("pending imports left", NAMESPACE.pending_imports().len(), 0)?;
+    Ok(format!(
+        "2 calls reported while unbound, then bound to F; slot {slot:#x}: {faults}"
+    ))
 }

@@ -176,7 +176,7 @@ pub fn kernel_with_modules(arch: Arch) -> Result<PathBuf, String> {
         members.push((name.to_owned(), bytes));
         Ok(())
     };
-    for module in ["a", "c", "stress", "unresolved"] {
+    for module in ["a", "c", "e", "f", "stress", "unresolved"] {
         let object = objects.join(format!("{module}.o"));
         compile_c(arch, &sources.join(format!("{module}.c")), &object)?;
         add(&format!("{module}.o"), &object)?;

@@ -264,3 +264,114 @@ fn the_plan_counts_pending_imports_and_the_report_agrees() {
     unload(definer);
     env.assert_back_to_baseline();
 }
+
+/// One thread keeps calling through a module's pending slots while another
+/// loads the definer (binding them mid-call), loads a definer that fails,
+/// and unloads both modules between rounds. Every call reaches either the
+/// hook (and returns 0) or the definition, never anything else, and the hook
+/// hears of exactly the calls that returned the unbound answer.
+#[test]
+fn calls_race_binding_and_each_reaches_the_hook_or_the_definition() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::RwLock;
+
+    const ROUNDS: usize = 60;
+    const NAME: &str = "stress-caller.o";
+    let env = Env::anywhere();
+    env.namespace.set_unbound_hook(Some(record_call));
+    let caller_bytes = modload_tests::read(&c("late_caller.c", CModel::Pic, &[]));
+    let definer_bytes = modload_tests::read(&c("late_definer.c", CModel::Pic, &[]));
+    let broken_bytes = modload_tests::read(&c("late_broken_definer.c", CModel::Pic, &[]));
+    let loader = env.loader().late_binding();
+
+    // The caller's entry, while loaded; the writer lock keeps calls out while
+    // modules come and go.
+    let current: RwLock<Option<extern "C" fn(i64) -> i64>> = RwLock::new(None);
+    let done = AtomicBool::new(false);
+    let (unbound, bound) = (AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Acquire) {
+                let entry = current.read().unwrap();
+                if let Some(function) = *entry {
+                    match function(20) {
+                        1 => unbound.fetch_add(1, Ordering::Relaxed),
+                        41 => bound.fetch_add(1, Ordering::Relaxed),
+                        other => {
+                            panic!("a call reached neither the hook nor the definition: {other}")
+                        }
+                    };
+                }
+            }
+        });
+        for round in 0..ROUNDS {
+            // SAFETY: the fixtures are this project's own test code.
+            let caller = unsafe { loader.load(NAME, &caller_bytes) }.unwrap();
+            // SAFETY: caller_twice is `long caller_twice(long)`.
+            *current.write().unwrap() = Some(unsafe { caller.get("caller_twice") }.unwrap());
+            // Let some unbound calls happen, then bind under the caller's feet.
+            while unbound.load(Ordering::Relaxed) == 0 {
+                std::thread::yield_now();
+            }
+            if round % 3 == 0 {
+                // SAFETY: as above; this one is refused and must change nothing.
+                let broken = unsafe { loader.load("stress-broken.o", &broken_bytes) };
+                assert!(broken.is_err());
+            }
+            // SAFETY: as above.
+            let definer = unsafe { loader.load("stress-definer.o", &definer_bytes) }.unwrap();
+            assert_eq!(caller.imports().pending, 0);
+            let seen = bound.load(Ordering::Relaxed);
+            while bound.load(Ordering::Relaxed) == seen {
+                std::thread::yield_now();
+            }
+            *current.write().unwrap() = None;
+            unload(caller);
+            unload(definer);
+        }
+        done.store(true, Ordering::Release);
+    });
+    let unbound = unbound.load(Ordering::Relaxed);
+    let bound = bound.load(Ordering::Relaxed);
+    assert!(
+        unbound > 0 && bound >= ROUNDS as u64,
+        "{unbound} unbound, {bound} bound"
+    );
+    let heard = calls_from(NAME);
+    assert_eq!(
+        heard.len() as u64,
+        unbound,
+        "the hook heard every unbound call"
+    );
+    assert!(heard.iter().all(|symbol| symbol == "late_twice"));
+    env.assert_back_to_baseline();
+    assert!(env.namespace.modules().is_empty());
+    assert!(env.namespace.pending_imports().is_empty());
+}
+
+/// `__dso_handle` is an address of each module's own, so that C++ code can
+/// register destructors per module with `__cxa_atexit`.
+#[test]
+fn each_module_has_a_dso_handle_of_its_own() {
+    let env = Env::anywhere();
+    let path = c("dso_handle.c", CModel::Pic, &[]);
+    let bytes = modload_tests::read(&path);
+    let first = env.load(&path);
+    // A second copy in its own namespace-free name: same code, other module.
+    let other_env = Env::anywhere();
+    // SAFETY: the fixture is this project's own test code.
+    let second = unsafe { other_env.loader().load("dso_handle.o", &bytes) }.unwrap();
+    let handle = |module: &modload::Module<'_>| call0(module, "dso_handle_address") as u64;
+    assert_eq!(Some(handle(&first)), first.dso_handle().map(|a| a.as_u64()));
+    assert_eq!(
+        Some(handle(&second)),
+        second.dso_handle().map(|a| a.as_u64())
+    );
+    assert_ne!(handle(&first), handle(&second));
+    // Inside the module's own memory, and not exported.
+    assert_eq!(env.namespace.lookup("__dso_handle"), None);
+    unload(first);
+    unload(second);
+    env.assert_back_to_baseline();
+    other_env.assert_back_to_baseline();
+}

@@ -611,6 +611,43 @@ mod tests {
         }
     }
 
+    /// A pending import's veneer loads its GOT slot (page, then the low 12
+    /// bits) and branches; the words are llvm-mc's for the same operands.
+    #[test]
+    fn slot_veneer_loads_the_slot_and_branches() {
+        let mut bytes = [0u8; VENEER_SIZE as usize];
+        write_slot_veneer(&mut bytes, 0x4000_1000, 0x4020_3010).unwrap();
+        assert_eq!(
+            bytes,
+            [
+                0x10, 0x10, 0x00, 0xd0, 0x10, 0x0a, 0x40, 0xf9, 0x00, 0x02, 0x1f, 0xd6, 0xa0, 0xd5,
+                0x3b, 0xd4
+            ]
+        );
+        // A slot more than 4 GiB away is refused, never truncated.
+        let far = write_slot_veneer(&mut bytes, 0x4000_1000, 0x2_0000_0000);
+        assert!(matches!(far, Err(RelocationProblem::Overflow { .. })));
+    }
+
+    /// A lazy entry puts its context's address in x16 and jumps through the
+    /// context's second word, then traps.
+    #[test]
+    fn lazy_entry_hands_its_context_to_the_unbound_path() {
+        let mut bytes = [0u8; LAZY_ENTRY_SIZE as usize];
+        write_lazy_entry(&mut bytes, 0x4000_1000, 0x4000_0ff8).unwrap();
+        assert_eq!(
+            bytes[..16],
+            [
+                0xf0, 0xff, 0xff, 0xf0, 0x10, 0xe2, 0x3f, 0x91, 0x11, 0x06, 0x40, 0xf9, 0x20, 0x02,
+                0x1f, 0xd6
+            ]
+        );
+        assert_eq!(
+            bytes[LAZY_ENTRY_TRAP as usize..][..4],
+            [0xa0, 0xd5, 0x3b, 0xd4]
+        );
+    }
+
     /// Applies `r_type` to the one instruction `insn` and returns the result.
     fn word(r_type: u32, insn: u32, inputs: &FixupInputs) -> Result<u32, RelocationProblem> {
         let mut bytes = insn.to_le_bytes();

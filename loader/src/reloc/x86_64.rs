@@ -467,6 +467,29 @@ mod tests {
 
     const P: u64 = 0x9000_0000;
 
+    /// A pending import's stub jumps through its GOT slot; the bytes are
+    /// llvm-mc's for `jmpq *0x1234(%rip)`.
+    #[test]
+    fn slot_stub_jumps_through_the_slot() {
+        let mut bytes = [0u8; STUB_SIZE as usize];
+        write_slot_stub(&mut bytes, 0x9000_0000, 0x9000_0006 + 0x1234).unwrap();
+        assert_eq!(bytes[..6], [0xff, 0x25, 0x34, 0x12, 0x00, 0x00]);
+        assert!(bytes[6..].iter().all(|byte| *byte == 0xcc));
+        let far = write_slot_stub(&mut bytes, 0x9000_0000, 0x2_0000_0000);
+        assert!(matches!(far, Err(RelocationProblem::Overflow { .. })));
+    }
+
+    /// A lazy entry puts its context's address in r11 and jumps through the
+    /// context's second word, then traps (`ud2`).
+    #[test]
+    fn lazy_entry_hands_its_context_to_the_unbound_path() {
+        let mut bytes = [0u8; LAZY_ENTRY_SIZE as usize];
+        write_lazy_entry(&mut bytes, 0x9000_0000, 0x9000_0007 - 32).unwrap();
+        assert_eq!(bytes[..7], [0x4c, 0x8d, 0x1d, 0xe0, 0xff, 0xff, 0xff]);
+        assert_eq!(bytes[7..11], [0x41, 0xff, 0x63, 0x08]);
+        assert_eq!(bytes[LAZY_ENTRY_TRAP as usize..][..2], [0x0f, 0x0b]);
+    }
+
     fn inputs(symbol: u64, addend: i64) -> FixupInputs {
         FixupInputs {
             symbol,

@@ -76,9 +76,10 @@ impl<'l> Loader<'l> {
     ///
     /// A strong undefined name that neither the namespace nor the fallback
     /// defines when the module is planned becomes a *pending import*, if
-    /// every relocation that names it reaches it through a slot the loader
-    /// owns: a call through a stub (x86-64 `PLT32`) or veneer (AArch64
-    /// `CALL26`/`JUMP26` with addend 0), or a load of its GOT slot. A
+    /// every relocation that names it is a call through a slot the loader
+    /// owns: through a stub (x86-64 `PLT32`), a veneer (AArch64
+    /// `CALL26`/`JUMP26` with addend 0), or its GOT slot (x86-64
+    /// `call *f@GOTPCREL(%rip)` and `jmp *...`, as gcc's `-fno-plt` emits). A
     /// pending import's stub jumps through its GOT slot, and the slot leads
     /// to a lazy entry of the module until a definition exists: a call there
     /// enters the loader's unbound path, which reports the calling module and
@@ -90,12 +91,13 @@ impl<'l> Loader<'l> {
     /// the GOT page, read-only data that is never executable, is made
     /// read-write for the store and read-only again, so no page is ever
     /// writable and executable. The binding records the dependency: the
-    /// definer cannot be unloaded while a module bound to it remains. A
-    /// function pointer read from the slot before binding leads to the lazy
-    /// entry, whose unbound path forwards to the definition once there is one.
+    /// definer cannot be unloaded while a module bound to it remains. A call
+    /// that read the slot just before the store reaches the lazy entry, whose
+    /// unbound path forwards it to the definition.
     ///
     /// Names reached any other way (data references, absolute or
-    /// PC-relative addresses) cannot wait: the load fails with
+    /// PC-relative addresses, and loads of a GOT slot, which may read data
+    /// that no lazy entry can stand in for) cannot wait: the load fails with
     /// [`ErrorKind::Unresolved`] naming them, as without late binding.
     /// Pending imports are counted in the plan ([`Plan::pending_imports`](crate::Plan::pending_imports)),
     /// and [`LoadReport::pending_imports`](crate::LoadReport::pending_imports)

@@ -90,7 +90,7 @@ pub struct LoadReport {
     pub reserved: u64,
     /// Pending imports nothing defined when the module was relocated (see
     /// [`Loader::late_binding`]): their slots lead to the unbound path until
-    /// a definition arrives. [`Module::late_binding`](crate::Module::late_binding)
+    /// a definition arrives. [`Module::imports`](crate::Module::imports)
     /// tells how many have been bound since.
     pub pending_imports: u32,
 }

@@ -17,6 +17,7 @@
 
 mod args;
 mod dl;
+mod libsearch;
 mod link;
 mod plan;
 mod run;

@@ -16,6 +16,7 @@
 )]
 
 mod args;
+mod copies;
 mod dl;
 mod libsearch;
 mod link;

@@ -1,5 +1,7 @@
 //! Copies of shared libraries' data within reach of `-fno-pic` modules: what
-//! a copy relocation (`R_X86_64_COPY`) does for a non-PIE executable.
+//! a copy relocation (`R_X86_64_COPY`) does for a non-PIE executable; and
+//! stubs for library functions whose address such modules take, as a
+//! non-PIE executable's PLT entries stand in for them.
 //!
 //! Code compiled `-fno-pic` for the small code model reads library data such
 //! as `stderr`, `stdout`, `environ`, `optarg` and `optind` with
@@ -13,26 +15,32 @@
 //!
 //! [`Copies::prepare`] does the same before any module loads:
 //!
-//! 1. It reads the objects (with goblin, as `plan` does not expose
-//!    relocations) and collects the undefined symbols that some x86-64
-//!    `R_X86_64_PC32`, `R_X86_64_32` or `R_X86_64_32S` relocation refers to
-//!    and that no object defines.
+//! 1. It reads the objects (with goblin: the loader's `Object` does not
+//!    expose relocations) and collects the undefined symbols that some
+//!    x86-64 `R_X86_64_PC32`, `R_X86_64_32` or `R_X86_64_32S` relocation
+//!    refers to and that no object defines.
 //! 2. It resolves each through the shared libraries. One whose address the
 //!    relocations' fields can hold from every address of the region needs
-//!    nothing. Otherwise, if `dladdr1(RTLD_DL_SYMENT)` says the address is the
-//!    start of a data object (`STT_OBJECT`) of non-zero size, it gets a copy:
-//!    a place in memory mapped right beside the region (so within reach),
-//!    aligned like the original (up to 64 bytes), holding the original's
-//!    current bytes.
-//! 3. It makes the libraries use the copy too, as `ld.so` does: in every
+//!    nothing. Otherwise:
+//!    - if `dladdr1(RTLD_DL_SYMENT)` says the address is the start of a data
+//!      object (`STT_OBJECT`) of non-zero size, it gets a copy: a place in
+//!      memory mapped right beside the region (so within reach), aligned like
+//!      the original (up to 64 bytes), holding the original's current bytes;
+//!    - if the address is code (an executable mapping), it gets a 16-byte
+//!      stub beside the region, `jmp *target(%rip)`, which becomes the
+//!      function's address for the modules (`mov $strcmp, %esi`);
+//!    - anything else is left to the loader, which reports the overflow.
+//! 3. It makes the libraries use the copies too, as `ld.so` does: in every
 //!    loaded ELF object (`dl_iterate_phdr`: the libraries and this tool
 //!    itself), every `R_X86_64_GLOB_DAT` or `R_X86_64_64` entry of the
-//!    dynamic relocation table (`DT_RELA`) whose GOT slot points into the
-//!    original is rewritten to point at the same offset in the copy. GOT
-//!    slots in RELRO pages are read-only by then: such a page is made
-//!    writable for the write and given its old protection back.
-//! 4. Modules resolve those names to the copies ([`Copies::resolve`], asked
-//!    before the libraries).
+//!    dynamic relocation table (`DT_RELA`) whose slot points into a copied
+//!    original is rewritten to point at the same offset in the copy, and one
+//!    that holds a stubbed function's address gets the stub's, so function
+//!    pointers compare equal across modules and libraries. GOT slots in
+//!    RELRO pages are read-only by then: such a page is made writable for the
+//!    write and given its old protection back.
+//! 4. Modules resolve those names to the copies and stubs
+//!    ([`Copies::resolve`], asked before the libraries).
 //!
 //! So `optarg`/`optind` written by `getopt`, `environ` moved by `setenv`,
 //! `stdout` assigned by the program and read by `printf`, all stay one
@@ -47,13 +55,16 @@
 //!   glibc reaches `stdin`/`stdout`/`stderr`, `environ`, `optarg`, `optind`,
 //!   `opterr` and `optopt` through its GOT, as copy relocations require, so
 //!   these are covered; a library built `-Bsymbolic` would not be.
-//! - Pointers to the original that a library stored before the copy was made
-//!   (rare for exported variables: they are what the GOT holds).
-//! - Functions: a library function whose address a `-fno-pic` module takes
-//!   with a 32-bit relocation (`mov $strcmp, %esi`) gets no stub within
-//!   reach; the loader reports the relocation overflow.
+//! - The copy is made after the library initialized the original, where
+//!   `ld.so` copies before any constructor runs. Pointers to the original
+//!   that were stored meanwhile keep pointing at it: a C++ stream object
+//!   copied this way (`std::cout` read by `-fno-pic` C++) still has
+//!   `std::cerr.tie()` pointing at the original `std::cout`, which shares
+//!   the copy's stream buffer, so output is unchanged.
 //! - Thread-local variables (`errno` is reached through `__errno_location`,
 //!   so it needs no copy).
+//! - Only x86-64 objects are looked at; AArch64's `ADRP` reaches ±4 GiB
+//!   and its modules are placed near the libraries.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_int, c_void};
@@ -88,6 +99,8 @@ const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
 
 const PAGE_SIZE: u64 = 4096;
+/// Bytes of a jump stub standing in for a library function.
+const STUB_SIZE: u64 = 16;
 /// Room left in every 32-bit field for addends (`stderr - 4`, `&table[n]`).
 const ADDEND_SLACK: i128 = 1 << 20;
 /// Copies are aligned like their original, up to this.
@@ -129,12 +142,43 @@ impl Reach {
     }
 }
 
-/// One variable copied from a shared library.
+/// What stands in for a library symbol beside the region.
+#[derive(Clone, Copy, Debug)]
+enum Stand {
+    /// A copy of a data object of this many bytes.
+    Data { size: u64 },
+    /// A jump to a function: its canonical address for the modules.
+    Code,
+}
+
+/// One variable copied from a shared library, or one function's stub
+/// (`size` 0: only references to its very address are redirected).
 #[derive(Debug)]
 struct Copy {
     original: u64,
     copy: u64,
     size: u64,
+}
+
+impl Copy {
+    /// Where a pointer to `value` points once the copy stands in, if `value`
+    /// points into the original.
+    fn redirect(&self, value: u64) -> Option<u64> {
+        if self.size == 0 {
+            return (value == self.original).then_some(self.copy);
+        }
+        (self.original..self.original.saturating_add(self.size))
+            .contains(&value)
+            .then(|| self.copy + (value - self.original))
+    }
+}
+
+/// `jmp *0(%rip)`, the 8-byte target, then `int3` padding.
+fn jump_stub(target: u64) -> [u8; STUB_SIZE as usize] {
+    let mut stub = [0xcc_u8; STUB_SIZE as usize];
+    stub[..6].copy_from_slice(&[0xff, 0x25, 0, 0, 0, 0]);
+    stub[6..14].copy_from_slice(&target.to_le_bytes());
+    stub
 }
 
 /// The copies of one run, by the names modules use for them.
@@ -155,7 +199,11 @@ impl Copies {
         region: Range<u64>,
     ) -> Result<Self, Failure> {
         let wanted = short_references(objects)?;
-        let mut needed: Vec<(String, u64, u64)> = Vec::new();
+        let maps = Mappings::read()?;
+        // By original address, so aliases (`environ` and `__environ`) share
+        // one copy.
+        let mut originals: BTreeMap<u64, Stand> = BTreeMap::new();
+        let mut names: Vec<(String, Reach, u64)> = Vec::new();
         for (name, reach) in wanted {
             let Some(address) = libraries.resolve(&name) else {
                 // The loader reports the name as unresolved.
@@ -165,64 +213,108 @@ impl Copies {
             if reach.holds(address, &region) {
                 continue;
             }
-            // Functions and anything else `dladdr1` does not know as a data
-            // object are left to the loader, which reports the overflow.
-            if let Some(size) = data_object_size(address) {
-                needed.push((name, address, size));
-            }
+            let stand = if let Some(size) = data_object_size(address) {
+                Stand::Data { size }
+            } else if maps.is_executable(address) {
+                Stand::Code
+            } else {
+                // Neither a known data object nor code: the loader reports
+                // the relocation overflow.
+                continue;
+            };
+            originals.insert(address, stand);
+            names.push((name, reach, address));
         }
-        if needed.is_empty() {
+        if names.is_empty() {
             return Ok(Self::default());
         }
 
-        // Aliases (`environ` and `__environ`) share one copy.
-        let mut layout: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-        let mut total = 0u64;
-        for (_, address, size) in &needed {
-            if layout.contains_key(address) {
-                continue;
+        // Data first, then the stubs on pages of their own (made executable).
+        let mut offsets: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut data_end = 0u64;
+        for (&address, stand) in &originals {
+            if let Stand::Data { size } = stand {
+                let align = 1u64
+                    << address
+                        .trailing_zeros()
+                        .min(MAX_COPY_ALIGNMENT.trailing_zeros());
+                let offset = data_end.next_multiple_of(align);
+                offsets.insert(address, offset);
+                data_end = offset.saturating_add(*size);
             }
-            let align = 1u64
-                << address
-                    .trailing_zeros()
-                    .min(MAX_COPY_ALIGNMENT.trailing_zeros());
-            let offset = total.next_multiple_of(align);
-            layout.insert(*address, (offset, *size));
-            total = offset.saturating_add(*size);
         }
-        let area = map_beside(&region, total.next_multiple_of(PAGE_SIZE))?;
+        let code_start = data_end.next_multiple_of(PAGE_SIZE);
+        let mut code_end = code_start;
+        for (&address, stand) in &originals {
+            if let Stand::Code = stand {
+                offsets.insert(address, code_end);
+                code_end += STUB_SIZE;
+            }
+        }
+        let area = map_beside(&region, code_end.next_multiple_of(PAGE_SIZE))?;
 
         let mut copies = Self::default();
-        for (&original, &(offset, size)) in &layout {
+        for (&original, stand) in &originals {
+            let offset = offsets.get(&original).copied().unwrap_or_default();
             let copy = area.start + offset;
-            // SAFETY: `original` is the start of a live data object of
-            // `size` bytes (dladdr1 said so); `copy` is fresh memory of ours,
-            // inside `area`, which nothing else uses.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    original as usize as *const u8,
-                    copy as usize as *mut u8,
-                    size as usize,
-                );
-            }
+            let size = match *stand {
+                Stand::Data { size } => {
+                    // SAFETY: `original` is the start of a live data object of
+                    // `size` bytes (dladdr1 said so); `copy` is fresh memory
+                    // of ours, inside `area`, which nothing else uses.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            original as usize as *const u8,
+                            copy as usize as *mut u8,
+                            size as usize,
+                        );
+                    }
+                    size
+                }
+                Stand::Code => {
+                    let stub = jump_stub(original);
+                    // SAFETY: as above: 16 fresh bytes of ours, still writable.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            stub.as_ptr(),
+                            copy as usize as *mut u8,
+                            stub.len(),
+                        );
+                    }
+                    0
+                }
+            };
             copies.copies.push(Copy {
                 original,
                 copy,
                 size,
             });
         }
-        for (name, address, _) in needed {
+        if code_end > code_start {
+            let code = area.start + code_start;
+            // SAFETY: the stub pages are part of `area`, ours alone.
+            let status = unsafe {
+                libc::mprotect(
+                    code as usize as *mut c_void,
+                    (code_end - code_start).next_multiple_of(PAGE_SIZE) as usize,
+                    libc::PROT_READ | libc::PROT_EXEC,
+                )
+            };
+            if status != 0 {
+                return Err(Failure::io(
+                    "cannot make the stubs for library functions executable",
+                    &std::io::Error::last_os_error(),
+                ));
+            }
+        }
+        for (name, reach, address) in names {
             let copy = copies
                 .copies
                 .iter()
                 .find(|copy| copy.original == address)
                 .map(|copy| copy.copy);
-            let all_reach = Reach {
-                pc_relative: true,
-                ..Reach::default()
-            };
             match copy {
-                Some(copy) if all_reach.holds(copy, &region) => {
+                Some(copy) if reach.holds(copy, &region) => {
                     copies.by_name.insert(name, copy);
                 }
                 _ => {
@@ -232,7 +324,7 @@ impl Copies {
                 }
             }
         }
-        redirect_libraries(&copies.copies)?;
+        redirect_libraries(&copies.copies, &maps)?;
         Ok(copies)
     }
 
@@ -479,8 +571,7 @@ fn dynamic_relocations(object: &LoadedObject) -> Vec<(u64, u64, i64)> {
 
 /// Points every loaded object's GOT entries for the originals at the copies,
 /// as `ld.so` binds a library's references to an executable's copy.
-fn redirect_libraries(copies: &[Copy]) -> Result<(), Failure> {
-    let maps = Mappings::read()?;
+fn redirect_libraries(copies: &[Copy], maps: &Mappings) -> Result<(), Failure> {
     for object in loaded_objects() {
         for (r_offset, r_info, _) in dynamic_relocations(&object) {
             let r_type = r_info as u32;
@@ -493,14 +584,9 @@ fn redirect_libraries(copies: &[Copy]) -> Result<(), Failure> {
             }
             // SAFETY: the slot lies inside a mapped segment of the object.
             let value = unsafe { read_word(slot) };
-            let Some(copy) = copies
-                .iter()
-                .find(|copy| (copy.original..copy.original + copy.size).contains(&value))
-            else {
-                continue;
-            };
-            let redirected = copy.copy + (value - copy.original);
-            maps.write_word(slot, redirected)?;
+            if let Some(redirected) = copies.iter().find_map(|copy| copy.redirect(value)) {
+                maps.write_word(slot, redirected)?;
+            }
         }
     }
     Ok(())
@@ -537,6 +623,13 @@ impl Mappings {
             })
             .collect();
         Ok(Self { mappings })
+    }
+
+    /// Whether `address` is in an executable mapping: code.
+    fn is_executable(&self, address: u64) -> bool {
+        self.mappings
+            .iter()
+            .any(|(range, prot)| range.contains(&address) && prot & libc::PROT_EXEC != 0)
     }
 
     /// Writes `value` at `slot`, making its page writable for the write if it

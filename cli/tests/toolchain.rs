@@ -220,7 +220,8 @@ fn missing_library_names_the_search_path() {
 /// A `-fno-pic` program that reads `stderr`, `stdout`, `optarg`, `optind`
 /// and `environ` with 32-bit relocations, as gcc's non-PIE link runs it:
 /// getopt's writes, setenv's new `environ` and freopen's `stdout` must be
-/// what the program sees.
+/// what the program sees, and `strcmp`'s address, taken with
+/// `R_X86_64_32S`, must be a working function pointer.
 #[test]
 fn nopic_program_shares_libc_data_with_libc() {
     let dir = workdir("toolchain", "nopic");
@@ -248,6 +249,8 @@ fn nopic_program_shares_libc_data_with_libc() {
             "environ moved: 1",
             "after unsetenv: 63",
             "errno: 1",
+            "compare: 1",
+            "compare is strcmp: 1",
         ] {
             assert!(out.contains(line), "{line}: {out}");
         }

@@ -39,10 +39,23 @@ impl SharedLibraries {
         let mut search = None;
         let mut handles = Vec::new();
         for library in libraries {
-            let search = search.get_or_insert_with(SearchPath::from_toolchain);
             let inputs = match library {
-                Library::Name(name) => search.resolve_library(name)?,
-                Library::Path(path) => search.expand(path, 0)?,
+                // `--lib` names what `dlopen` takes (`libm.so.6` is found on
+                // the run-time search path); what it cannot load may be a
+                // linker script.
+                Library::Path(path) => match dlopen(path) {
+                    Ok(handle) => {
+                        handles.push(handle);
+                        continue;
+                    }
+                    Err(error) if !path.is_file() => return Err(error),
+                    Err(_) => search
+                        .get_or_insert_with(SearchPath::from_toolchain)
+                        .expand(path, 0)?,
+                },
+                Library::Name(name) => search
+                    .get_or_insert_with(SearchPath::from_toolchain)
+                    .resolve_library(name)?,
             };
             for input in inputs {
                 match input {

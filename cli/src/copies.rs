@@ -198,7 +198,10 @@ impl Copies {
         libraries: &dyn SymbolResolver,
         region: Range<u64>,
     ) -> Result<Self, Failure> {
-        let wanted = short_references(objects)?;
+        let wanted = short_references(objects);
+        if wanted.is_empty() {
+            return Ok(Self::default());
+        }
         let maps = Mappings::read()?;
         // By original address, so aliases (`environ` and `__environ`) share
         // one copy.
@@ -339,13 +342,17 @@ impl Copies {
 /// Names left undefined by the objects and referred to by 32-bit absolute
 /// or PC-relative x86-64 relocations, with the fields they must fit. Names
 /// some object defines are left out: modules bind those to each other.
-fn short_references(objects: &[(String, Vec<u8>)]) -> Result<BTreeMap<String, Reach>, Failure> {
+fn short_references(objects: &[(String, Vec<u8>)]) -> BTreeMap<String, Reach> {
     let mut wanted: BTreeMap<String, Reach> = BTreeMap::new();
     let mut defined: BTreeSet<String> = BTreeSet::new();
-    for (name, bytes) in objects {
-        let elf = Elf::parse(bytes).map_err(|error| {
-            Failure::message(format!("{name}: cannot read its relocations: {error}"))
-        })?;
+    for (_, bytes) in objects {
+        // The loader has parsed every object already (`choose_placement`)
+        // and reports damage with a typed error; what goblin cannot read
+        // gets no copies, and the loader then names the relocation that
+        // overflows.
+        let Ok(elf) = Elf::parse(bytes) else {
+            continue;
+        };
         if elf.header.e_machine != EM_X86_64 {
             continue;
         }
@@ -381,7 +388,7 @@ fn short_references(objects: &[(String, Vec<u8>)]) -> Result<BTreeMap<String, Re
         }
     }
     wanted.retain(|name, _| !defined.contains(name));
-    Ok(wanted)
+    wanted
 }
 
 /// The size of the data object that starts at `address`, from the symbol
@@ -696,6 +703,30 @@ mod tests {
         assert!(unsigned.holds(0x8000_0000, &low));
         assert!(!unsigned.holds(0x1_0000_0000, &low));
         assert!(Reach::default().holds(u64::MAX, &low));
+    }
+
+    #[test]
+    fn redirects_pointers_into_copies_and_to_stubs() {
+        let data = Copy {
+            original: 0x7f00_0000_1000,
+            copy: 0x3fff_f000,
+            size: 16,
+        };
+        assert_eq!(data.redirect(0x7f00_0000_1000), Some(0x3fff_f000));
+        assert_eq!(data.redirect(0x7f00_0000_100f), Some(0x3fff_f00f));
+        assert_eq!(data.redirect(0x7f00_0000_1010), None);
+        assert_eq!(data.redirect(0x7f00_0000_0fff), None);
+        let stub = Copy {
+            original: 0x7f00_0000_2000,
+            copy: 0x3fff_f800,
+            size: 0,
+        };
+        assert_eq!(stub.redirect(0x7f00_0000_2000), Some(0x3fff_f800));
+        assert_eq!(stub.redirect(0x7f00_0000_2001), None);
+        let bytes = jump_stub(0x1122_3344_5566_7788);
+        assert_eq!(bytes[..6], [0xff, 0x25, 0, 0, 0, 0]);
+        assert_eq!(bytes[6..14], 0x1122_3344_5566_7788u64.to_le_bytes());
+        assert_eq!(bytes[14..], [0xcc, 0xcc]);
     }
 
     #[test]

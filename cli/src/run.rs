@@ -1,5 +1,12 @@
 //! `modload run`: load objects into this process and call their entry point,
 //! like a tiny dynamic linker for `.o` files.
+//!
+//! Undefined names resolve from the shared libraries (`crate::dl`; `-l NAME`
+//! as the toolchain finds it, `crate::libsearch`), except library data and
+//! functions that `-fno-pic` objects cannot reach with their 32-bit fields:
+//! those resolve to copies and stubs beside the module region, which the
+//! libraries are made to use too, as copy relocations and PLT entries do
+//! for a non-PIE executable (`crate::copies`).
 
 use std::ffi::{c_char, c_int, CString, OsString};
 use std::io::Write as _;

@@ -72,7 +72,7 @@ use std::ops::Range;
 
 use goblin::elf::header::EM_X86_64;
 use goblin::elf::section_header::SHN_UNDEF;
-use goblin::elf::sym::{STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK, STT_OBJECT};
+use goblin::elf::sym::{STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK, STT_OBJECT, STV_DEFAULT};
 use goblin::elf::Elf;
 use modload::{SymbolResolver, VirtAddr};
 
@@ -375,7 +375,13 @@ fn short_references(objects: &[(String, Vec<u8>)]) -> BTreeMap<String, Reach> {
                 let Some(symbol) = elf.syms.get(relocation.r_sym) else {
                     continue;
                 };
-                if symbol.st_shndx != SHN_UNDEF as usize || relocation.r_sym == 0 {
+                // A hidden or protected reference (`__dso_handle`) never
+                // binds to a shared library.
+                let default_visibility = symbol.st_other & 0x3 == STV_DEFAULT;
+                if symbol.st_shndx != SHN_UNDEF as usize
+                    || relocation.r_sym == 0
+                    || !default_visibility
+                {
                     continue;
                 }
                 if let Some(symbol_name) = elf.strtab.get_at(symbol.st_name) {

@@ -7,9 +7,9 @@
 //! linker as `-L`), `LD_LIBRARY_PATH`, the compiler driver's own library
 //! directories (`g++ -print-search-dirs`, then `cc`'s: g++ keeps
 //! `libstdc++.so` in a directory of its own), and last the system's
-//! directories, with the multiarch name the compiler reports
-//! (`cc -print-multiarch`) or, without a compiler, the one this host's
-//! architecture implies.
+//! directories, for when no driver answers, with the Debian multiarch name
+//! this host's architecture implies (`x86_64-linux-gnu`, `aarch64-linux-gnu`;
+//! the drivers list their own multiarch directories).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -46,10 +46,10 @@ impl SearchPath {
                 dirs.extend(std::env::split_paths(&paths));
             }
         }
-        for driver in ["g++", "c++", "cc", "gcc"] {
+        for driver in ["g++", "cc"] {
             dirs.extend(driver_library_dirs(driver));
         }
-        dirs.extend(system_library_dirs(&multiarch()));
+        dirs.extend(system_library_dirs(&host_multiarch()));
         Self::from_dirs(dirs)
     }
 
@@ -206,13 +206,9 @@ fn driver_library_dirs(driver: &str) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// The Debian multiarch name of this machine's libraries (`x86_64-linux-gnu`,
-/// `aarch64-linux-gnu`): the compiler's answer, else this host's.
-fn multiarch() -> String {
-    ask("cc", "-print-multiarch")
-        .map(|answer| answer.trim().to_owned())
-        .filter(|answer| !answer.is_empty())
-        .unwrap_or_else(|| format!("{}-linux-gnu", std::env::consts::ARCH))
+/// The multiarch name this host's architecture implies.
+fn host_multiarch() -> String {
+    format!("{}-linux-gnu", std::env::consts::ARCH)
 }
 
 /// Where the system linker looks when the driver says nothing.

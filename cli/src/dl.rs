@@ -2,29 +2,16 @@
 //! `dlopen`/`dlsym`: the host tool's stand-in for a kernel's export table.
 
 use std::ffi::{c_int, c_void, CStr, CString};
-use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use modload::{SymbolResolver, VirtAddr};
 
 use crate::args::Library;
+use crate::libsearch::{LinkInput, SearchPath};
 
 /// Libraries every run resolves from, as a C program linked by `cc` would.
 const DEFAULT_LIBRARIES: [&str; 2] = ["libc.so.6", "libm.so.6"];
-
-/// Where `-l NAME` looks for a `libNAME.so` that turns out to be a linker
-/// script (`dlopen` finds it but cannot load it). Searched after
-/// `LD_LIBRARY_PATH`, in the order the toolchain's linker uses.
-const LIBRARY_DIRS: [&str; 7] = [
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib64",
-    "/usr/lib64",
-    "/lib",
-    "/usr/lib",
-    "/usr/local/lib",
-];
 
 /// A `dlopen` handle. It is never closed: loaded modules keep addresses into
 /// the library until the process exits.
@@ -46,16 +33,41 @@ pub struct SharedLibraries {
 impl SharedLibraries {
     /// The libraries named on the command line, in order, then libc and libm.
     /// Named libraries come first so they can override libc, as they would when
-    /// linked with `cc a.o -lNAME`.
+    /// linked with `cc a.o -lNAME`. `-l NAME` opens what the toolchain would
+    /// link for `-lNAME` (see [`crate::libsearch`]).
     pub fn open(libraries: &[Library]) -> Result<Self, String> {
+        let mut search = None;
         let mut handles = Vec::new();
         for library in libraries {
-            match library {
-                Library::Name(name) => handles.extend(open_with_scripts(
-                    Path::new(&format!("lib{name}.so")),
-                    true,
-                )?),
-                Library::Path(path) => handles.extend(open_with_scripts(path, false)?),
+            let inputs = match library {
+                // `--lib` names what `dlopen` takes (`libm.so.6` is found on
+                // the run-time search path); what it cannot load may be a
+                // linker script.
+                Library::Path(path) => match dlopen(path) {
+                    Ok(handle) => {
+                        handles.push(handle);
+                        continue;
+                    }
+                    Err(error) if !path.is_file() => return Err(error),
+                    Err(_) => search
+                        .get_or_insert_with(SearchPath::from_toolchain)
+                        .expand(path, 0)?,
+                },
+                Library::Name(name) => search
+                    .get_or_insert_with(SearchPath::from_toolchain)
+                    .resolve_library(name)?,
+            };
+            for input in inputs {
+                match input {
+                    LinkInput::Shared(path) => handles.push(dlopen(&path)?),
+                    LinkInput::Archive(path) => {
+                        return Err(format!(
+                            "{}: a static archive, which `modload run` does not link; \
+                             extract its objects (`ar x`) and pass the ones needed",
+                            path.display()
+                        ))
+                    }
+                }
             }
         }
         for name in DEFAULT_LIBRARIES {
@@ -102,100 +114,6 @@ extern "C" fn module_atexit(handler: extern "C" fn()) -> c_int {
     unsafe { libc::atexit(handler) }
 }
 
-/// Opens `path` as a shared library. If it is a GNU ld script instead (as the
-/// development `libm.so` and `libc.so` are), opens the shared libraries it
-/// names. `search` looks the script up on the library path, as `-l` does.
-fn open_with_scripts(path: &Path, search: bool) -> Result<Vec<Handle>, String> {
-    let error = match dlopen(path) {
-        Ok(handle) => return Ok(vec![handle]),
-        Err(error) => error,
-    };
-    let candidates: Vec<PathBuf> = if search && path.components().count() == 1 {
-        library_dirs().map(|dir| dir.join(path)).collect()
-    } else {
-        vec![path.to_path_buf()]
-    };
-    let script = candidates
-        .iter()
-        .find_map(|candidate| fs::read(candidate).ok())
-        .and_then(|text| linker_script_inputs(&String::from_utf8_lossy(&text)));
-    match script {
-        Some(inputs) if !inputs.is_empty() => inputs
-            .iter()
-            .map(|input| dlopen(Path::new(input)))
-            .collect(),
-        _ => Err(error),
-    }
-}
-
-fn library_dirs() -> impl Iterator<Item = PathBuf> {
-    let from_env: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
-        .map(|paths| std::env::split_paths(&paths).collect())
-        .unwrap_or_default();
-    from_env
-        .into_iter()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .chain(LIBRARY_DIRS.iter().map(PathBuf::from))
-}
-
-/// The shared libraries a GNU ld script's `GROUP` or `INPUT` commands name,
-/// or `None` if `text` is not such a script. Static archives and
-/// `AS_NEEDED` inputs are left out: `dlopen` cannot load the former, and the
-/// latter are only wanted if something needs them.
-fn linker_script_inputs(text: &str) -> Option<Vec<String>> {
-    let text = strip_comments(text);
-    let spaced = text
-        .replace('(', " ( ")
-        .replace(')', " ) ")
-        .replace(',', " ");
-    let mut words = spaced.split_whitespace();
-    let mut inputs = Vec::new();
-    let mut is_script = false;
-    while let Some(word) = words.next() {
-        if word != "GROUP" && word != "INPUT" {
-            continue;
-        }
-        if words.next() != Some("(") {
-            return None;
-        }
-        is_script = true;
-        let mut depth = 1;
-        let mut as_needed = 0;
-        for word in words.by_ref() {
-            match word {
-                "(" => depth += 1,
-                ")" => {
-                    depth -= 1;
-                    if depth < as_needed {
-                        as_needed = 0;
-                    }
-                    if depth == 0 {
-                        break;
-                    }
-                }
-                "AS_NEEDED" => as_needed = depth + 1,
-                _ if as_needed > 0 || word.ends_with(".a") || word.starts_with("-l") => {}
-                _ => inputs.push(word.to_owned()),
-            }
-        }
-    }
-    is_script.then_some(inputs)
-}
-
-fn strip_comments(text: &str) -> String {
-    let mut kept = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("/*") {
-        kept.push_str(rest.get(..start).unwrap_or_default());
-        rest = rest
-            .get(start + 2..)
-            .and_then(|after| after.find("*/").and_then(|end| after.get(end + 2..)))
-            .unwrap_or_default();
-    }
-    kept.push_str(rest);
-    kept
-}
-
 fn dlopen(path: &Path) -> Result<Handle, String> {
     let name = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| format!("{}: library name contains a NUL byte", path.display()))?;
@@ -222,29 +140,6 @@ fn last_dl_error(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_glibc_scripts() {
-        let libc = "/* GNU ld script\n   Use the shared library.  */\n\
-            OUTPUT_FORMAT(elf64-x86-64)\n\
-            GROUP ( /lib/x86_64-linux-gnu/libc.so.6 /usr/lib/x86_64-linux-gnu/libc_nonshared.a  \
-            AS_NEEDED ( /lib64/ld-linux-x86-64.so.2 ) )\n";
-        assert_eq!(
-            linker_script_inputs(libc),
-            Some(vec![String::from("/lib/x86_64-linux-gnu/libc.so.6")])
-        );
-        let libm =
-            "GROUP ( /lib/x86_64-linux-gnu/libm.so.6  AS_NEEDED ( /x/libmvec.so.1 ) /y/z.so )";
-        assert_eq!(
-            linker_script_inputs(libm),
-            Some(vec![
-                String::from("/lib/x86_64-linux-gnu/libm.so.6"),
-                String::from("/y/z.so")
-            ])
-        );
-        assert_eq!(linker_script_inputs("\x7fELF\x02\x01"), None);
-        assert_eq!(linker_script_inputs("/* unterminated"), None);
-    }
 
     #[test]
     fn resolves_libc_and_reports_bad_libraries() {

@@ -16,7 +16,9 @@
 )]
 
 mod args;
+mod copies;
 mod dl;
+mod libsearch;
 mod link;
 mod plan;
 mod run;

@@ -1,5 +1,12 @@
 //! `modload run`: load objects into this process and call their entry point,
 //! like a tiny dynamic linker for `.o` files.
+//!
+//! Undefined names resolve from the shared libraries (`crate::dl`; `-l NAME`
+//! as the toolchain finds it, `crate::libsearch`), except library data and
+//! functions that `-fno-pic` objects cannot reach with their 32-bit fields:
+//! those resolve to copies and stubs beside the module region, which the
+//! libraries are made to use too, as copy relocations and PLT entries do
+//! for a non-PIE executable (`crate::copies`).
 
 use std::ffi::{c_char, c_int, CString, OsString};
 use std::io::Write as _;
@@ -7,10 +14,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use modload::elf::EM_X86_64;
-use modload::{ErrorKind, Loader, Module, Namespace, Region};
+use modload::{ErrorKind, Loader, Module, Namespace, Region, SymbolResolver as _};
 use modload_platform::host::{new_region, Placement, HOST_PROTECTION};
 
 use crate::args::RunArgs;
+use crate::copies::Copies;
 use crate::dl::SharedLibraries;
 use crate::plan::plan_alone;
 use crate::Failure;
@@ -53,6 +61,15 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
     // region next to them and 32-bit PC-relative references to their data reach.
     let libraries = SharedLibraries::open(&args.libraries).map_err(Failure::message)?;
     let region = map_region(args.region_size, placement)?;
+    // Library data the objects' 32-bit fields cannot reach from the region
+    // gets a copy beside it, as copy relocations give a non-PIE executable.
+    let region_start = region.start().as_u64();
+    let copies = Copies::prepare(
+        &objects,
+        &libraries,
+        region_start..region_start.saturating_add(args.region_size as u64),
+    )?;
+    let resolver = |name: &str| copies.resolve(name).or_else(|| libraries.resolve(name));
 
     // SAFETY: `unload_all` is an `extern "C" fn()` that never unwinds.
     if unsafe { libc::atexit(unload_all) } != 0 {
@@ -61,7 +78,7 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
         )));
     }
 
-    let mut loader = Loader::new(&NAMESPACE, region, &HOST_PROTECTION).with_fallback(&libraries);
+    let mut loader = Loader::new(&NAMESPACE, region, &HOST_PROTECTION).with_fallback(&resolver);
     if let Some(keys) = &trusted {
         loader = loader.require_signatures(keys);
     }

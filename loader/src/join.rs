@@ -486,19 +486,22 @@ impl<'a> Joined<'a> {
             .map(|(index, symbol)| (symbol.hash, symbol.name, index))
             .collect();
         records.sort_unstable();
+        // One buffer for every name's records and their roles.
+        let mut roles: Vec<(usize, Role)> = Vec::new();
         for run in records.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
-            let indices: Vec<usize> = run.iter().map(|(_, _, index)| *index).collect();
-            self.bind_name(set, &indices)?;
+            roles.clear();
+            roles.extend(
+                run.iter().filter_map(|(_, _, index)| {
+                    Some((*index, self.role(self.symbols.get(*index)?)))
+                }),
+            );
+            self.bind_name(set, &roles)?;
         }
         Ok(())
     }
 
-    /// Settles one name, whose records are `indices` (in member order).
-    fn bind_name(&mut self, set: &str, indices: &[usize]) -> Result<(), LoadError> {
-        let roles: Vec<(usize, Role)> = indices
-            .iter()
-            .filter_map(|index| Some((*index, self.role(self.symbols.get(*index)?))))
-            .collect();
+    /// Settles one name, whose records (in member order) have `roles`.
+    fn bind_name(&mut self, set: &str, roles: &[(usize, Role)]) -> Result<(), LoadError> {
         let first_of = |wanted: Role| {
             roles
                 .iter()
@@ -506,7 +509,7 @@ impl<'a> Joined<'a> {
                 .map(|(index, _)| *index)
         };
         if let Some(strong) = first_of(Role::Strong) {
-            self.refuse_second_strong(set, strong, &roles)?;
+            self.refuse_second_strong(set, strong, roles)?;
         }
         let winner = first_of(Role::Strong)
             .or_else(|| first_of(Role::Common))
@@ -515,7 +518,7 @@ impl<'a> Joined<'a> {
             // Nothing in the set defines the name. A definition in a
             // discarded COMDAT copy that the kept copy lacks becomes a
             // reference: strong, so that a missing name fails the load.
-            for (index, role) in &roles {
+            for (index, role) in roles {
                 let Some(symbol) = self.symbols.get_mut(*index) else {
                     continue;
                 };
@@ -532,7 +535,7 @@ impl<'a> Joined<'a> {
             return Ok(());
         }
         if first_of(Role::Strong).is_none() && first_of(Role::Common).is_some() {
-            winner = self.merge_commons(set, &roles)?;
+            winner = self.merge_commons(set, roles)?;
         }
         let Some(definition) = self.symbols.get(winner).copied() else {
             return Ok(());
@@ -561,7 +564,7 @@ impl<'a> Joined<'a> {
         } else {
             (STB_LOCAL, definition.visibility)
         };
-        for (index, _) in &roles {
+        for (index, _) in roles {
             if *index == winner {
                 continue;
             }

@@ -571,3 +571,120 @@ fn an_empty_set_is_refused() {
     let error = Object::join("none", Vec::new()).err().unwrap();
     assert_eq!(error.kind, ErrorKind::EmptySet);
 }
+
+/// With signatures required, a set is trusted when every member was
+/// checked with a key the planning loader trusts, whichever keys they are.
+#[test]
+fn a_signed_set_needs_every_member_signed_by_a_trusted_key() {
+    use modload::signature::{self, public_key, SecretKey, TrustedKeys};
+    const FIRST: SecretKey = [0x11; 32];
+    const SECOND: SecretKey = [0x33; 32];
+    fn signed(payload: &[u8], secret: &SecretKey) -> Vec<u8> {
+        let mut bytes = payload.to_vec();
+        bytes.extend_from_slice(&signature::sign(payload, secret));
+        bytes
+    }
+    fn trusting(secrets: &[&SecretKey]) -> &'static TrustedKeys {
+        let mut keys = TrustedKeys::new();
+        for secret in secrets {
+            keys.add(&public_key(secret)).unwrap();
+        }
+        Box::leak(Box::new(keys))
+    }
+    let env = Env::anywhere();
+    let plain = members(&[
+        compile_c(&fixture("set_a.c"), CModel::Pic, &[]),
+        compile_c(&fixture("set_b.c"), CModel::Pic, &[]),
+    ]);
+    let both = [
+        (plain[0].0.clone(), signed(&plain[0].1, &FIRST)),
+        (plain[1].0.clone(), signed(&plain[1].1, &SECOND)),
+    ];
+    let trusts_both = env
+        .loader()
+        .require_signatures(trusting(&[&FIRST, &SECOND]));
+    let set = try_load_set(&trusts_both, "signed", &both).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call1(&set, "set_a_run", 1), 63);
+    unload(set);
+    env.assert_back_to_baseline();
+
+    // Verified members, planned by a loader that trusts only one key.
+    let trusts_first = env.loader().require_signatures(trusting(&[&FIRST]));
+    let set = trusts_both.parse_set("signed", &borrowed(&both)).unwrap();
+    let error = trusts_first.plan(set).err().expect("one member untrusted");
+    assert!(matches!(error.kind, ErrorKind::Signature { .. }), "{error}");
+    // Members parsed without their signatures checked.
+    let error = trusts_both
+        .plan(joined("plain", &plain).unwrap())
+        .err()
+        .expect("unchecked members");
+    assert!(matches!(error.kind, ErrorKind::Signature { .. }), "{error}");
+    // One unsigned member.
+    let mixed = [both[0].clone(), plain[1].clone()];
+    let error = try_load_set(&trusts_both, "mixed", &mixed).unwrap_err();
+    assert_eq!(error.member.as_deref(), Some("set_b.o"), "{error}");
+    assert!(matches!(error.kind, ErrorKind::Signature { .. }), "{error}");
+    env.assert_back_to_baseline();
+    assert!(env.namespace.modules().is_empty());
+}
+
+/// Weak and strong definitions across members settle as in a static link
+/// (strong wins, else the first weak one), and a weak winner still yields to
+/// a definition loaded before the set, for every member that uses the name.
+#[test]
+fn weak_definitions_in_a_set_settle_as_in_a_static_link() {
+    for model in [CModel::Pic, CModel::PieDefault] {
+        let env = Env::anywhere();
+        let weak = compile_c(&fixture("weak_def.c"), model, &[]);
+        let weak_again = compile_c(
+            &fixture("weak_def.c"),
+            model,
+            &["-DWEAK_DEF_ADDR=weak_def_addr_again"],
+        );
+        let strong = compile_c(&fixture("strong_def.c"), model, &[]);
+        let user = compile_c(&fixture("shared_user.c"), model, &[]);
+        let value = |address: usize| {
+            // SAFETY: the address of `long shared_value` in a loaded module.
+            unsafe { *(address as *const i64) }
+        };
+
+        // The strong definition wins, though a weak one comes first.
+        let mut members = members(&[weak.clone(), strong.clone(), user.clone()]);
+        members[1].0 = "strong.o".into();
+        let set = try_load_set(&env.loader(), "strong", &members).unwrap();
+        let address = call_ptr(&set, "strong_def_addr");
+        assert_eq!(call_ptr(&set, "weak_def_addr"), address, "{model:?}");
+        assert_eq!(call_ptr(&set, "shared_user_addr"), address, "{model:?}");
+        assert_eq!(value(address), 1, "{model:?}");
+        unload(set);
+
+        // Only weak ones: the first.
+        let members = members_named(&[(&weak, "w1.o"), (&weak_again, "w2.o"), (&user, "u.o")]);
+        let set = try_load_set(&env.loader(), "weak", &members).unwrap();
+        let address = call_ptr(&set, "weak_def_addr");
+        assert_eq!(call_ptr(&set, "weak_def_addr_again"), address, "{model:?}");
+        assert_eq!(call_ptr(&set, "shared_user_addr"), address, "{model:?}");
+        assert_eq!(value(address), 2, "{model:?}");
+        unload(set);
+        env.assert_back_to_baseline();
+
+        // A strong definition loaded before: every member binds to it.
+        let first = env.load(&strong);
+        let members = members_named(&[(&weak, "w1.o"), (&weak_again, "w2.o"), (&user, "u.o")]);
+        let set = try_load_set(&env.loader(), "late", &members).unwrap();
+        let address = call_ptr(&first, "strong_def_addr");
+        for name in ["weak_def_addr", "weak_def_addr_again", "shared_user_addr"] {
+            assert_eq!(call_ptr(&set, name), address, "{model:?}: {name}");
+        }
+        unload(set);
+        unload(first);
+        env.assert_back_to_baseline();
+    }
+}
+
+fn members_named(paths: &[(&PathBuf, &str)]) -> Vec<(String, Vec<u8>)> {
+    paths
+        .iter()
+        .map(|(path, name)| (name.to_string(), read(path)))
+        .collect()
+}

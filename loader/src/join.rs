@@ -133,6 +133,14 @@ impl<'a> Object<'a> {
         limits
             .check(Limit::Relocations, relocation_count as u64)
             .map_err(fail)?;
+        // Section indices at and above SHN_LORESERVE mean something else.
+        if section_count > SHN_LORESERVE as usize {
+            return Err(fail(ErrorKind::LimitExceeded {
+                limit: Limit::Sections,
+                value: section_count as u64,
+                max: u64::from(SHN_LORESERVE),
+            }));
+        }
         // Symbol indices are 32 bits in a relocation entry.
         if u32::try_from(symbol_count).is_err() {
             return Err(fail(ErrorKind::LimitExceeded {
@@ -165,7 +173,7 @@ impl<'a> Object<'a> {
         }
         set.bind_names(name)?;
 
-        // Section indices at and above SHN_LORESERVE mean something else.
+        // Merged COMMON symbols may have added sections.
         let sections = set.sections.len();
         if sections > SHN_LORESERVE as usize {
             return Err(fail(ErrorKind::LimitExceeded {

@@ -74,6 +74,31 @@ fn call_ptr(module: &Module<'_>, name: &str) -> usize {
     function() as usize
 }
 
+/// The cycle's documented values, from a native link of the two files.
+#[test]
+fn the_cycle_fixture_computes_its_values_natively() {
+    for model in [CModel::PieDefault, CModel::Pic, CModel::NoPicSmall] {
+        let objects = [
+            compile_c(&fixture("native/set_driver.c"), CModel::PieDefault, &[]),
+            compile_c(&fixture("set_a.c"), model, &[]),
+            compile_c(&fixture("set_b.c"), model, &[]),
+        ];
+        let (stdout, code) = run_native(&objects, &[]);
+        assert_eq!(code, 0, "{model:?}");
+        assert_eq!(
+            stdout,
+            "\
+set_a_run(1) = 63
+set_a_read_b() = 101
+set_b_read_a() = 20
+one set_a_value: 1
+one set_b_value: 1
+",
+            "{model:?}"
+        );
+    }
+}
+
 /// Neither half of the cycle loads as a module, in either order; joined,
 /// they load as one module, share one copy of each variable, and unload as
 /// one.
@@ -687,4 +712,57 @@ fn members_named(paths: &[(&PathBuf, &str)]) -> Vec<(String, Vec<u8>)> {
         .iter()
         .map(|(path, name)| (name.to_string(), read(path)))
         .collect()
+}
+
+/// The limits bound the set as a whole: members that each fit may not fit
+/// together, whether joined with limits or planned by a loader with them.
+#[test]
+fn limits_apply_to_the_joined_object() {
+    use modload::{Limit, Limits};
+    let members = members(&[
+        compile_c(&fixture("set_a.c"), CModel::Pic, &[]),
+        compile_c(&fixture("set_b.c"), CModel::Pic, &[]),
+    ]);
+    let objects = || {
+        members
+            .iter()
+            .map(|(name, bytes)| Object::parse(name, bytes).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let largest = |count: fn(&[u8]) -> usize| {
+        members
+            .iter()
+            .map(|(_, bytes)| count(bytes) as u64)
+            .max()
+            .unwrap()
+    };
+    let sections = largest(|bytes| raw_sections(bytes).len());
+    let symbols = largest(|bytes| raw_symbols(bytes).len());
+    let relocations = largest(|bytes| raw_relocations(bytes).len());
+    let cases = [
+        (Limits::DEFAULT.max_sections(sections), Limit::Sections),
+        (Limits::DEFAULT.max_symbols(symbols), Limit::Symbols),
+        (
+            Limits::DEFAULT.max_relocations(relocations),
+            Limit::Relocations,
+        ),
+    ];
+    for (limits, limit) in cases {
+        let error = Object::join_with_limits("big", objects(), &limits)
+            .err()
+            .expect("too big together");
+        assert!(
+            matches!(error.kind, ErrorKind::LimitExceeded { limit: l, .. } if l == limit),
+            "{error}"
+        );
+        // Joined with room to spare, planned by a loader with the limits.
+        let env = Env::anywhere();
+        let set = Object::join("big", objects()).unwrap();
+        let error = env.loader().with_limits(limits).plan(set).err().unwrap();
+        assert!(
+            matches!(error.kind, ErrorKind::LimitExceeded { limit: l, .. } if l == limit),
+            "{error}"
+        );
+        env.assert_back_to_baseline();
+    }
 }

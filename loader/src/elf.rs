@@ -12,6 +12,7 @@ use goblin::elf::Elf;
 
 use crate::addr::Alignment;
 use crate::error::{ErrorKind, LoadError, SectionProblem, SectionRef, SymbolProblem};
+use crate::join::Member;
 use crate::limits::{Limit, Limits};
 #[cfg(doc)]
 use crate::symbols::name_hash;
@@ -43,6 +44,7 @@ pub(crate) const SHN_COMMON: u32 = 0xfff2;
 /// `SHN_XINDEX`.
 pub(crate) const SHN_XINDEX: u32 = 0xffff;
 
+pub(crate) const STB_LOCAL: u8 = 0;
 pub(crate) const STB_GLOBAL: u8 = 1;
 pub(crate) const STB_WEAK: u8 = 2;
 /// `STB_GNU_UNIQUE`: g++ gives it to inline variables and template statics.
@@ -51,6 +53,7 @@ pub(crate) const STB_GNU_UNIQUE: u8 = 10;
 pub(crate) const STT_SECTION: u8 = 3;
 pub(crate) const STT_FILE: u8 = 4;
 pub(crate) const STV_DEFAULT: u8 = 0;
+pub(crate) const STV_HIDDEN: u8 = 2;
 pub(crate) const STV_PROTECTED: u8 = 3;
 
 /// The machines whose relocations this loader applies.
@@ -142,9 +145,10 @@ impl Rela {
         self.sym as usize
     }
 
-    /// Decodes one little-endian `Elf64_Rela`.
+    /// Decodes one little-endian `Elf64_Rela` whose symbol table starts at
+    /// `symbol_base` of the object's (0 but in a [joined](Object::join) one).
     #[inline]
-    fn decode(entry: &[u8; RELA_SIZE as usize]) -> Self {
+    fn decode(entry: &[u8; RELA_SIZE as usize], symbol_base: u32) -> Self {
         let (words, _) = entry.as_chunks::<8>();
         // Three whole words: the lookups are resolved at compile time.
         let word = |at: usize| words.get(at).copied().map_or(0, u64::from_le_bytes);
@@ -152,7 +156,9 @@ impl Rela {
         Self {
             r_offset: word(0),
             r_addend: word(2) as i64,
-            sym: (r_info >> 32) as u32,
+            // `Object::join` checked that every index of a member is inside
+            // its table, so the sum is inside the set's and cannot wrap.
+            sym: ((r_info >> 32) as u32).wrapping_add(symbol_base),
             r_type: r_info as u32,
         }
     }
@@ -164,7 +170,12 @@ impl Rela {
 pub(crate) struct RelocationSection<'a> {
     pub target: usize,
     /// Whole entries only (`sh_entsize` is checked to be 24).
-    entries: &'a [[u8; RELA_SIZE as usize]],
+    pub(crate) entries: &'a [[u8; RELA_SIZE as usize]],
+    /// Where the symbol table these entries index starts in the object's:
+    /// 0, but in a [joined](Object::join) object, where each member's
+    /// symbols follow the members before it. One add an entry, where
+    /// copying the entries with their indices rewritten would allocate.
+    pub(crate) symbol_base: u32,
 }
 
 impl<'a> RelocationSection<'a> {
@@ -175,12 +186,17 @@ impl<'a> RelocationSection<'a> {
 
     /// Entry `index`, decoded.
     pub fn get(&self, index: usize) -> Option<Rela> {
-        self.entries.get(index).map(Rela::decode)
+        self.entries
+            .get(index)
+            .map(|entry| Rela::decode(entry, self.symbol_base))
     }
 
     /// The entries, decoded in file order.
     pub fn entries(&self) -> impl ExactSizeIterator<Item = Rela> + 'a {
-        self.entries.iter().map(Rela::decode)
+        let symbol_base = self.symbol_base;
+        self.entries
+            .iter()
+            .map(move |entry| Rela::decode(entry, symbol_base))
     }
 }
 
@@ -197,13 +213,23 @@ pub struct Object<'a> {
     pub(crate) machine: Machine,
     pub(crate) sections: Vec<Section<'a>>,
     pub(crate) symbols: Vec<Symbol<'a>>,
-    /// The symbol table's string table (empty without a symbol table).
+    /// The symbol table's string table (empty without a symbol table, and
+    /// in a [joined](Object::join) object, whose names are in several: names
+    /// are then read from each symbol's `name`).
     pub(crate) strings: &'a [u8],
     pub(crate) relocations: Vec<RelocationSection<'a>>,
     pub(crate) groups: Vec<Group<'a>>,
-    /// The key whose signature was checked before parsing, if one was.
+    /// The member objects of a [joined](Object::join) object, in order;
+    /// empty for a parsed one.
+    pub(crate) members: Vec<Member>,
+    /// The key whose signature was checked before parsing, if one was. A
+    /// joined object has one if all its members were checked with that key.
     #[cfg(feature = "signature")]
     pub(crate) signer: Option<[u8; 32]>,
+    /// A joined object's members' keys, one per member (`None` for a member
+    /// that was not checked); empty for a parsed object.
+    #[cfg(feature = "signature")]
+    pub(crate) member_signers: Vec<Option<[u8; 32]>>,
 }
 
 impl<'a> Object<'a> {
@@ -270,8 +296,11 @@ impl<'a> Object<'a> {
             strings,
             relocations,
             groups,
+            members: Vec::new(),
             #[cfg(feature = "signature")]
             signer: None,
+            #[cfg(feature = "signature")]
+            member_signers: Vec::new(),
         })
     }
 
@@ -290,8 +319,15 @@ impl<'a> Object<'a> {
         section_ref(&self.sections, index)
     }
 
+    /// The error `kind` of this object. In a joined object, an error about
+    /// one of its sections or symbols names the member it came from, with
+    /// the member's own index (see [`LoadError::member`]).
     pub(crate) fn error(&self, kind: ErrorKind) -> LoadError {
-        LoadError::new(&self.name, kind)
+        if self.members.is_empty() {
+            LoadError::new(&self.name, kind)
+        } else {
+            self.member_error(kind)
+        }
     }
 
     /// A printable name for symbol `index`: its own, or its section's for
@@ -771,7 +807,11 @@ fn read_relocations<'a>(sections: &[Section<'a>]) -> Result<Vec<RelocationSectio
             .data
             .unwrap_or_default()
             .as_chunks::<{ RELA_SIZE as usize }>();
-        relocations.push(RelocationSection { target, entries });
+        relocations.push(RelocationSection {
+            target,
+            entries,
+            symbol_base: 0,
+        });
     }
     Ok(relocations)
 }

@@ -16,6 +16,10 @@ use crate::reloc::RelocationType;
 pub struct LoadError {
     /// The module being loaded.
     pub module: Box<str>,
+    /// For a module set ([`Object::join`](crate::Object::join)), the member
+    /// object the error is about, when it is about one: section and symbol
+    /// indices in `kind` are then the member's own, as in its file.
+    pub member: Option<Box<str>>,
     /// What went wrong.
     pub kind: ErrorKind,
 }
@@ -152,6 +156,26 @@ pub enum ErrorKind {
         /// Why.
         problem: SignatureProblem,
     },
+    /// Two members of a module set both define a name strongly, which a
+    /// static link refuses too.
+    DuplicateInSet {
+        /// The symbol.
+        name: Box<str>,
+        /// The member that defines it first.
+        first: Box<str>,
+        /// The member that defines it again.
+        second: Box<str>,
+    },
+    /// A member of a module set is for another machine than the set's first
+    /// member ([`LoadError::member`] names it).
+    MixedMachines {
+        /// `e_machine` of the set (its first member).
+        set: u16,
+        /// `e_machine` of the member.
+        member: u16,
+    },
+    /// A module set without members.
+    EmptySet,
 }
 
 /// Why a section cannot be loaded.
@@ -286,6 +310,7 @@ impl LoadError {
     pub(crate) fn new(module: &str, kind: ErrorKind) -> Self {
         Self {
             module: module.into(),
+            member: None,
             kind,
         }
     }
@@ -456,13 +481,26 @@ impl fmt::Display for ErrorKind {
                 write!(f, "{limit} {value} exceeds the limit of {max}")
             }
             ErrorKind::Signature { problem } => write!(f, "signature refused: {problem}"),
+            ErrorKind::DuplicateInSet {
+                name,
+                first,
+                second,
+            } => write!(f, "symbol {name} is defined by both {first} and {second}"),
+            ErrorKind::MixedMachines { set, member } => write!(
+                f,
+                "member is for machine {member}, the set's first member for machine {set}"
+            ),
+            ErrorKind::EmptySet => f.write_str("a module set needs at least one member"),
         }
     }
 }
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.module, self.kind)
+        match &self.member {
+            Some(member) => write!(f, "{}: {}: {}", self.module, member, self.kind),
+            None => write!(f, "{}: {}", self.module, self.kind),
+        }
     }
 }
 

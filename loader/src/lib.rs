@@ -67,6 +67,7 @@ mod call;
 pub mod elf;
 mod error;
 mod grouping;
+mod join;
 mod lazy;
 mod limits;
 mod loader;

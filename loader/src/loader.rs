@@ -307,8 +307,7 @@ impl<'l> Loader<'l> {
     fn check_object(&self, object: &Object<'_>) -> Result<(), ErrorKind> {
         #[cfg(feature = "signature")]
         if let Some(keys) = self.trusted {
-            let trusted = object.signer.is_some_and(|signer| keys.contains(&signer));
-            if !trusted {
+            if !object.is_signed_by(keys) {
                 return Err(ErrorKind::Signature {
                     problem: crate::error::SignatureProblem::Unsigned,
                 });

@@ -410,7 +410,10 @@ impl NameList {
     /// allocation each for the names and the definitions). The hashes are
     /// the ones the symbol table reader computed ([`name_hash`]): no name is
     /// hashed again during the load. Each name must be the bytes of `table`
-    /// at its offset.
+    /// at its offset, or `table` must not hold the names' stretch: a
+    /// [joined](crate::Object::join) object, whose names lie in several
+    /// string tables, passes an empty one, and each name is then copied
+    /// from its `&str`.
     #[inline(never)]
     pub fn collect<'n>(
         sizes: NameSizes,
@@ -1610,6 +1613,38 @@ mod tests {
                 assert_eq!(name_bytes(&list.text, definition), name.as_bytes());
                 assert_eq!(definition.hash, name_hash(name));
             }
+        }
+    }
+
+    /// Names from several string tables (a joined object's), collected
+    /// with an empty table: each comes from its own `&str`, whatever
+    /// offsets their tables gave them.
+    #[test]
+    fn names_without_a_table_come_from_each_name() {
+        let kind = DefinitionKind {
+            exported: true,
+            weak: false,
+            strong_here: true,
+        };
+        let names = [
+            ("first", 1usize),
+            ("second", 1),
+            ("", 0),
+            ("é3", 7),
+            ("x", 0),
+        ];
+        let mut sizes = NameSizes::new();
+        for (name, at) in names {
+            sizes.add(at, name.len());
+        }
+        let definitions = names
+            .iter()
+            .enumerate()
+            .map(|(symbol, (name, at))| (symbol, *at, *name, name_hash(name), kind));
+        let list = NameList::collect(sizes, &[], definitions).unwrap();
+        assert_eq!(list.definitions.len(), names.len());
+        for (definition, (name, _)) in list.definitions.iter().zip(names) {
+            assert_eq!(name_bytes(&list.text, definition), name.as_bytes());
         }
     }
 

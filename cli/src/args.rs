@@ -17,10 +17,13 @@ Usage:
   modload --help
 
 Commands:
-  run     Load the objects in order into one namespace, each as its own
-          module: later objects bind to earlier ones, and an object that
-          needs a later one waits for it. What remains resolves from the
-          named shared libraries, libc and libm. Then call the entry symbol
+  run     Load the objects in the order given into one namespace, each as
+          its own module. Calls to functions of later objects wait in their
+          slots until those load (late binding); objects whose data
+          references form a cycle load together as one module set, as if
+          `ld -r` had joined them; an object that needs a later one's data
+          waits for it. What remains resolves from the named shared
+          libraries, libc and libm. Then call the entry symbol
           as int main(int argc, char **argv), with argv[0] = the first
           object and ARGS after it, and exit with its return value.
           Destructors and atexit handlers run at exit.
@@ -41,10 +44,11 @@ Options for run:
   --entry SYMBOL        Symbol to call instead of `main`
   --trusted-key FILE    Require every object to be signed by a trusted key;
                         FILE holds a public key (repeatable)
-  -l NAME, -lNAME       Also resolve symbols from libNAME.so
+  -l NAME, -lNAME       Also resolve symbols from what cc/g++ link for -lNAME
   --lib PATH            Also resolve symbols from the shared library at PATH
   --region-size BYTES   Memory for all modules (default 64M; suffixes K, M, G;
                         0x for hexadecimal)
+  -v, --verbose         Say which objects load as one module set, and why
   --                    Pass the words after it to the program
 
 Options for plan:
@@ -91,6 +95,8 @@ pub struct RunArgs {
     pub program_args: Vec<OsString>,
     /// Public key files; when any is given, objects must be signed by one.
     pub trusted_keys: Vec<PathBuf>,
+    /// Say which objects load together as a module set, and why.
+    pub verbose: bool,
 }
 
 /// A shared library named on the command line.
@@ -140,6 +146,7 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String
         region_size: DEFAULT_REGION_SIZE,
         program_args: Vec::new(),
         trusted_keys: Vec::new(),
+        verbose: false,
     };
     while let Some(arg) = args.next() {
         let Some(text) = arg.to_str() else {
@@ -169,6 +176,8 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String
                 return Err(String::from("option -l needs a library name"));
             }
             run.libraries.push(Library::Name(name));
+        } else if text == "-v" || text == "--verbose" {
+            run.verbose = true;
         } else if text == "-h" || text == "--help" {
             return Ok(Command::Help);
         } else if text.starts_with('-') && text != "-" {

@@ -20,6 +20,7 @@ mod copies;
 mod dl;
 mod libsearch;
 mod link;
+mod order;
 mod plan;
 mod run;
 mod sign;

@@ -14,12 +14,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use modload::elf::EM_X86_64;
-use modload::{ErrorKind, Loader, Module, Namespace, Region, SymbolResolver as _};
+use modload::{ErrorKind, Loader, Module, Namespace, Region, UnboundCall};
 use modload_platform::host::{new_region, Placement, HOST_PROTECTION};
 
 use crate::args::RunArgs;
 use crate::copies::Copies;
 use crate::dl::SharedLibraries;
+use crate::order;
 use crate::plan::plan_alone;
 use crate::Failure;
 
@@ -69,7 +70,13 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
         &libraries,
         region_start..region_start.saturating_add(args.region_size as u64),
     )?;
-    let resolver = |name: &str| copies.resolve(name).or_else(|| libraries.resolve(name));
+    // Late binding needs a loader that lives as long as the program: what
+    // it resolves through stays for the rest of the process anyway.
+    let libraries: &'static SharedLibraries = Box::leak(Box::new(libraries));
+    let copies: &'static Copies = Box::leak(Box::new(copies));
+    let resolver: &'static Resolver = Box::leak(Box::new(Resolver { copies, libraries }));
+    let trusted = trusted.map(|keys| &*Box::leak(Box::new(keys)));
+    NAMESPACE.set_unbound_hook(Some(report_unbound_call));
 
     // SAFETY: `unload_all` is an `extern "C" fn()` that never unwinds.
     if unsafe { libc::atexit(unload_all) } != 0 {
@@ -78,11 +85,23 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
         )));
     }
 
-    let mut loader = Loader::new(&NAMESPACE, region, &HOST_PROTECTION).with_fallback(&resolver);
-    if let Some(keys) = &trusted {
+    let mut loader = Loader::new(&NAMESPACE, region, &HOST_PROTECTION)
+        .with_fallback(resolver)
+        .late_binding();
+    if let Some(keys) = trusted {
         loader = loader.require_signatures(keys);
     }
-    let modules = load_all(&loader, &objects)?;
+    let modules = load_all(&loader, &objects, args.verbose)?;
+    // Every object is in: a name still awaited is defined nowhere, which a
+    // static link would refuse too, so refuse it before anything runs.
+    let awaited = NAMESPACE.pending_imports();
+    if !awaited.is_empty() {
+        let names: Vec<&str> = awaited.iter().map(|(name, _)| &**name).collect();
+        return Err(Failure::message(format!(
+            "unresolved symbols (no object or library defines them): {}",
+            names.join(" ")
+        )));
+    }
 
     let entry = find_entry(&args.entry, &modules)?;
     let program = args
@@ -110,43 +129,103 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
     std::process::exit(status)
 }
 
-/// Loads every object, each after the objects it needs. A module binds only to
-/// modules loaded before it, so an object whose symbols are unresolved waits
-/// for the others and is tried again once one of them has loaded: the given
-/// order is kept where it works, and `modload run *.o` works in any order as
-/// long as no two objects need each other. A failed load changes nothing, so
-/// trying again is safe.
-fn load_all<'l>(
-    loader: &Loader<'l>,
+/// What modules resolve names through: the copies, then the libraries.
+struct Resolver {
+    copies: &'static Copies,
+    libraries: &'static SharedLibraries,
+}
+
+impl modload::SymbolResolver for Resolver {
+    fn resolve(&self, name: &str) -> Option<modload::VirtAddr> {
+        self.copies
+            .resolve(name)
+            .or_else(|| self.libraries.resolve(name))
+    }
+}
+
+/// Loads the objects one at a time, in the order given, with late binding:
+/// a call to a function of a later object waits in its slot until that
+/// object loads. Objects whose references cannot wait form cycles only
+/// through data (or hidden names); each smallest set that closes such a
+/// cycle loads as one module set ([`order::units`]; `-v` says which and
+/// why). A unit that needs, at load, a name a later unit defines waits for
+/// it and is tried again once another has loaded. A failed load changes
+/// nothing, so trying again is safe.
+fn load_all(
+    loader: &Loader<'static>,
     objects: &[(String, Vec<u8>)],
-) -> Result<Vec<Module<'l>>, Failure> {
-    let mut modules = Vec::with_capacity(objects.len());
-    let mut waiting: Vec<&(String, Vec<u8>)> = objects.iter().collect();
+    verbose: bool,
+) -> Result<Vec<Module<'static>>, Failure> {
+    let units = order::units(objects)?;
+    if verbose {
+        for unit in units.iter().filter(|unit| unit.members.len() > 1) {
+            eprintln!("{}", order::describe(unit, objects));
+        }
+    }
+    let mut modules = Vec::with_capacity(units.len());
+    let mut waiting: Vec<&order::Unit> = units.iter().collect();
     while !waiting.is_empty() {
         let loaded_before = modules.len();
         let mut still_waiting = Vec::new();
         let mut first_unresolved = None;
-        for object in waiting {
-            let (name, bytes) = object;
-            // SAFETY: running the objects' code is what the user asked for; the
-            // loader maps it with W^X permissions and runs its constructors.
-            match unsafe { loader.load(name, bytes) } {
+        for unit in waiting {
+            match load_unit(loader, unit, objects) {
                 Ok(module) => modules.push(module),
                 Err(error) if matches!(error.kind, ErrorKind::Unresolved { .. }) => {
                     first_unresolved.get_or_insert(error);
-                    still_waiting.push(object);
+                    still_waiting.push(unit);
                 }
                 Err(error) => return Err(Failure::load(&error)),
             }
         }
         if modules.len() == loaded_before {
             if let Some(error) = first_unresolved {
+                if verbose {
+                    for unit in &still_waiting {
+                        if let Err(error) = load_unit(loader, unit, objects) {
+                            eprintln!("modload: still waiting: {error}");
+                        }
+                    }
+                }
                 return Err(Failure::load(&error));
             }
         }
         waiting = still_waiting;
     }
     Ok(modules)
+}
+
+/// Loads one object, or a set of them as one module.
+fn load_unit(
+    loader: &Loader<'static>,
+    unit: &order::Unit,
+    objects: &[(String, Vec<u8>)],
+) -> Result<Module<'static>, modload::LoadError> {
+    let members: Vec<(&str, &[u8])> = unit
+        .members
+        .iter()
+        .filter_map(|&index| objects.get(index))
+        .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+        .collect();
+    match members.as_slice() {
+        // SAFETY: running the objects' code is what the user asked for; the
+        // loader maps it with W^X permissions and runs its constructors.
+        [(name, bytes)] => unsafe { loader.load(name, bytes) },
+        _ => {
+            let name = order::set_name(&members);
+            // SAFETY: as above.
+            unsafe { loader.load_set(&name, &members) }
+        }
+    }
+}
+
+/// Reports a call to a function no object defines (yet): the program asked
+/// for something that is not there, as a dynamic linker would say.
+fn report_unbound_call(call: &UnboundCall<'_>) {
+    eprintln!(
+        "modload: {} called {}, which no loaded object defines; the call returns 0",
+        call.module_name, call.symbol
+    );
 }
 
 /// Near the shared libraries, unless some object has 32-bit absolute
@@ -228,11 +307,44 @@ fn argv(program: &Path, rest: &[OsString]) -> Result<Vec<CString>, Failure> {
 /// destructors (`.fini_array`) run as a linked program's would. Registered
 /// before any module loads, so handlers that modules register with `atexit`
 /// run first, while module code is still mapped.
+///
+/// Late binding can make an earlier module use a later one, so newest first
+/// is only the first try: rounds go on while any module could go.
 extern "C" fn unload_all() {
-    for (id, _) in NAMESPACE.modules().into_iter().rev() {
-        if let Some(module) = Module::from_id(&NAMESPACE, id) {
-            // A refusal leaves the module mapped, which is harmless at exit.
-            let _ = module.unload();
+    loop {
+        let mut unloaded = false;
+        for (id, _) in NAMESPACE.modules().into_iter().rev() {
+            if let Some(module) = Module::from_id(&NAMESPACE, id) {
+                let handle = module.dso_handle();
+                // A refusal (a module still uses it) leaves it for a later round.
+                if unload_with_finalize(module, handle) {
+                    unloaded = true;
+                }
+            }
+        }
+        if !unloaded {
+            // What is left is refused for good, and stays mapped: harmless at exit.
+            break;
         }
     }
+}
+
+extern "C" {
+    /// glibc: runs the `__cxa_atexit` handlers registered under `handle`.
+    fn __cxa_finalize(handle: *mut std::ffi::c_void);
+}
+
+/// Unloads `module` unless another still uses it; first runs the handlers
+/// its C++ code registered with `__cxa_atexit` under its own `__dso_handle`
+/// (static objects' destructors), as a shared object's unloading does.
+fn unload_with_finalize(module: Module<'static>, handle: Option<modload::VirtAddr>) -> bool {
+    if module.is_used() {
+        return false;
+    }
+    if let Some(handle) = handle {
+        // SAFETY: the handle is the module's own `__dso_handle`; glibc runs
+        // (once) the handlers registered under it, whose code is still mapped.
+        unsafe { __cxa_finalize(handle.as_u64() as usize as *mut std::ffi::c_void) };
+    }
+    module.unload().is_ok()
 }

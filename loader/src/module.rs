@@ -44,6 +44,12 @@ impl<'n> Module<'n> {
         self.namespace.module_symbol(self.id, name)
     }
 
+    /// Whether other modules bind to this one, so that [`Module::unload`]
+    /// would be refused now.
+    pub fn is_used(&self) -> bool {
+        self.namespace.is_used(self.id)
+    }
+
     /// How many of the module's imports still wait for a definition, and how
     /// many were bound after it loaded (see [`Loader::late_binding`](crate::Loader::late_binding)).
     pub fn imports(&self) -> ImportStatus {

@@ -103,6 +103,13 @@ impl Namespace {
         Some(VirtAddr::new(address))
     }
 
+    pub(crate) fn is_used(&self, id: ModuleId) -> bool {
+        self.state
+            .lock()
+            .record(id)
+            .is_some_and(|record| record.users > 0)
+    }
+
     pub(crate) fn dso_handle(&self, id: ModuleId) -> Option<VirtAddr> {
         self.state.lock().record(id)?.dso_handle
     }

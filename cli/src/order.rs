@@ -1,0 +1,413 @@
+//! Which objects must load together, and in what order the rest load.
+//!
+//! With late binding, an object whose calls reach functions of later objects
+//! loads before them: its calls wait in their slots. What cannot wait is a
+//! *hard* reference (data, an absolute or PC-relative address, a GOT load
+//! that may be data) to a name another object defines, and any reference to
+//! a name another object defines but hides (`STV_HIDDEN`: the namespace never
+//! exports it, so only a static link binds it). Objects whose hard references
+//! form a cycle, and objects bound by hidden names, load as one module set,
+//! as if `ld -r` had joined them: the smallest sets that close every cycle.
+
+use std::collections::BTreeMap;
+
+use goblin::elf::section_header::SHN_UNDEF;
+use goblin::elf::sym::{
+    STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK, STT_FILE, STT_SECTION, STV_DEFAULT, STV_PROTECTED,
+};
+use goblin::elf::Elf;
+use modload::{ErrorKind, Loader, Namespace, NoProtection, Object, Region};
+
+use crate::Failure;
+
+/// Planning allocates nothing: finding an object's hard references needs
+/// neither region memory nor names.
+static SCRATCH_REGION: Region = Region::new();
+static SCRATCH_NAMESPACE: Namespace = Namespace::new();
+
+/// Objects that load as one module: one object, or a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    /// Indices of the objects, in the order given.
+    pub members: Vec<usize>,
+    /// Why the members load together: references between them that cannot
+    /// wait or cross modules.
+    pub reasons: Vec<Reason>,
+}
+
+/// One reference that ties two objects into a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    /// The object that refers.
+    pub from: usize,
+    /// The object that defines.
+    pub to: usize,
+    /// The name.
+    pub symbol: String,
+    /// How: a reference that cannot wait, or one to a hidden name.
+    pub hidden: bool,
+}
+
+/// What one object defines and refers to, as far as ordering cares.
+struct Names {
+    /// Global definitions, with whether each is hidden.
+    defines: Vec<(String, bool)>,
+    /// Every undefined global name.
+    refers: Vec<String>,
+    /// The undefined names it needs at load: what late binding cannot defer.
+    hard: Vec<String>,
+}
+
+/// The units to load, in the order given: a set takes the place of its
+/// first member. `objects` are `(name, bytes)`.
+pub fn units(objects: &[(String, Vec<u8>)]) -> Result<Vec<Unit>, Failure> {
+    let names: Vec<Names> = objects
+        .iter()
+        .map(|(name, bytes)| names_of(name, bytes))
+        .collect::<Result<_, _>>()?;
+    // The first definition of each name wins, as in the namespace.
+    let mut definer: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
+    for (index, object) in names.iter().enumerate() {
+        for (name, hidden) in &object.defines {
+            definer.entry(name).or_insert((index, *hidden));
+        }
+    }
+    let mut edges: Vec<Reason> = Vec::new();
+    for (from, object) in names.iter().enumerate() {
+        let mut add = |symbol: &str, hidden: bool| {
+            if let Some(&(to, _)) = definer.get(symbol).filter(|(to, _)| *to != from) {
+                edges.push(Reason {
+                    from,
+                    to,
+                    symbol: symbol.to_owned(),
+                    hidden,
+                });
+            }
+        };
+        for symbol in &object.hard {
+            add(symbol, false);
+        }
+        for symbol in &object.refers {
+            if definer
+                .get(symbol.as_str())
+                .is_some_and(|(_, hidden)| *hidden)
+            {
+                add(symbol, true);
+            }
+        }
+    }
+    Ok(group(objects.len(), &edges))
+}
+
+/// Groups `count` objects: hidden references join their two ends, and each
+/// cycle of hard references between groups joins the groups on it, until
+/// no cycle is left.
+fn group(count: usize, edges: &[Reason]) -> Vec<Unit> {
+    let mut leader: Vec<usize> = (0..count).collect();
+    for edge in edges.iter().filter(|edge| edge.hidden) {
+        join(&mut leader, edge.from, edge.to);
+    }
+    loop {
+        let mut graph: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for edge in edges.iter().filter(|edge| !edge.hidden) {
+            let (from, to) = (find(&mut leader, edge.from), find(&mut leader, edge.to));
+            if from != to {
+                graph.entry(from).or_default().push(to);
+            }
+        }
+        let mut merged = false;
+        for component in strongly_connected(count, &graph) {
+            if let Some((&first, rest)) = component.split_first() {
+                for &other in rest {
+                    join(&mut leader, first, other);
+                    merged = true;
+                }
+            }
+        }
+        if !merged {
+            break;
+        }
+    }
+    let mut units: BTreeMap<usize, Unit> = BTreeMap::new();
+    for index in 0..count {
+        let root = find(&mut leader, index);
+        units
+            .entry(root)
+            .or_insert_with(|| Unit {
+                members: Vec::new(),
+                reasons: Vec::new(),
+            })
+            .members
+            .push(index);
+    }
+    for edge in edges {
+        let root = find(&mut leader, edge.from);
+        if root == find(&mut leader, edge.to) {
+            if let Some(unit) = units.get_mut(&root) {
+                unit.reasons.push(edge.clone());
+            }
+        }
+    }
+    let mut units: Vec<Unit> = units.into_values().collect();
+    units.sort_by_key(|unit| unit.members.first().copied());
+    units
+}
+
+/// The group of `index` (union-find with path halving). An index outside
+/// `leader` is its own group.
+fn find(leader: &mut [usize], mut index: usize) -> usize {
+    loop {
+        let Some(&parent) = leader.get(index) else {
+            return index;
+        };
+        if parent == index {
+            return index;
+        }
+        let grandparent = leader.get(parent).copied().unwrap_or(parent);
+        if let Some(slot) = leader.get_mut(index) {
+            *slot = grandparent;
+        }
+        index = grandparent;
+    }
+}
+
+fn join(leader: &mut [usize], a: usize, b: usize) {
+    let (a, b) = (find(leader, a), find(leader, b));
+    // The smaller index leads, so a set keeps its first member's place.
+    let (low, high) = if a < b { (a, b) } else { (b, a) };
+    if let Some(slot) = leader.get_mut(high) {
+        *slot = low;
+    }
+}
+
+/// The components of more than one node (Tarjan's algorithm, iteratively),
+/// among nodes `0..count`.
+fn strongly_connected(count: usize, graph: &BTreeMap<usize, Vec<usize>>) -> Vec<Vec<usize>> {
+    #[derive(Clone, Copy)]
+    struct Node {
+        index: Option<usize>,
+        low: usize,
+        on_stack: bool,
+    }
+    let mut nodes = vec![
+        Node {
+            index: None,
+            low: 0,
+            on_stack: false,
+        };
+        count
+    ];
+    let mut stack = Vec::new();
+    let mut next = 0usize;
+    let mut components = Vec::new();
+    for start in 0..count {
+        if nodes.get(start).is_none_or(|node| node.index.is_some()) {
+            continue;
+        }
+        // (node, how many of its edges were followed)
+        let mut work = vec![(start, 0usize)];
+        while let Some((node, followed)) = work.pop() {
+            if followed == 0 {
+                if let Some(entry) = nodes.get_mut(node) {
+                    *entry = Node {
+                        index: Some(next),
+                        low: next,
+                        on_stack: true,
+                    };
+                }
+                next += 1;
+                stack.push(node);
+            }
+            let target = graph.get(&node).and_then(|targets| targets.get(followed));
+            if let Some(&target) = target {
+                work.push((node, followed + 1));
+                match nodes.get(target).copied() {
+                    Some(Node { index: None, .. }) => work.push((target, 0)),
+                    Some(Node {
+                        index: Some(index),
+                        on_stack: true,
+                        ..
+                    }) => lower(&mut nodes, node, index),
+                    _ => {}
+                }
+                continue;
+            }
+            let Some(Node {
+                index: Some(index),
+                low,
+                ..
+            }) = nodes.get(node).copied()
+            else {
+                continue;
+            };
+            if let Some(&(parent, _)) = work.last() {
+                lower(&mut nodes, parent, low);
+            }
+            if low == index {
+                let mut component = Vec::new();
+                while let Some(member) = stack.pop() {
+                    if let Some(entry) = nodes.get_mut(member) {
+                        entry.on_stack = false;
+                    }
+                    component.push(member);
+                    if member == node {
+                        break;
+                    }
+                }
+                if component.len() > 1 {
+                    component.sort_unstable();
+                    components.push(component);
+                }
+            }
+        }
+    }
+    fn lower(nodes: &mut [Node], node: usize, value: usize) {
+        if let Some(entry) = nodes.get_mut(node) {
+            entry.low = entry.low.min(value);
+        }
+    }
+    components
+}
+
+/// What `name` defines and refers to, and which of its references cannot
+/// wait: planned with late binding against an empty namespace, every
+/// undefined name it needs at load is unresolved.
+fn names_of(name: &str, bytes: &[u8]) -> Result<Names, Failure> {
+    let elf = Elf::parse(bytes)
+        .map_err(|error| Failure::message(format!("{name}: not an ELF object: {error}")))?;
+    let mut defines = Vec::new();
+    let mut refers = Vec::new();
+    for symbol in elf.syms.iter() {
+        let bind = symbol.st_bind();
+        if !matches!(bind, STB_GLOBAL | STB_WEAK | STB_GNU_UNIQUE)
+            || matches!(symbol.st_type(), STT_FILE | STT_SECTION)
+        {
+            continue;
+        }
+        let Some(symbol_name) = elf.strtab.get_at(symbol.st_name) else {
+            continue;
+        };
+        if symbol_name.is_empty() {
+            continue;
+        }
+        if symbol.st_shndx == SHN_UNDEF as usize {
+            refers.push(symbol_name.to_owned());
+        } else {
+            // Hidden and internal names are never exported: only a static
+            // link binds them.
+            let exported = matches!(symbol.st_visibility(), STV_DEFAULT | STV_PROTECTED);
+            defines.push((symbol_name.to_owned(), !exported));
+        }
+    }
+    let loader = Loader::new(&SCRATCH_NAMESPACE, &SCRATCH_REGION, &NoProtection).late_binding();
+    let object = Object::parse(name, bytes).map_err(|error| Failure::load(&error))?;
+    let hard = match loader.plan(object) {
+        Ok(_) => Vec::new(),
+        Err(error) => match error.kind {
+            ErrorKind::Unresolved { names } => names.iter().map(|name| name.to_string()).collect(),
+            _ => return Err(Failure::load(&error)),
+        },
+    };
+    Ok(Names {
+        defines,
+        refers,
+        hard,
+    })
+}
+
+/// The name a set loads under: its first member's, and how many more.
+pub fn set_name(members: &[(&str, &[u8])]) -> String {
+    match members {
+        [] => String::from("(empty set)"),
+        [(first, _)] => (*first).to_owned(),
+        [(first, _), rest @ ..] => format!("{first}+{}", rest.len()),
+    }
+}
+
+/// One line per set, for `-v`: its members and the references that tie them.
+pub fn describe(unit: &Unit, objects: &[(String, Vec<u8>)]) -> String {
+    let name = |index: usize| objects.get(index).map_or("?", |(name, _)| name.as_str());
+    let members: Vec<&str> = unit.members.iter().map(|&index| name(index)).collect();
+    let mut reasons: Vec<String> = unit
+        .reasons
+        .iter()
+        .map(|reason| {
+            let how = if reason.hidden {
+                "hidden"
+            } else {
+                "needed at load"
+            };
+            format!(
+                "{} -> {} ({how}: {})",
+                name(reason.from),
+                name(reason.to),
+                reason.symbol
+            )
+        })
+        .collect();
+    reasons.sort();
+    reasons.dedup();
+    let shown = reasons.len().min(8);
+    let more = reasons.len() - shown;
+    let mut line = format!(
+        "modload: loading {} as one module set: {}",
+        members.join(" "),
+        reasons.get(..shown).unwrap_or_default().join("; ")
+    );
+    if more > 0 {
+        line.push_str(&format!("; and {more} more"));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(from: usize, to: usize, hidden: bool) -> Reason {
+        Reason {
+            from,
+            to,
+            symbol: format!("s{from}_{to}"),
+            hidden,
+        }
+    }
+
+    fn members(units: &[Unit]) -> Vec<Vec<usize>> {
+        units.iter().map(|unit| unit.members.clone()).collect()
+    }
+
+    #[test]
+    fn a_chain_of_hard_references_needs_no_set() {
+        let units = group(3, &[edge(0, 1, false), edge(1, 2, false)]);
+        assert_eq!(members(&units), [vec![0], vec![1], vec![2]]);
+    }
+
+    #[test]
+    fn a_hard_cycle_is_one_set_and_only_its_members() {
+        let units = group(
+            4,
+            &[edge(0, 2, false), edge(2, 0, false), edge(1, 3, false)],
+        );
+        assert_eq!(members(&units), [vec![0, 2], vec![1], vec![3]]);
+        assert_eq!(units[0].reasons.len(), 2);
+    }
+
+    #[test]
+    fn hidden_names_join_and_joining_can_close_a_cycle() {
+        // 0 hides what 1 uses; 1 -> 2 and 2 -> 0 are hard: once 0 and 1 are
+        // one group, 2 closes a cycle with it.
+        let units = group(4, &[edge(1, 0, true), edge(1, 2, false), edge(2, 0, false)]);
+        assert_eq!(members(&units), [vec![0, 1, 2], vec![3]]);
+    }
+
+    #[test]
+    fn a_long_cycle_is_found_whatever_the_order() {
+        let edges: Vec<Reason> = (0..50)
+            .map(|i| edge((i * 7) % 50, (i * 7 + 7) % 50, false))
+            .collect();
+        let units = group(50, &edges);
+        assert_eq!(units.len(), 1);
+        assert_eq!(units[0].members.len(), 50);
+    }
+}

@@ -31,7 +31,9 @@ Commands:
           kinds, segments, GOT and stub slots, relocations by type.
   link    Link the objects in order for target addresses (any supported
           machine; no code runs): the first at ADDRESS, each next one at
-          the first suitably aligned address after the previous. Writes
+          the first suitably aligned address after the previous. Calls
+          between objects bind late and data cycles load as module sets,
+          as for run; every name must be defined by the end. Writes
           DIR/<index>-<name>.bin (each module's bytes) and DIR/layout.json
           (bases, areas and exported symbols).
 
@@ -58,6 +60,7 @@ Options for link:
   --at ADDRESS          Target address of the first module (0x for hex)
   -o DIR, --output DIR  Directory for the module images and layout.json
   --sym NAME=ADDRESS    Define a host symbol (repeatable)
+  -v, --verbose         Say which objects load as one module set, and why
 ";
 
 /// The default bytes of region memory for `run`.

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use goblin::elf::sym::{STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK, STT_FILE, STT_SECTION};
 use goblin::elf::Elf;
 use modload::{
-    LoadError, Loader, Machine, Namespace, NoProtection, Object, PlacedPiece, Region, SectionKind,
-    VirtAddr,
+    ErrorKind, LoadError, Loader, Machine, Namespace, NoProtection, Object, PlacedPiece, Region,
+    SectionKind, VirtAddr,
 };
 use modload_platform::host::{new_region, Placement};
 
@@ -37,6 +37,8 @@ pub struct LinkArgs {
     pub output: PathBuf,
     /// Host symbols, in command-line order.
     pub symbols: Vec<(String, u64)>,
+    /// Say which objects load as one module set, and why.
+    pub verbose: bool,
 }
 
 /// Parses the arguments after `link`. The error is a one-line usage message.
@@ -45,6 +47,7 @@ pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<LinkArgs, Strin
     let mut at = None;
     let mut output = None;
     let mut symbols: Vec<(String, u64)> = Vec::new();
+    let mut verbose = false;
     while let Some(arg) = args.next() {
         let Some(text) = arg.to_str() else {
             // Only paths may be non-UTF-8; options and their values are ASCII.
@@ -66,6 +69,8 @@ pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<LinkArgs, Strin
                 .next()
                 .ok_or_else(|| String::from("option -o needs a value"))?;
             output = Some(PathBuf::from(value));
+        } else if text == "-v" || text == "--verbose" {
+            verbose = true;
         } else if text == "-h" || text == "--help" {
             return Err(String::from("see `modload --help` for link's options"));
         } else if text.starts_with('-') && text != "-" {
@@ -86,6 +91,7 @@ pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<LinkArgs, Strin
         at,
         output,
         symbols,
+        verbose,
     })
 }
 
@@ -126,21 +132,28 @@ struct LinkedModule {
 }
 
 /// Runs `modload link`.
+///
+/// Objects load one at a time in the order given, with late binding: a call
+/// to a function of a later object waits in its slot and is bound when that
+/// object loads, so the images are written only once every object is in.
+/// Objects tied by references that cannot wait load as one module set
+/// ([`crate::order::units`]). A name still awaited at the end is defined
+/// nowhere, and the link fails.
 pub fn command(args: &LinkArgs) -> Result<(), Failure> {
     let inputs = crate::read_objects(&args.objects)?;
     std::fs::create_dir_all(&args.output)
         .map_err(|error| Failure::io(&args.output.to_string_lossy(), &error))?;
 
-    let namespace = Namespace::new();
+    // Late binding keeps the namespace's address in each lazy entry: it
+    // lives until the process ends.
+    let namespace: &'static Namespace = Box::leak(Box::new(Namespace::new()));
     for (name, address) in &args.symbols {
         namespace
             .add_host_export(name, VirtAddr::new(*address))
             .map_err(|_| Failure::usage(format!("--sym `{name}` is given twice")))?;
     }
     let mut machine = None;
-    let mut modules: Vec<LinkedModule> = Vec::with_capacity(inputs.len());
-    let mut next = args.at;
-    for (index, ((name, bytes), path)) in inputs.iter().zip(&args.objects).enumerate() {
+    for (name, bytes) in &inputs {
         let object_machine = Object::parse(name, bytes)
             .map_err(|error| Failure::load(&error))?
             .machine();
@@ -155,43 +168,130 @@ pub fn command(args: &LinkArgs) -> Result<(), Failure> {
             }
             Some(_) => {}
         }
-        let module = link_one(&namespace, index, name, bytes, path, next, args)?;
-        next = module.base.checked_add(module.size).ok_or_else(|| {
-            Failure::message(format!(
-                "{name}: module at {:#x} ends past the address space",
-                module.base
-            ))
-        })?;
-        modules.push(module);
+    }
+    let units = crate::order::units(&inputs)?;
+    if args.verbose {
+        for unit in units.iter().filter(|unit| unit.members.len() > 1) {
+            eprintln!("{}", crate::order::describe(unit, &inputs));
+        }
+    }
+    let mut linked: Vec<Linked> = Vec::with_capacity(units.len());
+    let mut next = args.at;
+    let mut waiting: Vec<&crate::order::Unit> = units.iter().collect();
+    while !waiting.is_empty() {
+        let linked_before = linked.len();
+        let mut still_waiting = Vec::new();
+        let mut first_unresolved = None;
+        for unit in waiting {
+            match link_unit(namespace, linked.len(), unit, &inputs, next, args, true)? {
+                Ok(module) => {
+                    next = module
+                        .module
+                        .base
+                        .checked_add(module.module.size)
+                        .ok_or_else(|| {
+                            Failure::message(format!(
+                                "{}: module at {:#x} ends past the address space",
+                                module.module.name, module.module.base
+                            ))
+                        })?;
+                    linked.push(module);
+                }
+                Err(error) => {
+                    first_unresolved.get_or_insert(error);
+                    still_waiting.push(unit);
+                }
+            }
+        }
+        if linked.len() == linked_before {
+            if let (Some(error), Some(unit)) = (first_unresolved, still_waiting.first()) {
+                // Without late binding the load names every missing name,
+                // the functions that could have waited too.
+                return Err(
+                    match link_unit(namespace, linked.len(), unit, &inputs, next, args, false) {
+                        Err(failure) => failure,
+                        Ok(Err(error)) => Failure::load(&error),
+                        Ok(Ok(_)) => Failure::load(&error),
+                    },
+                );
+            }
+        }
+        waiting = still_waiting;
+    }
+    if let Some(failure) = crate::order::still_unresolved(namespace) {
+        return Err(failure);
+    }
+    let mut modules = Vec::with_capacity(linked.len());
+    for module in linked {
+        let destination = args.output.join(&module.module.file);
+        std::fs::write(&destination, module.bytes())
+            .map_err(|error| Failure::io(&destination.to_string_lossy(), &error))?;
+        modules.push(module.module);
     }
 
-    let symbols = exported_symbols(&namespace, &inputs)?;
+    let symbols = exported_symbols(namespace, &inputs)?;
     let machine = machine.unwrap_or(Machine::X86_64);
     let json = layout_json(machine, args.at, &modules, &symbols);
     let layout = args.output.join("layout.json");
     std::fs::write(&layout, json).map_err(|error| Failure::io(&layout.to_string_lossy(), &error))
 }
 
-/// Loads one object for the first address at or after `next` that suits its
-/// alignment (exactly `--at` for the first), writes its image and publishes
-/// its symbols for the objects after it.
-fn link_one(
-    namespace: &Namespace,
+/// A module linked and published, whose image is written at the end: its
+/// bytes stay in its region, where later objects may still bind its slots.
+struct Linked {
+    module: LinkedModule,
+    region: &'static Region,
+    /// The image's offset in the region and its length.
+    start: u64,
+    len: usize,
+}
+
+impl Linked {
+    fn bytes(&self) -> &[u8] {
+        let start = self.region.start().as_u64().saturating_add(self.start);
+        // SAFETY: the module's reservation lies in `region`, which is mapped
+        // read-write for the rest of the process (nothing is protected with
+        // `NoProtection`) and which nothing writes while the images are saved.
+        unsafe { std::slice::from_raw_parts(start as usize as *const u8, self.len) }
+    }
+}
+
+/// Loads one unit (an object, or a set as one module) for the first address
+/// at or after `next` that suits its alignment (exactly `--at` for the
+/// first), and publishes its symbols for the units after it. The inner
+/// error is a load that must wait for another unit. `late`: with late
+/// binding, as every unit links; without, to name every missing name.
+fn link_unit(
+    namespace: &'static Namespace,
     index: usize,
-    name: &str,
-    bytes: &[u8],
-    path: &Path,
+    unit: &crate::order::Unit,
+    inputs: &[(String, Vec<u8>)],
     next: u64,
     args: &LinkArgs,
-) -> Result<LinkedModule, Failure> {
+    late: bool,
+) -> Result<Result<Linked, LoadError>, Failure> {
     let load = |error: LoadError| Failure::load(&error);
+    let members: Vec<(&str, &[u8])> = unit
+        .members
+        .iter()
+        .filter_map(|&member| inputs.get(member))
+        .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+        .collect();
+    let name = crate::order::set_name(&members);
+    let parse = |loader: &Loader<'static>| -> Result<Object<'_>, LoadError> {
+        match members.as_slice() {
+            [(name, bytes)] => loader.parse(name, bytes),
+            _ => loader.parse_set(&name, &members),
+        }
+    };
     // Sizing first: the region must exist before the plan that fills it.
-    let sizing = Loader::new(namespace, &SCRATCH_REGION, &NoProtection);
-    let plan = sizing
-        .plan(Object::parse(name, bytes).map_err(load)?)
-        .map_err(load)?
-        .plan()
-        .clone();
+    let with_late = |loader: Loader<'static>| if late { loader.late_binding() } else { loader };
+    let sizing = with_late(Loader::new(namespace, &SCRATCH_REGION, &NoProtection));
+    let plan = match sizing.plan(parse(&sizing).map_err(load)?) {
+        Ok(planned) => planned.plan().clone(),
+        Err(error) if matches!(error.kind, ErrorKind::Unresolved { .. }) => return Ok(Err(error)),
+        Err(error) => return Err(load(error)),
+    };
     let alignment = plan.alignment();
     let base = if index == 0 {
         if !alignment.is_aligned(next) {
@@ -214,42 +314,58 @@ fn link_one(
     let region = new_region(memory, Placement::Anywhere)
         .map_err(|error| Failure::io(&format!("{name}: cannot map {memory} bytes"), &error))?;
 
-    let loader = Loader::new(namespace, region, &NoProtection);
-    let planned = loader
-        .plan(Object::parse(name, bytes).map_err(load)?)
-        .map_err(load)?;
+    let loader = with_late(Loader::new(namespace, region, &NoProtection));
+    let planned = loader.plan(parse(&loader).map_err(load)?).map_err(load)?;
     let got_slots = planned.plan().got_slots();
     let stub_slots = planned.plan().stub_slots();
     let size = planned.plan().size();
     let mut placed = planned.allocate().map_err(load)?;
     placed.map_module(VirtAddr::new(base)).map_err(load)?;
     let pieces = placed.pieces();
+    let start = placed
+        .load_address()
+        .as_u64()
+        .saturating_sub(region.start().as_u64());
     let finalized = placed.relocate().map_err(load)?.finalize().map_err(load)?;
     let report = finalized.report();
+    let len = finalized.bytes().len();
 
-    let stem = path.file_stem().map_or_else(
+    let first = unit
+        .members
+        .first()
+        .and_then(|&member| args.objects.get(member));
+    let stem = first.and_then(|path| path.file_stem()).map_or_else(
         || format!("module{index}"),
         |stem| stem.to_string_lossy().into_owned(),
     );
     let file = format!("{index}-{stem}.bin");
-    let destination = args.output.join(&file);
-    std::fs::write(&destination, finalized.bytes())
-        .map_err(|error| Failure::io(&destination.to_string_lossy(), &error))?;
+    let input = unit
+        .members
+        .iter()
+        .filter_map(|&member| args.objects.get(member))
+        .map(|path| path.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
     // Published without running anything: the code is for another address.
     finalized.publish().map_err(load)?;
-    Ok(LinkedModule {
-        name: stem,
-        input: path.to_string_lossy().into_owned(),
-        file,
-        base,
-        size,
-        alignment: alignment.bytes(),
-        got_slots,
-        stub_slots,
-        stubs_used: report.stubs_used,
-        relocations: report.relocations_applied,
-        pieces,
-    })
+    Ok(Ok(Linked {
+        module: LinkedModule {
+            name: stem,
+            input,
+            file,
+            base,
+            size,
+            alignment: alignment.bytes(),
+            got_slots,
+            stub_slots,
+            stubs_used: report.stubs_used,
+            relocations: report.relocations_applied,
+            pieces,
+        },
+        region,
+        start,
+        len,
+    }))
 }
 
 /// Every name the modules export, with the address the namespace resolves it

@@ -315,6 +315,31 @@ fn names_of(name: &str, bytes: &[u8]) -> Result<Names, Failure> {
     })
 }
 
+/// After every unit has loaded: the names still awaited, which nothing
+/// defines, as one message per waiting module (`file: unresolved symbols:
+/// ...`, as the loader words it), or `None` if every import was bound.
+pub fn still_unresolved(namespace: &Namespace) -> Option<Failure> {
+    let awaited = namespace.pending_imports();
+    if awaited.is_empty() {
+        return None;
+    }
+    let modules: BTreeMap<modload::ModuleId, Box<str>> = namespace.modules().into_iter().collect();
+    let mut by_module: BTreeMap<modload::ModuleId, Vec<&str>> = BTreeMap::new();
+    for (name, waiting) in &awaited {
+        for module in waiting {
+            by_module.entry(*module).or_default().push(name);
+        }
+    }
+    let lines: Vec<String> = by_module
+        .iter()
+        .map(|(module, names)| {
+            let file = modules.get(module).map_or("?", |name| &**name);
+            format!("{file}: unresolved symbols: {}", names.join(" "))
+        })
+        .collect();
+    Some(Failure::message(lines.join("; ")))
+}
+
 /// The name a set loads under: its first member's, and how many more.
 pub fn set_name(members: &[(&str, &[u8])]) -> String {
     match members {

@@ -94,13 +94,8 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
     let modules = load_all(&loader, &objects, args.verbose)?;
     // Every object is in: a name still awaited is defined nowhere, which a
     // static link would refuse too, so refuse it before anything runs.
-    let awaited = NAMESPACE.pending_imports();
-    if !awaited.is_empty() {
-        let names: Vec<&str> = awaited.iter().map(|(name, _)| &**name).collect();
-        return Err(Failure::message(format!(
-            "unresolved symbols (no object or library defines them): {}",
-            names.join(" ")
-        )));
+    if let Some(failure) = order::still_unresolved(&NAMESPACE) {
+        return Err(failure);
     }
 
     let entry = find_entry(&args.entry, &modules)?;
@@ -179,7 +174,7 @@ fn load_all(
             }
         }
         if modules.len() == loaded_before {
-            if let Some(error) = first_unresolved {
+            if let (Some(error), Some(unit)) = (first_unresolved, still_waiting.first()) {
                 if verbose {
                     for unit in &still_waiting {
                         if let Err(error) = load_unit(loader, unit, objects) {
@@ -187,7 +182,13 @@ fn load_all(
                         }
                     }
                 }
-                return Err(Failure::load(&error));
+                // Without late binding the load names every missing name,
+                // the functions that could have waited too.
+                let strict = loader.without_late_binding();
+                return Err(match load_unit(&strict, unit, objects) {
+                    Err(full) => Failure::load(&full),
+                    Ok(_) => Failure::load(&error),
+                });
             }
         }
         waiting = still_waiting;

@@ -118,6 +118,13 @@ impl<'l> Loader<'l> {
         self
     }
 
+    /// This loader with late binding turned off again: every import must
+    /// resolve at load, and a failed load names every missing one.
+    pub fn without_late_binding(mut self) -> Self {
+        self.late_binding = false;
+        self
+    }
+
     /// Loads within `limits` instead of [`Limits::DEFAULT`].
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;

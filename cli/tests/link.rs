@@ -500,3 +500,75 @@ abs32:
         "{line}"
     );
 }
+
+/// C calls D, which comes after it: C links with the call pending, through
+/// its stub and GOT slot, and D's arrival binds the slot in C's image.
+#[test]
+fn a_call_to_a_later_object_is_bound_in_the_earlier_image() {
+    const CALLER: &str = "
+    .text
+    .globl c_fn
+c_fn:
+    call d_fn@PLT
+    ret
+    .section .note.GNU-stack, \"\", @progbits
+";
+    const DEFINER: &str = "
+    .text
+    .globl d_fn
+d_fn:
+    movl $9, %eax
+    ret
+    .section .note.GNU-stack, \"\", @progbits
+";
+    let dir = workdir("late");
+    let c = assemble(&dir, "c", CALLER, false);
+    let d = assemble(&dir, "d", DEFINER, false);
+    let out = dir.join("out");
+    let layout = link(&[&c, &d], "0x40000000", &out, &[]);
+    let d_fn = layout.symbols["d_fn"];
+    let image = layout.image(0);
+    let base = layout.modules[0].base;
+    let object_c = InputObject::parse("c.o", &std::fs::read(&c).unwrap());
+    let text_index = object_c
+        .sections
+        .iter()
+        .position(|s| s.name == ".text")
+        .unwrap();
+    let text = layout.section_area(0, text_index).unwrap();
+    // call <rel32> lands on C's stub...
+    let call = text.address - base;
+    assert_eq!(image[call as usize], 0xe8);
+    let stub = (text.address + 5).wrapping_add_signed(i32_at(&image, call + 1).into());
+    let stubs = layout.loader_area(0, "stubs").unwrap();
+    assert!(stubs.contains(stub, 6), "the call goes through C's stub");
+    // ...which is `jmp *slot(%rip)`, and the slot now holds d_fn.
+    assert_eq!(image[(stub - base) as usize..][..2], [0xff, 0x25]);
+    let slot = (stub + 6).wrapping_add_signed(i32_at(&image, stub - base + 2).into());
+    let got = layout.loader_area(0, "got").unwrap();
+    assert!(got.contains(slot, 8), "the stub reads C's GOT");
+    assert_eq!(u64_at(&image, slot - base), d_fn);
+
+    // In the other order D is there first: the call is bound at once.
+    let out = dir.join("out-reverse");
+    let layout = link(&[&d, &c], "0x40000000", &out, &[]);
+    assert!(layout.symbols.contains_key("c_fn"));
+}
+
+/// Without D, C's pending call is never bound: the link fails, naming it.
+#[test]
+fn a_call_nothing_defines_fails_the_link() {
+    let dir = workdir("late-missing");
+    let c = assemble(
+        &dir,
+        "c",
+        "    .text\n    .globl c_fn\nc_fn:\n    call d_fn@PLT\n    ret\n",
+        false,
+    );
+    let out = dir.join("out");
+    let line = one_line_error(
+        &modload(&["link", path(&c), "--at", "0x40000000", "-o", path(&out)]),
+        1,
+    );
+    assert!(line.contains("d_fn") && line.contains(path(&c)), "{line}");
+}

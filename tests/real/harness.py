@@ -226,6 +226,7 @@ class Compile:
     source: Path
     object: Path
     command: list[str]
+    seconds: float = 0.0
 
     def up_to_date(self) -> bool:
         """True when the object was built by this very command from sources
@@ -250,7 +251,9 @@ class Compile:
         self.object.parent.mkdir(parents=True, exist_ok=True)
         command_file = self.object.with_suffix(".cmd")
         command_file.unlink(missing_ok=True)
+        started = time.monotonic()
         result = subprocess.run(self.command, capture_output=True, text=True)
+        self.seconds = time.monotonic() - started
         log = self.object.with_suffix(".log")
         log.write_text(result.stderr)
         if result.returncode != 0:
@@ -535,10 +538,10 @@ def main() -> int:
         else:
             modload = None
             skip_reason = (
-                "MODLOAD_AARCH64 is not set to an aarch64 build of the modload CLI"
+                "no aarch64 modload CLI (MODLOAD_AARCH64 is unset)"
                 if not aarch64_cli
-                else f"MODLOAD_AARCH64={aarch64_cli} is not a file"
-            ) + ", so modload cannot run under qemu-aarch64 (native runs still checked)"
+                else f"no aarch64 modload CLI (MODLOAD_AARCH64={aarch64_cli} is not a file)"
+            )
 
     crates = crate_dirs()
     versions = crate_versions()
@@ -599,8 +602,21 @@ def main() -> int:
         f"time: {finished - started:.1f} s (compile {compiled - started:.1f} s,"
         f" link {linked - compiled:.1f} s, run {finished - linked:.1f} s)"
     )
+    slowest_compiles = sorted(stale, key=lambda pair: -pair[1].seconds)[:3]
+    if slowest_compiles:
+        print("slowest compiles: " + ", ".join(
+            f"{c.source.name} ({b.flag_set.name}) {c.seconds:.1f} s" for b, c in slowest_compiles
+        ))
+    ran = [v for v in verdicts if v.seconds]
+    if ran:
+        slowest = max(ran, key=lambda v: v.seconds)
+        print(f"slowest modload run: {slowest.case.name} {slowest.seconds:.1f} s")
     if skipped:
-        print(f"{skipped} cases skipped: {skip_reason}")
+        print(
+            f"{skipped} cases skipped: {skip_reason}. Set MODLOAD_AARCH64 to an aarch64"
+            " build of the modload CLI to run them under qemu-aarch64; the native"
+            " binaries were built and checked."
+        )
     summary = f"{passed} passed, {failed} failed"
     print(summary + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed else 0

@@ -3,16 +3,18 @@
 # machine. Each package is installed only when missing, so a second run is
 # quick and touches the network not at all.
 #
-# Usage: install-deps.sh [host] [cross] [kernel] [bench]   (default: all)
+# Usage: install-deps.sh [host] [cross] [kernel] [bench] [real]   (default: all)
 #   host    gcc, g++, binutils, python3: the x86_64 host fixtures
 #   cross   clang-22, lld-22, llvm-22 tools: AArch64 fixtures and the lld oracle
 #   kernel  Debian's rustc-web/cargo-web/rust-web-src (also the AArch64 Rust
 #           fixtures: core via -Zbuild-std) and QEMU for both arches
 #   bench   llvm-22-dev (llvm-sys), hyperfine, valgrind
+#   real    the AArch64 Linux cross gcc, its libc and qemu-user: `modload run`
+#           on AArch64 Linux under qemu-aarch64
 set -euo pipefail
 
 groups=("$@")
-((${#groups[@]})) || groups=(host cross kernel bench)
+((${#groups[@]})) || groups=(host cross kernel bench real)
 
 have() { command -v "$1" >/dev/null 2>&1; }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
@@ -39,6 +41,7 @@ for group in "${groups[@]}"; do
         want qemu-system-arm
         ;;
     bench) want llvm-22-dev hyperfine valgrind zlib1g-dev libzstd-dev libxml2-dev ;;
+    real) want gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ;;
     *)
         echo "install-deps: unknown group '$group'" >&2
         exit 2

@@ -16,9 +16,21 @@ const DEFAULT_LIBRARIES: [&str; 2] = ["libc.so.6", "libm.so.6"];
 /// Where `-l NAME` looks for a `libNAME.so` that turns out to be a linker
 /// script (`dlopen` finds it but cannot load it). Searched after
 /// `LD_LIBRARY_PATH`, in the order the toolchain's linker uses.
+#[cfg(not(target_arch = "aarch64"))]
 const LIBRARY_DIRS: [&str; 7] = [
     "/lib/x86_64-linux-gnu",
     "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+    "/usr/local/lib",
+];
+/// The same for AArch64, whose Debian multiarch directories differ.
+#[cfg(target_arch = "aarch64")]
+const LIBRARY_DIRS: [&str; 7] = [
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
     "/lib64",
     "/usr/lib64",
     "/lib",
@@ -67,6 +79,11 @@ impl SharedLibraries {
 
 impl SymbolResolver for SharedLibraries {
     fn resolve(&self, name: &str) -> Option<VirtAddr> {
+        // First, as a linked program gets them from libgcc.a before any
+        // shared library is searched.
+        if let Some(helper) = crate::atomics::resolve(name) {
+            return Some(helper);
+        }
         let name = CString::new(name).ok()?;
         self.handles
             .iter()

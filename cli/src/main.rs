@@ -16,6 +16,7 @@
 )]
 
 mod args;
+mod atomics;
 mod dl;
 mod link;
 mod plan;

@@ -9,7 +9,8 @@
 #   kernel  Debian's rustc-web/cargo-web/rust-web-src (also the AArch64 Rust
 #           fixtures: core via -Zbuild-std) and QEMU for both arches
 #   bench   llvm-22-dev (llvm-sys), hyperfine, valgrind
-#   real    the AArch64 GNU cross compilers, their libc and qemu-user: the
+#   real    the AArch64 GNU cross compilers, their libc and qemu-user:
+#           `modload run` on AArch64 Linux under qemu-aarch64, and the
 #           real-program harness (scripts/real-programs.sh --arch aarch64)
 set -euo pipefail
 

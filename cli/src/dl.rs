@@ -79,6 +79,11 @@ impl SharedLibraries {
 
 impl SymbolResolver for SharedLibraries {
     fn resolve(&self, name: &str) -> Option<VirtAddr> {
+        // First, as a linked program gets them from libgcc.a before any
+        // shared library is searched.
+        if let Some(helper) = crate::atomics::resolve(name) {
+            return Some(helper);
+        }
         let name = CString::new(name).ok()?;
         self.handles
             .iter()

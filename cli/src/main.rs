@@ -16,6 +16,7 @@
 )]
 
 mod args;
+mod atomics;
 mod copies;
 mod dl;
 mod libsearch;

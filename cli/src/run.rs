@@ -57,6 +57,7 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
             })?;
         }
     }
+    require_page_size()?;
     let placement = choose_placement(&objects)?;
     // Open the libraries before mapping the region, so that `mmap` puts the
     // region next to them and 32-bit PC-relative references to their data reach.
@@ -246,6 +247,21 @@ fn choose_placement(objects: &[(String, Vec<u8>)]) -> Result<Placement, Failure>
         }
     }
     Ok(Placement::Anywhere)
+}
+
+/// The loader lays modules out in 4 KiB pages and sets their permissions
+/// page by page; with larger pages (AArch64 kernels built for 16 or 64 KiB)
+/// `mprotect` would refuse those ranges one load at a time, so say why at once.
+fn require_page_size() -> Result<(), Failure> {
+    // SAFETY: sysconf reads a configuration value and touches no memory.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if usize::try_from(page).ok() == Some(PAGE_SIZE) {
+        return Ok(());
+    }
+    Err(Failure::message(format!(
+        "this kernel's pages are {page} bytes; modload run places modules in \
+         {PAGE_SIZE}-byte pages and needs a kernel with that page size"
+    )))
 }
 
 fn map_region(size: usize, placement: Placement) -> Result<&'static Region, Failure> {

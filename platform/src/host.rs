@@ -64,9 +64,12 @@ impl MemoryProtection for HostProtection {
 
 /// Whether every page of `[start, start + len)` is mapped in this process.
 /// `msync` with no flags fails with `ENOMEM` on an unmapped page and does
-/// nothing else.
+/// nothing else. It wants an address aligned to the kernel's page size, which
+/// on AArch64 may be 16 or 64 KiB: a 4 KiB guess would fail with `EINVAL`
+/// and silently skip the cache maintenance.
 fn is_mapped(start: VirtAddr, len: u64) -> bool {
-    let page = start.as_u64() & !0xfff;
+    let page_size = page_size().unwrap_or(4096);
+    let page = start.as_u64() & !(page_size - 1);
     let (Ok(address), Ok(len)) = (
         usize::try_from(page),
         usize::try_from(len.saturating_add(start.as_u64() - page)),

@@ -90,7 +90,7 @@ impl SearchPath {
             candidates
                 .iter()
                 .map(|file| dir.join(file))
-                .find(|path| path.is_file())
+                .find(|path| path.is_file() && is_for_this_machine(path))
         })
     }
 
@@ -204,6 +204,28 @@ fn driver_library_dirs(driver: &str) -> Vec<PathBuf> {
             std::env::split_paths(dirs).collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether `path` could be linked here: a shared object for another machine
+/// is passed over, as `ld` skips "incompatible" ones and goes on searching.
+/// Linker scripts and archives are not ELF files and always qualify.
+fn is_for_this_machine(path: &Path) -> bool {
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
+    let this = if cfg!(target_arch = "aarch64") {
+        EM_AARCH64
+    } else {
+        EM_X86_64
+    };
+    let mut header = [0u8; 20];
+    let read = fs::File::open(path).and_then(|mut file| {
+        use std::io::Read as _;
+        file.read_exact(&mut header)
+    });
+    match (read, header.get(..4), header.get(18..20)) {
+        (Ok(()), Some(b"\x7fELF"), Some(&[low, high])) => u16::from_le_bytes([low, high]) == this,
+        _ => true,
+    }
 }
 
 /// The multiarch name this host's architecture implies.

@@ -77,6 +77,17 @@ class Arch:
     # Prefix that runs a binary of this arch on the host.
     runner: tuple[str, ...]
 
+    def library_env(self) -> dict[str, str]:
+        """Under qemu, `modload run -l NAME` would ask the host's g++ where
+        libNAME.so is, and get the host's: point LIBRARY_PATH at the cross
+        g++'s own library directory instead, which a native g++ on this
+        architecture would name."""
+        if not self.runner:
+            return {}
+        answer = subprocess.run([*self.gnu_cxx, "-print-file-name=libstdc++.so"],
+                                capture_output=True, text=True, check=False).stdout.strip()
+        return {"LIBRARY_PATH": str(Path(answer).parent)} if os.path.isabs(answer) else {}
+
     def compiler(self, family: str, language: str) -> tuple[str, ...]:
         if family == "gnu":
             return self.gnu_cxx if language == "c++" else self.gnu_c
@@ -355,8 +366,9 @@ class Outcome:
     seconds: float
 
 
-def execute(command: list[str], cwd: Path, timeout: float) -> Outcome:
-    env = dict(os.environ, LC_ALL="C")
+def execute(command: list[str], cwd: Path, timeout: float,
+            extra_env: dict[str, str] | None = None) -> Outcome:
+    env = dict(os.environ, LC_ALL="C", **(extra_env or {}))
     started = time.monotonic()
     with subprocess.Popen(
         command,
@@ -473,7 +485,7 @@ class Runner:
         for library in program.modload_libraries:
             command += ["-l", library]
         command += ["--", *program.args]
-        outcome = execute(command, build.directory, self.timeout)
+        outcome = execute(command, build.directory, self.timeout, self.arch.library_env())
         prefix = build.directory / case.order
         save(prefix, outcome, command)
         if outcome.status != native.status:

@@ -8,13 +8,13 @@
 //! libraries are made to use too, as copy relocations and PLT entries do
 //! for a non-PIE executable (`crate::copies`).
 
-use std::ffi::{c_char, c_int, CString, OsString};
+use std::ffi::{c_char, c_int, c_void, CString, OsString};
 use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use modload::elf::EM_X86_64;
-use modload::{ErrorKind, Loader, Module, Namespace, Region, UnboundCall};
+use modload::{Constructors, ErrorKind, Loader, Module, Namespace, Region, UnboundCall};
 use modload_platform::host::{new_region, Placement, HOST_PROTECTION};
 
 use crate::args::RunArgs;
@@ -79,24 +79,33 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
     let trusted = trusted.map(|keys| &*Box::leak(Box::new(keys)));
     NAMESPACE.set_unbound_hook(Some(report_unbound_call));
 
+    let mut loader = Loader::new(&NAMESPACE, region, &HOST_PROTECTION)
+        .with_fallback(resolver)
+        .late_binding()
+        .keep_unwind_tables();
+    if let Some(keys) = trusted {
+        loader = loader.require_signatures(keys);
+    }
+    let (modules, constructors) = load_all(&loader, &objects, args.verbose)?;
+    // Every object is in: a name still awaited is defined nowhere, which a
+    // static link would refuse too, so refuse it before anything runs.
+    if let Some(failure) = order::still_unresolved(&NAMESPACE) {
+        return Err(failure);
+    }
+    // Registered before any module code runs, so that handlers the modules
+    // register with `atexit` run first, while their code is still mapped.
     // SAFETY: `unload_all` is an `extern "C" fn()` that never unwinds.
     if unsafe { libc::atexit(unload_all) } != 0 {
         return Err(Failure::message(String::from(
             "cannot register the exit handler",
         )));
     }
-
-    let mut loader = Loader::new(&NAMESPACE, region, &HOST_PROTECTION)
-        .with_fallback(resolver)
-        .late_binding();
-    if let Some(keys) = trusted {
-        loader = loader.require_signatures(keys);
-    }
-    let modules = load_all(&loader, &objects, args.verbose)?;
-    // Every object is in: a name still awaited is defined nowhere, which a
-    // static link would refuse too, so refuse it before anything runs.
-    if let Some(failure) = order::still_unresolved(&NAMESPACE) {
-        return Err(failure);
+    // As a static link does: every object's constructors, in the order the
+    // objects were given, once all of them are in place.
+    for (_, constructors) in constructors {
+        // SAFETY: running the objects' code is what the user asked for; each
+        // module is loaded and mapped with W^X permissions.
+        unsafe { constructors.run() };
     }
 
     let entry = find_entry(&args.entry, &modules)?;
@@ -147,11 +156,13 @@ impl modload::SymbolResolver for Resolver {
 /// why). A unit that needs, at load, a name a later unit defines waits for
 /// it and is tried again once another has loaded. A failed load changes
 /// nothing, so trying again is safe.
+/// Returns the modules and their constructors, which nothing has run: in
+/// the order of each unit's first object.
 fn load_all(
     loader: &Loader<'static>,
     objects: &[(String, Vec<u8>)],
     verbose: bool,
-) -> Result<Vec<Module<'static>>, Failure> {
+) -> Result<LoadedUnits, Failure> {
     let units = order::units(objects)?;
     if verbose {
         for unit in units.iter().filter(|unit| unit.members.len() > 1) {
@@ -159,6 +170,7 @@ fn load_all(
         }
     }
     let mut modules = Vec::with_capacity(units.len());
+    let mut constructors = Vec::with_capacity(units.len());
     let mut waiting: Vec<&order::Unit> = units.iter().collect();
     while !waiting.is_empty() {
         let loaded_before = modules.len();
@@ -166,7 +178,10 @@ fn load_all(
         let mut first_unresolved = None;
         for unit in waiting {
             match load_unit(loader, unit, objects) {
-                Ok(module) => modules.push(module),
+                Ok((module, init)) => {
+                    modules.push(module);
+                    constructors.push((unit.members.first().copied().unwrap_or(0), init));
+                }
                 Err(error) if matches!(error.kind, ErrorKind::Unresolved { .. }) => {
                     first_unresolved.get_or_insert(error);
                     still_waiting.push(unit);
@@ -194,30 +209,57 @@ fn load_all(
         }
         waiting = still_waiting;
     }
-    Ok(modules)
+    constructors.sort_by_key(|(first, _)| *first);
+    Ok((modules, constructors))
 }
 
-/// Loads one object, or a set of them as one module.
+/// The modules `load_all` loaded, and their constructors with the position
+/// of each unit's first object.
+type LoadedUnits = (Vec<Module<'static>>, Vec<(usize, Constructors)>);
+
+/// Loads one object, or a set of them as one module, and publishes it; its
+/// constructors are returned to run once every object is in.
 fn load_unit(
     loader: &Loader<'static>,
     unit: &order::Unit,
     objects: &[(String, Vec<u8>)],
-) -> Result<Module<'static>, modload::LoadError> {
+) -> Result<(Module<'static>, Constructors), modload::LoadError> {
     let members: Vec<(&str, &[u8])> = unit
         .members
         .iter()
         .filter_map(|&index| objects.get(index))
         .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
         .collect();
-    match members.as_slice() {
-        // SAFETY: running the objects' code is what the user asked for; the
-        // loader maps it with W^X permissions and runs its constructors.
-        [(name, bytes)] => unsafe { loader.load(name, bytes) },
-        _ => {
-            let name = order::set_name(&members);
-            // SAFETY: as above.
-            unsafe { loader.load_set(&name, &members) }
-        }
+    let object = match members.as_slice() {
+        [(name, bytes)] => loader.parse(name, bytes)?,
+        _ => loader.parse_set(&order::set_name(&members), &members)?,
+    };
+    let finalized = loader.plan(object)?.allocate()?.relocate()?.finalize()?;
+    // Exceptions thrown through module code (constructors' included) need
+    // the unwinder to know the module's frames before it runs.
+    let tables = finalized.unwind_tables().to_vec();
+    for table in &tables {
+        // SAFETY: each table is the module's zero-terminated `.eh_frame`,
+        // relocated and mapped read-only where the module runs; it stays
+        // there until `unload_with_finalize` deregisters it.
+        unsafe { __register_frame(table.as_u64() as usize as *const c_void) };
+    }
+    // SAFETY: running the objects' code is what the user asked for; the
+    // loader mapped it with W^X permissions where it runs.
+    unsafe { finalized.start_later() }.inspect_err(|_| deregister_frames(&tables))
+}
+
+extern "C" {
+    /// libgcc's unwinder: adds the frames of a zero-terminated `.eh_frame`.
+    fn __register_frame(begin: *const c_void);
+    /// libgcc's unwinder: forgets what `__register_frame` added.
+    fn __deregister_frame(begin: *const c_void);
+}
+
+fn deregister_frames(tables: &[modload::VirtAddr]) {
+    for table in tables {
+        // SAFETY: registered by `load_unit` and still mapped.
+        unsafe { __deregister_frame(table.as_u64() as usize as *const c_void) };
     }
 }
 
@@ -363,5 +405,8 @@ fn unload_with_finalize(module: Module<'static>, handle: Option<modload::VirtAdd
         // (once) the handlers registered under it, whose code is still mapped.
         unsafe { __cxa_finalize(handle.as_u64() as usize as *mut std::ffi::c_void) };
     }
+    // Unused, so the unload goes through: the unwinder forgets the module
+    // while its tables are still there to read.
+    deregister_frames(&module.unwind_tables());
     module.unload().is_ok()
 }

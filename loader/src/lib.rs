@@ -99,5 +99,5 @@ pub use module::{Module, Refused};
 pub use plan::{Extent, Plan, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
 pub use protection::{MemoryProtection, NoProtection, PageWriter, Permissions, ProtectionError};
 pub use region::{GroupedUsage, PackedUsage, Region, RegionError, RegionUsage};
-pub use stage::{Finalized, LoadReport, Placed, PlacedPiece, Planned, Relocated};
+pub use stage::{Constructors, Finalized, LoadReport, Placed, PlacedPiece, Planned, Relocated};
 pub use symbols::{ImportStatus, ModuleId, Namespace, UnboundCall, UnboundHook};

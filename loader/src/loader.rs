@@ -44,6 +44,8 @@ pub struct Loader<'l> {
     pub(crate) grouping: bool,
     /// Whether imports may stay pending (see [`Loader::late_binding`]).
     pub(crate) late_binding: bool,
+    /// Whether `.eh_frame` is loaded (see [`Loader::keep_unwind_tables`]).
+    pub(crate) unwind_tables: bool,
     /// When set, only objects signed by one of these keys are loaded.
     #[cfg(feature = "signature")]
     pub(crate) trusted: Option<&'l crate::signature::TrustedKeys>,
@@ -66,6 +68,7 @@ impl<'l> Loader<'l> {
             packing: None,
             grouping: false,
             late_binding: false,
+            unwind_tables: false,
             #[cfg(feature = "signature")]
             trusted: None,
         }
@@ -115,6 +118,22 @@ impl<'l> Loader<'l> {
         'l: 'static,
     {
         self.late_binding = true;
+        self
+    }
+
+    /// Loads each module's call frame information (`.eh_frame`) as
+    /// read-only data, each table followed by a zero terminator, instead of
+    /// dropping it: for hosts with an unwinder, where C++ exceptions (or
+    /// Rust panics that unwind) must pass through module code. The host
+    /// registers the tables ([`Finalized::unwind_tables`](crate::Finalized::unwind_tables),
+    /// e.g. with libgcc's `__register_frame`) before the module runs, and
+    /// deregisters them ([`Module::unwind_tables`](crate::Module::unwind_tables))
+    /// before unloading it. Entries that describe code this module does not
+    /// load (a COMDAT copy another module owns) point at address 0 + their
+    /// addend, as a linker resolves references to discarded sections, so no
+    /// unwinder matches them to real code.
+    pub fn keep_unwind_tables(mut self) -> Self {
+        self.unwind_tables = true;
         self
     }
 
@@ -272,7 +291,7 @@ impl<'l> Loader<'l> {
         let pending = self.pending_candidates(&object);
         let (plan, layout) = self
             .namespace
-            .view(|view| plan::plan(&object, view, &pending))?;
+            .view(|view| plan::plan(&object, view, &pending, self.unwind_tables))?;
         self.limits
             .check(Limit::ModuleSize, plan.size())
             .map_err(|kind| object.error(kind))?;

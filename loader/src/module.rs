@@ -1,5 +1,7 @@
 //! A handle to a loaded module.
 
+use alloc::vec::Vec;
+
 use crate::addr::VirtAddr;
 use crate::error::UnloadError;
 use crate::symbols::{ImportStatus, ModuleId, Namespace};
@@ -61,6 +63,13 @@ impl<'n> Module<'n> {
     /// that binding writes, in a page that is read-only once finalized.
     pub fn import_slot(&self, name: &str) -> Option<VirtAddr> {
         self.namespace.import_slot(self.id, name)
+    }
+
+    /// Where the module's unwind tables are, if its loader kept them
+    /// ([`Loader::keep_unwind_tables`](crate::Loader::keep_unwind_tables)):
+    /// to deregister from the host's unwinder before unloading.
+    pub fn unwind_tables(&self) -> Vec<VirtAddr> {
+        self.namespace.unwind_tables(self.id)
     }
 
     /// The module's `__dso_handle`, if its code refers to one: an address

@@ -305,6 +305,9 @@ pub(crate) struct Layout<'a> {
     /// Symbol indices of the pending imports, in the order of their
     /// contexts and lazy entries. Each has a GOT slot in `got_slot`.
     pub pending: Vec<usize>,
+    /// Section indices of the unwind tables loaded, each followed by a
+    /// zero terminator.
+    pub unwind: Vec<usize>,
     /// COMDAT signatures this module loads (and so will own).
     pub comdats: Vec<&'a str>,
     /// Global symbols of COMDAT copies discarded here, by symbol index: the
@@ -320,6 +323,7 @@ pub(crate) fn plan<'a>(
     object: &Object<'a>,
     namespace: &NamespaceView<'_>,
     pending: &[bool],
+    keep_unwind: bool,
 ) -> Result<(Plan, Layout<'a>), LoadError> {
     let (discarded, comdats) = discarded_sections(object, namespace);
     let mut kinds: [Vec<usize>; 6] = Default::default();
@@ -327,7 +331,7 @@ pub(crate) fn plan<'a>(
     let mut init = Vec::new();
     let mut fini = Vec::new();
     for (index, section) in object.sections.iter().enumerate() {
-        if discarded.get(index).copied().flatten().is_some() || !is_loaded(section) {
+        if discarded.get(index).copied().flatten().is_some() || !is_loaded(section, keep_unwind) {
             continue;
         }
         let kind = classify(section).map_err(|problem| {
@@ -395,7 +399,11 @@ pub(crate) fn plan<'a>(
                 .unwrap_or_default()
             {
                 if let Some(section) = object.sections.get(index) {
-                    let placement = builder.place(kind, section.size, section.align);
+                    let size = match is_unwind_table(section) {
+                        true => section.size.saturating_add(UNWIND_TERMINATOR),
+                        false => section.size,
+                    };
+                    let placement = builder.place(kind, size, section.align);
                     if let (Some(slot), Some(placement)) = (placements.get_mut(index), placement) {
                         *slot = Some(placement);
                     }
@@ -475,6 +483,12 @@ pub(crate) fn plan<'a>(
         stub_slot: slots.stub_slot,
         relaxed: slots.relaxed,
         pending: slots.pending,
+        unwind: (0..object.sections.len())
+            .filter(|index| {
+                loaded.get(*index) == Some(&true)
+                    && object.sections.get(*index).is_some_and(is_unwind_table)
+            })
+            .collect(),
         init: init.into_iter().map(|(_, index)| index).collect(),
         fini: fini.into_iter().map(|(_, index)| index).collect(),
         comdats,
@@ -483,16 +497,26 @@ pub(crate) fn plan<'a>(
     Ok((plan, layout))
 }
 
-/// Sections are loaded when allocated at run time. Notes and `.eh_frame` are
-/// dropped: a kernel has no unwinder to read them, and modules are built with
-/// `panic=abort`/`-fno-asynchronous-unwind-tables`, so this saves their memory.
-fn is_loaded(section: &Section<'_>) -> bool {
+/// Sections are loaded when allocated at run time. Notes are dropped, and
+/// so is `.eh_frame` unless `keep_unwind` asks for it (see
+/// [`Loader::keep_unwind_tables`](crate::Loader::keep_unwind_tables)): a
+/// kernel has no unwinder to read it, and modules are built with
+/// `panic=abort`/`-fno-asynchronous-unwind-tables`, so this saves its memory.
+fn is_loaded(section: &Section<'_>, keep_unwind: bool) -> bool {
     section.flags & u64::from(SHF_ALLOC) != 0
         && section.sh_type != SHT_NOTE
         && section.sh_type != SHT_GROUP
-        && section.sh_type != SHT_X86_64_UNWIND
-        && section.name != ".eh_frame"
+        && (keep_unwind || !is_unwind_table(section))
 }
+
+/// Whether `section` is a table of call frame information (`.eh_frame`).
+pub(crate) fn is_unwind_table(section: &Section<'_>) -> bool {
+    section.sh_type == SHT_X86_64_UNWIND || section.name == ".eh_frame"
+}
+
+/// Zero bytes after each unwind table: the terminator (a zero length) that
+/// an unwinder's `__register_frame` reads up to, which a linker would add.
+pub(crate) const UNWIND_TERMINATOR: u64 = 4;
 
 fn classify(section: &Section<'_>) -> Result<SectionKind, SectionProblem> {
     let flag = |bit: u32| section.flags & u64::from(bit) != 0;

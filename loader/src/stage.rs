@@ -73,8 +73,42 @@ struct Parts<'l> {
     pins: Pins<'l>,
     /// The imports left pending, for the namespace to bind later.
     pending: Vec<PendingImport>,
+    /// Where each loaded unwind table runs.
+    unwind_tables: Vec<VirtAddr>,
     /// The module's `__dso_handle`, if it refers to one.
     dso_handle: Option<VirtAddr>,
+}
+
+/// The constructors of a module published by [`Finalized::start_later`], in
+/// the order `start` would run them.
+#[must_use = "a module's constructors must run before its code is used"]
+pub struct Constructors {
+    init: Vec<VirtAddr>,
+}
+
+impl Constructors {
+    /// Runs them.
+    ///
+    /// # Safety
+    /// The module must still be loaded, and running its constructors now
+    /// must be sound (what [`Finalized::start`] asks of its caller).
+    pub unsafe fn run(self) {
+        for constructor in self.init {
+            // SAFETY: the caller guarantees the module is loaded and that its
+            // constructors may run; init_array entries are `extern "C" fn()`.
+            unsafe { crate::call::call_void(constructor) };
+        }
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.init.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.init.is_empty()
+    }
 }
 
 /// What a load used, to compare with its [`Plan`].
@@ -445,6 +479,7 @@ impl<'l, 'a> Placed<'l, 'a> {
             .iter()
             .map(|value| value.unwrap_or(NO_FAST_ADDRESS))
             .collect();
+
         for relocations in &object.relocations {
             let first = first_entry;
             first_entry = first_entry.saturating_add(relocations.len());
@@ -461,11 +496,40 @@ impl<'l, 'a> Placed<'l, 'a> {
                 .whole()
                 .and_then(|range| bytes.get_mut(range))
                 .ok_or_else(|| mismatch(&object, placement.kind, placement.offset, plan.size()))?;
+            let unwind = layout.unwind.contains(&relocations.target);
+            // An unwind table describes every function of its object, those
+            // of COMDAT copies another module owns too. Their entries point
+            // into the table itself (in reach of any field), and are then
+            // given an empty range, so no unwinder takes them for code.
+            let unwind_values: Vec<Option<u64>> = match unwind {
+                true => values
+                    .iter()
+                    .map(|value| value.or(Some(section_target)))
+                    .collect(),
+                false => Vec::new(),
+            };
+            let unwind_addresses: Vec<u64> = unwind_values.iter().flatten().copied().collect();
+            let unwind_targets = SymbolTargets {
+                layout: &layout,
+                values: &unwind_values,
+                absent_weak: &resolution.absent_weak,
+                got: got_base,
+                got_size,
+                built: OnceCell::new(),
+            };
             let section = SectionFixups {
                 object: &object,
                 index: relocations.target,
-                symbols: &symbol_targets,
-                addresses: &addresses,
+                symbols: if unwind {
+                    &unwind_targets
+                } else {
+                    &symbol_targets
+                },
+                addresses: if unwind {
+                    &unwind_addresses
+                } else {
+                    &addresses
+                },
                 stub_slots: &layout.stub_slot,
                 target: section_target,
                 got: got_base,
@@ -484,6 +548,14 @@ impl<'l, 'a> Placed<'l, 'a> {
                     section.apply_aarch64(relocations, section_bytes, &mut stub_used)
                 }
             }?;
+            if unwind {
+                let data = object
+                    .sections
+                    .get(relocations.target)
+                    .and_then(|section| section.data)
+                    .unwrap_or_default();
+                empty_discarded_fdes(object.machine, data, relocations, &values, section_bytes);
+            }
             applied = applied.saturating_add(relocations.len() as u64);
         }
         let init = read_pointers(&layout.init, &layout, &bytes);
@@ -537,6 +609,12 @@ impl<'l, 'a> Placed<'l, 'a> {
             fini,
             pins: resolution.pins,
             pending,
+            unwind_tables: layout
+                .unwind
+                .iter()
+                .filter_map(|index| targets.sections.get(*index))
+                .map(|target| VirtAddr::new(*target))
+                .collect(),
             dso_handle: layout
                 .bindings
                 .iter()
@@ -1006,6 +1084,54 @@ pub(crate) fn relocation_error(
     })))
 }
 
+/// Gives every FDE of an unwind table whose function was not loaded (its
+/// `pc_begin` names a symbol with no address) an empty range: zeroes the
+/// `pc_range` that follows `pc_begin`, in the same encoding. `data` is the
+/// table as in the file (its lengths are never relocated); `bytes` is the
+/// relocated table.
+fn empty_discarded_fdes(
+    machine: Machine,
+    data: &[u8],
+    relocations: &RelocationSection<'_>,
+    values: &[Option<u64>],
+    bytes: &mut [u8],
+) {
+    let word = |at: usize| {
+        data.get(at..)
+            .and_then(<[u8]>::first_chunk::<4>)
+            .map(|word| u32::from_le_bytes(*word))
+    };
+    let mut pc_begins = Vec::new();
+    let mut at = 0usize;
+    // Each entry: a 4-byte length (0xffffffff: 64-bit lengths, not used for
+    // .eh_frame by any compiler here, so the walk stops), then the CIE
+    // pointer, 0 in a CIE; an FDE's pc_begin follows it.
+    while let Some(length) = word(at).filter(|length| *length != 0 && *length != u32::MAX) {
+        if word(at.saturating_add(4)).is_some_and(|cie_pointer| cie_pointer != 0) {
+            pc_begins.push(at.saturating_add(8) as u64);
+        }
+        at = at.saturating_add(4).saturating_add(length as usize);
+    }
+    for entry in relocations.entries() {
+        let discarded = values.get(entry.r_sym()).is_some_and(Option::is_none);
+        if !discarded || pc_begins.binary_search(&entry.r_offset).is_err() {
+            continue;
+        }
+        let width: usize = match (machine, entry.r_type) {
+            (Machine::X86_64, x86_64::R_X86_64_64 | x86_64::R_X86_64_PC64) => 8,
+            (Machine::AArch64, aarch64::R_AARCH64_ABS64 | aarch64::R_AARCH64_PREL64) => 8,
+            _ => 4,
+        };
+        let range = usize::try_from(entry.r_offset)
+            .ok()
+            .and_then(|start| start.checked_add(width))
+            .and_then(|start| Some(start..start.checked_add(width)?));
+        if let Some(range_bytes) = range.and_then(|range| bytes.get_mut(range)) {
+            range_bytes.fill(0);
+        }
+    }
+}
+
 /// The target address of `value` in loaded section `section`.
 fn own_copy(targets: &Targets, section: usize, value: u64) -> Option<u64> {
     targets
@@ -1280,6 +1406,14 @@ impl<'l> Finalized<'l> {
         self.parts.memory.segment_bytes(segment, &self.parts.plan)
     }
 
+    /// Where each of the module's unwind tables (`.eh_frame`, zero-terminated)
+    /// runs, when the loader keeps them ([`Loader::keep_unwind_tables`]): to
+    /// register with the host's unwinder before [`Finalized::start`] runs
+    /// constructors that may throw.
+    pub fn unwind_tables(&self) -> &[VirtAddr] {
+        &self.parts.unwind_tables
+    }
+
     /// Publishes the module's symbols in the namespace and runs its constructors
     /// (`.init_array`, by priority then order) at their target addresses.
     ///
@@ -1294,6 +1428,22 @@ impl<'l> Finalized<'l> {
             unsafe { crate::call::call_void(constructor) };
         }
         Ok(module)
+    }
+
+    /// Publishes the module like [`Finalized::start`], but leaves running its
+    /// constructors to the caller: for a host that loads several modules
+    /// before any of them runs, as a static link runs every object's
+    /// constructors, in link order, only once all are in place (and calls
+    /// between them then find every definition). Its destructors run at
+    /// unload, as after `start`.
+    ///
+    /// # Safety
+    /// As for [`Finalized::start`]: the module's code must be present and
+    /// executable at its target addresses, since later modules may call it
+    /// and its destructors run when it is unloaded.
+    pub unsafe fn start_later(self) -> Result<(Module<'l>, Constructors), LoadError> {
+        let (module, init) = self.publish_parts(true)?;
+        Ok((module, Constructors { init }))
     }
 
     /// Publishes the module's symbols without running any of its code: for a
@@ -1316,6 +1466,7 @@ impl<'l> Finalized<'l> {
             pins,
             pending,
             dso_handle,
+            unwind_tables,
             ..
         } = parts;
         let fini = if runs_here { fini } else { Vec::new() };
@@ -1327,7 +1478,8 @@ impl<'l> Finalized<'l> {
             memory,
             loader.protection,
         )
-        .with_late_parts(pending, dso_handle);
+        .with_late_parts(pending, dso_handle)
+        .with_unwind_tables(unwind_tables);
         let id = loader
             .namespace
             .publish(record, pins)

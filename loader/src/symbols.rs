@@ -720,6 +720,8 @@ pub(crate) struct ModuleRecord {
     protection: &'static dyn MemoryProtection,
     /// The module's `__dso_handle`, if it refers to one.
     dso_handle: Option<VirtAddr>,
+    /// Where its unwind tables are, if the loader kept them.
+    unwind_tables: Vec<VirtAddr>,
     /// Held for its `Drop`, which returns the memory to the region; binding
     /// a pending import writes its GOT slot.
     memory: ModuleMemory,
@@ -749,6 +751,7 @@ impl ModuleRecord {
             late_bound: 0,
             protection,
             dso_handle: None,
+            unwind_tables: Vec::new(),
             memory,
         }
     }
@@ -761,6 +764,12 @@ impl ModuleRecord {
     ) -> Self {
         self.pending = pending.into_iter().map(late::Slot::new).collect();
         self.dso_handle = dso_handle;
+        self
+    }
+
+    /// Sets where the module's unwind tables are.
+    pub fn with_unwind_tables(mut self, tables: Vec<VirtAddr>) -> Self {
+        self.unwind_tables = tables;
         self
     }
 }

@@ -110,6 +110,13 @@ impl Namespace {
             .is_some_and(|record| record.users > 0)
     }
 
+    pub(crate) fn unwind_tables(&self, id: ModuleId) -> Vec<VirtAddr> {
+        self.state
+            .lock()
+            .record(id)
+            .map_or_else(Vec::new, |record| record.unwind_tables.clone())
+    }
+
     pub(crate) fn dso_handle(&self, id: ModuleId) -> Option<VirtAddr> {
         self.state.lock().record(id)?.dso_handle
     }

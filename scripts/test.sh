@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit, integration and doc tests (the lld
-# oracle among them), both QEMU test kernels, and a bounded fuzz run.
+# oracle among them), both QEMU test kernels, real programs (Lua, zlib, lz4,
+# zstd, bzip2, SQLite, C++, atomics) through `modload run` on x86_64 and on
+# AArch64 under qemu-user, and a bounded fuzz run.
 # This is the README's test command and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +26,13 @@ echo "== cargo test"
 cargo test --workspace --all-features
 echo "== QEMU test kernels (x86_64, aarch64)"
 cargo xtask test
-echo "== fuzzing, 60 s per target (a longer campaign: scripts/fuzz.sh 3600)"
-scripts/fuzz.sh 60
+echo "== real programs through modload run, x86_64 (tests/real/README.md)"
+scripts/real-programs.sh
+echo "== modload run on AArch64 Linux under qemu-aarch64: outline atomics, page sizes"
+scripts/aarch64-host.sh
+echo "== real programs through modload run, AArch64 under qemu-aarch64"
+aarch64_cli="$(scripts/build-cli-aarch64.sh | tail -n 1)"
+test -x "$aarch64_cli" || { echo "no AArch64 modload CLI at '$aarch64_cli'" >&2; exit 1; }
+MODLOAD_AARCH64="$aarch64_cli" scripts/real-programs.sh --arch aarch64
+echo "== fuzzing, 40 s per target (a longer campaign: scripts/fuzz.sh 3600)"
+scripts/fuzz.sh 40

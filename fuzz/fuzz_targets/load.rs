@@ -1,8 +1,9 @@
 //! A full load into a host region: parse, plan, allocate, relocate (names the
 //! namespace lacks come from a fallback resolver), finalize with real page
 //! protection, publish and unload, once with a reservation of its own, once
-//! grouped (a reservation per segment, among pages of the same permissions)
-//! and once packed into shared pages. No input code runs. After every input
+//! grouped (a reservation per segment, among pages of the same permissions),
+//! once packed into shared pages, and once with late binding and unwind
+//! tables and no fallback. No input code runs. After every input
 //! both regions are back to their baselines and the module loaded before
 //! still works.
 #![no_main]
@@ -22,6 +23,11 @@ fuzz_target!(|data: &[u8]| {
     host.check_base();
     load_and_unload(host.packed_loader(), data, false);
     host.check_packed_unchanged();
+    host.check_unchanged();
+    host.check_base();
+    // Late binding: what nothing defines may wait; it leaves with the module.
+    load_and_unload(host.late_loader(), data, true);
+    assert!(host.namespace.pending_imports().is_empty());
     host.check_unchanged();
     host.check_base();
 });

@@ -99,6 +99,16 @@ impl Host {
         Loader::new(self.namespace, self.region, &HOST_PROTECTION).with_fallback(&self.fallback)
     }
 
+    /// A loader with no fallback, late binding and unwind tables: names the
+    /// namespace lacks become pending imports where only calls reach them
+    /// (bound to nothing, unloaded with the module), and `.eh_frame` is
+    /// loaded and relocated.
+    pub fn late_loader(&'static self) -> Loader<'static> {
+        Loader::new(self.namespace, self.region, &HOST_PROTECTION)
+            .late_binding()
+            .keep_unwind_tables()
+    }
+
     /// A loader that packs modules into the packed region (same namespace
     /// and fallback: names resolve into the other region, so some fields are
     /// out of reach, which is one more error path to go through).
@@ -124,7 +134,11 @@ impl Host {
     /// No grouped segment is left, and no chunk held for one.
     pub fn check_grouped_unchanged(&self) {
         let usage = self.region.grouped_usage();
-        assert_eq!(usage, modload::GroupedUsage::default(), "grouped pages left");
+        assert_eq!(
+            usage,
+            modload::GroupedUsage::default(),
+            "grouped pages left"
+        );
     }
 
     /// The base module still answers correctly.

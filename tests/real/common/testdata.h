@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* A few MB: large enough that every library runs its block loops many
  * times, small enough that a run under qemu stays in seconds. */
@@ -81,6 +82,30 @@ static void report(const char *label, const void *input, size_t input_size,
     printf("%s: %zu -> %zu bytes, data fnv %016llx, compressed fnv %016llx\n", label,
            input_size, compressed_size, (unsigned long long)fnv1a(input, input_size),
            (unsigned long long)fnv1a(compressed, compressed_size));
+}
+
+/* Reports a round trip of `size` bytes that came back as `restored_size`
+ * bytes at `restored`: the sizes and checksums if they are `data` again and
+ * `ok` (the library said so too), else that it failed. Returns whether it held. */
+static int settle(const char *label, int ok, const unsigned char *data, size_t size,
+                  const void *compressed, size_t compressed_size, const void *restored,
+                  size_t restored_size)
+{
+    ok = ok && restored_size == size && memcmp(restored, data, size) == 0;
+    if (ok)
+        report(label, data, size, compressed, compressed_size);
+    else
+        printf("%s: round trip FAILED\n", label);
+    return ok;
+}
+
+/* The end of every main: frees the test data, says how the round trips
+ * went, and gives the exit status. */
+static int testdata_finish(unsigned char *data, int ok)
+{
+    free(data);
+    printf("%s\n", ok ? "round trips ok" : "round trips FAILED");
+    return ok ? 0 : 1;
 }
 
 #endif

@@ -11,18 +11,6 @@
 #include "lz4frame.h"
 #include "lz4hc.h"
 
-static int check(const char *label, const unsigned char *data, size_t size,
-                 const unsigned char *compressed, size_t compressed_size,
-                 const unsigned char *restored, size_t restored_size)
-{
-    int ok = restored_size == size && memcmp(restored, data, size) == 0;
-    if (ok)
-        report(label, data, size, compressed, compressed_size);
-    else
-        printf("%s: round trip FAILED\n", label);
-    return ok;
-}
-
 static int block(const unsigned char *data, size_t size, int high_compression)
 {
     int capacity = LZ4_compressBound((int)size);
@@ -38,9 +26,9 @@ static int block(const unsigned char *data, size_t size, int high_compression)
                             ? LZ4_decompress_safe((const char *)compressed, (char *)restored,
                                                   compressed_size, (int)size)
                             : -1;
-    int ok = compressed_size > 0 && restored_size >= 0 &&
-             check(high_compression ? "block HC level 9" : "block default", data, size,
-                   compressed, (size_t)compressed_size, restored, (size_t)restored_size);
+    int ok = settle(high_compression ? "block HC level 9" : "block default",
+                    compressed_size > 0 && restored_size >= 0, data, size, compressed,
+                    (size_t)compressed_size, restored, (size_t)restored_size);
     free(compressed);
     free(restored);
     return ok;
@@ -79,8 +67,8 @@ static int frame(const unsigned char *data, size_t size)
         consumed += in;
     }
     LZ4F_freeDecompressionContext(context);
-    int ok = check("frame level 3 with checksums", data, size, compressed, compressed_size,
-                   restored, restored_size);
+    int ok = settle("frame level 3 with checksums", 1, data, size, compressed, compressed_size,
+                    restored, restored_size);
     free(compressed);
     free(restored);
     return ok;
@@ -94,7 +82,5 @@ int main(void)
     printf("lz4 %s\n", LZ4_versionString());
     int ok = block(data, TESTDATA_SIZE, 0) && block(data, TESTDATA_SIZE, 1) &&
              frame(data, TESTDATA_SIZE);
-    free(data);
-    printf("%s\n", ok ? "round trips ok" : "round trips FAILED");
-    return ok ? 0 : 1;
+    return testdata_finish(data, ok);
 }

@@ -23,14 +23,10 @@ static int one_shot(const unsigned char *data, size_t size, int level)
     }
     unsigned long long declared = ZSTD_getFrameContentSize(compressed, compressed_size);
     size_t restored_size = ZSTD_decompress(restored, size, compressed, compressed_size);
-    int ok = !ZSTD_isError(restored_size) && restored_size == size && declared == size &&
-             memcmp(restored, data, size) == 0;
     char label[32];
     snprintf(label, sizeof label, "level %d", level);
-    if (ok)
-        report(label, data, size, compressed, compressed_size);
-    else
-        printf("%s: round trip FAILED\n", label);
+    int ok = settle(label, !ZSTD_isError(restored_size) && declared == size, data, size,
+                    compressed, compressed_size, restored, restored_size);
     free(compressed);
     free(restored);
     return ok;
@@ -72,11 +68,8 @@ static int streaming(const unsigned char *data, size_t size)
             return 0;
         }
     }
-    int ok = back.pos == size && memcmp(restored, data, size) == 0;
-    if (ok)
-        report("stream level 12 with checksum", data, size, compressed, out.pos);
-    else
-        printf("stream: round trip FAILED\n");
+    int ok = settle("stream level 12 with checksum", 1, data, size, compressed, out.pos, restored,
+                    back.pos);
     ZSTD_freeCCtx(compressor);
     ZSTD_freeDCtx(decompressor);
     free(compressed);
@@ -92,7 +85,5 @@ int main(void)
     printf("zstd %s\n", ZSTD_versionString());
     int ok = one_shot(data, TESTDATA_SIZE, 1) && one_shot(data, TESTDATA_SIZE, 3) &&
              streaming(data, TESTDATA_SIZE);
-    free(data);
-    printf("%s\n", ok ? "round trips ok" : "round trips FAILED");
-    return ok ? 0 : 1;
+    return testdata_finish(data, ok);
 }

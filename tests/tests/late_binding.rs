@@ -375,3 +375,33 @@ fn each_module_has_a_dso_handle_of_its_own() {
     env.assert_back_to_baseline();
     other_env.assert_back_to_baseline();
 }
+
+/// Grouped and packed modules bind the same way: the GOT slot lies in a
+/// read-only page of their own (grouped) or shared with other modules'
+/// read-only pieces (packed), made writable (never executable) for the store.
+#[test]
+fn grouped_and_packed_callers_are_bound_too() {
+    use modload_platform::host::{new_packed_region, Placement, HOST_PROTECTION};
+    let env = Env::anywhere();
+    let packed = new_packed_region(8 << 20, Placement::Anywhere).expect("packed region");
+    let packed_baseline = packed.region.usage();
+    let grouped = env.loader().grouped().late_binding();
+    let packing = modload::Loader::new(env.namespace, packed.region, &HOST_PROTECTION)
+        .packed(packed.writer)
+        .late_binding();
+    for (loader, label) in [(grouped, "grouped"), (packing, "packed")] {
+        let bytes = modload_tests::read(&c("late_caller.c", CModel::Pic, &[]));
+        // SAFETY: the fixtures are this project's own test code.
+        let caller = unsafe { loader.load(&format!("caller-{label}.o"), &bytes) }.unwrap();
+        assert_eq!(call1(&caller, "caller_twice", 4), 1, "{label}");
+        let definer = env.load(&c("late_definer.c", CModel::Pic, &[]));
+        assert_eq!(call1(&caller, "caller_twice", 4), 9, "{label}");
+        assert_eq!(call1(&caller, "caller_sum", 1), 1_123_456, "{label}");
+        assert_eq!(caller.imports().bound_later, 3, "{label}");
+        unload(caller);
+        unload(definer);
+    }
+    env.assert_back_to_baseline();
+    assert_eq!(packed.region.usage(), packed_baseline);
+    assert_eq!(packed.region.packed_usage().pieces, 0);
+}

@@ -100,21 +100,23 @@ impl LazyAreas {
     /// Writes every pending import's context and lazy entry, and points the
     /// GOT slot and stub of each unbound one at its lazy entry; returns the
     /// unbound ones for the namespace. `namespace` is the namespace's
-    /// address, for the unbound path.
+    /// address, for the unbound path, and `unbound_path` the path's own
+    /// (`None` where modules of this machine cannot run here: their lazy
+    /// entries trap instead).
     pub fn fill(
         &self,
         object: &Object<'_>,
         layout: &Layout<'_>,
         unbound: &[bool],
-        namespace: u64,
+        (namespace, unbound_path): (u64, Option<u64>),
         bytes: &mut LayoutBytes<'_>,
     ) -> Result<Vec<PendingImport>, RelocationProblem> {
         let mut pending = Vec::new();
         for (position, &symbol) in (0u64..).zip(&layout.pending) {
             let context = self.context(position);
             let entry = self.entry(position);
-            let unbound_path = crate::unbound::entry_for(self.machine)
-                .unwrap_or_else(|| entry.wrapping_add(self.sizes.lazy_trap));
+            let unbound_path =
+                unbound_path.unwrap_or_else(|| entry.wrapping_add(self.sizes.lazy_trap));
             let context_bytes = area(
                 bytes,
                 self.context_offset,

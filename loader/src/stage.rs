@@ -446,7 +446,13 @@ impl<'l, 'a> Placed<'l, 'a> {
         fill_got_and_stubs(&object, &layout, &values, &mut bytes)?;
         let namespace = VirtAddr::from_ptr(core::ptr::from_ref(loader.namespace)).as_u64();
         let pending = lazy
-            .fill(&object, &layout, &resolution.unbound, namespace, &mut bytes)
+            .fill(
+                &object,
+                &layout,
+                &resolution.unbound,
+                (namespace, crate::unbound::entry_for(object.machine)),
+                &mut bytes,
+            )
             .map_err(|problem| {
                 object.error(ErrorKind::Relocation(Box::new(RelocationFailure {
                     section: object.section_ref(0),

@@ -194,7 +194,7 @@ impl Copies {
     /// then use too (see the module docs). Needs the libraries opened and
     /// the region mapped, and must run before any module loads.
     pub fn prepare(
-        objects: &[(String, Vec<u8>)],
+        objects: &[(String, crate::ObjectBytes)],
         libraries: &dyn SymbolResolver,
         region: Range<u64>,
     ) -> Result<Self, Failure> {
@@ -342,7 +342,7 @@ impl Copies {
 /// Names left undefined by the objects and referred to by 32-bit absolute
 /// or PC-relative x86-64 relocations, with the fields they must fit. Names
 /// some object defines are left out: modules bind those to each other.
-fn short_references(objects: &[(String, Vec<u8>)]) -> BTreeMap<String, Reach> {
+fn short_references(objects: &[(String, crate::ObjectBytes)]) -> BTreeMap<String, Reach> {
     let mut wanted: BTreeMap<String, Reach> = BTreeMap::new();
     let mut defined: BTreeSet<String> = BTreeSet::new();
     for (_, bytes) in objects {

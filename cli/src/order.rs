@@ -60,7 +60,7 @@ struct Names {
 
 /// The units to load, in the order given: a set takes the place of its
 /// first member. `objects` are `(name, bytes)`.
-pub fn units(objects: &[(String, Vec<u8>)]) -> Result<Vec<Unit>, Failure> {
+pub fn units(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Unit>, Failure> {
     let names: Vec<Names> = objects
         .iter()
         .map(|(name, bytes)| names_of(name, bytes))
@@ -350,7 +350,7 @@ pub fn set_name(members: &[(&str, &[u8])]) -> String {
 }
 
 /// One line per set, for `-v`: its members and the references that tie them.
-pub fn describe(unit: &Unit, objects: &[(String, Vec<u8>)]) -> String {
+pub fn describe(unit: &Unit, objects: &[(String, crate::ObjectBytes)]) -> String {
     let name = |index: usize| objects.get(index).map_or("?", |(name, _)| name.as_str());
     let members: Vec<&str> = unit.members.iter().map(|&index| name(index)).collect();
     let mut reasons: Vec<String> = unit

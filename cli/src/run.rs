@@ -160,7 +160,7 @@ impl modload::SymbolResolver for Resolver {
 /// the order of each unit's first object.
 fn load_all(
     loader: &Loader<'static>,
-    objects: &[(String, Vec<u8>)],
+    objects: &[(String, crate::ObjectBytes)],
     verbose: bool,
 ) -> Result<LoadedUnits, Failure> {
     let units = order::units(objects)?;
@@ -222,7 +222,7 @@ type LoadedUnits = (Vec<Module<'static>>, Vec<(usize, Constructors)>);
 fn load_unit(
     loader: &Loader<'static>,
     unit: &order::Unit,
-    objects: &[(String, Vec<u8>)],
+    objects: &[(String, crate::ObjectBytes)],
 ) -> Result<(Module<'static>, Constructors), modload::LoadError> {
     let members: Vec<(&str, &[u8])> = unit
         .members
@@ -274,7 +274,7 @@ fn report_unbound_call(call: &UnboundCall<'_>) {
 
 /// Near the shared libraries, unless some object has 32-bit absolute
 /// relocations (`-fno-pic`, small code model), which need the low 2 GiB.
-fn choose_placement(objects: &[(String, Vec<u8>)]) -> Result<Placement, Failure> {
+fn choose_placement(objects: &[(String, crate::ObjectBytes)]) -> Result<Placement, Failure> {
     for (name, bytes) in objects {
         let planned = plan_alone(name, bytes).map_err(|error| Failure::load(&error))?;
         let absolute = planned

@@ -11,7 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use goblin::elf::section_header::SHN_UNDEF;
+use goblin::elf::header::EM_X86_64;
+use goblin::elf::reloc::{R_X86_64_32, R_X86_64_32S, R_X86_64_PC32};
+use goblin::elf::section_header::{SHF_ALLOC, SHN_UNDEF};
 use goblin::elf::sym::{
     STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK, STT_FILE, STT_SECTION, STV_DEFAULT, STV_PROTECTED,
 };
@@ -48,23 +50,50 @@ pub struct Reason {
     pub hidden: bool,
 }
 
-/// What one object defines and refers to, as far as ordering cares.
-struct Names {
+/// What one object defines and refers to, as far as ordering cares, and
+/// what else `modload run` needs to know of it before anything loads: one
+/// parse and one plan per object serve them all ([`survey`]).
+pub struct Names {
     /// Global definitions, with whether each is hidden.
     defines: Vec<(String, bool)>,
     /// Every undefined global name.
     refers: Vec<String>,
     /// The undefined names it needs at load: what late binding cannot defer.
     hard: Vec<String>,
+    /// Undefined names of default visibility that x86-64 32-bit fields
+    /// refer to (`R_X86_64_PC32`, `R_X86_64_32`, `R_X86_64_32S`), with the
+    /// relocation type: what may need a copy within reach ([`crate::copies`]).
+    pub short_references: Vec<(String, u32)>,
+    /// Whether a section that loads has x86-64 32-bit absolute relocations
+    /// (`R_X86_64_32`, `R_X86_64_32S`): code that needs the low 2 GiB.
+    pub absolute_32: bool,
+}
+
+impl Names {
+    /// The names this object defines, hidden ones included.
+    pub fn defined(&self) -> impl Iterator<Item = &str> {
+        self.defines.iter().map(|(name, _)| name.as_str())
+    }
 }
 
 /// The units to load, in the order given: a set takes the place of its
 /// first member. `objects` are `(name, bytes)`.
 pub fn units(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Unit>, Failure> {
-    let names: Vec<Names> = objects
+    Ok(units_of(&survey(objects)?))
+}
+
+/// What each object defines and refers to (see [`Names`]), in the order
+/// given; an object the loader cannot plan fails here, with its error.
+pub fn survey(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Names>, Failure> {
+    objects
         .iter()
         .map(|(name, bytes)| names_of(name, bytes))
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+/// [`units`] from the objects' [`survey`].
+pub fn units_of(names: &[Names]) -> Vec<Unit> {
+    let objects = names;
     // The first definition of each name wins, as in the namespace.
     let mut definer: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
     for (index, object) in names.iter().enumerate() {
@@ -96,7 +125,7 @@ pub fn units(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Unit>, Fail
             }
         }
     }
-    Ok(group(objects.len(), &edges))
+    group(objects.len(), &edges)
 }
 
 /// Groups `count` objects: hidden references join their two ends, and each
@@ -273,6 +302,16 @@ fn strongly_connected(count: usize, graph: &BTreeMap<usize, Vec<usize>>) -> Vec<
 /// wait: planned with late binding against an empty namespace, every
 /// undefined name it needs at load is unresolved.
 fn names_of(name: &str, bytes: &[u8]) -> Result<Names, Failure> {
+    // The loader first, so that damage gets its typed error.
+    let loader = Loader::new(&SCRATCH_NAMESPACE, &SCRATCH_REGION, &NoProtection).late_binding();
+    let object = Object::parse(name, bytes).map_err(|error| Failure::load(&error))?;
+    let hard = match loader.plan(object) {
+        Ok(_) => Vec::new(),
+        Err(error) => match error.kind {
+            ErrorKind::Unresolved { names } => names.iter().map(|name| name.to_string()).collect(),
+            _ => return Err(Failure::load(&error)),
+        },
+    };
     let elf = Elf::parse(bytes)
         .map_err(|error| Failure::message(format!("{name}: not an ELF object: {error}")))?;
     let mut defines = Vec::new();
@@ -299,20 +338,58 @@ fn names_of(name: &str, bytes: &[u8]) -> Result<Names, Failure> {
             defines.push((symbol_name.to_owned(), !exported));
         }
     }
-    let loader = Loader::new(&SCRATCH_NAMESPACE, &SCRATCH_REGION, &NoProtection).late_binding();
-    let object = Object::parse(name, bytes).map_err(|error| Failure::load(&error))?;
-    let hard = match loader.plan(object) {
-        Ok(_) => Vec::new(),
-        Err(error) => match error.kind {
-            ErrorKind::Unresolved { names } => names.iter().map(|name| name.to_string()).collect(),
-            _ => return Err(Failure::load(&error)),
-        },
-    };
+    let (short_references, absolute_32) = short_fields(&elf);
     Ok(Names {
         defines,
         refers,
         hard,
+        short_references,
+        absolute_32,
     })
+}
+
+/// An x86-64 object's references to undefined names through 32-bit fields
+/// (see [`Names::short_references`]), and whether a section that loads has
+/// 32-bit absolute relocations.
+fn short_fields(elf: &Elf<'_>) -> (Vec<(String, u32)>, bool) {
+    let mut references = Vec::new();
+    let mut absolute_32 = false;
+    if elf.header.e_machine != EM_X86_64 {
+        return (references, absolute_32);
+    }
+    for (index, section) in &elf.shdr_relocs {
+        // Debugging sections never load, and their 32-bit offsets bind nothing.
+        let loads = elf
+            .section_headers
+            .get(*index)
+            .and_then(|relocations| elf.section_headers.get(relocations.sh_info as usize))
+            .is_some_and(|target| target.sh_flags & u64::from(SHF_ALLOC) != 0);
+        for relocation in section.iter() {
+            if !matches!(
+                relocation.r_type,
+                R_X86_64_PC32 | R_X86_64_32 | R_X86_64_32S
+            ) {
+                continue;
+            }
+            if loads && relocation.r_type != R_X86_64_PC32 {
+                absolute_32 = true;
+            }
+            let Some(symbol) = elf.syms.get(relocation.r_sym) else {
+                continue;
+            };
+            // A hidden or protected reference (`__dso_handle`) never binds
+            // to a shared library.
+            let default_visibility = symbol.st_other & 0x3 == STV_DEFAULT;
+            if symbol.st_shndx != SHN_UNDEF as usize || relocation.r_sym == 0 || !default_visibility
+            {
+                continue;
+            }
+            if let Some(symbol_name) = elf.strtab.get_at(symbol.st_name) {
+                references.push((symbol_name.to_owned(), relocation.r_type));
+            }
+        }
+    }
+    (references, absolute_32)
 }
 
 /// After every unit has loaded: the names still awaited, which nothing

@@ -13,7 +13,6 @@ use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use modload::elf::EM_X86_64;
 use modload::{Constructors, ErrorKind, Loader, Module, Namespace, Region, UnboundCall};
 use modload_platform::host::{new_region, Placement, HOST_PROTECTION};
 
@@ -21,7 +20,6 @@ use crate::args::RunArgs;
 use crate::copies::Copies;
 use crate::dl::SharedLibraries;
 use crate::order;
-use crate::plan::plan_alone;
 use crate::Failure;
 
 /// The modules of this run. A `static` so the exit handler can reach it.
@@ -31,9 +29,6 @@ static NAMESPACE: Namespace = Namespace::new();
 /// module address fits a sign-extended 32-bit immediate.
 const LOW_REGION_HINT: u64 = 0x4000_0000;
 const LOW_LIMIT: u64 = 0x8000_0000;
-
-/// `R_X86_64_32` and `R_X86_64_32S`: absolute addresses in 32-bit fields.
-const ABSOLUTE_32: [u32; 2] = [10, 11];
 
 const PAGE_SIZE: usize = 4096;
 
@@ -58,7 +53,10 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
         }
     }
     require_page_size()?;
-    let placement = choose_placement(&objects)?;
+    // One parse and plan of each object tells where the region goes, which
+    // library data needs copies and in what units the objects load.
+    let survey = order::survey(&objects)?;
+    let placement = choose_placement(&survey);
     // Open the libraries before mapping the region, so that `mmap` puts the
     // region next to them and 32-bit PC-relative references to their data reach.
     let libraries = SharedLibraries::open(&args.libraries).map_err(Failure::message)?;
@@ -67,7 +65,7 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
     // gets a copy beside it, as copy relocations give a non-PIE executable.
     let region_start = region.start().as_u64();
     let copies = Copies::prepare(
-        &objects,
+        &survey,
         &libraries,
         region_start..region_start.saturating_add(args.region_size as u64),
     )?;
@@ -86,7 +84,9 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
     if let Some(keys) = trusted {
         loader = loader.require_signatures(keys);
     }
-    let (modules, constructors) = load_all(&loader, &objects, args.verbose)?;
+    let units = order::units_of(&survey);
+    drop(survey);
+    let (modules, constructors) = load_all(&loader, &objects, &units, args.verbose)?;
     // Every object is in: a name still awaited is defined nowhere, which a
     // static link would refuse too, so refuse it before anything runs.
     if let Some(failure) = order::still_unresolved(&NAMESPACE) {
@@ -161,9 +161,9 @@ impl modload::SymbolResolver for Resolver {
 fn load_all(
     loader: &Loader<'static>,
     objects: &[(String, crate::ObjectBytes)],
+    units: &[order::Unit],
     verbose: bool,
 ) -> Result<LoadedUnits, Failure> {
-    let units = order::units(objects)?;
     if verbose {
         for unit in units.iter().filter(|unit| unit.members.len() > 1) {
             eprintln!("{}", order::describe(unit, objects));
@@ -274,21 +274,12 @@ fn report_unbound_call(call: &UnboundCall<'_>) {
 
 /// Near the shared libraries, unless some object has 32-bit absolute
 /// relocations (`-fno-pic`, small code model), which need the low 2 GiB.
-fn choose_placement(objects: &[(String, crate::ObjectBytes)]) -> Result<Placement, Failure> {
-    for (name, bytes) in objects {
-        let planned = plan_alone(name, bytes).map_err(|error| Failure::load(&error))?;
-        let absolute = planned
-            .plan
-            .relocation_counts()
-            .iter()
-            .any(|(kind, count)| {
-                kind.machine == EM_X86_64 && ABSOLUTE_32.contains(&kind.raw) && *count > 0
-            });
-        if absolute {
-            return Ok(Placement::Near(LOW_REGION_HINT));
-        }
+fn choose_placement(survey: &[order::Names]) -> Placement {
+    if survey.iter().any(|object| object.absolute_32) {
+        Placement::Near(LOW_REGION_HINT)
+    } else {
+        Placement::Anywhere
     }
-    Ok(Placement::Anywhere)
 }
 
 /// The loader lays modules out in 4 KiB pages and sets their permissions

@@ -52,7 +52,7 @@ pub struct Reason {
 
 /// What one object defines and refers to, as far as ordering cares, and
 /// what else `modload run` needs to know of it before anything loads: one
-/// parse and one plan per object serve them all ([`survey`]).
+/// read of its symbol table and relocations serves them all ([`survey`]).
 pub struct Names {
     /// Global definitions, with whether each is hidden.
     defines: Vec<(String, bool)>,
@@ -67,6 +67,9 @@ pub struct Names {
     /// Whether a section that loads has x86-64 32-bit absolute relocations
     /// (`R_X86_64_32`, `R_X86_64_32S`): code that needs the low 2 GiB.
     pub absolute_32: bool,
+    /// The sizes of the sections that load, summed (alignment and the
+    /// loader's own entries not counted): about what the module will take.
+    pub loaded_bytes: u64,
 }
 
 impl Names {
@@ -79,11 +82,15 @@ impl Names {
 /// The units to load, in the order given: a set takes the place of its
 /// first member. `objects` are `(name, bytes)`.
 pub fn units(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Unit>, Failure> {
-    Ok(units_of(&survey(objects)?))
+    let mut names = survey(objects)?;
+    let all: Vec<usize> = (0..objects.len()).collect();
+    find_hard(&mut names, objects, &all)?;
+    Ok(units_of(&names))
 }
 
-/// What each object defines and refers to (see [`Names`]), in the order
-/// given; an object the loader cannot plan fails here, with its error.
+/// What each object defines and refers to, read from its symbol table and
+/// relocations (see [`Names`]), in the order given; which references cannot
+/// wait is left for [`find_hard`], as it takes a plan of the object.
 pub fn survey(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Names>, Failure> {
     objects
         .iter()
@@ -91,7 +98,36 @@ pub fn survey(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Names>, Fa
         .collect()
 }
 
-/// [`units`] from the objects' [`survey`].
+/// Fills in which references of the objects at `indices` cannot wait
+/// (`hard`): each is planned with late binding against an empty namespace,
+/// where every undefined name it needs at load is unresolved.
+pub fn find_hard(
+    names: &mut [Names],
+    objects: &[(String, crate::ObjectBytes)],
+    indices: &[usize],
+) -> Result<(), Failure> {
+    let loader = Loader::new(&SCRATCH_NAMESPACE, &SCRATCH_REGION, &NoProtection).late_binding();
+    for &index in indices {
+        let (Some((name, bytes)), Some(entry)) = (objects.get(index), names.get_mut(index)) else {
+            continue;
+        };
+        let object = Object::parse(name, bytes).map_err(|error| Failure::load(&error))?;
+        entry.hard = match loader.plan(object) {
+            Ok(_) => Vec::new(),
+            Err(error) => match error.kind {
+                ErrorKind::Unresolved { names } => {
+                    names.iter().map(|name| name.to_string()).collect()
+                }
+                _ => return Err(Failure::load(&error)),
+            },
+        };
+    }
+    Ok(())
+}
+
+/// [`units`] from the objects' [`survey`]: with `hard` filled in only
+/// where [`find_hard`] ran, so objects not planned yet join sets only
+/// through hidden names.
 pub fn units_of(names: &[Names]) -> Vec<Unit> {
     let objects = names;
     // The first definition of each name wins, as in the namespace.
@@ -298,22 +334,19 @@ fn strongly_connected(count: usize, graph: &BTreeMap<usize, Vec<usize>>) -> Vec<
     components
 }
 
-/// What `name` defines and refers to, and which of its references cannot
-/// wait: planned with late binding against an empty namespace, every
-/// undefined name it needs at load is unresolved.
+/// What `name` defines and refers to, from one read of its symbol table
+/// and relocations; `hard` stays empty (see [`find_hard`]).
 fn names_of(name: &str, bytes: &[u8]) -> Result<Names, Failure> {
-    // The loader first, so that damage gets its typed error.
-    let loader = Loader::new(&SCRATCH_NAMESPACE, &SCRATCH_REGION, &NoProtection).late_binding();
-    let object = Object::parse(name, bytes).map_err(|error| Failure::load(&error))?;
-    let hard = match loader.plan(object) {
-        Ok(_) => Vec::new(),
-        Err(error) => match error.kind {
-            ErrorKind::Unresolved { names } => names.iter().map(|name| name.to_string()).collect(),
-            _ => return Err(Failure::load(&error)),
-        },
+    let elf = match Elf::parse(bytes) {
+        Ok(elf) => elf,
+        // The loader's typed error if it has one: it names what is damaged.
+        Err(error) => {
+            Object::parse(name, bytes).map_err(|error| Failure::load(&error))?;
+            return Err(Failure::message(format!(
+                "{name}: not an ELF object: {error}"
+            )));
+        }
     };
-    let elf = Elf::parse(bytes)
-        .map_err(|error| Failure::message(format!("{name}: not an ELF object: {error}")))?;
     let mut defines = Vec::new();
     let mut refers = Vec::new();
     for symbol in elf.syms.iter() {
@@ -339,12 +372,18 @@ fn names_of(name: &str, bytes: &[u8]) -> Result<Names, Failure> {
         }
     }
     let (short_references, absolute_32) = short_fields(&elf);
+    let loaded_bytes = elf
+        .section_headers
+        .iter()
+        .filter(|section| section.sh_flags & u64::from(SHF_ALLOC) != 0)
+        .fold(0u64, |sum, section| sum.saturating_add(section.sh_size));
     Ok(Names {
         defines,
         refers,
-        hard,
+        hard: Vec::new(),
         short_references,
         absolute_32,
+        loaded_bytes,
     })
 }
 

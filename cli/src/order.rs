@@ -11,9 +11,10 @@
 
 use std::collections::BTreeMap;
 
+use goblin::container::Ctx;
 use goblin::elf::header::EM_X86_64;
 use goblin::elf::reloc::{R_X86_64_32, R_X86_64_32S, R_X86_64_PC32};
-use goblin::elf::section_header::{SHF_ALLOC, SHN_UNDEF};
+use goblin::elf::section_header::{SectionHeader, SHF_ALLOC, SHN_UNDEF, SHT_RELA, SHT_SYMTAB};
 use goblin::elf::sym::{
     STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK, STT_FILE, STT_SECTION, STV_DEFAULT, STV_PROTECTED,
 };
@@ -337,7 +338,7 @@ fn strongly_connected(count: usize, graph: &BTreeMap<usize, Vec<usize>>) -> Vec<
 /// What `name` defines and refers to, from one read of its symbol table
 /// and relocations; `hard` stays empty (see [`find_hard`]).
 fn names_of(name: &str, bytes: &[u8]) -> Result<Names, Failure> {
-    let elf = match Elf::parse(bytes) {
+    let elf = match Tables::read(bytes) {
         Ok(elf) => elf,
         // The loader's typed error if it has one: it names what is damaged.
         Err(error) => {
@@ -349,31 +350,31 @@ fn names_of(name: &str, bytes: &[u8]) -> Result<Names, Failure> {
     };
     let mut defines = Vec::new();
     let mut refers = Vec::new();
-    for symbol in elf.syms.iter() {
-        let bind = symbol.st_bind();
+    for symbol in elf.symbols() {
+        let bind = symbol.info >> 4;
         if !matches!(bind, STB_GLOBAL | STB_WEAK | STB_GNU_UNIQUE)
-            || matches!(symbol.st_type(), STT_FILE | STT_SECTION)
+            || matches!(symbol.info & 0xf, STT_FILE | STT_SECTION)
         {
             continue;
         }
-        let Some(symbol_name) = elf.strtab.get_at(symbol.st_name) else {
+        let Some(symbol_name) = elf.name(symbol.name) else {
             continue;
         };
         if symbol_name.is_empty() {
             continue;
         }
-        if symbol.st_shndx == SHN_UNDEF as usize {
+        if symbol.shndx == SHN_UNDEF as u16 {
             refers.push(symbol_name.to_owned());
         } else {
             // Hidden and internal names are never exported: only a static
             // link binds them.
-            let exported = matches!(symbol.st_visibility(), STV_DEFAULT | STV_PROTECTED);
+            let exported = matches!(symbol.other & 0x3, STV_DEFAULT | STV_PROTECTED);
             defines.push((symbol_name.to_owned(), !exported));
         }
     }
     let (short_references, absolute_32) = short_fields(&elf);
     let loaded_bytes = elf
-        .section_headers
+        .sections
         .iter()
         .filter(|section| section.sh_flags & u64::from(SHF_ALLOC) != 0)
         .fold(0u64, |sum, section| sum.saturating_add(section.sh_size));
@@ -387,44 +388,156 @@ fn names_of(name: &str, bytes: &[u8]) -> Result<Names, Failure> {
     })
 }
 
+/// The parts of an object the survey reads, decoded as they are read:
+/// goblin's `Elf::parse` would first copy out every string and relocation
+/// of the file (for SQLite, more than all the rest of the survey). ELF64
+/// little-endian only, as the loader takes.
+struct Tables<'a> {
+    machine: u16,
+    sections: Vec<SectionHeader>,
+    /// The symbol table's entries.
+    symbols: &'a [u8],
+    /// The symbol table's string table.
+    strings: &'a [u8],
+    bytes: &'a [u8],
+}
+
+/// The fields of an `Elf64_Sym` the survey reads.
+struct Symbol {
+    name: usize,
+    info: u8,
+    other: u8,
+    shndx: u16,
+}
+
+/// `Elf64_Sym` and `Elf64_Rela` are 24 bytes each.
+const ENTRY_SIZE: usize = 24;
+
+impl<'a> Tables<'a> {
+    fn read(bytes: &'a [u8]) -> goblin::error::Result<Self> {
+        let malformed = |what: &str| goblin::error::Error::Malformed(what.to_owned());
+        let header = Elf::parse_header(bytes)?;
+        let ctx = Ctx::new(header.container()?, header.endianness()?);
+        if !ctx.is_big() || !ctx.is_little_endian() {
+            return Err(malformed("not a 64-bit little-endian object"));
+        }
+        let sections = SectionHeader::parse(
+            bytes,
+            usize::try_from(header.e_shoff).unwrap_or(usize::MAX),
+            usize::from(header.e_shnum),
+            ctx,
+        )?;
+        let mut symbols: &[u8] = &[];
+        let mut strings: &[u8] = &[];
+        if let Some(table) = sections
+            .iter()
+            .rfind(|section| section.sh_type == SHT_SYMTAB)
+        {
+            symbols = file_range(bytes, table.sh_offset, table.sh_size)
+                .ok_or_else(|| malformed("the symbol table is outside the file"))?;
+            strings = sections
+                .get(table.sh_link as usize)
+                .and_then(|names| file_range(bytes, names.sh_offset, names.sh_size))
+                .ok_or_else(|| malformed("the symbol table's string table is outside the file"))?;
+        }
+        Ok(Self {
+            machine: header.e_machine,
+            sections,
+            symbols,
+            strings,
+            bytes,
+        })
+    }
+
+    fn symbols(&self) -> impl Iterator<Item = Symbol> + 'a {
+        self.symbols.chunks_exact(ENTRY_SIZE).map(|entry| Symbol {
+            name: word(entry, 0) as usize,
+            info: entry.get(4).copied().unwrap_or(0),
+            other: entry.get(5).copied().unwrap_or(0),
+            shndx: word(entry, 6) as u16,
+        })
+    }
+
+    fn symbol(&self, index: usize) -> Option<Symbol> {
+        let start = index.checked_mul(ENTRY_SIZE)?;
+        let entry = self.symbols.get(start..start.checked_add(ENTRY_SIZE)?)?;
+        Some(Symbol {
+            name: word(entry, 0) as usize,
+            info: *entry.get(4)?,
+            other: *entry.get(5)?,
+            shndx: word(entry, 6) as u16,
+        })
+    }
+
+    /// `(type, symbol index)` of each entry of a `SHT_RELA` section.
+    fn relocations(&self, section: &SectionHeader) -> impl Iterator<Item = (u32, usize)> + 'a {
+        file_range(self.bytes, section.sh_offset, section.sh_size)
+            .unwrap_or(&[])
+            .chunks_exact(ENTRY_SIZE)
+            .map(|entry| (word(entry, 8), word(entry, 12) as usize))
+    }
+
+    /// The name at `offset` in the symbol string table, if it is there and UTF-8.
+    fn name(&self, offset: usize) -> Option<&'a str> {
+        let rest = self.strings.get(offset..)?;
+        let end = rest.iter().position(|&byte| byte == 0)?;
+        std::str::from_utf8(rest.get(..end)?).ok()
+    }
+}
+
+/// The little-endian `u32` at `offset` of `entry` (a `u16` reads as the
+/// low half of one: callers mask), or 0 past the end.
+fn word(entry: &[u8], offset: usize) -> u32 {
+    let mut bytes = [0u8; 4];
+    for (index, byte) in bytes.iter_mut().enumerate() {
+        *byte = entry.get(offset + index).copied().unwrap_or(0);
+    }
+    u32::from_le_bytes(bytes)
+}
+
+fn file_range(bytes: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(usize::try_from(size).ok()?)?;
+    bytes.get(start..end)
+}
+
 /// An x86-64 object's references to undefined names through 32-bit fields
 /// (see [`Names::short_references`]), and whether a section that loads has
 /// 32-bit absolute relocations.
-fn short_fields(elf: &Elf<'_>) -> (Vec<(String, u32)>, bool) {
+fn short_fields(elf: &Tables<'_>) -> (Vec<(String, u32)>, bool) {
     let mut references = Vec::new();
     let mut absolute_32 = false;
-    if elf.header.e_machine != EM_X86_64 {
+    if elf.machine != EM_X86_64 {
         return (references, absolute_32);
     }
-    for (index, section) in &elf.shdr_relocs {
+    for section in elf
+        .sections
+        .iter()
+        .filter(|section| section.sh_type == SHT_RELA)
+    {
         // Debugging sections never load, and their 32-bit offsets bind nothing.
         let loads = elf
-            .section_headers
-            .get(*index)
-            .and_then(|relocations| elf.section_headers.get(relocations.sh_info as usize))
+            .sections
+            .get(section.sh_info as usize)
             .is_some_and(|target| target.sh_flags & u64::from(SHF_ALLOC) != 0);
-        for relocation in section.iter() {
-            if !matches!(
-                relocation.r_type,
-                R_X86_64_PC32 | R_X86_64_32 | R_X86_64_32S
-            ) {
+        for (r_type, r_sym) in elf.relocations(section) {
+            if !matches!(r_type, R_X86_64_PC32 | R_X86_64_32 | R_X86_64_32S) {
                 continue;
             }
-            if loads && relocation.r_type != R_X86_64_PC32 {
+            if loads && r_type != R_X86_64_PC32 {
                 absolute_32 = true;
             }
-            let Some(symbol) = elf.syms.get(relocation.r_sym) else {
+            let Some(symbol) = elf.symbol(r_sym) else {
                 continue;
             };
             // A hidden or protected reference (`__dso_handle`) never binds
             // to a shared library.
-            let default_visibility = symbol.st_other & 0x3 == STV_DEFAULT;
-            if symbol.st_shndx != SHN_UNDEF as usize || relocation.r_sym == 0 || !default_visibility
-            {
+            let default_visibility = symbol.other & 0x3 == STV_DEFAULT;
+            if symbol.shndx != SHN_UNDEF as u16 || r_sym == 0 || !default_visibility {
                 continue;
             }
-            if let Some(symbol_name) = elf.strtab.get_at(symbol.st_name) {
-                references.push((symbol_name.to_owned(), relocation.r_type));
+            if let Some(symbol_name) = elf.name(symbol.name) {
+                references.push((symbol_name.to_owned(), r_type));
             }
         }
     }

@@ -665,3 +665,82 @@ mod tests {
         assert_eq!(units[0].members.len(), 50);
     }
 }
+
+#[cfg(test)]
+mod survey_tests {
+    use super::*;
+
+    /// Compiles `source` with gcc and `flags`, and surveys the object.
+    fn survey_of(name: &str, source: &str, flags: &[&str]) -> Names {
+        let dir =
+            std::env::temp_dir().join(format!("modload-survey-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let c = dir.join("a.c");
+        let object = dir.join("a.o");
+        std::fs::write(&c, source).expect("write source");
+        let status = std::process::Command::new("gcc")
+            .args(flags)
+            .args(["-O2", "-c", "-o"])
+            .arg(&object)
+            .arg(&c)
+            .status()
+            .expect("gcc");
+        assert!(status.success());
+        let bytes = std::fs::read(&object).expect("read object");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        names_of(name, &bytes).expect("survey")
+    }
+
+    const SOURCE: &str = "extern int shared; extern void called(void);\n\
+        __attribute__((visibility(\"hidden\"))) int secret = 1;\n\
+        int exported(void) { called(); return shared + secret; }\n\
+        long address(void) { return (long)&shared; }\n";
+
+    #[test]
+    fn reads_names_short_references_and_absolute_fields() {
+        let names = survey_of("nopic", SOURCE, &["-fno-pic", "-g"]);
+        let mut defines = names.defines.clone();
+        defines.sort();
+        assert_eq!(
+            defines,
+            [
+                (String::from("address"), false),
+                (String::from("exported"), false),
+                (String::from("secret"), true)
+            ]
+        );
+        let mut refers = names.refers.clone();
+        refers.sort();
+        assert_eq!(refers, ["called", "shared"]);
+        assert!(names.absolute_32);
+        assert!(names
+            .short_references
+            .iter()
+            .any(|(name, r_type)| name == "shared" && *r_type == R_X86_64_PC32));
+        assert!(names
+            .short_references
+            .iter()
+            .any(|(name, r_type)| name == "shared" && *r_type != R_X86_64_PC32));
+        assert!(names.hard.is_empty());
+        assert!(names.loaded_bytes > 0);
+    }
+
+    #[test]
+    fn debugging_sections_do_not_make_code_absolute() {
+        // -g adds R_X86_64_32 relocations to .debug_* sections, which never load.
+        let names = survey_of("pic", SOURCE, &["-fPIC", "-g"]);
+        assert!(!names.absolute_32);
+        assert!(names
+            .short_references
+            .iter()
+            .all(|(name, _)| name != "secret"));
+    }
+
+    #[test]
+    fn damage_gets_the_loaders_error() {
+        let error = names_of("junk.o", b"not an object at all")
+            .err()
+            .expect("refused");
+        assert!(error.message.contains("junk.o"), "{}", error.message);
+    }
+}

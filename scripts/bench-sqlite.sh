@@ -9,7 +9,9 @@
 #
 # scripts/bench.sh runs this and puts the figures in docs/PERFORMANCE.md; on
 # its own it takes about a minute (the first run compiles SQLite, ~40 s).
-# Options: --runs N (hyperfine runs per command, default 50).
+# Options: --runs N (hyperfine runs per command, default 50). Environment:
+# MODLOAD=PATH measures that modload instead of building target/release/modload
+# (to compare with an older build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +29,12 @@ build="$target/bench-sqlite"
 rm -rf "$out"
 mkdir -p "$out" "$build"
 
-cargo build -q --release -p modload-cli
-modload="$(realpath "$target/release/modload")"
+if [[ -n "${MODLOAD:-}" ]]; then
+    modload="$(realpath "$MODLOAD")"
+else
+    cargo build -q --release -p modload-cli
+    modload="$(realpath "$target/release/modload")"
+fi
 jitlink="$(command -v llvm-jitlink-22 || echo /usr/lib/llvm-22/bin/llvm-jitlink)"
 
 # SQLite's sources as the real-program harness gets them: the pinned

@@ -3,7 +3,8 @@
 # binary, `modload run` and `llvm-jitlink` on the same two objects (SQLite's
 # 1.3 MB amalgamation and bench/sqlite/main.c, a small main whose work is
 # tiny, so that start-up and loading dominate), timed with hyperfine, with
-# each process's minor page faults (getrusage). Prints the figures and the
+# each process's minor page faults (getrusage) and page-fault exceptions
+# (perf stat, where perf works). Prints the figures and the
 # two ratios against their targets (issue 17): modload run within 1.5× of
 # the native binary, and at least 10× faster than llvm-jitlink.
 #
@@ -79,12 +80,24 @@ out, runs, commands = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 labels = ["native", "modload run", "llvm-jitlink"]
 
 def faults(command):
-    """Minor page faults of one process, the mean of `runs` runs."""
+    """Minor page faults of one process, the mean of `runs` runs. The kernel
+    counts pages that `madvise(MADV_POPULATE_WRITE)` fills here too."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
     for _ in range(runs):
         subprocess.run(command.split(), check=True, stdout=subprocess.DEVNULL)
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
     return (after - before) / runs
+
+def exceptions(command):
+    """Page-fault exceptions taken (perf's `page-faults` event, which a page
+    filled by `madvise` is not), the mean of `runs` runs; None without perf."""
+    try:
+        done = subprocess.run(
+            ["perf", "stat", "-x,", "-e", "page-faults", "-r", str(runs), *command.split()],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        return float(done.stderr.strip().splitlines()[-1].split(",")[0])
+    except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
+        return None
 
 results = json.load(open(f"{out}/hyperfine.json"))["results"]
 summary = {}
@@ -96,17 +109,19 @@ for label, command, result in zip(labels, commands, results):
         "stddev_s": result["stddev"],
         "min_s": result["min"],
         "minor_faults": faults(command),
+        "fault_exceptions": exceptions(command),
     }
 native, modload, jitlink = (summary[label] for label in labels)
 summary["modload_over_native"] = modload["median_s"] / native["median_s"]
 summary["jitlink_over_modload"] = jitlink["median_s"] / modload["median_s"]
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
 
-print(f"{'':14} {'median':>10} {'min':>10} {'faults':>8}")
+print(f"{'':14} {'median':>10} {'min':>10} {'minor faults':>13} {'fault exceptions':>17}")
 for label in labels:
     entry = summary[label]
+    taken = entry["fault_exceptions"]
     print(f"{label:14} {entry['median_s'] * 1e3:8.2f} ms {entry['min_s'] * 1e3:7.2f} ms "
-          f"{entry['minor_faults']:8.0f}")
+          f"{entry['minor_faults']:13.0f} {'-' if taken is None else f'{taken:.0f}':>17}")
 ratio = summary["modload_over_native"]
 speedup = summary["jitlink_over_modload"]
 print(f"modload run / native:      {ratio:.2f}×  (target ≤ 1.5×: "

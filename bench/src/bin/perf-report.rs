@@ -7,6 +7,8 @@
 //! perf-report probe scale-load|scale-load-noprotect|scale-unload scale N
 //!                                          N scaling modules for callgrind
 //! perf-report scale N ROUNDS               time, page faults per scaling module
+//! perf-report sqlite SUMMARY.json          print section 6 and its targets
+//!                                          (scripts/bench-sqlite.sh's figures)
 //! perf-report write OUT.md --criterion DIR --hyperfine DIR --memory FILE
 //!                   --callgrind FILE [--callgrind-scale FILE] --machine FILE
 //!                   [--sqlite FILE] --command TEXT
@@ -103,6 +105,10 @@ fn main() {
         Some("phases") => phases(&args[1..]),
         Some("copy") => copy(&args[1..]),
         Some("write") => write(&args[1..]),
+        Some("sqlite") => args
+            .get(1)
+            .ok_or_else(|| String::from("sqlite: SUMMARY.json missing"))
+            .and_then(|summary| print_sqlite(Path::new(summary))),
         _ => Err(String::from(
             "usage: perf-report objects | memory OUT.json | probe WHAT OBJECT N | write OUT.md ...",
         )),
@@ -1689,6 +1695,15 @@ fn write(args: &[String]) -> Result<(), String> {
     std::fs::write(&out, doc).map_err(|error| format!("{}: {error}", out.display()))
 }
 
+/// Prints what `write` puts in the report from `scripts/bench-sqlite.sh`'s
+/// summary: the two target rows, then section 6.
+fn print_sqlite(path: &Path) -> Result<(), String> {
+    let (mut targets, mut details) = (String::new(), String::new());
+    sqlite_section(path, &mut targets, &mut details)?;
+    println!("| target | measured | verdict |\n|---|---|---|\n{targets}\n{details}");
+    Ok(())
+}
+
 /// Section 6 and its two targets, from `scripts/bench-sqlite.sh`'s summary.
 fn sqlite_section(path: &Path, targets: &mut String, details: &mut String) -> Result<(), String> {
     let summary = read_json(path)?;
@@ -1707,19 +1722,24 @@ fn sqlite_section(path: &Path, targets: &mut String, details: &mut String) -> Re
          builds it) and `bench/sqlite/main.c`, a small main (an in-memory database,\n\
          one table, three rows, one query), so that start-up and loading dominate.\n\
          Measured by `scripts/bench-sqlite.sh`: `hyperfine -N`, the three commands in\n\
-         one run; page faults are each process's minor faults (`getrusage`), a mean.\n"
+         one run. Minor faults are each process's (`getrusage`, a mean), pages that\n\
+         `madvise(MADV_POPULATE_WRITE)` fills included; fault exceptions are those\n\
+         taken (`perf stat -e page-faults`, a mean), which such pages are not.\n"
     );
     let _ = writeln!(
         details,
-        "| command | median | min | minor page faults |\n|---|---|---|---|"
+        "| command | median | min | minor faults | fault exceptions |\n|---|---|---|---|---|"
     );
     for label in ["native", "modload run", "llvm-jitlink"] {
         let _ = writeln!(
             details,
-            "| {label} | {} | {} | {:.0} |",
+            "| {label} | {} | {} | {:.0} | {} |",
             time(figure(label, "median_s")? * 1e9),
             time(figure(label, "min_s")? * 1e9),
-            figure(label, "minor_faults")?
+            figure(label, "minor_faults")?,
+            summary[label]["fault_exceptions"]
+                .as_f64()
+                .map_or_else(|| String::from("(no perf)"), |taken| format!("{taken:.0}"))
         );
     }
     let over_native = figure("modload run", "median_s")? / figure("native", "median_s")?;

@@ -84,8 +84,7 @@ impl Names {
 /// first member. `objects` are `(name, bytes)`.
 pub fn units(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Unit>, Failure> {
     let mut names = survey(objects)?;
-    let all: Vec<usize> = (0..objects.len()).collect();
-    find_hard(&mut names, objects, &all)?;
+    find_hard(&mut names, objects)?;
     Ok(units_of(&names))
 }
 
@@ -99,38 +98,49 @@ pub fn survey(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Names>, Fa
         .collect()
 }
 
-/// Fills in which references of the objects at `indices` cannot wait
-/// (`hard`): each is planned with late binding against an empty namespace,
-/// where every undefined name it needs at load is unresolved.
+/// Fills in which references cannot wait (`hard`) for every object that a
+/// cycle of references could join: references that cannot wait are some of
+/// an object's references, so an object no cycle of references joins is in
+/// no cycle of them either, and its own stay unknown, as they change no
+/// unit. An object is planned with late binding against an empty namespace,
+/// where every undefined name it needs at load is unresolved. Planning is
+/// most of what finding units costs; most programs (a main calling into a
+/// library that calls nothing back) need none.
 pub fn find_hard(
     names: &mut [Names],
     objects: &[(String, crate::ObjectBytes)],
-    indices: &[usize],
 ) -> Result<(), Failure> {
+    let cycles = group(names.len(), &edges(names, |object| &object.refers));
     let loader = Loader::new(&SCRATCH_NAMESPACE, &SCRATCH_REGION, &NoProtection).late_binding();
-    for &index in indices {
-        let (Some((name, bytes)), Some(entry)) = (objects.get(index), names.get_mut(index)) else {
-            continue;
-        };
-        let object = Object::parse(name, bytes).map_err(|error| Failure::load(&error))?;
-        entry.hard = match loader.plan(object) {
-            Ok(_) => Vec::new(),
-            Err(error) => match error.kind {
-                ErrorKind::Unresolved { names } => {
-                    names.iter().map(|name| name.to_string()).collect()
-                }
-                _ => return Err(Failure::load(&error)),
-            },
-        };
+    for unit in cycles.iter().filter(|unit| unit.members.len() > 1) {
+        for &index in &unit.members {
+            let (Some((name, bytes)), Some(entry)) = (objects.get(index), names.get_mut(index))
+            else {
+                continue;
+            };
+            let object = Object::parse(name, bytes).map_err(|error| Failure::load(&error))?;
+            entry.hard = match loader.plan(object) {
+                Ok(_) => Vec::new(),
+                Err(error) => match error.kind {
+                    ErrorKind::Unresolved { names } => {
+                        names.iter().map(|name| name.to_string()).collect()
+                    }
+                    _ => return Err(Failure::load(&error)),
+                },
+            };
+        }
     }
     Ok(())
 }
 
-/// [`units`] from the objects' [`survey`]: with `hard` filled in only
-/// where [`find_hard`] ran, so objects not planned yet join sets only
-/// through hidden names.
+/// [`units`] from the objects' [`survey`], once [`find_hard`] has run.
 pub fn units_of(names: &[Names]) -> Vec<Unit> {
-    let objects = names;
+    group(names.len(), &edges(names, |object| &object.hard))
+}
+
+/// The references between objects: those `tied` gives for each object
+/// (not hidden), and every reference to a name another object hides.
+fn edges(names: &[Names], tied: impl Fn(&Names) -> &[String]) -> Vec<Reason> {
     // The first definition of each name wins, as in the namespace.
     let mut definer: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
     for (index, object) in names.iter().enumerate() {
@@ -150,7 +160,7 @@ pub fn units_of(names: &[Names]) -> Vec<Unit> {
                 });
             }
         };
-        for symbol in &object.hard {
+        for symbol in tied(object) {
             add(symbol, false);
         }
         for symbol in &object.refers {
@@ -162,7 +172,7 @@ pub fn units_of(names: &[Names]) -> Vec<Unit> {
             }
         }
     }
-    group(objects.len(), &edges)
+    edges
 }
 
 /// Groups `count` objects: hidden references join their two ends, and each
@@ -734,6 +744,50 @@ mod survey_tests {
             .short_references
             .iter()
             .all(|(name, _)| name != "secret"));
+    }
+
+    #[test]
+    fn only_objects_a_cycle_of_references_joins_are_planned() {
+        let sources = [
+            (
+                "x",
+                "extern int y_value; int x_value = 1; int x(void) { return y_value; }",
+            ),
+            (
+                "y",
+                "extern int x_value; int y_value = 2; int y(void) { return x_value; }",
+            ),
+            ("z", "extern int x_value; int z(void) { return x_value; }"),
+        ];
+        let dir = std::env::temp_dir().join(format!("modload-hard-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut objects = Vec::new();
+        for (name, source) in sources {
+            let c = dir.join(format!("{name}.c"));
+            let object = dir.join(format!("{name}.o"));
+            std::fs::write(&c, source).expect("write source");
+            let status = std::process::Command::new("gcc")
+                .args(["-O2", "-fno-pic", "-c", "-o"])
+                .arg(&object)
+                .arg(&c)
+                .status()
+                .expect("gcc");
+            assert!(status.success());
+            let bytes = crate::ObjectBytes::read(&object).expect("read object");
+            objects.push((name.to_owned(), bytes));
+        }
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        let mut names = survey(&objects).expect("survey");
+        find_hard(&mut names, &objects).expect("plans");
+        assert_eq!(names[0].hard, ["y_value"]);
+        assert_eq!(names[1].hard, ["x_value"]);
+        // z's reference cannot wait either, but no cycle can pass through z.
+        assert!(names[2].hard.is_empty());
+        assert_eq!(members_of(&units_of(&names)), [vec![0, 1], vec![2]]);
+    }
+
+    fn members_of(units: &[Unit]) -> Vec<Vec<usize>> {
+        units.iter().map(|unit| unit.members.clone()).collect()
     }
 
     #[test]

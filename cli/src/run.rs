@@ -150,16 +150,12 @@ impl modload::SymbolResolver for Resolver {
 
 /// Loads the objects one at a time, in the order given, with late binding:
 /// a call to a function of a later object waits in its slot until that
-/// object loads. Objects bound by hidden names load as one module set
-/// ([`order::units_of`]). A unit that needs, at load, a name a later unit
-/// defines waits for it and is tried again once another has loaded. A
-/// failed load changes nothing, so trying again is safe.
-///
-/// When nothing waiting can load, the waiting objects' references that
-/// cannot wait may form cycles: only then are they planned to find those
-/// references ([`order::find_hard`]), and each smallest set that closes a
-/// cycle loads as one module set (`-v` says which and why). Finding them up
-/// front would plan every object twice, for what most programs never need.
+/// object loads. Objects whose references cannot wait form cycles only
+/// through data (or hidden names); each smallest set that closes such a
+/// cycle loads as one module set ([`order::units_of`]; `-v` says which and
+/// why). A unit that needs, at load, a name a later unit defines waits for
+/// it and is tried again once another has loaded. A failed load changes
+/// nothing, so trying again is safe.
 /// Returns the modules and their constructors, which nothing has run: in
 /// the order of each unit's first object.
 fn load_all(
@@ -168,6 +164,7 @@ fn load_all(
     survey: &mut [order::Names],
     verbose: bool,
 ) -> Result<LoadedUnits, Failure> {
+    order::find_hard(survey, objects)?;
     let units = order::units_of(survey);
     if verbose {
         for unit in units.iter().filter(|unit| unit.members.len() > 1) {
@@ -176,14 +173,13 @@ fn load_all(
     }
     let mut modules = Vec::with_capacity(units.len());
     let mut constructors = Vec::with_capacity(units.len());
-    let mut waiting = units;
-    let mut cycles_found = false;
+    let mut waiting: Vec<&order::Unit> = units.iter().collect();
     while !waiting.is_empty() {
         let loaded_before = modules.len();
         let mut still_waiting = Vec::new();
         let mut first_unresolved = None;
         for unit in waiting {
-            match load_unit(loader, &unit, objects) {
+            match load_unit(loader, unit, objects) {
                 Ok((module, init)) => {
                     modules.push(module);
                     constructors.push((unit.members.first().copied().unwrap_or(0), init));
@@ -194,26 +190,6 @@ fn load_all(
                 }
                 Err(error) => return Err(Failure::load(&error)),
             }
-        }
-        if modules.len() == loaded_before && !cycles_found {
-            cycles_found = true;
-            let stalled: Vec<usize> = still_waiting
-                .iter()
-                .flat_map(|unit| unit.members.iter().copied())
-                .collect();
-            order::find_hard(survey, objects, &stalled)?;
-            // Units already loaded have no references left that cannot
-            // wait, so they close no cycle and keep their members.
-            waiting = order::units_of(survey)
-                .into_iter()
-                .filter(|unit| unit.members.iter().any(|member| stalled.contains(member)))
-                .collect();
-            if verbose {
-                for unit in waiting.iter().filter(|unit| unit.members.len() > 1) {
-                    eprintln!("{}", order::describe(unit, objects));
-                }
-            }
-            continue;
         }
         if modules.len() == loaded_before {
             if let (Some(error), Some(unit)) = (first_unresolved, still_waiting.first()) {

@@ -66,7 +66,7 @@
 //! - Only x86-64 objects are looked at; AArch64's `ADRP` reaches ±4 GiB
 //!   and its modules are placed near the libraries.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ffi::{c_int, c_void};
 use std::ops::Range;
 
@@ -346,8 +346,9 @@ fn short_references(objects: &[crate::order::Names]) -> BTreeMap<String, Reach> 
             wanted.entry(name.clone()).or_default().add(*r_type);
         }
     }
-    let defined: BTreeSet<&str> = objects.iter().flat_map(|object| object.defined()).collect();
-    wanted.retain(|name, _| !defined.contains(name.as_str()));
+    for name in objects.iter().flat_map(|object| object.defined()) {
+        wanted.remove(name);
+    }
     wanted
 }
 

@@ -9,7 +9,7 @@
 //! form a cycle, and objects bound by hidden names, load as one module set,
 //! as if `ld -r` had joined them: the smallest sets that close every cycle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use goblin::container::Ctx;
 use goblin::elf::header::EM_X86_64;
@@ -83,14 +83,12 @@ impl Names {
 /// The units to load, in the order given: a set takes the place of its
 /// first member. `objects` are `(name, bytes)`.
 pub fn units(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Unit>, Failure> {
-    let mut names = survey(objects)?;
-    find_hard(&mut names, objects)?;
-    Ok(units_of(&names))
+    units_of(&mut survey(objects)?, objects)
 }
 
 /// What each object defines and refers to, read from its symbol table and
 /// relocations (see [`Names`]), in the order given; which references cannot
-/// wait is left for [`find_hard`], as it takes a plan of the object.
+/// wait is left for [`units_of`], as it takes a plan of the object.
 pub fn survey(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Names>, Failure> {
     objects
         .iter()
@@ -98,19 +96,25 @@ pub fn survey(objects: &[(String, crate::ObjectBytes)]) -> Result<Vec<Names>, Fa
         .collect()
 }
 
-/// Fills in which references cannot wait (`hard`) for every object that a
-/// cycle of references could join: references that cannot wait are some of
-/// an object's references, so an object no cycle of references joins is in
-/// no cycle of them either, and its own stay unknown, as they change no
-/// unit. An object is planned with late binding against an empty namespace,
-/// where every undefined name it needs at load is unresolved. Planning is
-/// most of what finding units costs; most programs (a main calling into a
-/// library that calls nothing back) need none.
-pub fn find_hard(
+/// The units to load, from the objects' [`survey`]: it fills in which
+/// references cannot wait (`hard`) for every object that a cycle of
+/// references could join. References that cannot wait are some of an
+/// object's references, so an object no cycle of references joins is in no
+/// cycle of them either, and its own stay unknown, as they change no unit;
+/// where no cycle of references joins any objects, the units are those
+/// cycles leave, and nothing is planned. An object is planned with late
+/// binding against an empty namespace, where every undefined name it needs
+/// at load is unresolved. Planning is most of what finding units costs;
+/// most programs (a main calling into a library that calls nothing back)
+/// need none.
+pub fn units_of(
     names: &mut [Names],
     objects: &[(String, crate::ObjectBytes)],
-) -> Result<(), Failure> {
+) -> Result<Vec<Unit>, Failure> {
     let cycles = group(names.len(), &edges(names, |object| &object.refers));
+    if cycles.iter().all(|unit| unit.members.len() == 1) {
+        return Ok(cycles);
+    }
     let loader = Loader::new(&SCRATCH_NAMESPACE, &SCRATCH_REGION, &NoProtection).late_binding();
     for unit in cycles.iter().filter(|unit| unit.members.len() > 1) {
         for &index in &unit.members {
@@ -130,19 +134,15 @@ pub fn find_hard(
             };
         }
     }
-    Ok(())
-}
-
-/// [`units`] from the objects' [`survey`], once [`find_hard`] has run.
-pub fn units_of(names: &[Names]) -> Vec<Unit> {
-    group(names.len(), &edges(names, |object| &object.hard))
+    Ok(group(names.len(), &edges(names, |object| &object.hard)))
 }
 
 /// The references between objects: those `tied` gives for each object
 /// (not hidden), and every reference to a name another object hides.
 fn edges(names: &[Names], tied: impl Fn(&Names) -> &[String]) -> Vec<Reason> {
     // The first definition of each name wins, as in the namespace.
-    let mut definer: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
+    let count = names.iter().map(|object| object.defines.len()).sum();
+    let mut definer: HashMap<&str, (usize, bool)> = HashMap::with_capacity(count);
     for (index, object) in names.iter().enumerate() {
         for (name, hidden) in &object.defines {
             definer.entry(name).or_insert((index, *hidden));
@@ -346,7 +346,7 @@ fn strongly_connected(count: usize, graph: &BTreeMap<usize, Vec<usize>>) -> Vec<
 }
 
 /// What `name` defines and refers to, from one read of its symbol table
-/// and relocations; `hard` stays empty (see [`find_hard`]).
+/// and relocations; `hard` stays empty (see [`units_of`]).
 fn names_of(name: &str, bytes: &[u8]) -> Result<Names, Failure> {
     let elf = match Tables::read(bytes) {
         Ok(elf) => elf,
@@ -407,6 +407,9 @@ struct Tables<'a> {
     sections: Vec<SectionHeader>,
     /// The symbol table's entries.
     symbols: &'a [u8],
+    /// The index of its first non-local symbol (`sh_info`): locals come
+    /// first, and the survey wants none of them.
+    first_global: usize,
     /// The symbol table's string table.
     strings: &'a [u8],
     bytes: &'a [u8],
@@ -439,12 +442,14 @@ impl<'a> Tables<'a> {
         )?;
         let mut symbols: &[u8] = &[];
         let mut strings: &[u8] = &[];
+        let mut first_global = 0;
         if let Some(table) = sections
             .iter()
             .rfind(|section| section.sh_type == SHT_SYMTAB)
         {
             symbols = file_range(bytes, table.sh_offset, table.sh_size)
                 .ok_or_else(|| malformed("the symbol table is outside the file"))?;
+            first_global = table.sh_info as usize;
             strings = sections
                 .get(table.sh_link as usize)
                 .and_then(|names| file_range(bytes, names.sh_offset, names.sh_size))
@@ -454,13 +459,17 @@ impl<'a> Tables<'a> {
             machine: header.e_machine,
             sections,
             symbols,
+            first_global,
             strings,
             bytes,
         })
     }
 
+    /// The non-local symbols (a bad `sh_info` only makes it read more).
     fn symbols(&self) -> impl Iterator<Item = Symbol> + 'a {
-        self.symbols.chunks_exact(ENTRY_SIZE).map(|entry| Symbol {
+        let start = self.first_global.saturating_mul(ENTRY_SIZE);
+        let globals = self.symbols.get(start..).unwrap_or(self.symbols);
+        globals.chunks_exact(ENTRY_SIZE).map(|entry| Symbol {
             name: word(entry, 0) as usize,
             info: entry.get(4).copied().unwrap_or(0),
             other: entry.get(5).copied().unwrap_or(0),
@@ -499,8 +508,11 @@ impl<'a> Tables<'a> {
 /// low half of one: callers mask), or 0 past the end.
 fn word(entry: &[u8], offset: usize) -> u32 {
     let mut bytes = [0u8; 4];
-    for (index, byte) in bytes.iter_mut().enumerate() {
-        *byte = entry.get(offset + index).copied().unwrap_or(0);
+    if let Some(field) = entry.get(offset..offset.saturating_add(4)) {
+        bytes.copy_from_slice(field);
+    } else if let Some(field) = entry.get(offset..offset.saturating_add(2)) {
+        // A `u16` at the end of an entry.
+        bytes[..2].copy_from_slice(field);
     }
     u32::from_le_bytes(bytes)
 }
@@ -778,12 +790,12 @@ mod survey_tests {
         }
         std::fs::remove_dir_all(&dir).expect("clean up");
         let mut names = survey(&objects).expect("survey");
-        find_hard(&mut names, &objects).expect("plans");
+        let units = units_of(&mut names, &objects).expect("plans");
         assert_eq!(names[0].hard, ["y_value"]);
         assert_eq!(names[1].hard, ["x_value"]);
         // z's reference cannot wait either, but no cycle can pass through z.
         assert!(names[2].hard.is_empty());
-        assert_eq!(members_of(&units_of(&names)), [vec![0, 1], vec![2]]);
+        assert_eq!(members_of(&units), [vec![0, 1], vec![2]]);
     }
 
     fn members_of(units: &[Unit]) -> Vec<Vec<usize>> {

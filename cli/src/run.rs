@@ -164,8 +164,7 @@ fn load_all(
     survey: &mut [order::Names],
     verbose: bool,
 ) -> Result<LoadedUnits, Failure> {
-    order::find_hard(survey, objects)?;
-    let units = order::units_of(survey);
+    let units = order::units_of(survey, objects)?;
     if verbose {
         for unit in units.iter().filter(|unit| unit.members.len() > 1) {
             eprintln!("{}", order::describe(unit, objects));

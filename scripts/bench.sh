@@ -2,7 +2,8 @@
 # Runs every benchmark and writes docs/PERFORMANCE.md from what it measured:
 # modload against LLVM 22's ORC (JITLink, RuntimeDyld) in one process on the
 # same bytes, modload's phases, scaling to 5,000 modules, memory, and whole
-# processes (`modload run` against `llvm-jitlink`, with hyperfine). Instruction
+# processes (`modload run` against `llvm-jitlink`, with hyperfine; on SQLite
+# also against the natively linked binary: scripts/bench-sqlite.sh). Instruction
 # counts come from callgrind, which machine noise does not move.
 #
 # Takes about 15 minutes on 2 cores (the first run also compiles the ~1 MiB
@@ -101,6 +102,9 @@ hyperfine -N --style basic --warmup 3 --runs 30 --ignore-failure \
     --export-json "$out/hyperfine/demo-program-5-objects.json" \
     "$modload run ${prog[*]}" "$jitlink ${prog[*]}"
 
+echo "== whole process on SQLite: native, modload run, llvm-jitlink"
+scripts/bench-sqlite.sh
+
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 {
     echo "\$ lscpu"
@@ -129,6 +133,7 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
     --callgrind-scale "$out/callgrind-scale.json" \
     --profile "$out/callgrind/load-large_pic.txt" \
     --machine "$out/machine.txt" \
+    --sqlite "$out/sqlite/summary.json" \
     --notes bench/NOTES.md \
     --command "scripts/bench.sh"
 echo "== wrote docs/PERFORMANCE.md"

@@ -66,14 +66,11 @@
 //! - Only x86-64 objects are looked at; AArch64's `ADRP` reaches ±4 GiB
 //!   and its modules are placed near the libraries.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ffi::{c_int, c_void};
 use std::ops::Range;
 
-use goblin::elf::header::EM_X86_64;
-use goblin::elf::section_header::SHN_UNDEF;
-use goblin::elf::sym::{STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK, STT_OBJECT, STV_DEFAULT};
-use goblin::elf::Elf;
+use goblin::elf::sym::STT_OBJECT;
 use modload::{SymbolResolver, VirtAddr};
 
 use crate::Failure;
@@ -194,7 +191,7 @@ impl Copies {
     /// then use too (see the module docs). Needs the libraries opened and
     /// the region mapped, and must run before any module loads.
     pub fn prepare(
-        objects: &[(String, Vec<u8>)],
+        objects: &[crate::order::Names],
         libraries: &dyn SymbolResolver,
         region: Range<u64>,
     ) -> Result<Self, Failure> {
@@ -342,58 +339,16 @@ impl Copies {
 /// Names left undefined by the objects and referred to by 32-bit absolute
 /// or PC-relative x86-64 relocations, with the fields they must fit. Names
 /// some object defines are left out: modules bind those to each other.
-fn short_references(objects: &[(String, Vec<u8>)]) -> BTreeMap<String, Reach> {
+fn short_references(objects: &[crate::order::Names]) -> BTreeMap<String, Reach> {
     let mut wanted: BTreeMap<String, Reach> = BTreeMap::new();
-    let mut defined: BTreeSet<String> = BTreeSet::new();
-    for (_, bytes) in objects {
-        // The loader has parsed every object already (`choose_placement`)
-        // and reports damage with a typed error; what goblin cannot read
-        // gets no copies, and the loader then names the relocation that
-        // overflows.
-        let Ok(elf) = Elf::parse(bytes) else {
-            continue;
-        };
-        if elf.header.e_machine != EM_X86_64 {
-            continue;
-        }
-        for symbol in elf.syms.iter() {
-            let global = matches!(symbol.st_bind(), STB_GLOBAL | STB_WEAK | STB_GNU_UNIQUE);
-            if global && symbol.st_shndx != SHN_UNDEF as usize {
-                if let Some(symbol_name) = elf.strtab.get_at(symbol.st_name) {
-                    defined.insert(symbol_name.to_owned());
-                }
-            }
-        }
-        for (_, section) in &elf.shdr_relocs {
-            for relocation in section.iter() {
-                if !matches!(
-                    relocation.r_type,
-                    R_X86_64_PC32 | R_X86_64_32 | R_X86_64_32S
-                ) {
-                    continue;
-                }
-                let Some(symbol) = elf.syms.get(relocation.r_sym) else {
-                    continue;
-                };
-                // A hidden or protected reference (`__dso_handle`) never
-                // binds to a shared library.
-                let default_visibility = symbol.st_other & 0x3 == STV_DEFAULT;
-                if symbol.st_shndx != SHN_UNDEF as usize
-                    || relocation.r_sym == 0
-                    || !default_visibility
-                {
-                    continue;
-                }
-                if let Some(symbol_name) = elf.strtab.get_at(symbol.st_name) {
-                    wanted
-                        .entry(symbol_name.to_owned())
-                        .or_default()
-                        .add(relocation.r_type);
-                }
-            }
+    for object in objects {
+        for (name, r_type) in &object.short_references {
+            wanted.entry(name.clone()).or_default().add(*r_type);
         }
     }
-    wanted.retain(|name, _| !defined.contains(name));
+    for name in objects.iter().flat_map(|object| object.defined()) {
+        wanted.remove(name);
+    }
     wanted
 }
 

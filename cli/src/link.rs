@@ -265,7 +265,7 @@ fn link_unit(
     namespace: &'static Namespace,
     index: usize,
     unit: &crate::order::Unit,
-    inputs: &[(String, Vec<u8>)],
+    inputs: &[(String, crate::ObjectBytes)],
     next: u64,
     args: &LinkArgs,
     late: bool,
@@ -372,7 +372,7 @@ fn link_unit(
 /// to now (the first definition wins, as it does for later modules).
 fn exported_symbols(
     namespace: &Namespace,
-    inputs: &[(String, Vec<u8>)],
+    inputs: &[(String, crate::ObjectBytes)],
 ) -> Result<BTreeMap<String, u64>, Failure> {
     let mut symbols = BTreeMap::new();
     for (name, bytes) in inputs {

@@ -31,16 +31,93 @@ use std::io::Write as _;
 use args::Command;
 
 /// Reads every object named on the command line, keyed by its path as given.
-pub fn read_objects(paths: &[std::path::PathBuf]) -> Result<Vec<(String, Vec<u8>)>, Failure> {
+pub fn read_objects(paths: &[std::path::PathBuf]) -> Result<Vec<(String, ObjectBytes)>, Failure> {
     paths
         .iter()
         .map(|path| {
             let name = path.to_string_lossy().into_owned();
-            std::fs::read(path)
+            ObjectBytes::read(path)
                 .map(|bytes| (name.clone(), bytes))
                 .map_err(|error| Failure::io(&name, &error))
         })
         .collect()
+}
+
+/// An object file's bytes: the file mapped read-only where it can be, else
+/// read into memory (an empty file, a pipe).
+///
+/// Mapping rather than reading is for speed: the loader reads the parts it
+/// needs straight from the page cache, with no copy and no fault per page of
+/// a buffer (a 1.3 MB object took ~330 of them). Like the dynamic linker's
+/// mapping of a library, the bytes are only valid while nobody shrinks the
+/// file: truncating an object while `modload` reads it is not supported.
+pub struct ObjectBytes(Bytes);
+
+enum Bytes {
+    Mapped { start: *const u8, len: usize },
+    Read(Vec<u8>),
+}
+
+impl ObjectBytes {
+    /// The contents of the file at `path`.
+    pub fn read(path: &std::path::Path) -> std::io::Result<Self> {
+        let mut file = std::fs::File::open(path)?;
+        let metadata = file.metadata()?;
+        let len = usize::try_from(metadata.len()).unwrap_or(0);
+        if !metadata.is_file() || len == 0 {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut bytes)?;
+            return Ok(Self(Bytes::Read(bytes)));
+        }
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: a new private read-only mapping of a file we opened; it
+        // touches no existing memory. `MAP_POPULATE` maps every page that is
+        // in the page cache now, so reading it later takes no page faults.
+        let start = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if start == libc::MAP_FAILED {
+            return std::fs::read(path).map(|bytes| Self(Bytes::Read(bytes)));
+        }
+        Ok(Self(Bytes::Mapped {
+            start: start.cast_const().cast::<u8>(),
+            len,
+        }))
+    }
+
+    /// The bytes, as a slice.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            // SAFETY: `start` is a live read-only mapping of `len` bytes,
+            // unmapped only when `self` drops.
+            Bytes::Mapped { start, len } => unsafe { std::slice::from_raw_parts(*start, *len) },
+            Bytes::Read(bytes) => bytes,
+        }
+    }
+}
+
+impl std::ops::Deref for ObjectBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl Drop for ObjectBytes {
+    fn drop(&mut self) {
+        if let Bytes::Mapped { start, len } = self.0 {
+            // SAFETY: our own mapping; no slice of it outlives `self`.
+            unsafe { libc::munmap(start.cast_mut().cast::<libc::c_void>(), len) };
+        }
+    }
 }
 
 /// Exit status for errors in loading or running.

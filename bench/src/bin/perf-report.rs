@@ -7,9 +7,11 @@
 //! perf-report probe scale-load|scale-load-noprotect|scale-unload scale N
 //!                                          N scaling modules for callgrind
 //! perf-report scale N ROUNDS               time, page faults per scaling module
+//! perf-report sqlite SUMMARY.json          print section 6 and its targets
+//!                                          (scripts/bench-sqlite.sh's figures)
 //! perf-report write OUT.md --criterion DIR --hyperfine DIR --memory FILE
 //!                   --callgrind FILE [--callgrind-scale FILE] --machine FILE
-//!                   --command TEXT
+//!                   [--sqlite FILE] --command TEXT
 //! ```
 //!
 //! `probe` runs its measured part inside `modload_bench_probe`, so
@@ -103,6 +105,10 @@ fn main() {
         Some("phases") => phases(&args[1..]),
         Some("copy") => copy(&args[1..]),
         Some("write") => write(&args[1..]),
+        Some("sqlite") => args
+            .get(1)
+            .ok_or_else(|| String::from("sqlite: SUMMARY.json missing"))
+            .and_then(|summary| print_sqlite(Path::new(summary))),
         _ => Err(String::from(
             "usage: perf-report objects | memory OUT.json | probe WHAT OBJECT N | write OUT.md ...",
         )),
@@ -1666,6 +1672,11 @@ fn write(args: &[String]) -> Result<(), String> {
     }
     let _ = writeln!(details);
 
+    // 6. Whole process on SQLite: native, modload run, llvm-jitlink.
+    if let Some(path) = flags.get("sqlite") {
+        sqlite_section(Path::new(path), &mut targets, &mut details)?;
+    }
+
     let _ = writeln!(doc, "## Targets\n");
     let _ = writeln!(doc, "| target | measured | verdict |\n|---|---|---|");
     doc.push_str(&targets);
@@ -1682,4 +1693,70 @@ fn write(args: &[String]) -> Result<(), String> {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     std::fs::write(&out, doc).map_err(|error| format!("{}: {error}", out.display()))
+}
+
+/// Prints what `write` puts in the report from `scripts/bench-sqlite.sh`'s
+/// summary: the two target rows, then section 6.
+fn print_sqlite(path: &Path) -> Result<(), String> {
+    let (mut targets, mut details) = (String::new(), String::new());
+    sqlite_section(path, &mut targets, &mut details)?;
+    println!("| target | measured | verdict |\n|---|---|---|\n{targets}\n{details}");
+    Ok(())
+}
+
+/// Section 6 and its two targets, from `scripts/bench-sqlite.sh`'s summary.
+fn sqlite_section(path: &Path, targets: &mut String, details: &mut String) -> Result<(), String> {
+    let summary = read_json(path)?;
+    let figure = |label: &str, field: &str| {
+        summary[label][field]
+            .as_f64()
+            .ok_or_else(|| format!("{}: no {label}.{field}", path.display()))
+    };
+    let _ = writeln!(
+        details,
+        "## 6. Whole process on SQLite: native binary, `modload run`, `llvm-jitlink`\n"
+    );
+    let _ = writeln!(
+        details,
+        "SQLite's amalgamation (`sqlite3.o`, `-O2 -fPIC`, as the real-program harness\n\
+         builds it) and `bench/sqlite/main.c`, a small main (an in-memory database,\n\
+         one table, three rows, one query), so that start-up and loading dominate.\n\
+         Measured by `scripts/bench-sqlite.sh`: `hyperfine -N`, the three commands in\n\
+         one run. Minor faults are each process's (`getrusage`, a mean), pages that\n\
+         `madvise(MADV_POPULATE_WRITE)` fills included; fault exceptions are those\n\
+         taken (`perf stat -e page-faults`, a mean), which such pages are not.\n"
+    );
+    let _ = writeln!(
+        details,
+        "| command | median | min | minor faults | fault exceptions |\n|---|---|---|---|---|"
+    );
+    for label in ["native", "modload run", "llvm-jitlink"] {
+        let _ = writeln!(
+            details,
+            "| {label} | {} | {} | {:.0} | {} |",
+            time(figure(label, "median_s")? * 1e9),
+            time(figure(label, "min_s")? * 1e9),
+            figure(label, "minor_faults")?,
+            summary[label]["fault_exceptions"]
+                .as_f64()
+                .map_or_else(|| String::from("(no perf)"), |taken| format!("{taken:.0}"))
+        );
+    }
+    let over_native = figure("modload run", "median_s")? / figure("native", "median_s")?;
+    let speedup = figure("llvm-jitlink", "median_s")? / figure("modload run", "median_s")?;
+    let _ = writeln!(
+        details,
+        "\n`modload run` ÷ native: {over_native:.2}×; `llvm-jitlink` ÷ `modload run`: {speedup:.1}×.\n"
+    );
+    let _ = writeln!(
+        targets,
+        "| SQLite whole process: `modload run` ≤ 1.5× the native binary | {over_native:.2}× | {} |",
+        verdict(over_native <= 1.5)
+    );
+    let _ = writeln!(
+        targets,
+        "| SQLite whole process: `modload run` ≥ 10× faster than `llvm-jitlink` | {speedup:.1}× | {} |",
+        verdict(speedup >= 10.0)
+    );
+    Ok(())
 }

@@ -13,7 +13,7 @@ use modload::{
     RelocationProblem, SectionKind, SymbolProblem, VirtAddr,
 };
 use modload_platform::host::{new_region, Placement};
-use modload_tests::{assemble, compile_c, compile_cxx, fixture, read, run_native, CModel};
+use modload_tests::{compile_c, compile_cxx, fixture, read, run_native, CModel};
 
 use common::*;
 
@@ -359,18 +359,7 @@ fn common_symbols_of_members_are_one_variable() {
 /// one copy.
 #[test]
 fn comdat_groups_in_several_members_keep_one_copy() {
-    let pairs = [
-        (
-            assemble(&fixture("comdat_a.s")),
-            assemble(&fixture("comdat_b.s")),
-            "comdat",
-        ),
-        (
-            compile_cxx(&fixture("comdat_a.cpp"), CModel::Pic, &[]),
-            compile_cxx(&fixture("comdat_b.cpp"), CModel::Pic, &[]),
-            "comdat_cxx",
-        ),
-    ];
+    let pairs = comdat_pairs();
     for (a, b, prefix) in pairs {
         let env = Env::anywhere();
         let loader = env.loader();

@@ -11,7 +11,7 @@ use modload::{
     Definer, ErrorKind, Loader, NoProtection, Object, RelocationProblem, SectionKind, Segment,
     UnloadError, VirtAddr,
 };
-use modload_tests::{assemble, compile_c, compile_cxx, compile_rust, fixture, CModel, RustModel};
+use modload_tests::{assemble, compile_c, compile_rust, fixture, CModel, RustModel};
 
 fn c(name: &str, model: CModel) -> PathBuf {
     compile_c(&fixture(name), model, &[])
@@ -540,18 +540,7 @@ fn weak_undefined_symbols_resolve_to_zero() {
 
 #[test]
 fn comdat_groups_load_once_and_bind_to_the_first_copy() {
-    let pairs = [
-        (
-            assemble(&fixture("comdat_a.s")),
-            assemble(&fixture("comdat_b.s")),
-            "comdat",
-        ),
-        (
-            compile_cxx(&fixture("comdat_a.cpp"), CModel::Pic, &[]),
-            compile_cxx(&fixture("comdat_b.cpp"), CModel::Pic, &[]),
-            "comdat_cxx",
-        ),
-    ];
+    let pairs = comdat_pairs();
     for (a_path, b_path, prefix) in pairs {
         let env = Env::anywhere();
         let loader = env.loader();

@@ -358,3 +358,20 @@ pub fn raw_relocations(bytes: &[u8]) -> Vec<RawRelocation> {
         })
         .collect()
 }
+
+/// The two COMDAT fixtures, as assembly and as C++: `(a, b, symbol prefix)`.
+pub fn comdat_pairs() -> [(std::path::PathBuf, std::path::PathBuf, &'static str); 2] {
+    use modload_tests::{assemble, compile_cxx, fixture, CModel};
+    [
+        (
+            assemble(&fixture("comdat_a.s")),
+            assemble(&fixture("comdat_b.s")),
+            "comdat",
+        ),
+        (
+            compile_cxx(&fixture("comdat_a.cpp"), CModel::Pic, &[]),
+            compile_cxx(&fixture("comdat_b.cpp"), CModel::Pic, &[]),
+            "comdat_cxx",
+        ),
+    ]
+}

@@ -71,16 +71,17 @@ impl LazyAreas {
             .wrapping_add(position.wrapping_mul(self.sizes.lazy_entry))
     }
 
-    /// Makes S of each unbound pending import its stub (so that calls land
-    /// on the stub, never go around it) or, without one, its lazy entry.
+    /// Makes S of each unbound pending import (`unbound`: symbol indices in
+    /// ascending order) its stub (so that calls land on the stub, never go
+    /// around it) or, without one, its lazy entry.
     pub fn point_unbound_at_slots(
         &self,
         values: &mut [Option<u64>],
         layout: &Layout<'_>,
-        unbound: &[bool],
+        unbound: &[usize],
     ) {
         for (position, &symbol) in (0u64..).zip(&layout.pending) {
-            if unbound.get(symbol) != Some(&true) {
+            if unbound.binary_search(&symbol).is_err() {
                 continue;
             }
             let stub = layout
@@ -107,7 +108,7 @@ impl LazyAreas {
         &self,
         object: &Object<'_>,
         layout: &Layout<'_>,
-        unbound: &[bool],
+        unbound: &[usize],
         (namespace, unbound_path): (u64, Option<u64>),
         bytes: &mut LayoutBytes<'_>,
     ) -> Result<Vec<PendingImport>, RelocationProblem> {
@@ -133,7 +134,7 @@ impl LazyAreas {
                 Machine::X86_64 => x86_64::write_lazy_entry(entry_bytes, entry, context)?,
                 Machine::AArch64 => aarch64::write_lazy_entry(entry_bytes, entry, context)?,
             }
-            if unbound.get(symbol) != Some(&true) {
+            if unbound.binary_search(&symbol).is_err() {
                 continue;
             }
             let slot = layout

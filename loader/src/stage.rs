@@ -453,17 +453,11 @@ impl<'l, 'a> Placed<'l, 'a> {
                 (namespace, crate::unbound::entry_for(object.machine)),
                 &mut bytes,
             )
-            .map_err(|problem| {
-                object.error(ErrorKind::Relocation(Box::new(RelocationFailure {
-                    section: object.section_ref(0),
-                    offset: 0,
-                    r_type: RelocationType {
-                        machine: object.machine.e_machine(),
-                        raw: 0,
-                    },
-                    symbol: ".got".into(),
-                    problem,
-                })))
+            // Only a layout the plan did not promise can fail here, as in
+            // `fill_got_and_stubs`.
+            .map_err(|_| {
+                let got = plan.kind(SectionKind::Got);
+                mismatch(&object, SectionKind::Got, got.size, 0)
             })?;
         let mut stub_used = vec![false; plan.stub_slots() as usize];
         let mut applied = 0u64;
@@ -485,7 +479,6 @@ impl<'l, 'a> Placed<'l, 'a> {
             .iter()
             .map(|value| value.unwrap_or(NO_FAST_ADDRESS))
             .collect();
-
         for relocations in &object.relocations {
             let first = first_entry;
             first_entry = first_entry.saturating_add(relocations.len());
@@ -638,8 +631,9 @@ struct Resolution<'l> {
     /// Per symbol index: a weak undefined symbol that nothing defines (its
     /// address is 0, but AArch64 relative references resolve it differently).
     absent_weak: Vec<bool>,
-    /// Per symbol index: a pending import nothing defines now.
-    unbound: Vec<bool>,
+    /// The symbol indices of the pending imports nothing defines now, in
+    /// ascending order.
+    unbound: Vec<usize>,
     pins: Pins<'l>,
 }
 
@@ -708,13 +702,7 @@ fn resolve<'l>(
     let (found, pins) = loader.namespace.resolve_and_pin(&names, &comdats);
     let mut external = vec![None; object.symbols.len()];
     let mut absent_weak = vec![false; object.symbols.len()];
-    let mut unbound = vec![false; object.symbols.len()];
-    let mut pending = vec![false; object.symbols.len()];
-    for index in &layout.pending {
-        if let Some(flag) = pending.get_mut(*index) {
-            *flag = true;
-        }
-    }
+    let mut unbound = Vec::new();
     let mut missing: Vec<Box<str>> = Vec::new();
     for ((index, (name, _)), found) in wanted.iter().zip(&names).zip(found) {
         let weak = object
@@ -746,12 +734,9 @@ fn resolve<'l>(
                     *slot = Some(address);
                 }
             }
-            // Planned as pending: its slots lead to the unbound path.
-            None if pending.get(*index) == Some(&true) => {
-                if let Some(flag) = unbound.get_mut(*index) {
-                    *flag = true;
-                }
-            }
+            // Planned as pending (`layout.pending` is in symbol order): its
+            // slots lead to the unbound path. `wanted` ascends, so does this.
+            None if layout.pending.binary_search(index).is_ok() => unbound.push(*index),
             None => missing.push((*name).into()),
         }
     }
@@ -1427,12 +1412,11 @@ impl<'l> Finalized<'l> {
     /// The module's code must be present and executable at its target addresses
     /// (true when nothing was mapped elsewhere), and running it must be sound.
     pub unsafe fn start(self) -> Result<Module<'l>, LoadError> {
-        let (module, init) = self.publish_parts(true)?;
-        for constructor in init {
-            // SAFETY: the caller guarantees the module's code is in place and safe
-            // to run; init_array entries are `extern "C" fn()` by the ELF ABI.
-            unsafe { crate::call::call_void(constructor) };
-        }
+        // SAFETY: forwarded from this function's contract.
+        let (module, constructors) = unsafe { self.start_later() }?;
+        // SAFETY: the caller guarantees the module's code is in place and
+        // safe to run, and it has just been published.
+        unsafe { constructors.run() };
         Ok(module)
     }
 

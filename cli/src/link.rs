@@ -175,54 +175,30 @@ pub fn command(args: &LinkArgs) -> Result<(), Failure> {
             eprintln!("{}", crate::order::describe(unit, &inputs));
         }
     }
-    let mut linked: Vec<Linked> = Vec::with_capacity(units.len());
     let mut next = args.at;
-    let mut waiting: Vec<&crate::order::Unit> = units.iter().collect();
-    while !waiting.is_empty() {
-        let linked_before = linked.len();
-        let mut still_waiting = Vec::new();
-        let mut first_unresolved = None;
-        for unit in waiting {
-            match link_unit(namespace, linked.len(), unit, &inputs, next, args, true)? {
-                Ok(module) => {
-                    next = module
-                        .module
-                        .base
-                        .checked_add(module.module.size)
-                        .ok_or_else(|| {
-                            Failure::message(format!(
-                                "{}: module at {:#x} ends past the address space",
-                                module.module.name, module.module.base
-                            ))
-                        })?;
-                    linked.push(module);
-                }
-                Err(error) => {
-                    first_unresolved.get_or_insert(error);
-                    still_waiting.push(unit);
-                }
-            }
+    let mut count = 0usize;
+    let linked = crate::order::load_in_order(&units, args.verbose, |unit, late| {
+        let linked = link_unit(namespace, count, unit, &inputs, next, args, late)?;
+        if let Ok(module) = &linked {
+            next = module
+                .module
+                .base
+                .checked_add(module.module.size)
+                .ok_or_else(|| {
+                    Failure::message(format!(
+                        "{}: module at {:#x} ends past the address space",
+                        module.module.name, module.module.base
+                    ))
+                })?;
+            count += 1;
         }
-        if linked.len() == linked_before {
-            if let (Some(error), Some(unit)) = (first_unresolved, still_waiting.first()) {
-                // Without late binding the load names every missing name,
-                // the functions that could have waited too.
-                return Err(
-                    match link_unit(namespace, linked.len(), unit, &inputs, next, args, false) {
-                        Err(failure) => failure,
-                        Ok(Err(error)) => Failure::load(&error),
-                        Ok(Ok(_)) => Failure::load(&error),
-                    },
-                );
-            }
-        }
-        waiting = still_waiting;
-    }
+        Ok(linked)
+    })?;
     if let Some(failure) = crate::order::still_unresolved(namespace) {
         return Err(failure);
     }
     let mut modules = Vec::with_capacity(linked.len());
-    for module in linked {
+    for (_, module) in linked {
         let destination = args.output.join(&module.module.file);
         std::fs::write(&destination, module.bytes())
             .map_err(|error| Failure::io(&destination.to_string_lossy(), &error))?;

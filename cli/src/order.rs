@@ -566,6 +566,48 @@ fn short_fields(elf: &Tables<'_>) -> (Vec<(String, u32)>, bool) {
     (references, absolute_32)
 }
 
+/// Loads `units` one at a time in the order given. `attempt(unit, late)`
+/// loads one (with late binding when `late`) and answers `Ok(Err(error))`
+/// when it must wait, because a name it needs at load is not defined yet;
+/// a waiting unit is tried again once another has loaded. When none can
+/// load, the first waiting unit is attempted once more without late
+/// binding, whose error names every missing name, the functions that could
+/// have waited too (with `verbose`, every waiting unit's error is printed
+/// first). Returns each unit with what its load gave, in load order.
+pub fn load_in_order<'u, T>(
+    units: &'u [Unit],
+    verbose: bool,
+    mut attempt: impl FnMut(&'u Unit, bool) -> Result<Result<T, modload::LoadError>, Failure>,
+) -> Result<Vec<(&'u Unit, T)>, Failure> {
+    let mut loaded = Vec::with_capacity(units.len());
+    let mut waiting: Vec<&Unit> = units.iter().collect();
+    while !waiting.is_empty() {
+        let loaded_before = loaded.len();
+        let mut still_waiting: Vec<(&Unit, modload::LoadError)> = Vec::new();
+        for unit in waiting {
+            match attempt(unit, true)? {
+                Ok(value) => loaded.push((unit, value)),
+                Err(error) => still_waiting.push((unit, error)),
+            }
+        }
+        if loaded.len() == loaded_before {
+            if let Some((unit, error)) = still_waiting.first() {
+                if verbose {
+                    for (_, error) in &still_waiting {
+                        eprintln!("modload: still waiting: {error}");
+                    }
+                }
+                return Err(match attempt(unit, false)? {
+                    Err(full) => Failure::load(&full),
+                    Ok(_) => Failure::load(error),
+                });
+            }
+        }
+        waiting = still_waiting.into_iter().map(|(unit, _)| unit).collect();
+    }
+    Ok(loaded)
+}
+
 /// After every unit has loaded: the names still awaited, which nothing
 /// defines, as one message per waiting module (`file: unresolved symbols:
 /// ...`, as the loader words it), or `None` if every import was bound.

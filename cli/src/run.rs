@@ -154,8 +154,9 @@ impl modload::SymbolResolver for Resolver {
 /// through data (or hidden names); each smallest set that closes such a
 /// cycle loads as one module set ([`order::units_of`]; `-v` says which and
 /// why). A unit that needs, at load, a name a later unit defines waits for
-/// it and is tried again once another has loaded. A failed load changes
-/// nothing, so trying again is safe.
+/// it ([`order::load_in_order`]). A failed load changes nothing, so trying
+/// again is safe.
+///
 /// Returns the modules and their constructors, which nothing has run: in
 /// the order of each unit's first object.
 fn load_all(
@@ -170,45 +171,22 @@ fn load_all(
             eprintln!("{}", order::describe(unit, objects));
         }
     }
-    let mut modules = Vec::with_capacity(units.len());
-    let mut constructors = Vec::with_capacity(units.len());
-    let mut waiting: Vec<&order::Unit> = units.iter().collect();
-    while !waiting.is_empty() {
-        let loaded_before = modules.len();
-        let mut still_waiting = Vec::new();
-        let mut first_unresolved = None;
-        for unit in waiting {
-            match load_unit(loader, unit, objects) {
-                Ok((module, init)) => {
-                    modules.push(module);
-                    constructors.push((unit.members.first().copied().unwrap_or(0), init));
-                }
-                Err(error) if matches!(error.kind, ErrorKind::Unresolved { .. }) => {
-                    first_unresolved.get_or_insert(error);
-                    still_waiting.push(unit);
-                }
-                Err(error) => return Err(Failure::load(&error)),
-            }
+    let loaded = order::load_in_order(&units, verbose, |unit, late| {
+        let loader = match late {
+            true => *loader,
+            false => loader.without_late_binding(),
+        };
+        match load_unit(&loader, unit, objects) {
+            Ok(loaded) => Ok(Ok(loaded)),
+            Err(error) if matches!(error.kind, ErrorKind::Unresolved { .. }) => Ok(Err(error)),
+            Err(error) => Err(Failure::load(&error)),
         }
-        if modules.len() == loaded_before {
-            if let (Some(error), Some(unit)) = (first_unresolved, still_waiting.first()) {
-                if verbose {
-                    for unit in &still_waiting {
-                        if let Err(error) = load_unit(loader, unit, objects) {
-                            eprintln!("modload: still waiting: {error}");
-                        }
-                    }
-                }
-                // Without late binding the load names every missing name,
-                // the functions that could have waited too.
-                let strict = loader.without_late_binding();
-                return Err(match load_unit(&strict, unit, objects) {
-                    Err(full) => Failure::load(&full),
-                    Ok(_) => Failure::load(&error),
-                });
-            }
-        }
-        waiting = still_waiting;
+    })?;
+    let mut modules = Vec::with_capacity(loaded.len());
+    let mut constructors = Vec::with_capacity(loaded.len());
+    for (unit, (module, init)) in loaded {
+        modules.push(module);
+        constructors.push((unit.members.first().copied().unwrap_or(0), init));
     }
     constructors.sort_by_key(|(first, _)| *first);
     Ok((modules, constructors))
@@ -255,6 +233,8 @@ extern "C" {
     fn __register_frame(begin: *const c_void);
     /// libgcc's unwinder: forgets what `__register_frame` added.
     fn __deregister_frame(begin: *const c_void);
+    /// glibc: runs the `__cxa_atexit` handlers registered under `handle`.
+    fn __cxa_finalize(handle: *mut c_void);
 }
 
 fn deregister_frames(tables: &[modload::VirtAddr]) {
@@ -390,9 +370,8 @@ extern "C" fn unload_all() {
         let mut unloaded = false;
         for (id, _) in NAMESPACE.modules().into_iter().rev() {
             if let Some(module) = Module::from_id(&NAMESPACE, id) {
-                let handle = module.dso_handle();
                 // A refusal (a module still uses it) leaves it for a later round.
-                if unload_with_finalize(module, handle) {
+                if unload_with_finalize(module) {
                     unloaded = true;
                 }
             }
@@ -404,22 +383,17 @@ extern "C" fn unload_all() {
     }
 }
 
-extern "C" {
-    /// glibc: runs the `__cxa_atexit` handlers registered under `handle`.
-    fn __cxa_finalize(handle: *mut std::ffi::c_void);
-}
-
 /// Unloads `module` unless another still uses it; first runs the handlers
 /// its C++ code registered with `__cxa_atexit` under its own `__dso_handle`
 /// (static objects' destructors), as a shared object's unloading does.
-fn unload_with_finalize(module: Module<'static>, handle: Option<modload::VirtAddr>) -> bool {
+fn unload_with_finalize(module: Module<'static>) -> bool {
     if module.is_used() {
         return false;
     }
-    if let Some(handle) = handle {
+    if let Some(handle) = module.dso_handle() {
         // SAFETY: the handle is the module's own `__dso_handle`; glibc runs
         // (once) the handlers registered under it, whose code is still mapped.
-        unsafe { __cxa_finalize(handle.as_u64() as usize as *mut std::ffi::c_void) };
+        unsafe { __cxa_finalize(handle.as_u64() as usize as *mut c_void) };
     }
     // Unused, so the unload goes through: the unwinder forgets the module
     // while its tables are still there to read.

@@ -56,10 +56,7 @@ const WAYS: [(CModel, &[&str], &str); 3] = [
 #[test]
 fn a_call_before_the_definer_reaches_the_hook_and_after_it_the_definition() {
     for (model, extra, label) in WAYS {
-        let env = match model {
-            CModel::NoPicSmall => Env::low(),
-            _ => Env::anywhere(),
-        };
+        let env = Env::for_model(model);
         env.namespace.set_unbound_hook(Some(record_call));
         let caller_name = format!("caller-{label}.o");
         let caller = load_late(&env, &c("late_caller.c", model, extra), &caller_name)
@@ -171,10 +168,7 @@ fn without_late_binding_the_caller_is_refused_as_before() {
 #[test]
 fn data_cannot_wait_and_is_named() {
     for model in [CModel::Pic, CModel::NoPicSmall] {
-        let env = match model {
-            CModel::NoPicSmall => Env::low(),
-            _ => Env::anywhere(),
-        };
+        let env = Env::for_model(model);
         let error = load_late(&env, &c("late_data_user.c", model, &[]), "data_user.o").unwrap_err();
         match &error.kind {
             // The function could wait; the variable cannot, and only it is named.

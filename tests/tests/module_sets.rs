@@ -17,24 +17,6 @@ use modload_tests::{compile_c, compile_cxx, fixture, read, run_native, CModel};
 
 use common::*;
 
-fn placement_for(model: CModel) -> Env {
-    match model {
-        // 32-bit absolute addresses: the module must sit in the low 2 GiB.
-        CModel::NoPicSmall => Env::low(),
-        _ => Env::anywhere(),
-    }
-}
-
-/// The models whose code runs in this process (the kernel model needs the
-/// top 2 GiB).
-const RUNNABLE: [CModel; 5] = [
-    CModel::Pic,
-    CModel::PieDefault,
-    CModel::NoPicSmall,
-    CModel::NoPicLarge,
-    CModel::PicLarge,
-];
-
 /// The members as `(name, bytes)`, named after their fixture (`set_a.o`).
 fn members(paths: &[PathBuf]) -> Vec<(String, Vec<u8>)> {
     paths
@@ -105,7 +87,7 @@ one set_b_value: 1
 #[test]
 fn members_that_need_each_other_load_as_one_set() {
     for model in RUNNABLE {
-        let env = placement_for(model);
+        let env = Env::for_model(model);
         let paths = [
             compile_c(&fixture("set_a.c"), model, &[]),
             compile_c(&fixture("set_b.c"), model, &[]),
@@ -339,7 +321,7 @@ fn duplicate_strong_definitions_name_both_members() {
 #[test]
 fn common_symbols_of_members_are_one_variable() {
     for model in RUNNABLE {
-        let env = placement_for(model);
+        let env = Env::for_model(model);
         let members = members(&[
             compile_c(&fixture("common.c"), model, &["-fcommon"]),
             compile_c(&fixture("common_user.c"), model, &["-fcommon"]),

@@ -17,29 +17,10 @@ fn c(name: &str, model: CModel) -> PathBuf {
     compile_c(&fixture(name), model, &[])
 }
 
-fn placement_for(model: CModel) -> Env {
-    match model {
-        // 32-bit absolute addresses: the module must sit in the low 2 GiB.
-        CModel::NoPicSmall => Env::low(),
-        _ => Env::anywhere(),
-    }
-}
-
-/// The models whose code can run on this host (the kernel model needs the top
-/// 2 GiB, which user space cannot map; `kernel_model_links_for_the_top_2gib`
-/// covers it).
-const RUNNABLE: [CModel; 5] = [
-    CModel::Pic,
-    CModel::PieDefault,
-    CModel::NoPicSmall,
-    CModel::NoPicLarge,
-    CModel::PicLarge,
-];
-
 #[test]
 fn three_c_modules_load_one_after_another_in_every_model() {
     for model in RUNNABLE {
-        let env = placement_for(model);
+        let env = Env::for_model(model);
         let m1 = env.load(&c("m1.c", model));
         assert_eq!(call0(&m1, "m1_value"), 42, "{model:?}");
         assert_eq!(
@@ -505,7 +486,7 @@ fn unresolved_symbols_are_listed_together_and_change_nothing() {
 #[test]
 fn weak_undefined_symbols_resolve_to_zero() {
     for model in [CModel::Pic, CModel::PieDefault, CModel::NoPicSmall] {
-        let env = placement_for(model);
+        let env = Env::for_model(model);
         let module = env.load(&c("weak_undef.c", model));
         assert_eq!(call0(&module, "weak_probe"), 0, "{model:?}");
         assert_eq!(call0(&module, "weak_call"), -1);

@@ -89,6 +89,15 @@ impl Env {
         Self::new(Placement::Anywhere)
     }
 
+    /// Where code built for `model` can run: the low 2 GiB for 32-bit
+    /// absolute addresses (`-fno-pic`, small model), else anywhere.
+    pub fn for_model(model: modload_tests::CModel) -> Self {
+        match model {
+            modload_tests::CModel::NoPicSmall => Self::low(),
+            _ => Self::anywhere(),
+        }
+    }
+
     pub fn loader(&self) -> Loader<'static> {
         Loader::new(self.namespace, self.region, &HOST_PROTECTION)
     }
@@ -375,3 +384,13 @@ pub fn comdat_pairs() -> [(std::path::PathBuf, std::path::PathBuf, &'static str)
         ),
     ]
 }
+
+/// The models whose code runs in this process (the kernel model needs the
+/// top 2 GiB, which user space cannot map).
+pub const RUNNABLE: [modload_tests::CModel; 5] = [
+    modload_tests::CModel::Pic,
+    modload_tests::CModel::PieDefault,
+    modload_tests::CModel::NoPicSmall,
+    modload_tests::CModel::NoPicLarge,
+    modload_tests::CModel::PicLarge,
+];

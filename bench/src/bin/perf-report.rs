@@ -1721,8 +1721,11 @@ fn sqlite_section(path: &Path, targets: &mut String, details: &mut String) -> Re
         "SQLite's amalgamation (`sqlite3.o`, `-O2 -fPIC`, as the real-program harness\n\
          builds it) and `bench/sqlite/main.c`, a small main (an in-memory database,\n\
          one table, three rows, one query), so that start-up and loading dominate.\n\
-         Measured by `scripts/bench-sqlite.sh`: `hyperfine -N`, the three commands in\n\
-         one run. Minor faults are each process's (`getrusage`, a mean), pages that\n\
+         Measured by `scripts/bench-sqlite.sh`: `hyperfine -N`, the five commands in\n\
+         one run. The last three are the floor: an empty main (`bench/sqlite/empty.c`)\n\
+         linked natively and run through `modload run`, and `bench/sqlite/memory-floor.c`,\n\
+         which only maps SQLite's object, copies its sections into fresh pages and\n\
+         protects them, as any loader that copies must. Minor faults are each process's (`getrusage`, a mean), pages that\n\
          `madvise(MADV_POPULATE_WRITE)` fills included; fault exceptions are those\n\
          taken (`perf stat -e page-faults`, a mean), which such pages are not.\n"
     );
@@ -1730,7 +1733,14 @@ fn sqlite_section(path: &Path, targets: &mut String, details: &mut String) -> Re
         details,
         "| command | median | min | minor faults | fault exceptions |\n|---|---|---|---|---|"
     );
-    for label in ["native", "modload run", "llvm-jitlink"] {
+    for label in [
+        "native",
+        "modload run",
+        "llvm-jitlink",
+        "native, empty main",
+        "modload run, empty main",
+        "memory only (C)",
+    ] {
         let _ = writeln!(
             details,
             "| {label} | {} | {} | {:.0} | {} |",
@@ -1747,6 +1757,28 @@ fn sqlite_section(path: &Path, targets: &mut String, details: &mut String) -> Re
     let _ = writeln!(
         details,
         "\n`modload run` ÷ native: {over_native:.2}×; `llvm-jitlink` ÷ `modload run`: {speedup:.1}×.\n"
+    );
+    // The empty mains: what starting each costs before any loading or work.
+    let scalar = |field: &str| {
+        summary[field]
+            .as_f64()
+            .ok_or_else(|| format!("{}: no {field}", path.display()))
+    };
+    let budget = scalar("loading_budget_s")?;
+    let _ = writeln!(
+        details,
+        "Floor: `modload run` of an empty main ÷ native SQLite: {:.2}×. Loading SQLite \
+         (`modload run`'s two rows apart, less SQLite's own work, the native rows apart) \
+         takes {}, of which the memory alone (`memory only` less the empty native main) \
+         {}; the 1.5× target leaves it {}.\n",
+        scalar("floor_over_native")?,
+        time(scalar("loading_s")? * 1e9),
+        time(scalar("memory_s")? * 1e9),
+        if budget > 0.0 {
+            time(budget * 1e9)
+        } else {
+            String::from("nothing")
+        },
     );
     let _ = writeln!(
         targets,

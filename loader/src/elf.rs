@@ -11,17 +11,14 @@ use goblin::elf::section_header::{
 use goblin::elf::Elf;
 
 use crate::addr::Alignment;
+use crate::arch::Machine;
 use crate::error::{ErrorKind, LoadError, SectionProblem, SectionRef, SymbolProblem};
 use crate::join::Member;
 use crate::limits::{Limit, Limits};
 #[cfg(doc)]
-use crate::symbols::name_hash;
-use crate::symbols::{NameHash, EMPTY_NAME_HASH};
+use crate::names::name_hash;
+use crate::names::{NameHash, EMPTY_NAME_HASH};
 
-/// `EM_X86_64`.
-pub const EM_X86_64: u16 = 62;
-/// `EM_AARCH64`.
-pub const EM_AARCH64: u16 = 183;
 const ET_REL: u16 = 1;
 const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
@@ -55,25 +52,6 @@ pub(crate) const STT_FILE: u8 = 4;
 pub(crate) const STV_DEFAULT: u8 = 0;
 pub(crate) const STV_HIDDEN: u8 = 2;
 pub(crate) const STV_PROTECTED: u8 = 3;
-
-/// The machines whose relocations this loader applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Machine {
-    /// x86-64.
-    X86_64,
-    /// AArch64 (A64 instruction set, little-endian).
-    AArch64,
-}
-
-impl Machine {
-    /// `e_machine` for this machine.
-    pub const fn e_machine(self) -> u16 {
-        match self {
-            Machine::X86_64 => EM_X86_64,
-            Machine::AArch64 => EM_AARCH64,
-        }
-    }
-}
 
 /// One section header, checked: `data` is in the file (or `None` for
 /// `SHT_NOBITS`), and `align` is a power of two.
@@ -251,7 +229,7 @@ impl<'a> Object<'a> {
         let fail = |kind| LoadError::new(name, kind);
         limits
             .check(Limit::ObjectSize, bytes.len() as u64)
-            .map_err(fail)?;
+            .map_err(|exceeded| fail(exceeded.into()))?;
         check_identity(bytes).map_err(fail)?;
         check_counts(bytes, limits).map_err(fail)?;
         // goblin reads the ELF header and the section header table; the
@@ -268,11 +246,11 @@ impl<'a> Object<'a> {
                 e_type: header.e_type,
             }));
         }
-        let machine = match header.e_machine {
-            EM_X86_64 => Machine::X86_64,
-            EM_AARCH64 => Machine::AArch64,
-            e_machine => return Err(fail(ErrorKind::UnsupportedMachine { e_machine })),
-        };
+        let machine = Machine::from_e_machine(header.e_machine).ok_or_else(|| {
+            fail(ErrorKind::UnsupportedMachine {
+                e_machine: header.e_machine,
+            })
+        })?;
         let ctx = Ctx::new(Container::Big, Endian::Little);
         let table_offset = usize::try_from(header.e_shoff).map_err(|_| malformed())?;
         let headers = SectionHeader::parse(bytes, table_offset, usize::from(header.e_shnum), ctx)
@@ -428,7 +406,7 @@ fn check_counts(bytes: &[u8], limits: &Limits) -> Result<(), ErrorKind> {
         at = at.saturating_add(SHDR_SIZE);
     }
     limits.check(Limit::Symbols, symbols)?;
-    limits.check(Limit::Relocations, relocations)
+    Ok(limits.check(Limit::Relocations, relocations)?)
 }
 
 /// Table sections must have their type's entry size, and there is one symbol
@@ -862,7 +840,7 @@ fn read_groups<'a>(
 #[cfg(test)]
 mod tests {
     use super::Strings;
-    use crate::symbols::name_hash;
+    use crate::names::name_hash;
     use alloc::string::String;
     use alloc::vec::Vec;
 

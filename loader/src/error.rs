@@ -6,9 +6,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::addr::VirtAddr;
-use crate::limits::Limit;
-use crate::plan::SectionKind;
-use crate::reloc::RelocationType;
+use crate::arch::{RelocationProblem, RelocationType};
+use crate::kinds::SectionKind;
+use crate::limits::{Exceeded, Limit};
 
 /// A failed load, or a failed step of one. `module` is the name the caller gave
 /// the object (usually its file name).
@@ -279,31 +279,10 @@ pub struct RelocationFailure {
     pub problem: RelocationProblem,
 }
 
-/// Why a relocation could not be applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelocationProblem {
-    /// The computed value does not fit the field. It is never truncated.
-    Overflow {
-        /// The value that did not fit.
-        value: i128,
-    },
-    /// The field lies outside its section.
-    OutOfBounds,
-    /// The loader does not implement this relocation type.
-    Unsupported,
-    /// The value breaks an alignment rule of the field.
-    Misaligned {
-        /// The value.
-        value: i128,
-    },
-    /// The symbol index is outside the symbol table.
-    BadSymbol,
-    /// The symbol lives in a section that is not loaded (for example `.eh_frame`,
-    /// or a COMDAT copy that was discarded).
-    TargetNotLoaded,
-    /// Planning relaxed this instruction, but another relocation has since
-    /// overwritten it: the object's relocations overlap.
-    InstructionChanged,
+impl From<Exceeded> for ErrorKind {
+    fn from(Exceeded { limit, value, max }: Exceeded) -> Self {
+        ErrorKind::LimitExceeded { limit, value, max }
+    }
 }
 
 impl LoadError {
@@ -399,26 +378,6 @@ impl fmt::Display for SignatureProblem {
             SignatureProblem::UntrustedKey => f.write_str("the signing key is not trusted"),
             SignatureProblem::BadSignature => {
                 f.write_str("the signature does not match the module")
-            }
-        }
-    }
-}
-
-impl fmt::Display for RelocationProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RelocationProblem::Overflow { value } => {
-                write!(f, "value {} does not fit the field", Signed(*value))
-            }
-            RelocationProblem::OutOfBounds => f.write_str("field lies outside the section"),
-            RelocationProblem::Unsupported => f.write_str("unsupported relocation type"),
-            RelocationProblem::Misaligned { value } => {
-                write!(f, "value {} is misaligned", Signed(*value))
-            }
-            RelocationProblem::BadSymbol => f.write_str("symbol index out of range"),
-            RelocationProblem::TargetNotLoaded => f.write_str("target section is not loaded"),
-            RelocationProblem::InstructionChanged => {
-                f.write_str("another relocation overwrote the instruction")
             }
         }
     }
@@ -534,17 +493,3 @@ impl fmt::Display for UnloadError {
 }
 
 impl core::error::Error for UnloadError {}
-
-/// Hex with a sign, so a negative displacement reads `-0x10` rather than as
-/// 128-bit two's complement.
-struct Signed(i128);
-
-impl fmt::Display for Signed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 < 0 {
-            write!(f, "-{:#x}", self.0.unsigned_abs())
-        } else {
-            write!(f, "{:#x}", self.0)
-        }
-    }
-}

@@ -38,17 +38,18 @@ use goblin::elf::section_header::{
 };
 
 use crate::addr::Alignment;
+use crate::arch::RelocationProblem;
+use crate::arch::RelocationType;
 use crate::elf::{
     Object, RelocationSection, Section, Symbol, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF, STB_GLOBAL,
     STB_LOCAL, STB_WEAK, STT_FILE, STT_SECTION, STV_HIDDEN,
 };
-use crate::error::{ErrorKind, LoadError, RelocationFailure, RelocationProblem, SymbolProblem};
+use crate::error::{ErrorKind, LoadError, RelocationFailure, SymbolProblem};
+use crate::kinds::MAX_ALIGNMENT;
 use crate::limits::{Limit, Limits};
 use crate::loader::Loader;
 use crate::module::Module;
-use crate::plan::MAX_ALIGNMENT;
-use crate::reloc::RelocationType;
-use crate::symbols::EMPTY_NAME_HASH;
+use crate::names::EMPTY_NAME_HASH;
 
 /// One member of a joined object: its name and where its sections and
 /// symbols are in the set's tables (each range starts with the member's
@@ -126,13 +127,13 @@ impl<'a> Object<'a> {
         });
         limits
             .check(Limit::Sections, section_count as u64)
-            .map_err(fail)?;
+            .map_err(|exceeded| fail(exceeded.into()))?;
         limits
             .check(Limit::Symbols, symbol_count as u64)
-            .map_err(fail)?;
+            .map_err(|exceeded| fail(exceeded.into()))?;
         limits
             .check(Limit::Relocations, relocation_count as u64)
-            .map_err(fail)?;
+            .map_err(|exceeded| fail(exceeded.into()))?;
         // Section indices at and above SHN_LORESERVE mean something else.
         if section_count > SHN_LORESERVE as usize {
             return Err(fail(ErrorKind::LimitExceeded {

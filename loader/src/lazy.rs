@@ -6,11 +6,12 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use crate::elf::{Machine, Object};
-use crate::error::RelocationProblem;
+use crate::arch::Machine;
+use crate::arch::RelocationProblem;
+use crate::arch::{aarch64, write_field, x86_64, Range, SlotSizes};
+use crate::elf::Object;
 use crate::memory::LayoutBytes;
 use crate::plan::{Layout, Placement, Plan, PENDING_CONTEXT_SLOTS};
-use crate::reloc::{aarch64, write_field, x86_64, Range, SlotSizes};
 
 /// A pending import as the namespace keeps it: which name the module waits
 /// for, and the GOT slot that binding writes.
@@ -188,7 +189,7 @@ fn area<'b>(
     size: u64,
 ) -> Result<&'b mut [u8], RelocationProblem> {
     let placement = Placement {
-        kind: crate::plan::SectionKind::Got,
+        kind: crate::kinds::SectionKind::Got,
         offset,
         size,
     };

@@ -63,22 +63,24 @@ extern crate alloc;
 pub struct ReadmeDoctests;
 
 mod addr;
+pub mod arch;
 mod call;
 pub mod elf;
 mod error;
 mod grouping;
 mod join;
+mod kinds;
 mod lazy;
 mod limits;
 mod loader;
 mod memory;
 mod module;
+mod names;
 mod packing;
 mod plan;
 mod protection;
 mod ranges;
 mod region;
-pub mod reloc;
 #[cfg(feature = "signature")]
 pub mod signature;
 mod stage;
@@ -88,16 +90,18 @@ mod testing;
 mod unbound;
 
 pub use addr::{Alignment, VirtAddr};
-pub use elf::{Machine, Object};
+pub use arch::{Machine, RelocationProblem, RelocationType};
+pub use elf::Object;
 pub use error::{
-    Definer, ErrorKind, LoadError, RelocationFailure, RelocationProblem, SectionProblem,
-    SectionRef, SignatureProblem, SymbolProblem, UnloadError,
+    Definer, ErrorKind, LoadError, RelocationFailure, SectionProblem, SectionRef, SignatureProblem,
+    SymbolProblem, UnloadError,
 };
+pub use kinds::{Extent, Permissions, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
 pub use limits::{Limit, Limits};
 pub use loader::{Loader, SymbolResolver};
 pub use module::{Module, Refused};
-pub use plan::{Extent, Plan, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
-pub use protection::{MemoryProtection, NoProtection, PageWriter, Permissions, ProtectionError};
+pub use plan::Plan;
+pub use protection::{MemoryProtection, NoProtection, PageWriter, ProtectionError};
 pub use region::{GroupedUsage, PackedUsage, Region, RegionError, RegionUsage};
 pub use stage::{Constructors, Finalized, LoadReport, Placed, PlacedPiece, Planned, Relocated};
 pub use symbols::{ImportStatus, ModuleId, Namespace, UnboundCall, UnboundHook};

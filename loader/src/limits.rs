@@ -166,16 +166,25 @@ impl Limits {
         }
     }
 
-    /// `Ok` if `value` is within the bound on `limit`, else the error kind
-    /// that names both.
-    pub(crate) fn check(&self, limit: Limit, value: u64) -> Result<(), crate::ErrorKind> {
+    /// `Ok` if `value` is within the bound on `limit`, else what was over
+    /// which bound (an [`ErrorKind::LimitExceeded`](crate::ErrorKind::LimitExceeded)
+    /// once it has a module to name).
+    pub(crate) fn check(&self, limit: Limit, value: u64) -> Result<(), Exceeded> {
         let max = self.get(limit);
         if value > max {
-            Err(crate::ErrorKind::LimitExceeded { limit, value, max })
+            Err(Exceeded { limit, value, max })
         } else {
             Ok(())
         }
     }
+}
+
+/// A value over one of the [`Limits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Exceeded {
+    pub limit: Limit,
+    pub value: u64,
+    pub max: u64,
 }
 
 impl Default for Limits {

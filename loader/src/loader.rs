@@ -251,7 +251,7 @@ impl<'l> Loader<'l> {
     pub fn parse<'a>(&self, name: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadError> {
         self.limits
             .check(Limit::ObjectSize, bytes.len() as u64)
-            .map_err(|kind| LoadError::new(name, kind))?;
+            .map_err(|exceeded| LoadError::new(name, exceeded.into()))?;
         #[cfg(feature = "signature")]
         if let Some(keys) = self.trusted {
             let verified = crate::signature::verify(bytes, keys)
@@ -294,7 +294,7 @@ impl<'l> Loader<'l> {
             .view(|view| plan::plan(&object, view, &pending, self.unwind_tables))?;
         self.limits
             .check(Limit::ModuleSize, plan.size())
-            .map_err(|kind| object.error(kind))?;
+            .map_err(|exceeded| object.error(exceeded.into()))?;
         Ok(Planned::new(*self, object, plan, layout))
     }
 
@@ -355,7 +355,7 @@ impl<'l> Loader<'l> {
         self.limits
             .check(Limit::Symbols, object.symbols.len() as u64)?;
         self.limits.check(Limit::Relocations, relocations)?;
-        self.limits.check(Limit::SymbolNameLength, longest_name)
+        Ok(self.limits.check(Limit::SymbolNameLength, longest_name)?)
     }
 
     /// Parses, plans, allocates, relocates, finalizes and starts a module in

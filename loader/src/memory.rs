@@ -18,8 +18,10 @@ use alloc::vec::Vec;
 
 use crate::addr::{Alignment, VirtAddr};
 use crate::error::ErrorKind;
-use crate::plan::{Plan, SectionKind, Segment};
-use crate::protection::{MemoryProtection, PageWriter, Permissions, ProtectionError};
+use crate::kinds::Permissions;
+use crate::kinds::{SectionKind, Segment};
+use crate::plan::Plan;
+use crate::protection::{MemoryProtection, PageWriter, ProtectionError};
 use crate::region::{Piece, Region, Reservation};
 
 pub(crate) struct ModuleMemory {

@@ -12,21 +12,19 @@ use goblin::elf::section_header::{
 };
 
 use crate::addr::Alignment;
+use crate::arch::Machine;
+use crate::arch::RelocationProblem;
+use crate::arch::{x86_64, Needs, RelocationType, SlotSizes};
 use crate::elf::{
-    Machine, Object, Rela, RelocationSection, Section, SHN_ABS, SHN_COMMON, SHN_LORESERVE,
-    SHN_UNDEF, STT_FILE,
+    Object, Rela, RelocationSection, Section, SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF,
+    STT_FILE,
 };
-use crate::error::{ErrorKind, LoadError, RelocationProblem, SectionProblem, SymbolProblem};
-use crate::protection::Permissions;
-use crate::reloc::{x86_64, Needs, RelocationType, SlotSizes};
+use crate::error::{ErrorKind, LoadError, SectionProblem, SymbolProblem};
+use crate::kinds::{Extent, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
+use crate::names::{NameMap, NAME_HASHER};
 use crate::stage::relocation_error;
-use crate::symbols::{NameMap, NamespaceView, NAME_HASHER};
+use crate::symbols::NamespaceView;
 
-/// The largest alignment a section or `COMMON` symbol may ask for.
-pub const MAX_ALIGNMENT: u64 = 1 << 16;
-/// The most bytes one module may take: code must reach all of its module with
-/// 32-bit displacements.
-pub const MAX_MODULE_SIZE: u64 = 1 << 31;
 /// `SHT_X86_64_UNWIND`, the type gas gives `.eh_frame` on x86-64.
 const SHT_X86_64_UNWIND: u32 = 0x7000_0001;
 /// The name assemblers give the GOT; each module's refers to its own.
@@ -38,102 +36,6 @@ pub(crate) const DSO_HANDLE_SYMBOL: &str = "__dso_handle";
 /// Whether an undefined `name` is one each module defines for itself.
 pub(crate) fn is_module_defined(name: &str) -> bool {
     name == GOT_SYMBOL || name == DSO_HANDLE_SYMBOL
-}
-
-/// What a piece of a module holds, which decides its page permissions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SectionKind {
-    /// Executable code (`.text*`).
-    Text,
-    /// Data that is never written after relocation: `.rodata*`, merged strings,
-    /// `.data.rel.ro*` and the init/fini arrays. Sealed read-only at finalize.
-    ReadOnly,
-    /// Initialised writable data (`.data*`).
-    Data,
-    /// Zero-initialised writable data (`.bss*` and `COMMON` symbols).
-    Bss,
-    /// The global offset table: one 8-byte slot per symbol reached through it.
-    /// Sealed read-only at finalize, since nothing binds lazily.
-    Got,
-    /// Call stubs (x86-64 PLT stubs, AArch64 veneers) for calls whose target may be
-    /// out of direct reach.
-    Stubs,
-}
-
-impl SectionKind {
-    /// Every kind, in layout order.
-    pub const ALL: [SectionKind; 6] = [
-        SectionKind::Text,
-        SectionKind::Stubs,
-        SectionKind::ReadOnly,
-        SectionKind::Got,
-        SectionKind::Data,
-        SectionKind::Bss,
-    ];
-
-    /// The segment this kind lives in.
-    pub const fn segment(self) -> Segment {
-        match self {
-            SectionKind::Text | SectionKind::Stubs => Segment::Code,
-            SectionKind::ReadOnly | SectionKind::Got => Segment::ReadOnly,
-            SectionKind::Data | SectionKind::Bss => Segment::Writable,
-        }
-    }
-
-    const fn slot(self) -> usize {
-        match self {
-            SectionKind::Text => 0,
-            SectionKind::Stubs => 1,
-            SectionKind::ReadOnly => 2,
-            SectionKind::Got => 3,
-            SectionKind::Data => 4,
-            SectionKind::Bss => 5,
-        }
-    }
-}
-
-/// A page-aligned run of kinds that share permissions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Segment {
-    /// Text and stubs: read and execute.
-    Code,
-    /// Read-only data and the GOT: read only, after relocation.
-    ReadOnly,
-    /// Data and bss: read and write.
-    Writable,
-}
-
-impl Segment {
-    /// Every segment, in layout order.
-    pub const ALL: [Segment; 3] = [Segment::Code, Segment::ReadOnly, Segment::Writable];
-
-    /// The permissions finalize gives this segment. Never writable and executable.
-    pub const fn permissions(self) -> Permissions {
-        match self {
-            Segment::Code => Permissions::CODE,
-            Segment::ReadOnly => Permissions::READ_ONLY,
-            Segment::Writable => Permissions::READ_WRITE,
-        }
-    }
-
-    const fn slot(self) -> usize {
-        match self {
-            Segment::Code => 0,
-            Segment::ReadOnly => 1,
-            Segment::Writable => 2,
-        }
-    }
-}
-
-/// Where one kind sits in the module's reservation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Extent {
-    /// Offset from the start of the reservation.
-    pub offset: u64,
-    /// Exact bytes, from the first piece's start to the last piece's end.
-    pub size: u64,
-    /// The largest alignment among its pieces.
-    pub align: Alignment,
 }
 
 /// The exact layout of one module, computed before allocation.
@@ -913,7 +815,7 @@ impl TypeCounts {
             let r_type = Self::r_type(machine, slot);
             // Slots no type number maps to stay unsupported.
             if Self::slot(machine, r_type) == Some(slot) {
-                *needs = NeedBits::of(crate::reloc::needs(machine, r_type));
+                *needs = NeedBits::of(crate::arch::needs(machine, r_type));
             }
         }
         Self {
@@ -1296,7 +1198,7 @@ mod tests {
             for r_type in 0..2048u32 {
                 let Some(slot) = TypeCounts::slot(machine, r_type) else {
                     assert!(
-                        crate::reloc::needs(machine, r_type).is_none(),
+                        crate::arch::needs(machine, r_type).is_none(),
                         "{machine:?} type {r_type} is supported but has no slot"
                     );
                     continue;
@@ -1315,7 +1217,7 @@ mod tests {
             for r_type in 0..2048u32 {
                 assert_eq!(
                     counts.tally(r_type),
-                    crate::reloc::needs(machine, r_type),
+                    crate::arch::needs(machine, r_type),
                     "{machine:?} type {r_type}"
                 );
             }

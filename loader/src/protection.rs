@@ -2,33 +2,7 @@
 //! The `modload-platform` crate implements it for the host and for kernels.
 
 use crate::addr::VirtAddr;
-
-bitflags::bitflags! {
-    /// Access rights for a range of pages.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-    pub struct Permissions: u8 {
-        /// Loads are allowed.
-        const READ = 1;
-        /// Stores are allowed.
-        const WRITE = 1 << 1;
-        /// Instruction fetches are allowed.
-        const EXECUTE = 1 << 2;
-    }
-}
-
-impl Permissions {
-    /// Text: read and execute.
-    pub const CODE: Permissions = Permissions::READ.union(Permissions::EXECUTE);
-    /// Read-only data, the GOT and other data sealed after relocation.
-    pub const READ_ONLY: Permissions = Permissions::READ;
-    /// Data and bss.
-    pub const READ_WRITE: Permissions = Permissions::READ.union(Permissions::WRITE);
-
-    /// Whether these permissions would break W^X.
-    pub const fn is_writable_and_executable(self) -> bool {
-        self.contains(Permissions::WRITE.union(Permissions::EXECUTE))
-    }
-}
+use crate::kinds::Permissions;
 
 /// A platform's refusal, with its own error code (an errno on the host).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

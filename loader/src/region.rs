@@ -19,9 +19,10 @@ use spin::Mutex;
 use crate::addr::{Alignment, VirtAddr};
 use crate::error::ErrorKind;
 use crate::grouping::Grouping;
+use crate::kinds::Permissions;
+use crate::kinds::Segment;
 use crate::packing::{self, Chunk, Pool};
-use crate::plan::Segment;
-use crate::protection::{MemoryProtection, PageWriter, Permissions};
+use crate::protection::{MemoryProtection, PageWriter};
 use crate::ranges::FreeRanges;
 
 /// A block of memory that module sections are allocated from.

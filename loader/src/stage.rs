@@ -8,20 +8,22 @@ use alloc::vec::Vec;
 use core::cell::OnceCell;
 
 use crate::addr::VirtAddr;
-use crate::elf::{Machine, Object, Rela, RelocationSection};
-use crate::error::{ErrorKind, LoadError, RelocationFailure, RelocationProblem};
+use crate::arch::Machine;
+use crate::arch::RelocationProblem;
+use crate::arch::{
+    aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
+};
+use crate::elf::{Object, Rela, RelocationSection};
+use crate::error::{ErrorKind, LoadError, RelocationFailure};
+use crate::kinds::Permissions;
+use crate::kinds::{SectionKind, Segment};
 use crate::lazy::{LazyAreas, PendingImport};
 use crate::loader::Loader;
 use crate::memory::{LayoutBytes, ModuleMemory};
 use crate::module::Module;
-use crate::plan::{stub_addend, Binding, EntryBits, Layout, Placement, Plan, SectionKind, Segment};
-use crate::protection::Permissions;
-use crate::reloc::{
-    aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
-};
-use crate::symbols::{
-    DefinitionKind, ModuleNames, ModuleRecord, NameList, NameMap, NameSizes, Pins, EMPTY_NAME_HASH,
-};
+use crate::names::{NameMap, EMPTY_NAME_HASH};
+use crate::plan::{stub_addend, Binding, EntryBits, Layout, Placement, Plan};
+use crate::symbols::{DefinitionKind, ModuleNames, ModuleRecord, NameList, NameSizes, Pins};
 
 /// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
 /// allocated yet.

@@ -11,7 +11,7 @@
 //! the integer and the first vector return registers) after the namespace
 //! has reported the call through its hook.
 
-use crate::elf::Machine;
+use crate::arch::Machine;
 use crate::symbols::Namespace;
 
 /// The unbound path's address for modules of `machine`, if they run on this

@@ -99,7 +99,7 @@ impl Namespace {
             .find(|slot| &*slot.import.name == name)?;
         let address = record
             .memory
-            .target(crate::plan::Segment::ReadOnly, slot.import.slot_offset);
+            .target(crate::kinds::Segment::ReadOnly, slot.import.slot_offset);
         Some(VirtAddr::new(address))
     }
 

@@ -7,8 +7,99 @@ pub mod x86_64;
 
 use core::fmt;
 
-use crate::elf::Machine;
-use crate::error::RelocationProblem;
+/// `EM_X86_64`.
+pub const EM_X86_64: u16 = 62;
+/// `EM_AARCH64`.
+pub const EM_AARCH64: u16 = 183;
+
+/// The machines whose relocations this loader applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// x86-64.
+    X86_64,
+    /// AArch64 (A64 instruction set, little-endian).
+    AArch64,
+}
+
+impl Machine {
+    /// The machine an `e_machine` value names, if this loader supports it.
+    pub const fn from_e_machine(e_machine: u16) -> Option<Machine> {
+        match e_machine {
+            EM_X86_64 => Some(Machine::X86_64),
+            EM_AARCH64 => Some(Machine::AArch64),
+            _ => None,
+        }
+    }
+
+    /// `e_machine` for this machine.
+    pub const fn e_machine(self) -> u16 {
+        match self {
+            Machine::X86_64 => EM_X86_64,
+            Machine::AArch64 => EM_AARCH64,
+        }
+    }
+}
+
+/// Why a relocation could not be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelocationProblem {
+    /// The computed value does not fit the field. It is never truncated.
+    Overflow {
+        /// The value that did not fit.
+        value: i128,
+    },
+    /// The field lies outside its section.
+    OutOfBounds,
+    /// The loader does not implement this relocation type.
+    Unsupported,
+    /// The value breaks an alignment rule of the field.
+    Misaligned {
+        /// The value.
+        value: i128,
+    },
+    /// The symbol index is outside the symbol table.
+    BadSymbol,
+    /// The symbol lives in a section that is not loaded (for example `.eh_frame`,
+    /// or a COMDAT copy that was discarded).
+    TargetNotLoaded,
+    /// Planning relaxed this instruction, but another relocation has since
+    /// overwritten it: the object's relocations overlap.
+    InstructionChanged,
+}
+
+impl fmt::Display for RelocationProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RelocationProblem::Overflow { value } => {
+                write!(f, "value {} does not fit the field", Signed(*value))
+            }
+            RelocationProblem::OutOfBounds => f.write_str("field lies outside the section"),
+            RelocationProblem::Unsupported => f.write_str("unsupported relocation type"),
+            RelocationProblem::Misaligned { value } => {
+                write!(f, "value {} is misaligned", Signed(*value))
+            }
+            RelocationProblem::BadSymbol => f.write_str("symbol index out of range"),
+            RelocationProblem::TargetNotLoaded => f.write_str("target section is not loaded"),
+            RelocationProblem::InstructionChanged => {
+                f.write_str("another relocation overwrote the instruction")
+            }
+        }
+    }
+}
+
+/// Hex with a sign, so a negative displacement reads `-0x10` rather than as
+/// 128-bit two's complement.
+struct Signed(i128);
+
+impl fmt::Display for Signed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 0 {
+            write!(f, "-{:#x}", self.0.unsigned_abs())
+        } else {
+            write!(f, "{:#x}", self.0)
+        }
+    }
+}
 
 /// A raw ELF relocation type number (`ELF64_R_TYPE`), kept as is so errors can
 /// name types the loader does not know.
@@ -24,8 +115,8 @@ impl RelocationType {
     /// The psABI name, such as `R_X86_64_PC32`, or `None` for unknown numbers.
     pub fn name(self) -> Option<&'static str> {
         match self.machine {
-            crate::elf::EM_X86_64 => x86_64::name(self.raw),
-            crate::elf::EM_AARCH64 => aarch64::name(self.raw),
+            EM_X86_64 => x86_64::name(self.raw),
+            EM_AARCH64 => aarch64::name(self.raw),
             _ => None,
         }
     }

@@ -11,7 +11,7 @@
 use core::hint::select_unpredictable;
 
 use super::{write_field, write_signed32, write_word64, Applied, FixupInputs, Needs, Range};
-use crate::error::RelocationProblem;
+use crate::arch::RelocationProblem;
 
 /// `R_X86_64_NONE`.
 pub const R_X86_64_NONE: u32 = 0;

@@ -13,7 +13,7 @@
 #![allow(clippy::arithmetic_side_effects)]
 
 use super::{write_field, Applied, FixupInputs, Needs, Range};
-use crate::error::RelocationProblem;
+use crate::arch::RelocationProblem;
 
 /// `R_AARCH64_NONE`.
 pub const R_AARCH64_NONE: u32 = 0;

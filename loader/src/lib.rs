@@ -65,33 +65,27 @@ pub struct ReadmeDoctests;
 mod addr;
 pub mod arch;
 mod call;
-pub mod elf;
+pub mod object;
 mod error;
-mod grouping;
-mod join;
 mod kinds;
-mod lazy;
+mod link;
 mod limits;
 mod loader;
 mod memory;
 mod module;
 mod names;
-mod packing;
 mod plan;
-mod protection;
-mod ranges;
-mod region;
 #[cfg(feature = "signature")]
 pub mod signature;
 mod stage;
-mod symbols;
+mod namespace;
 #[cfg(test)]
 mod testing;
 mod unbound;
 
 pub use addr::{Alignment, VirtAddr};
 pub use arch::{Machine, RelocationProblem, RelocationType};
-pub use elf::Object;
+pub use object::Object;
 pub use error::{
     Definer, ErrorKind, LoadError, RelocationFailure, SectionProblem, SectionRef, SignatureProblem,
     SymbolProblem, UnloadError,
@@ -101,7 +95,7 @@ pub use limits::{Limit, Limits};
 pub use loader::{Loader, SymbolResolver};
 pub use module::{Module, Refused};
 pub use plan::Plan;
-pub use protection::{MemoryProtection, NoProtection, PageWriter, ProtectionError};
-pub use region::{GroupedUsage, PackedUsage, Region, RegionError, RegionUsage};
+pub use memory::protection::{MemoryProtection, NoProtection, PageWriter, ProtectionError};
+pub use memory::region::{GroupedUsage, PackedUsage, Region, RegionError, RegionUsage};
 pub use stage::{Constructors, Finalized, LoadReport, Placed, PlacedPiece, Planned, Relocated};
-pub use symbols::{ImportStatus, ModuleId, Namespace, UnboundCall, UnboundHook};
+pub use namespace::{ImportStatus, ModuleId, Namespace, UnboundCall, UnboundHook};

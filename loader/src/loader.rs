@@ -4,15 +4,15 @@
 use alloc::vec::Vec;
 
 use crate::addr::VirtAddr;
-use crate::elf::Object;
+use crate::object::Object;
 use crate::error::{ErrorKind, LoadError};
 use crate::limits::{Limit, Limits};
 use crate::module::Module;
 use crate::plan;
-use crate::protection::{MemoryProtection, PageWriter};
-use crate::region::Region;
+use crate::memory::protection::{MemoryProtection, PageWriter};
+use crate::memory::region::Region;
 use crate::stage::Planned;
-use crate::symbols::Namespace;
+use crate::namespace::Namespace;
 
 /// Resolves names the namespace does not define (the last step of resolution).
 pub trait SymbolResolver: Sync {
@@ -306,7 +306,7 @@ impl<'l> Loader<'l> {
         if !self.late_binding {
             return Vec::new();
         }
-        let undefined = |symbol: &crate::elf::Symbol<'_>| {
+        let undefined = |symbol: &crate::object::Symbol<'_>| {
             symbol.is_undefined()
                 && symbol.is_global()
                 && !symbol.is_weak()

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use crate::addr::VirtAddr;
 use crate::error::UnloadError;
-use crate::symbols::{ImportStatus, ModuleId, Namespace};
+use crate::namespace::{ImportStatus, ModuleId, Namespace};
 
 /// A loaded module. Dropping the handle keeps the module loaded (it belongs to
 /// its namespace); [`Module::unload`] removes it and frees its memory.

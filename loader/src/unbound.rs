@@ -12,7 +12,7 @@
 //! has reported the call through its hook.
 
 use crate::arch::Machine;
-use crate::symbols::Namespace;
+use crate::namespace::Namespace;
 
 /// The unbound path's address for modules of `machine`, if they run on this
 /// host's architecture; `None` otherwise (their lazy entries trap instead).

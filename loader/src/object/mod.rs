@@ -1,6 +1,9 @@
 //! Reading a relocatable object: goblin parses, this file checks every offset,
 //! size and index the later stages rely on, so they can index without panicking.
 
+
+pub(crate) mod join;
+
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
@@ -13,7 +16,7 @@ use goblin::elf::Elf;
 use crate::addr::Alignment;
 use crate::arch::Machine;
 use crate::error::{ErrorKind, LoadError, SectionProblem, SectionRef, SymbolProblem};
-use crate::join::Member;
+use crate::object::join::Member;
 use crate::limits::{Limit, Limits};
 #[cfg(doc)]
 use crate::names::name_hash;

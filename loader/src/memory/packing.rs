@@ -19,7 +19,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::addr::Alignment;
-use crate::ranges::FreeRanges;
+use crate::memory::ranges::FreeRanges;
 
 /// Bytes of one page, the granule of permissions.
 const PAGE: u64 = Alignment::PAGE.bytes();

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use super::{ModuleId, ModuleRecord, Namespace, State};
 use crate::addr::VirtAddr;
-use crate::lazy::PendingImport;
+use crate::link::lazy::PendingImport;
 
 /// A call to a pending import that nothing defines yet, as the namespace's
 /// hook sees it.

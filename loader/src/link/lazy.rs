@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use crate::arch::Machine;
 use crate::arch::RelocationProblem;
 use crate::arch::{aarch64, write_field, x86_64, Range, SlotSizes};
-use crate::elf::Object;
+use crate::object::Object;
 use crate::memory::LayoutBytes;
 use crate::plan::{Layout, Placement, Plan, PENDING_CONTEXT_SLOTS};
 

@@ -25,8 +25,8 @@
 use alloc::collections::BTreeMap;
 
 use crate::addr::Alignment;
-use crate::packing::Chunk;
-use crate::ranges::FreeRanges;
+use crate::memory::packing::Chunk;
+use crate::memory::ranges::FreeRanges;
 
 /// Bytes of one page, the granule of permissions.
 const PAGE: u64 = Alignment::PAGE.bytes();

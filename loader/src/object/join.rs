@@ -40,7 +40,7 @@ use goblin::elf::section_header::{
 use crate::addr::Alignment;
 use crate::arch::RelocationProblem;
 use crate::arch::RelocationType;
-use crate::elf::{
+use crate::object::{
     Object, RelocationSection, Section, Symbol, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF, STB_GLOBAL,
     STB_LOCAL, STB_WEAK, STT_FILE, STT_SECTION, STV_HIDDEN,
 };
@@ -301,7 +301,7 @@ struct Joined<'a> {
     sections: Vec<Section<'a>>,
     symbols: Vec<Symbol<'a>>,
     relocations: Vec<RelocationSection<'a>>,
-    groups: Vec<crate::elf::Group<'a>>,
+    groups: Vec<crate::object::Group<'a>>,
     members: Vec<Member>,
     /// Per section: a member's copy of a COMDAT group an earlier member
     /// already has, which is not loaded.

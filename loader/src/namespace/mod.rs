@@ -17,10 +17,10 @@ use spin::Mutex;
 
 use crate::addr::VirtAddr;
 use crate::error::{Definer, ErrorKind, UnloadError};
-use crate::lazy::PendingImport;
+use crate::link::lazy::PendingImport;
 use crate::memory::ModuleMemory;
 use crate::names::{name_hash, NameMap, NAME_HASHER};
-use crate::protection::MemoryProtection;
+use crate::memory::protection::MemoryProtection;
 
 mod late;
 

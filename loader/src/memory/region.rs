@@ -18,12 +18,12 @@ use spin::Mutex;
 
 use crate::addr::{Alignment, VirtAddr};
 use crate::error::ErrorKind;
-use crate::grouping::Grouping;
+use crate::memory::grouping::Grouping;
 use crate::kinds::Permissions;
 use crate::kinds::Segment;
-use crate::packing::{self, Chunk, Pool};
-use crate::protection::{MemoryProtection, PageWriter};
-use crate::ranges::FreeRanges;
+use crate::memory::packing::{self, Chunk, Pool};
+use crate::memory::protection::{MemoryProtection, PageWriter};
+use crate::memory::ranges::FreeRanges;
 
 /// A block of memory that module sections are allocated from.
 ///

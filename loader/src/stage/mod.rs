@@ -13,17 +13,17 @@ use crate::arch::RelocationProblem;
 use crate::arch::{
     aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
 };
-use crate::elf::{Object, Rela, RelocationSection};
+use crate::object::{Object, Rela, RelocationSection};
 use crate::error::{ErrorKind, LoadError, RelocationFailure};
 use crate::kinds::Permissions;
 use crate::kinds::{SectionKind, Segment};
-use crate::lazy::{LazyAreas, PendingImport};
+use crate::link::lazy::{LazyAreas, PendingImport};
 use crate::loader::Loader;
 use crate::memory::{LayoutBytes, ModuleMemory};
 use crate::module::Module;
 use crate::names::{NameMap, EMPTY_NAME_HASH};
 use crate::plan::{stub_addend, Binding, EntryBits, Layout, Placement, Plan};
-use crate::symbols::{DefinitionKind, ModuleNames, ModuleRecord, NameList, NameSizes, Pins};
+use crate::namespace::{DefinitionKind, ModuleNames, ModuleRecord, NameList, NameSizes, Pins};
 
 /// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
 /// allocated yet.
@@ -650,7 +650,7 @@ fn resolve<'l>(
     // A yielded weak definition is still this module's: it is offered as a
     // weak export at its own address, so it can take the name over when the
     // definition it yielded to goes.
-    let defines = |symbol: &crate::elf::Symbol<'_>, binding: &Binding| {
+    let defines = |symbol: &crate::object::Symbol<'_>, binding: &Binding| {
         symbol.is_global()
             && (binding.is_defined_here() || matches!(binding, Binding::Yielded { .. }))
     };

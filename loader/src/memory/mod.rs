@@ -12,6 +12,13 @@
 //! The stages reach the bytes by their offsets in the plan's layout, through
 //! [`LayoutBytes`], whichever way they are placed.
 
+
+pub(crate) mod grouping;
+pub(crate) mod packing;
+pub(crate) mod protection;
+pub(crate) mod ranges;
+pub(crate) mod region;
+
 use core::ops::Range;
 
 use alloc::vec::Vec;
@@ -21,8 +28,8 @@ use crate::error::ErrorKind;
 use crate::kinds::Permissions;
 use crate::kinds::{SectionKind, Segment};
 use crate::plan::Plan;
-use crate::protection::{MemoryProtection, PageWriter, ProtectionError};
-use crate::region::{Piece, Region, Reservation};
+use crate::memory::protection::{MemoryProtection, PageWriter, ProtectionError};
+use crate::memory::region::{Piece, Region, Reservation};
 
 pub(crate) struct ModuleMemory {
     backing: Backing,
@@ -405,7 +412,7 @@ impl ModuleMemory {
         // SAFETY: the slot is an aligned word of this module's read-only
         // segment (its offset lies in the layout), which this memory owns
         // and which was just made writable.
-        unsafe { crate::region::store_word(address, value) };
+        unsafe { crate::memory::region::store_word(address, value) };
         protection.protect(page, size, Permissions::READ_ONLY)
     }
 

@@ -15,7 +15,7 @@ use crate::addr::Alignment;
 use crate::arch::Machine;
 use crate::arch::RelocationProblem;
 use crate::arch::{x86_64, Needs, RelocationType, SlotSizes};
-use crate::elf::{
+use crate::object::{
     Object, Rela, RelocationSection, Section, SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF,
     STT_FILE,
 };
@@ -23,7 +23,7 @@ use crate::error::{ErrorKind, LoadError, SectionProblem, SymbolProblem};
 use crate::kinds::{Extent, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
 use crate::names::{NameMap, NAME_HASHER};
 use crate::stage::relocation_error;
-use crate::symbols::NamespaceView;
+use crate::namespace::NamespaceView;
 
 /// `SHT_X86_64_UNWIND`, the type gas gives `.eh_frame` on x86-64.
 const SHT_X86_64_UNWIND: u32 = 0x7000_0001;

@@ -65,27 +65,26 @@ pub struct ReadmeDoctests;
 mod addr;
 pub mod arch;
 mod call;
-pub mod object;
 mod error;
 mod kinds;
-mod link;
 mod limits;
+mod link;
 mod loader;
 mod memory;
 mod module;
 mod names;
+mod namespace;
+pub mod object;
 mod plan;
 #[cfg(feature = "signature")]
 pub mod signature;
 mod stage;
-mod namespace;
 #[cfg(test)]
 mod testing;
 mod unbound;
 
 pub use addr::{Alignment, VirtAddr};
 pub use arch::{Machine, RelocationProblem, RelocationType};
-pub use object::Object;
 pub use error::{
     Definer, ErrorKind, LoadError, RelocationFailure, SectionProblem, SectionRef, SignatureProblem,
     SymbolProblem, UnloadError,
@@ -93,9 +92,10 @@ pub use error::{
 pub use kinds::{Extent, Permissions, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
 pub use limits::{Limit, Limits};
 pub use loader::{Loader, SymbolResolver};
-pub use module::{Module, Refused};
-pub use plan::Plan;
 pub use memory::protection::{MemoryProtection, NoProtection, PageWriter, ProtectionError};
 pub use memory::region::{GroupedUsage, PackedUsage, Region, RegionError, RegionUsage};
-pub use stage::{Constructors, Finalized, LoadReport, Placed, PlacedPiece, Planned, Relocated};
+pub use module::{Module, Refused};
 pub use namespace::{ImportStatus, ModuleId, Namespace, UnboundCall, UnboundHook};
+pub use object::Object;
+pub use plan::Plan;
+pub use stage::{Constructors, Finalized, LoadReport, Placed, PlacedPiece, Planned, Relocated};

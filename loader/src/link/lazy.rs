@@ -3,28 +3,15 @@
 //! the module is relocated. The namespace binds them later
 //! ([`crate::Loader::late_binding`]).
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::arch::Machine;
 use crate::arch::RelocationProblem;
 use crate::arch::{aarch64, write_field, x86_64, Range, SlotSizes};
-use crate::object::Object;
 use crate::memory::LayoutBytes;
+use crate::namespace::late::PendingImport;
+use crate::object::Object;
 use crate::plan::{Layout, Placement, Plan, PENDING_CONTEXT_SLOTS};
-
-/// A pending import as the namespace keeps it: which name the module waits
-/// for, and the GOT slot that binding writes.
-#[derive(Clone, Debug)]
-pub(crate) struct PendingImport {
-    pub name: Box<str>,
-    pub hash: u64,
-    /// The slot's offset in the plan's layout (in the read-only segment).
-    pub slot_offset: u64,
-    /// The target address of the import's context: what the lazy entry
-    /// hands the unbound path, and so how the namespace finds the import.
-    pub context: u64,
-}
 
 /// Where a module's pending-import areas are, at their target addresses.
 pub(crate) struct LazyAreas {

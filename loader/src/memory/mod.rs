@@ -12,7 +12,6 @@
 //! The stages reach the bytes by their offsets in the plan's layout, through
 //! [`LayoutBytes`], whichever way they are placed.
 
-
 pub(crate) mod grouping;
 pub(crate) mod packing;
 pub(crate) mod protection;
@@ -27,9 +26,9 @@ use crate::addr::{Alignment, VirtAddr};
 use crate::error::ErrorKind;
 use crate::kinds::Permissions;
 use crate::kinds::{SectionKind, Segment};
-use crate::plan::Plan;
 use crate::memory::protection::{MemoryProtection, PageWriter, ProtectionError};
 use crate::memory::region::{Piece, Region, Reservation};
+use crate::plan::Plan;
 
 pub(crate) struct ModuleMemory {
     backing: Backing,

@@ -18,9 +18,9 @@ use spin::Mutex;
 
 use crate::addr::{Alignment, VirtAddr};
 use crate::error::ErrorKind;
-use crate::memory::grouping::Grouping;
 use crate::kinds::Permissions;
 use crate::kinds::Segment;
+use crate::memory::grouping::Grouping;
 use crate::memory::packing::{self, Chunk, Pool};
 use crate::memory::protection::{MemoryProtection, PageWriter};
 use crate::memory::ranges::FreeRanges;

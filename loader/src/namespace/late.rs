@@ -7,7 +7,19 @@ use alloc::vec::Vec;
 
 use super::{ModuleId, ModuleRecord, Namespace, State};
 use crate::addr::VirtAddr;
-use crate::link::lazy::PendingImport;
+
+/// A pending import as the namespace keeps it: which name the module waits
+/// for, and the GOT slot that binding writes.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingImport {
+    pub name: Box<str>,
+    pub hash: u64,
+    /// The slot's offset in the plan's layout (in the read-only segment).
+    pub slot_offset: u64,
+    /// The target address of the import's context: what the lazy entry
+    /// hands the unbound path, and so how the namespace finds the import.
+    pub context: u64,
+}
 
 /// A call to a pending import that nothing defines yet, as the namespace's
 /// hook sees it.

@@ -17,12 +17,13 @@ use spin::Mutex;
 
 use crate::addr::VirtAddr;
 use crate::error::{Definer, ErrorKind, UnloadError};
-use crate::link::lazy::PendingImport;
+use crate::memory::protection::MemoryProtection;
 use crate::memory::ModuleMemory;
 use crate::names::{name_hash, NameMap, NAME_HASHER};
-use crate::memory::protection::MemoryProtection;
+use crate::plan::Existing;
+use late::PendingImport;
 
-mod late;
+pub(crate) mod late;
 
 pub use late::{ImportStatus, UnboundCall, UnboundHook};
 
@@ -1400,8 +1401,8 @@ pub(crate) struct NamespaceView<'s> {
     state: &'s State,
 }
 
-impl NamespaceView<'_> {
-    pub fn is_defined(&self, name: &str) -> bool {
+impl Existing for NamespaceView<'_> {
+    fn is_defined(&self, name: &str) -> bool {
         let state = self.state;
         find(
             &state.exports,
@@ -1413,7 +1414,7 @@ impl NamespaceView<'_> {
         .is_some()
     }
 
-    pub fn has_comdat(&self, signature: &str) -> bool {
+    fn has_comdat(&self, signature: &str) -> bool {
         self.state.comdats.contains_key(signature)
     }
 }

@@ -1,7 +1,6 @@
 //! Reading a relocatable object: goblin parses, this file checks every offset,
 //! size and index the later stages rely on, so they can index without panicking.
 
-
 pub(crate) mod join;
 
 use alloc::boxed::Box;
@@ -14,13 +13,15 @@ use goblin::elf::section_header::{
 use goblin::elf::Elf;
 
 use crate::addr::Alignment;
-use crate::arch::Machine;
-use crate::error::{ErrorKind, LoadError, SectionProblem, SectionRef, SymbolProblem};
-use crate::object::join::Member;
+use crate::arch::{Machine, RelocationProblem, RelocationType};
+use crate::error::{
+    ErrorKind, LoadError, RelocationFailure, SectionProblem, SectionRef, SymbolProblem,
+};
 use crate::limits::{Limit, Limits};
 #[cfg(doc)]
 use crate::names::name_hash;
 use crate::names::{NameHash, EMPTY_NAME_HASH};
+use crate::object::join::Member;
 
 const ET_REL: u16 = 1;
 const ELFCLASS64: u8 = 2;
@@ -324,6 +325,28 @@ impl<'a> Object<'a> {
             None => "?".into(),
         }
     }
+}
+
+/// The error for relocation `entry` of relocation section `section`: out of
+/// line, so the loops that may call it stay small.
+#[cold]
+#[inline(never)]
+pub(crate) fn relocation_error(
+    object: &Object<'_>,
+    section: usize,
+    entry: &Rela,
+    problem: RelocationProblem,
+) -> LoadError {
+    object.error(ErrorKind::Relocation(Box::new(RelocationFailure {
+        section: object.section_ref(section),
+        offset: entry.r_offset,
+        r_type: RelocationType {
+            machine: object.machine.e_machine(),
+            raw: entry.r_type,
+        },
+        symbol: object.symbol_name(entry.r_sym()),
+        problem,
+    })))
 }
 
 fn section_ref(sections: &[Section<'_>], index: usize) -> SectionRef {

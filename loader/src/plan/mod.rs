@@ -15,15 +15,14 @@ use crate::addr::Alignment;
 use crate::arch::Machine;
 use crate::arch::RelocationProblem;
 use crate::arch::{x86_64, Needs, RelocationType, SlotSizes};
+use crate::error::{ErrorKind, LoadError, SectionProblem, SymbolProblem};
+use crate::kinds::{Extent, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
+use crate::names::{NameMap, NAME_HASHER};
+use crate::object::relocation_error;
 use crate::object::{
     Object, Rela, RelocationSection, Section, SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF,
     STT_FILE,
 };
-use crate::error::{ErrorKind, LoadError, SectionProblem, SymbolProblem};
-use crate::kinds::{Extent, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
-use crate::names::{NameMap, NAME_HASHER};
-use crate::stage::relocation_error;
-use crate::namespace::NamespaceView;
 
 /// `SHT_X86_64_UNWIND`, the type gas gives `.eh_frame` on x86-64.
 const SHT_X86_64_UNWIND: u32 = 0x7000_0001;
@@ -218,12 +217,22 @@ pub(crate) struct Layout<'a> {
     pub comdat_of: BTreeMap<usize, &'a str>,
 }
 
+/// What planning asks of the namespace a module will join: which names it
+/// defines already (a weak definition yields to them) and which COMDAT
+/// groups it holds (a module's copy is then not loaded).
+pub(crate) trait Existing {
+    /// Whether some loaded module or the host exports `name`.
+    fn is_defined(&self, name: &str) -> bool;
+    /// Whether a loaded module owns the COMDAT group `signature`.
+    fn has_comdat(&self, signature: &str) -> bool;
+}
+
 /// Computes the plan for `object`, given what the namespace already holds.
 /// `pending` marks, per symbol index, the undefined names that nothing
 /// defines and that may stay pending (empty without late binding).
 pub(crate) fn plan<'a>(
     object: &Object<'a>,
-    namespace: &NamespaceView<'_>,
+    namespace: &impl Existing,
     pending: &[bool],
     keep_unwind: bool,
 ) -> Result<(Plan, Layout<'a>), LoadError> {
@@ -458,7 +467,7 @@ type Discarded<'a> = Vec<Option<&'a str>>;
 
 fn discarded_sections<'a>(
     object: &Object<'a>,
-    namespace: &NamespaceView<'_>,
+    namespace: &impl Existing,
 ) -> (Discarded<'a>, Vec<&'a str>) {
     let mut discarded = vec![None; object.sections.len()];
     let mut owned = Vec::new();
@@ -480,7 +489,7 @@ fn bind_symbols<'a>(
     object: &Object<'a>,
     loaded: &[bool],
     discarded: &[Option<&'a str>],
-    namespace: &NamespaceView<'_>,
+    namespace: &impl Existing,
 ) -> Result<(Vec<Binding>, BTreeMap<usize, &'a str>), LoadError> {
     let mut comdat_of = BTreeMap::new();
     let mut bindings = Vec::with_capacity(object.symbols.len());

@@ -10,20 +10,20 @@ use core::cell::OnceCell;
 use crate::addr::VirtAddr;
 use crate::arch::Machine;
 use crate::arch::RelocationProblem;
-use crate::arch::{
-    aarch64, write_field, x86_64, Applied, FixupInputs, Range, RelocationType, SlotSizes,
-};
-use crate::object::{Object, Rela, RelocationSection};
-use crate::error::{ErrorKind, LoadError, RelocationFailure};
+use crate::arch::{aarch64, write_field, x86_64, Applied, FixupInputs, Range, SlotSizes};
+use crate::error::{ErrorKind, LoadError};
 use crate::kinds::Permissions;
 use crate::kinds::{SectionKind, Segment};
-use crate::link::lazy::{LazyAreas, PendingImport};
+use crate::link::lazy::LazyAreas;
 use crate::loader::Loader;
 use crate::memory::{LayoutBytes, ModuleMemory};
 use crate::module::Module;
 use crate::names::{NameMap, EMPTY_NAME_HASH};
-use crate::plan::{stub_addend, Binding, EntryBits, Layout, Placement, Plan};
+use crate::namespace::late::PendingImport;
 use crate::namespace::{DefinitionKind, ModuleNames, ModuleRecord, NameList, NameSizes, Pins};
+use crate::object::relocation_error;
+use crate::object::{Object, Rela, RelocationSection};
+use crate::plan::{stub_addend, Binding, EntryBits, Layout, Placement, Plan};
 
 /// Stage 1: planned. The exact sizes are known ([`Planned::plan`]); nothing is
 /// allocated yet.
@@ -1055,28 +1055,6 @@ impl SymbolTargets<'_> {
     }
 }
 
-/// The error for relocation `entry` of relocation section `section`: out of
-/// line, so the loops that may call it stay small.
-#[cold]
-#[inline(never)]
-pub(crate) fn relocation_error(
-    object: &Object<'_>,
-    section: usize,
-    entry: &Rela,
-    problem: RelocationProblem,
-) -> LoadError {
-    object.error(ErrorKind::Relocation(Box::new(RelocationFailure {
-        section: object.section_ref(section),
-        offset: entry.r_offset,
-        r_type: RelocationType {
-            machine: object.machine.e_machine(),
-            raw: entry.r_type,
-        },
-        symbol: object.symbol_name(entry.r_sym()),
-        problem,
-    })))
-}
-
 /// Gives every FDE of an unwind table whose function was not loaded (its
 /// `pc_begin` names a symbol with no address) an empty range: zeroes the
 /// `pc_range` that follows `pc_begin`, in the same encoding. `data` is the
@@ -1480,3 +1458,5 @@ impl<'l> Finalized<'l> {
         Ok((Module::new(loader.namespace, id), init))
     }
 }
+pub(crate) mod entry;
+pub(crate) mod sets;

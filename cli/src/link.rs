@@ -17,7 +17,7 @@ use modload::{
 use modload_platform::host::{new_region, Placement};
 
 use crate::args::{option_value, unknown_option, utf8};
-use crate::plan::{json_string, machine_name};
+use crate::json::{json_string, machine_name};
 use crate::Failure;
 
 /// Planning allocates nothing, so sizing a module needs a region without memory.

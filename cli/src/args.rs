@@ -1,5 +1,6 @@
 //! Command-line parsing, by hand: the grammar is small enough that a parser
-//! library would be larger than the parsing.
+//! library would be larger than the parsing. Every command's argument type
+//! lives here, so the command modules depend on this one and not the reverse.
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -78,9 +79,9 @@ pub enum Command {
     /// Link objects for target addresses and write their images.
     Link(LinkArgs),
     /// Make a key pair for signing modules.
-    Keygen(crate::sign::KeygenArgs),
+    Keygen(KeygenArgs),
     /// Sign a module.
-    Sign(crate::sign::SignArgs),
+    Sign(SignArgs),
 }
 
 /// Arguments of `modload run`.
@@ -132,8 +133,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         Some("run") => parse_run(args),
         Some("plan") => parse_plan(args),
         Some("link") => parse_link(args).map(Command::Link),
-        Some("keygen") => crate::sign::parse_keygen(args).map(Command::Keygen),
-        Some("sign") => crate::sign::parse_sign(args).map(Command::Sign),
+        Some("keygen") => parse_keygen(args).map(Command::Keygen),
+        Some("sign") => parse_sign(args).map(Command::Sign),
         _ => Err(format!(
             "unknown command `{}` (expected `run`, `plan` or `link`; see `modload --help`)",
             command.to_string_lossy()
@@ -306,6 +307,65 @@ fn parse_symbol(text: &str) -> Result<(String, u64), String> {
         return Err(bad());
     }
     Ok((name.to_owned(), parse_address(address, "--sym")?))
+}
+
+/// Arguments of `modload sign`.
+#[derive(Debug)]
+pub struct SignArgs {
+    /// The secret key file.
+    pub key: PathBuf,
+    /// The object to sign.
+    pub object: PathBuf,
+    /// Where to write the signed module; the object itself when `None`.
+    pub output: Option<PathBuf>,
+}
+
+/// Arguments of `modload keygen`.
+#[derive(Debug)]
+pub struct KeygenArgs {
+    /// Writes `PREFIX.key` and `PREFIX.pub`.
+    pub prefix: PathBuf,
+}
+
+/// Parses `modload sign --key KEY OBJECT [-o OUT]`.
+fn parse_sign(mut args: impl Iterator<Item = OsString>) -> Result<SignArgs, String> {
+    let mut key = None;
+    let mut object = None;
+    let mut output = None;
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--key" | "-k") => key = Some(PathBuf::from(required(&mut args, "--key")?)),
+            Some("-o" | "--output") => output = Some(PathBuf::from(required(&mut args, "-o")?)),
+            Some(text) if text.starts_with("--key=") => {
+                key = Some(PathBuf::from(text.trim_start_matches("--key=")));
+            }
+            Some(text) if text.starts_with('-') && text != "-" => return Err(unknown_option(text)),
+            _ if object.is_some() => {
+                return Err(String::from("sign takes exactly one object file"));
+            }
+            _ => object = Some(PathBuf::from(arg)),
+        }
+    }
+    Ok(SignArgs {
+        key: key.ok_or_else(|| String::from("sign needs --key SECRET_KEY_FILE"))?,
+        object: object.ok_or_else(|| String::from("sign needs an object file"))?,
+        output,
+    })
+}
+
+/// Parses `modload keygen -o PREFIX`.
+fn parse_keygen(mut args: impl Iterator<Item = OsString>) -> Result<KeygenArgs, String> {
+    let mut prefix = None;
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("-o" | "--output") => prefix = Some(PathBuf::from(required(&mut args, "-o")?)),
+            Some(text) => return Err(format!("unexpected argument `{text}` for keygen")),
+            None => return Err(String::from("unexpected non-UTF-8 argument for keygen")),
+        }
+    }
+    Ok(KeygenArgs {
+        prefix: prefix.ok_or_else(|| String::from("keygen needs -o PREFIX"))?,
+    })
 }
 
 /// The value of `--name VALUE` or `--name=VALUE` if `arg` is that option.
@@ -486,5 +546,18 @@ mod tests {
         ] {
             assert!(link_args(words).is_err(), "{words:?} should be refused");
         }
+    }
+
+    #[test]
+    fn sign_arguments() {
+        let sign = parse_sign(args(&["--key", "k", "x.o", "-o", "y.o"]).into_iter()).unwrap();
+        assert_eq!(sign.key, PathBuf::from("k"));
+        assert_eq!(sign.object, PathBuf::from("x.o"));
+        assert_eq!(sign.output, Some(PathBuf::from("y.o")));
+        assert!(parse_sign(args(&["x.o"]).into_iter()).is_err());
+        assert!(parse_sign(args(&["--key", "k"]).into_iter()).is_err());
+        assert!(parse_sign(args(&["--key", "k", "a.o", "b.o"]).into_iter()).is_err());
+        assert!(parse_keygen(args(&["-o", "p"]).into_iter()).is_ok());
+        assert!(parse_keygen(args(&[]).into_iter()).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! Command-line parsing, by hand: the grammar is small enough that a parser
-//! library would be larger than the parsing.
+//! library would be larger than the parsing. Every command's argument type
+//! lives here, so the command modules depend on this one and not the reverse.
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -76,11 +77,11 @@ pub enum Command {
     /// Print one object's layout plan.
     Plan(PlanArgs),
     /// Link objects for target addresses and write their images.
-    Link(crate::link::LinkArgs),
+    Link(LinkArgs),
     /// Make a key pair for signing modules.
-    Keygen(crate::sign::KeygenArgs),
+    Keygen(KeygenArgs),
     /// Sign a module.
-    Sign(crate::sign::SignArgs),
+    Sign(SignArgs),
 }
 
 /// Arguments of `modload run`.
@@ -131,9 +132,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         Some("-h" | "--help" | "help") => Ok(Command::Help),
         Some("run") => parse_run(args),
         Some("plan") => parse_plan(args),
-        Some("link") => crate::link::parse(args).map(Command::Link),
-        Some("keygen") => crate::sign::parse_keygen(args).map(Command::Keygen),
-        Some("sign") => crate::sign::parse_sign(args).map(Command::Sign),
+        Some("link") => parse_link(args).map(Command::Link),
+        Some("keygen") => parse_keygen(args).map(Command::Keygen),
+        Some("sign") => parse_sign(args).map(Command::Sign),
         _ => Err(format!(
             "unknown command `{}` (expected `run`, `plan` or `link`; see `modload --help`)",
             command.to_string_lossy()
@@ -218,8 +219,157 @@ fn parse_plan(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
     Ok(Command::Plan(PlanArgs { object, json }))
 }
 
+/// Arguments of `modload link`.
+#[derive(Debug)]
+pub struct LinkArgs {
+    /// The objects, in load order.
+    pub objects: Vec<PathBuf>,
+    /// Target address of the first module.
+    pub at: u64,
+    /// Directory for the images and `layout.json`.
+    pub output: PathBuf,
+    /// Host symbols, in command-line order.
+    pub symbols: Vec<(String, u64)>,
+    /// Say which objects load as one module set, and why.
+    pub verbose: bool,
+}
+
+/// Parses the arguments after `link`. The error is a one-line usage message.
+fn parse_link(mut args: impl Iterator<Item = OsString>) -> Result<LinkArgs, String> {
+    let mut objects = Vec::new();
+    let mut at = None;
+    let mut output = None;
+    let mut symbols: Vec<(String, u64)> = Vec::new();
+    let mut verbose = false;
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else {
+            // Only paths may be non-UTF-8; options and their values are ASCII.
+            objects.push(PathBuf::from(arg));
+            continue;
+        };
+        if let Some(value) = option_value(text, "--at", &mut args)? {
+            at = Some(parse_address(&utf8(value, "--at")?, "--at")?);
+        } else if let Some(value) = option_value(text, "--output", &mut args)? {
+            output = Some(PathBuf::from(value));
+        } else if let Some(value) = option_value(text, "--sym", &mut args)? {
+            let (name, address) = parse_symbol(&utf8(value, "--sym")?)?;
+            if symbols.iter().any(|(known, _)| *known == name) {
+                return Err(format!("--sym `{name}` is given twice"));
+            }
+            symbols.push((name, address));
+        } else if text == "-o" {
+            let value = args
+                .next()
+                .ok_or_else(|| String::from("option -o needs a value"))?;
+            output = Some(PathBuf::from(value));
+        } else if text == "-v" || text == "--verbose" {
+            verbose = true;
+        } else if text == "-h" || text == "--help" {
+            return Err(String::from("see `modload --help` for link's options"));
+        } else if text.starts_with('-') && text != "-" {
+            return Err(unknown_option(text));
+        } else {
+            objects.push(PathBuf::from(arg));
+        }
+    }
+    if objects.is_empty() {
+        return Err(String::from(
+            "link needs at least one object file (see `modload --help`)",
+        ));
+    }
+    let at = at.ok_or_else(|| String::from("link needs --at ADDRESS (see `modload --help`)"))?;
+    let output = output.ok_or_else(|| String::from("link needs -o DIR (see `modload --help`)"))?;
+    Ok(LinkArgs {
+        objects,
+        at,
+        output,
+        symbols,
+        verbose,
+    })
+}
+
+/// A 64-bit address, in decimal or `0x` hexadecimal.
+fn parse_address(text: &str, option: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse::<u64>(),
+    };
+    parsed.map_err(|_| {
+        format!("invalid {option} `{text}`: expected an address such as 0x40000000 or 1073741824")
+    })
+}
+
+/// `NAME=ADDRESS`.
+fn parse_symbol(text: &str) -> Result<(String, u64), String> {
+    let bad = || format!("invalid --sym `{text}`: expected NAME=ADDRESS, such as puts=0x401000");
+    let (name, address) = text.split_once('=').ok_or_else(bad)?;
+    if name.is_empty() || address.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), parse_address(address, "--sym")?))
+}
+
+/// Arguments of `modload sign`.
+#[derive(Debug)]
+pub struct SignArgs {
+    /// The secret key file.
+    pub key: PathBuf,
+    /// The object to sign.
+    pub object: PathBuf,
+    /// Where to write the signed module; the object itself when `None`.
+    pub output: Option<PathBuf>,
+}
+
+/// Arguments of `modload keygen`.
+#[derive(Debug)]
+pub struct KeygenArgs {
+    /// Writes `PREFIX.key` and `PREFIX.pub`.
+    pub prefix: PathBuf,
+}
+
+/// Parses `modload sign --key KEY OBJECT [-o OUT]`.
+fn parse_sign(mut args: impl Iterator<Item = OsString>) -> Result<SignArgs, String> {
+    let mut key = None;
+    let mut object = None;
+    let mut output = None;
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--key" | "-k") => key = Some(PathBuf::from(required(&mut args, "--key")?)),
+            Some("-o" | "--output") => output = Some(PathBuf::from(required(&mut args, "-o")?)),
+            Some(text) if text.starts_with("--key=") => {
+                key = Some(PathBuf::from(text.trim_start_matches("--key=")));
+            }
+            Some(text) if text.starts_with('-') && text != "-" => return Err(unknown_option(text)),
+            _ if object.is_some() => {
+                return Err(String::from("sign takes exactly one object file"));
+            }
+            _ => object = Some(PathBuf::from(arg)),
+        }
+    }
+    Ok(SignArgs {
+        key: key.ok_or_else(|| String::from("sign needs --key SECRET_KEY_FILE"))?,
+        object: object.ok_or_else(|| String::from("sign needs an object file"))?,
+        output,
+    })
+}
+
+/// Parses `modload keygen -o PREFIX`.
+fn parse_keygen(mut args: impl Iterator<Item = OsString>) -> Result<KeygenArgs, String> {
+    let mut prefix = None;
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("-o" | "--output") => prefix = Some(PathBuf::from(required(&mut args, "-o")?)),
+            Some(text) => return Err(format!("unexpected argument `{text}` for keygen")),
+            None => return Err(String::from("unexpected non-UTF-8 argument for keygen")),
+        }
+    }
+    Ok(KeygenArgs {
+        prefix: prefix.ok_or_else(|| String::from("keygen needs -o PREFIX"))?,
+    })
+}
+
 /// The value of `--name VALUE` or `--name=VALUE` if `arg` is that option.
-pub(crate) fn option_value(
+fn option_value(
     arg: &str,
     name: &str,
     rest: &mut impl Iterator<Item = OsString>,
@@ -236,7 +386,7 @@ fn required(rest: &mut impl Iterator<Item = OsString>, name: &str) -> Result<OsS
         .ok_or_else(|| format!("option {name} needs a value"))
 }
 
-pub(crate) fn utf8(value: OsString, option: &str) -> Result<String, String> {
+fn utf8(value: OsString, option: &str) -> Result<String, String> {
     value.into_string().map_err(|value| invalid(option, &value))
 }
 
@@ -244,7 +394,7 @@ fn invalid(option: &str, value: &OsStr) -> String {
     format!("invalid value `{}` for {option}", value.to_string_lossy())
 }
 
-pub(crate) fn unknown_option(option: &str) -> String {
+fn unknown_option(option: &str) -> String {
     format!("unknown option `{option}` (see `modload --help`)")
 }
 
@@ -344,5 +494,70 @@ mod tests {
             parse(args(&["plan", "x.o", "--json"])),
             Ok(Command::Plan(PlanArgs { json: true, .. }))
         ));
+    }
+
+    fn link_args(words: &[&str]) -> Result<LinkArgs, String> {
+        parse_link(words.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn link_options() {
+        let link = link_args(&[
+            "a.o",
+            "--at",
+            "0x40000000",
+            "b.o",
+            "-o",
+            "out",
+            "--sym",
+            "puts=0x1000",
+            "--sym=exit=4096",
+        ])
+        .unwrap();
+        assert_eq!(link.objects, [PathBuf::from("a.o"), PathBuf::from("b.o")]);
+        assert_eq!(link.at, 0x4000_0000);
+        assert_eq!(link.output, PathBuf::from("out"));
+        assert_eq!(
+            link.symbols,
+            [("puts".to_owned(), 0x1000), ("exit".to_owned(), 4096)]
+        );
+        let top = link_args(&["a.o", "--at=0xffffffff80000000", "--output=d"]).unwrap();
+        assert_eq!(top.at, 0xffff_ffff_8000_0000);
+    }
+
+    #[test]
+    fn link_mistakes() {
+        for words in [
+            &["--at", "0x1000", "-o", "d"][..],
+            &["a.o", "-o", "d"],
+            &["a.o", "--at", "0x1000"],
+            &["a.o", "--at", "0xg", "-o", "d"],
+            &["a.o", "--at", "0x10000000000000000", "-o", "d"],
+            &["a.o", "--at", "-1", "-o", "d"],
+            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "puts"],
+            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "=0x10"],
+            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "puts="],
+            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "puts=zz"],
+            &[
+                "a.o", "--at", "0x1000", "-o", "d", "--sym", "a=1", "--sym", "a=2",
+            ],
+            &["a.o", "--at", "0x1000", "-o"],
+            &["a.o", "--at", "0x1000", "-o", "d", "--bogus"],
+        ] {
+            assert!(link_args(words).is_err(), "{words:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn sign_arguments() {
+        let sign = parse_sign(args(&["--key", "k", "x.o", "-o", "y.o"]).into_iter()).unwrap();
+        assert_eq!(sign.key, PathBuf::from("k"));
+        assert_eq!(sign.object, PathBuf::from("x.o"));
+        assert_eq!(sign.output, Some(PathBuf::from("y.o")));
+        assert!(parse_sign(args(&["x.o"]).into_iter()).is_err());
+        assert!(parse_sign(args(&["--key", "k"]).into_iter()).is_err());
+        assert!(parse_sign(args(&["--key", "k", "a.o", "b.o"]).into_iter()).is_err());
+        assert!(parse_keygen(args(&["-o", "p"]).into_iter()).is_ok());
+        assert!(parse_keygen(args(&[]).into_iter()).is_err());
     }
 }

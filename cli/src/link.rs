@@ -4,9 +4,7 @@
 //! another tool can copy the images to their addresses or check them.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use goblin::elf::sym::{STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK, STT_FILE, STT_SECTION};
 use goblin::elf::Elf;
@@ -16,8 +14,8 @@ use modload::{
 };
 use modload_platform::host::{new_region, Placement};
 
-use crate::args::{option_value, unknown_option, utf8};
-use crate::plan::{json_string, machine_name};
+use crate::args::LinkArgs;
+use crate::json::{json_string, machine_name};
 use crate::Failure;
 
 /// Planning allocates nothing, so sizing a module needs a region without memory.
@@ -25,96 +23,6 @@ static SCRATCH_REGION: Region = Region::new();
 
 /// `STV_DEFAULT` and `STV_PROTECTED`: the visibilities a module exports.
 const EXPORTED_VISIBILITIES: [u8; 2] = [0, 3];
-
-/// Arguments of `modload link`.
-#[derive(Debug)]
-pub struct LinkArgs {
-    /// The objects, in load order.
-    pub objects: Vec<PathBuf>,
-    /// Target address of the first module.
-    pub at: u64,
-    /// Directory for the images and `layout.json`.
-    pub output: PathBuf,
-    /// Host symbols, in command-line order.
-    pub symbols: Vec<(String, u64)>,
-    /// Say which objects load as one module set, and why.
-    pub verbose: bool,
-}
-
-/// Parses the arguments after `link`. The error is a one-line usage message.
-pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<LinkArgs, String> {
-    let mut objects = Vec::new();
-    let mut at = None;
-    let mut output = None;
-    let mut symbols: Vec<(String, u64)> = Vec::new();
-    let mut verbose = false;
-    while let Some(arg) = args.next() {
-        let Some(text) = arg.to_str() else {
-            // Only paths may be non-UTF-8; options and their values are ASCII.
-            objects.push(PathBuf::from(arg));
-            continue;
-        };
-        if let Some(value) = option_value(text, "--at", &mut args)? {
-            at = Some(parse_address(&utf8(value, "--at")?, "--at")?);
-        } else if let Some(value) = option_value(text, "--output", &mut args)? {
-            output = Some(PathBuf::from(value));
-        } else if let Some(value) = option_value(text, "--sym", &mut args)? {
-            let (name, address) = parse_symbol(&utf8(value, "--sym")?)?;
-            if symbols.iter().any(|(known, _)| *known == name) {
-                return Err(format!("--sym `{name}` is given twice"));
-            }
-            symbols.push((name, address));
-        } else if text == "-o" {
-            let value = args
-                .next()
-                .ok_or_else(|| String::from("option -o needs a value"))?;
-            output = Some(PathBuf::from(value));
-        } else if text == "-v" || text == "--verbose" {
-            verbose = true;
-        } else if text == "-h" || text == "--help" {
-            return Err(String::from("see `modload --help` for link's options"));
-        } else if text.starts_with('-') && text != "-" {
-            return Err(unknown_option(text));
-        } else {
-            objects.push(PathBuf::from(arg));
-        }
-    }
-    if objects.is_empty() {
-        return Err(String::from(
-            "link needs at least one object file (see `modload --help`)",
-        ));
-    }
-    let at = at.ok_or_else(|| String::from("link needs --at ADDRESS (see `modload --help`)"))?;
-    let output = output.ok_or_else(|| String::from("link needs -o DIR (see `modload --help`)"))?;
-    Ok(LinkArgs {
-        objects,
-        at,
-        output,
-        symbols,
-        verbose,
-    })
-}
-
-/// A 64-bit address, in decimal or `0x` hexadecimal.
-fn parse_address(text: &str, option: &str) -> Result<u64, String> {
-    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse::<u64>(),
-    };
-    parsed.map_err(|_| {
-        format!("invalid {option} `{text}`: expected an address such as 0x40000000 or 1073741824")
-    })
-}
-
-/// `NAME=ADDRESS`.
-fn parse_symbol(text: &str) -> Result<(String, u64), String> {
-    let bad = || format!("invalid --sym `{text}`: expected NAME=ADDRESS, such as puts=0x401000");
-    let (name, address) = text.split_once('=').ok_or_else(bad)?;
-    if name.is_empty() || address.is_empty() {
-        return Err(bad());
-    }
-    Ok((name.to_owned(), parse_address(address, "--sym")?))
-}
 
 /// One linked module, as `layout.json` describes it.
 struct LinkedModule {
@@ -461,58 +369,6 @@ fn layout_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(words: &[&str]) -> Result<LinkArgs, String> {
-        parse(words.iter().map(OsString::from))
-    }
-
-    #[test]
-    fn parses_options() {
-        let link = args(&[
-            "a.o",
-            "--at",
-            "0x40000000",
-            "b.o",
-            "-o",
-            "out",
-            "--sym",
-            "puts=0x1000",
-            "--sym=exit=4096",
-        ])
-        .unwrap();
-        assert_eq!(link.objects, [PathBuf::from("a.o"), PathBuf::from("b.o")]);
-        assert_eq!(link.at, 0x4000_0000);
-        assert_eq!(link.output, PathBuf::from("out"));
-        assert_eq!(
-            link.symbols,
-            [("puts".to_owned(), 0x1000), ("exit".to_owned(), 4096)]
-        );
-        let top = args(&["a.o", "--at=0xffffffff80000000", "--output=d"]).unwrap();
-        assert_eq!(top.at, 0xffff_ffff_8000_0000);
-    }
-
-    #[test]
-    fn refuses_mistakes() {
-        for words in [
-            &["--at", "0x1000", "-o", "d"][..],
-            &["a.o", "-o", "d"],
-            &["a.o", "--at", "0x1000"],
-            &["a.o", "--at", "0xg", "-o", "d"],
-            &["a.o", "--at", "0x10000000000000000", "-o", "d"],
-            &["a.o", "--at", "-1", "-o", "d"],
-            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "puts"],
-            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "=0x10"],
-            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "puts="],
-            &["a.o", "--at", "0x1000", "-o", "d", "--sym", "puts=zz"],
-            &[
-                "a.o", "--at", "0x1000", "-o", "d", "--sym", "a=1", "--sym", "a=2",
-            ],
-            &["a.o", "--at", "0x1000", "-o"],
-            &["a.o", "--at", "0x1000", "-o", "d", "--bogus"],
-        ] {
-            assert!(args(words).is_err(), "{words:?} should be refused");
-        }
-    }
 
     #[test]
     fn writes_json() {

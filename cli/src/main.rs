@@ -19,6 +19,7 @@ mod args;
 mod atomics;
 mod copies;
 mod dl;
+mod json;
 mod libsearch;
 mod link;
 mod order;

@@ -10,6 +10,7 @@ use modload::{
 };
 
 use crate::args::PlanArgs;
+use crate::json::{json_string, machine_name};
 use crate::Failure;
 
 /// A region that is never given memory: planning allocates nothing, but a
@@ -68,13 +69,6 @@ const SEGMENTS: [(Segment, &str); 3] = [
     (Segment::ReadOnly, "readonly"),
     (Segment::Writable, "writable"),
 ];
-
-pub(crate) fn machine_name(machine: Machine) -> &'static str {
-    match machine {
-        Machine::X86_64 => "x86_64",
-        Machine::AArch64 => "aarch64",
-    }
-}
 
 /// `r-x` style, as `readelf` and `/proc/self/maps` show permissions.
 fn permissions(permissions: Permissions) -> String {
@@ -214,36 +208,9 @@ fn json(name: &str, planned: &Planned) -> String {
     out
 }
 
-/// `text` as a JSON string literal (RFC 8259 escaping).
-pub(crate) fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_json_strings() {
-        assert_eq!(json_string("a.o"), "\"a.o\"");
-        assert_eq!(json_string("q\"b\\s\n\u{1}é"), "\"q\\\"b\\\\s\\n\\u0001é\"");
-    }
 
     #[test]
     fn formats_permissions() {

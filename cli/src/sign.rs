@@ -6,7 +6,6 @@
 //! (`PREFIX.key`) is the RFC 8032 seed and is created readable by its owner
 //! only; the public key (`PREFIX.pub`) is what hosts trust.
 
-use std::ffi::OsString;
 use std::fs;
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -15,73 +14,8 @@ use std::path::{Path, PathBuf};
 use modload::signature::{self, PublicKey, SecretKey, TrustedKeys};
 use modload::Object;
 
+use crate::args::{KeygenArgs, SignArgs};
 use crate::Failure;
-
-/// Arguments of `modload sign`.
-#[derive(Debug)]
-pub struct SignArgs {
-    /// The secret key file.
-    pub key: PathBuf,
-    /// The object to sign.
-    pub object: PathBuf,
-    /// Where to write the signed module; the object itself when `None`.
-    pub output: Option<PathBuf>,
-}
-
-/// Arguments of `modload keygen`.
-#[derive(Debug)]
-pub struct KeygenArgs {
-    /// Writes `PREFIX.key` and `PREFIX.pub`.
-    pub prefix: PathBuf,
-}
-
-/// Parses `modload sign --key KEY OBJECT [-o OUT]`.
-pub fn parse_sign(mut args: impl Iterator<Item = OsString>) -> Result<SignArgs, String> {
-    let mut key = None;
-    let mut object = None;
-    let mut output = None;
-    while let Some(arg) = args.next() {
-        match arg.to_str() {
-            Some("--key" | "-k") => key = Some(PathBuf::from(value(&mut args, "--key")?)),
-            Some("-o" | "--output") => output = Some(PathBuf::from(value(&mut args, "-o")?)),
-            Some(text) if text.starts_with("--key=") => {
-                key = Some(PathBuf::from(text.trim_start_matches("--key=")));
-            }
-            Some(text) if text.starts_with('-') && text != "-" => {
-                return Err(format!("unknown option `{text}` (see `modload --help`)"))
-            }
-            _ if object.is_some() => {
-                return Err(String::from("sign takes exactly one object file"));
-            }
-            _ => object = Some(PathBuf::from(arg)),
-        }
-    }
-    Ok(SignArgs {
-        key: key.ok_or_else(|| String::from("sign needs --key SECRET_KEY_FILE"))?,
-        object: object.ok_or_else(|| String::from("sign needs an object file"))?,
-        output,
-    })
-}
-
-/// Parses `modload keygen -o PREFIX`.
-pub fn parse_keygen(mut args: impl Iterator<Item = OsString>) -> Result<KeygenArgs, String> {
-    let mut prefix = None;
-    while let Some(arg) = args.next() {
-        match arg.to_str() {
-            Some("-o" | "--output") => prefix = Some(PathBuf::from(value(&mut args, "-o")?)),
-            Some(text) => return Err(format!("unexpected argument `{text}` for keygen")),
-            None => return Err(String::from("unexpected non-UTF-8 argument for keygen")),
-        }
-    }
-    Ok(KeygenArgs {
-        prefix: prefix.ok_or_else(|| String::from("keygen needs -o PREFIX"))?,
-    })
-}
-
-fn value(args: &mut impl Iterator<Item = OsString>, option: &str) -> Result<OsString, String> {
-    args.next()
-        .ok_or_else(|| format!("option {option} needs a value"))
-}
 
 /// Runs `modload keygen`: a fresh key pair from the operating system's random
 /// source. Refuses to overwrite existing key files.
@@ -186,32 +120,11 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), Failure> {
 mod tests {
     use super::*;
 
-    fn args(words: &[&str]) -> impl Iterator<Item = OsString> {
-        words
-            .iter()
-            .map(OsString::from)
-            .collect::<Vec<_>>()
-            .into_iter()
-    }
-
     #[test]
     fn hex_keys_round_trip() {
         let key = [0xa5u8; 32];
         assert_eq!(parse_hex_key(hex(&key).trim()), Some(key));
         assert_eq!(parse_hex_key("zz"), None);
         assert_eq!(parse_hex_key(&"g".repeat(64)), None);
-    }
-
-    #[test]
-    fn sign_arguments() {
-        let sign = parse_sign(args(&["--key", "k", "x.o", "-o", "y.o"])).unwrap();
-        assert_eq!(sign.key, PathBuf::from("k"));
-        assert_eq!(sign.object, PathBuf::from("x.o"));
-        assert_eq!(sign.output, Some(PathBuf::from("y.o")));
-        assert!(parse_sign(args(&["x.o"])).is_err());
-        assert!(parse_sign(args(&["--key", "k"])).is_err());
-        assert!(parse_sign(args(&["--key", "k", "a.o", "b.o"])).is_err());
-        assert!(parse_keygen(args(&["-o", "p"])).is_ok());
-        assert!(parse_keygen(args(&[])).is_err());
     }
 }

@@ -63,7 +63,7 @@ extern crate alloc;
 pub struct ReadmeDoctests;
 
 mod addr;
-pub mod arch;
+mod arch;
 mod call;
 mod error;
 mod kinds;
@@ -74,7 +74,7 @@ mod memory;
 mod module;
 mod names;
 mod namespace;
-pub mod object;
+mod object;
 mod plan;
 #[cfg(feature = "signature")]
 pub mod signature;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use modload::reloc::RelocationType;
+use modload::RelocationType;
 use modload::{
     ErrorKind, Finalized, LoadError, Loader, Module, Namespace, NoProtection, Object, Region,
     RelocationProblem, SectionKind, VirtAddr,

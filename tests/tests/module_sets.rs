@@ -558,8 +558,8 @@ fn aarch64_members_join_and_machines_do_not_mix() {
     assert_eq!(
         error.kind,
         ErrorKind::MixedMachines {
-            set: modload::elf::EM_X86_64,
-            member: modload::elf::EM_AARCH64,
+            set: modload::Machine::X86_64.e_machine(),
+            member: modload::Machine::AArch64.e_machine(),
         }
     );
 }

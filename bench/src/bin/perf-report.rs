@@ -1020,18 +1020,18 @@ fn verdict(met: bool) -> &'static str {
 /// The functions of a modload load worth a row, as callgrind names them.
 const PROFILED: [(&str, &str); 9] = [
     (
-        "modload::elf::Object::parse_with_limits",
+        "modload::object::Object::parse_with_limits",
         "parse (goblin's headers, tables read in place)",
     ),
     ("modload::plan::plan", "plan"),
     ("modload::stage::Planned::allocate", "allocate and copy"),
     ("modload::stage::Placed::relocate", "relocate (all of it)"),
     (
-        "modload::symbols::NameList::collect",
+        "modload::namespace::names::NameList::collect",
         "… collecting and hashing the global names",
     ),
     (
-        "modload::symbols::Namespace::publish",
+        "modload::namespace::Namespace::publish",
         "start: publish the exports",
     ),
     ("modload::stage::Relocated::finalize", "finalize"),

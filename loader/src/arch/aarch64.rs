@@ -16,109 +16,106 @@ use super::{write_field, Applied, FixupInputs, Needs, Range};
 use crate::arch::RelocationProblem;
 
 /// `R_AARCH64_NONE`.
-pub const R_AARCH64_NONE: u32 = 0;
+pub(crate) const R_AARCH64_NONE: u32 = 0;
 /// `R_AARCH64_NONE` as some older tools number it (withdrawn `R_AARCH64_NULL`).
-pub const R_AARCH64_NONE_OLD: u32 = 256;
+pub(crate) const R_AARCH64_NONE_OLD: u32 = 256;
 /// `R_AARCH64_ABS64`: S + A, 64 bits.
-pub const R_AARCH64_ABS64: u32 = 257;
+pub(crate) const R_AARCH64_ABS64: u32 = 257;
 /// `R_AARCH64_ABS32`: S + A, 32 bits, signed or unsigned.
-pub const R_AARCH64_ABS32: u32 = 258;
+pub(crate) const R_AARCH64_ABS32: u32 = 258;
 /// `R_AARCH64_ABS16`: S + A, 16 bits, signed or unsigned.
-pub const R_AARCH64_ABS16: u32 = 259;
+pub(crate) const R_AARCH64_ABS16: u32 = 259;
 /// `R_AARCH64_PREL64`: S + A - P, 64 bits.
-pub const R_AARCH64_PREL64: u32 = 260;
+pub(crate) const R_AARCH64_PREL64: u32 = 260;
 /// `R_AARCH64_PREL32`: S + A - P, 32 bits.
-pub const R_AARCH64_PREL32: u32 = 261;
+pub(crate) const R_AARCH64_PREL32: u32 = 261;
 /// `R_AARCH64_PREL16`: S + A - P, 16 bits.
-pub const R_AARCH64_PREL16: u32 = 262;
+pub(crate) const R_AARCH64_PREL16: u32 = 262;
 /// `R_AARCH64_MOVW_UABS_G0`: bits 0-15 of S + A in a MOVZ/MOVK, checked.
-pub const R_AARCH64_MOVW_UABS_G0: u32 = 263;
+pub(crate) const R_AARCH64_MOVW_UABS_G0: u32 = 263;
 /// `R_AARCH64_MOVW_UABS_G0_NC`: bits 0-15 of S + A, unchecked.
-pub const R_AARCH64_MOVW_UABS_G0_NC: u32 = 264;
+pub(crate) const R_AARCH64_MOVW_UABS_G0_NC: u32 = 264;
 /// `R_AARCH64_MOVW_UABS_G1`: bits 16-31 of S + A, checked.
-pub const R_AARCH64_MOVW_UABS_G1: u32 = 265;
+pub(crate) const R_AARCH64_MOVW_UABS_G1: u32 = 265;
 /// `R_AARCH64_MOVW_UABS_G1_NC`: bits 16-31 of S + A, unchecked.
-pub const R_AARCH64_MOVW_UABS_G1_NC: u32 = 266;
+pub(crate) const R_AARCH64_MOVW_UABS_G1_NC: u32 = 266;
 /// `R_AARCH64_MOVW_UABS_G2`: bits 32-47 of S + A, checked.
-pub const R_AARCH64_MOVW_UABS_G2: u32 = 267;
+pub(crate) const R_AARCH64_MOVW_UABS_G2: u32 = 267;
 /// `R_AARCH64_MOVW_UABS_G2_NC`: bits 32-47 of S + A, unchecked.
-pub const R_AARCH64_MOVW_UABS_G2_NC: u32 = 268;
+pub(crate) const R_AARCH64_MOVW_UABS_G2_NC: u32 = 268;
 /// `R_AARCH64_MOVW_UABS_G3`: bits 48-63 of S + A.
-pub const R_AARCH64_MOVW_UABS_G3: u32 = 269;
+pub(crate) const R_AARCH64_MOVW_UABS_G3: u32 = 269;
 /// `R_AARCH64_MOVW_SABS_G0`: signed bits 0-15 of S + A; MOVN or MOVZ by sign.
-pub const R_AARCH64_MOVW_SABS_G0: u32 = 270;
+pub(crate) const R_AARCH64_MOVW_SABS_G0: u32 = 270;
 /// `R_AARCH64_MOVW_SABS_G1`: signed bits 16-31 of S + A.
-pub const R_AARCH64_MOVW_SABS_G1: u32 = 271;
+pub(crate) const R_AARCH64_MOVW_SABS_G1: u32 = 271;
 /// `R_AARCH64_MOVW_SABS_G2`: signed bits 32-47 of S + A.
-pub const R_AARCH64_MOVW_SABS_G2: u32 = 272;
+pub(crate) const R_AARCH64_MOVW_SABS_G2: u32 = 272;
 /// `R_AARCH64_LD_PREL_LO19`: S + A - P in a load-literal, ±1 MiB.
-pub const R_AARCH64_LD_PREL_LO19: u32 = 273;
+pub(crate) const R_AARCH64_LD_PREL_LO19: u32 = 273;
 /// `R_AARCH64_ADR_PREL_LO21`: S + A - P in an ADR, ±1 MiB.
-pub const R_AARCH64_ADR_PREL_LO21: u32 = 274;
+pub(crate) const R_AARCH64_ADR_PREL_LO21: u32 = 274;
 /// `R_AARCH64_ADR_PREL_PG_HI21`: Page(S + A) - Page(P) in an ADRP, ±4 GiB.
-pub const R_AARCH64_ADR_PREL_PG_HI21: u32 = 275;
+pub(crate) const R_AARCH64_ADR_PREL_PG_HI21: u32 = 275;
 /// `R_AARCH64_ADR_PREL_PG_HI21_NC`: the same, unchecked.
-pub const R_AARCH64_ADR_PREL_PG_HI21_NC: u32 = 276;
+pub(crate) const R_AARCH64_ADR_PREL_PG_HI21_NC: u32 = 276;
 /// `R_AARCH64_ADD_ABS_LO12_NC`: bits 0-11 of S + A in an ADD.
-pub const R_AARCH64_ADD_ABS_LO12_NC: u32 = 277;
+pub(crate) const R_AARCH64_ADD_ABS_LO12_NC: u32 = 277;
 /// `R_AARCH64_LDST8_ABS_LO12_NC`: bits 0-11 of S + A in a byte load or store.
-pub const R_AARCH64_LDST8_ABS_LO12_NC: u32 = 278;
+pub(crate) const R_AARCH64_LDST8_ABS_LO12_NC: u32 = 278;
 /// `R_AARCH64_TSTBR14`: S + A - P in a TBZ/TBNZ, ±32 KiB.
-pub const R_AARCH64_TSTBR14: u32 = 279;
+pub(crate) const R_AARCH64_TSTBR14: u32 = 279;
 /// `R_AARCH64_CONDBR19`: S + A - P in a B.cond/CBZ/CBNZ, ±1 MiB.
-pub const R_AARCH64_CONDBR19: u32 = 280;
+pub(crate) const R_AARCH64_CONDBR19: u32 = 280;
 /// `R_AARCH64_JUMP26`: S + A - P in a B, ±128 MiB (or through a veneer).
-pub const R_AARCH64_JUMP26: u32 = 282;
+pub(crate) const R_AARCH64_JUMP26: u32 = 282;
 /// `R_AARCH64_CALL26`: S + A - P in a BL, ±128 MiB (or through a veneer).
-pub const R_AARCH64_CALL26: u32 = 283;
+pub(crate) const R_AARCH64_CALL26: u32 = 283;
 /// `R_AARCH64_LDST16_ABS_LO12_NC`: bits 1-11 of S + A, 2-byte aligned.
-pub const R_AARCH64_LDST16_ABS_LO12_NC: u32 = 284;
+pub(crate) const R_AARCH64_LDST16_ABS_LO12_NC: u32 = 284;
 /// `R_AARCH64_LDST32_ABS_LO12_NC`: bits 2-11 of S + A, 4-byte aligned.
-pub const R_AARCH64_LDST32_ABS_LO12_NC: u32 = 285;
+pub(crate) const R_AARCH64_LDST32_ABS_LO12_NC: u32 = 285;
 /// `R_AARCH64_LDST64_ABS_LO12_NC`: bits 3-11 of S + A, 8-byte aligned.
-pub const R_AARCH64_LDST64_ABS_LO12_NC: u32 = 286;
+pub(crate) const R_AARCH64_LDST64_ABS_LO12_NC: u32 = 286;
 /// `R_AARCH64_MOVW_PREL_G0`: signed bits 0-15 of S + A - P, checked.
-pub const R_AARCH64_MOVW_PREL_G0: u32 = 287;
+pub(crate) const R_AARCH64_MOVW_PREL_G0: u32 = 287;
 /// `R_AARCH64_MOVW_PREL_G0_NC`: bits 0-15 of S + A - P, unchecked.
-pub const R_AARCH64_MOVW_PREL_G0_NC: u32 = 288;
+pub(crate) const R_AARCH64_MOVW_PREL_G0_NC: u32 = 288;
 /// `R_AARCH64_MOVW_PREL_G1`: signed bits 16-31 of S + A - P, checked.
-pub const R_AARCH64_MOVW_PREL_G1: u32 = 289;
+pub(crate) const R_AARCH64_MOVW_PREL_G1: u32 = 289;
 /// `R_AARCH64_MOVW_PREL_G1_NC`: bits 16-31 of S + A - P, unchecked.
-pub const R_AARCH64_MOVW_PREL_G1_NC: u32 = 290;
+pub(crate) const R_AARCH64_MOVW_PREL_G1_NC: u32 = 290;
 /// `R_AARCH64_MOVW_PREL_G2`: signed bits 32-47 of S + A - P, checked.
-pub const R_AARCH64_MOVW_PREL_G2: u32 = 291;
+pub(crate) const R_AARCH64_MOVW_PREL_G2: u32 = 291;
 /// `R_AARCH64_MOVW_PREL_G2_NC`: bits 32-47 of S + A - P, unchecked.
-pub const R_AARCH64_MOVW_PREL_G2_NC: u32 = 292;
+pub(crate) const R_AARCH64_MOVW_PREL_G2_NC: u32 = 292;
 /// `R_AARCH64_MOVW_PREL_G3`: bits 48-63 of S + A - P.
-pub const R_AARCH64_MOVW_PREL_G3: u32 = 293;
+pub(crate) const R_AARCH64_MOVW_PREL_G3: u32 = 293;
 /// `R_AARCH64_LDST128_ABS_LO12_NC`: bits 4-11 of S + A, 16-byte aligned.
-pub const R_AARCH64_LDST128_ABS_LO12_NC: u32 = 299;
+pub(crate) const R_AARCH64_LDST128_ABS_LO12_NC: u32 = 299;
 /// `R_AARCH64_GOTREL64`: S + A - GOT, 64 bits.
-pub const R_AARCH64_GOTREL64: u32 = 307;
+pub(crate) const R_AARCH64_GOTREL64: u32 = 307;
 /// `R_AARCH64_GOTREL32`: S + A - GOT, 32 bits.
-pub const R_AARCH64_GOTREL32: u32 = 308;
+pub(crate) const R_AARCH64_GOTREL32: u32 = 308;
 /// `R_AARCH64_GOT_LD_PREL19`: G(GDAT(S)) + A - P in a load-literal, ±1 MiB.
-pub const R_AARCH64_GOT_LD_PREL19: u32 = 309;
+pub(crate) const R_AARCH64_GOT_LD_PREL19: u32 = 309;
 /// `R_AARCH64_ADR_GOT_PAGE`: Page(G(GDAT(S)) + A) - Page(P) in an ADRP.
-pub const R_AARCH64_ADR_GOT_PAGE: u32 = 311;
+pub(crate) const R_AARCH64_ADR_GOT_PAGE: u32 = 311;
 /// `R_AARCH64_LD64_GOT_LO12_NC`: bits 3-11 of G(GDAT(S)) + A in an LDR.
-pub const R_AARCH64_LD64_GOT_LO12_NC: u32 = 312;
+pub(crate) const R_AARCH64_LD64_GOT_LO12_NC: u32 = 312;
 /// `R_AARCH64_LD64_GOTPAGE_LO15`: G(GDAT(S)) + A - Page(GOT) in an LDR, 0..32 KiB.
-pub const R_AARCH64_LD64_GOTPAGE_LO15: u32 = 313;
+pub(crate) const R_AARCH64_LD64_GOTPAGE_LO15: u32 = 313;
 
 /// Bytes in a GOT slot.
-pub const GOT_SLOT_SIZE: u64 = 8;
+pub(crate) const GOT_SLOT_SIZE: u64 = 8;
 /// Bytes in a veneer: `ldr x16, #8; br x16; .quad target`.
-pub const VENEER_SIZE: u64 = 16;
+pub(crate) const VENEER_SIZE: u64 = 16;
 /// Alignment of the veneer area; keeps each veneer's literal 8-byte aligned,
 /// which matters where unaligned loads fault (MMU off, or `SCTLR.A` set).
-pub const VENEER_ALIGN: u64 = 16;
-
-/// How far a `B`/`BL` reaches: ±128 MiB.
-pub const BRANCH26_REACH: i128 = 1 << 27;
+pub(crate) const VENEER_ALIGN: u64 = 16;
 
 /// The AAELF64 name of a type, or `None` for one this loader does not know.
-pub fn name(r_type: u32) -> Option<&'static str> {
+pub(crate) fn name(r_type: u32) -> Option<&'static str> {
     Some(match r_type {
         R_AARCH64_NONE | R_AARCH64_NONE_OLD => "R_AARCH64_NONE",
         R_AARCH64_ABS64 => "R_AARCH64_ABS64",
@@ -179,7 +176,7 @@ pub fn name(r_type: u32) -> Option<&'static str> {
 }
 
 /// What `r_type` needs, or `None` if it is not supported.
-pub fn needs(r_type: u32) -> Option<Needs> {
+pub(crate) fn needs(r_type: u32) -> Option<Needs> {
     let none = Needs::default();
     Some(match r_type {
         R_AARCH64_ADR_GOT_PAGE
@@ -223,7 +220,7 @@ pub fn needs(r_type: u32) -> Option<Needs> {
 /// and a PC-relative reference resolve to the place itself (S - P + A = A), so
 /// code that tests the symbol never jumps or points to address 0 by accident.
 /// Absolute and GOT references use 0.
-pub fn absent_weak_symbol(r_type: u32, place: u64) -> u64 {
+pub(crate) fn absent_weak_symbol(r_type: u32, place: u64) -> u64 {
     match r_type {
         R_AARCH64_CALL26 | R_AARCH64_JUMP26 | R_AARCH64_CONDBR19 | R_AARCH64_TSTBR14 => {
             place.wrapping_add(4)
@@ -241,12 +238,12 @@ pub fn absent_weak_symbol(r_type: u32, place: u64) -> u64 {
 }
 
 /// The 4 KiB page holding `address`, as ADRP computes it.
-pub const fn page(address: i128) -> i128 {
+pub(crate) const fn page(address: i128) -> i128 {
     address & !0xfff
 }
 
 /// Applies one relocation to `bytes` (the section's contents) at `offset`.
-pub fn apply(
+pub(crate) fn apply(
     r_type: u32,
     bytes: &mut [u8],
     offset: usize,
@@ -366,7 +363,7 @@ fn branch26(
 
 /// Writes a veneer that jumps to `target` into `bytes[..VENEER_SIZE]`. It
 /// clobbers only `x16` (IP0), which AAPCS64 reserves for exactly this.
-pub fn write_veneer(bytes: &mut [u8], target: u64) -> Result<(), RelocationProblem> {
+pub(crate) fn write_veneer(bytes: &mut [u8], target: u64) -> Result<(), RelocationProblem> {
     let veneer = bytes
         .get_mut(..VENEER_SIZE as usize)
         .ok_or(RelocationProblem::OutOfBounds)?;
@@ -385,10 +382,10 @@ pub fn write_veneer(bytes: &mut [u8], target: u64) -> Result<(), RelocationProbl
 }
 
 /// Bytes in a lazy entry (see [`write_lazy_entry`]).
-pub const LAZY_ENTRY_SIZE: u64 = 24;
+pub(crate) const LAZY_ENTRY_SIZE: u64 = 24;
 /// Where a lazy entry's trap instruction sits, from its start: what a
 /// module for another machine jumps to while an import is unbound.
-pub const LAZY_ENTRY_TRAP: u64 = 16;
+pub(crate) const LAZY_ENTRY_TRAP: u64 = 16;
 
 const ADRP_X16: u32 = 0x9000_0010;
 const ADD_X16_X16: u32 = 0x9100_0210;
@@ -402,7 +399,7 @@ const BRK_UNBOUND: u32 = 0xd420_0000 | 0xdead << 5;
 /// jumps through the GOT slot at `slot` instead of a literal of its own,
 /// so that binding the import later is one store to read-only data, never
 /// a write to code. `veneer` is the veneer's own target address.
-pub fn write_slot_veneer(
+pub(crate) fn write_slot_veneer(
     bytes: &mut [u8],
     veneer: u64,
     slot: u64,
@@ -426,7 +423,7 @@ pub fn write_slot_veneer(
 /// words: the namespace, then the unbound path's address) in `x16` and
 /// jumps to the unbound path. It clobbers only `x16` and `x17`, which
 /// AAPCS64 leaves to veneers.
-pub fn write_lazy_entry(
+pub(crate) fn write_lazy_entry(
     bytes: &mut [u8],
     entry: u64,
     context: u64,
@@ -454,16 +451,6 @@ fn write_words(bytes: &mut [u8], size: u64, words: &[u32]) -> Result<(), Relocat
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     Ok(())
-}
-
-/// The target of a veneer written by [`write_veneer`], or `None` if `bytes`
-/// does not start with one. For tools that check where a branch ends up.
-pub fn veneer_target(bytes: &[u8]) -> Option<u64> {
-    let head = bytes.get(..8)?;
-    if head != [0x50, 0x00, 0x00, 0x58, 0x00, 0x02, 0x1f, 0xd6] {
-        return None;
-    }
-    Some(u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?))
 }
 
 /// Reads the instruction at `offset`, lets `edit` patch it, and writes it back
@@ -724,7 +711,11 @@ mod tests {
         write_veneer(&mut veneer, 0xffff_0000_1234_5678).unwrap();
         assert_eq!(&veneer[..4], &0x5800_0050u32.to_le_bytes(), "ldr x16, #8");
         assert_eq!(&veneer[4..8], &0xd61f_0200u32.to_le_bytes(), "br x16");
-        assert_eq!(veneer_target(&veneer), Some(0xffff_0000_1234_5678));
+        assert_eq!(
+            &veneer[8..],
+            &0xffff_0000_1234_5678u64.to_le_bytes(),
+            "the target"
+        );
         assert_eq!(
             write_veneer(&mut [0u8; 15], 0),
             Err(RelocationProblem::OutOfBounds)

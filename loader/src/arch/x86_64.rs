@@ -14,63 +14,63 @@ use super::{write_field, write_signed32, write_word64, Applied, FixupInputs, Nee
 use crate::arch::RelocationProblem;
 
 /// `R_X86_64_NONE`.
-pub const R_X86_64_NONE: u32 = 0;
+pub(crate) const R_X86_64_NONE: u32 = 0;
 /// `R_X86_64_64`: S + A, 64 bits.
-pub const R_X86_64_64: u32 = 1;
+pub(crate) const R_X86_64_64: u32 = 1;
 /// `R_X86_64_PC32`: S + A - P, signed 32 bits.
-pub const R_X86_64_PC32: u32 = 2;
+pub(crate) const R_X86_64_PC32: u32 = 2;
 /// `R_X86_64_GOT32`: G + A, signed 32 bits (G is the slot's offset in the GOT).
-pub const R_X86_64_GOT32: u32 = 3;
+pub(crate) const R_X86_64_GOT32: u32 = 3;
 /// `R_X86_64_PLT32`: L + A - P, signed 32 bits.
-pub const R_X86_64_PLT32: u32 = 4;
+pub(crate) const R_X86_64_PLT32: u32 = 4;
 /// `R_X86_64_GOTPCREL`: G + GOT + A - P, signed 32 bits.
-pub const R_X86_64_GOTPCREL: u32 = 9;
+pub(crate) const R_X86_64_GOTPCREL: u32 = 9;
 /// `R_X86_64_32`: S + A, zero-extended 32 bits.
-pub const R_X86_64_32: u32 = 10;
+pub(crate) const R_X86_64_32: u32 = 10;
 /// `R_X86_64_32S`: S + A, sign-extended 32 bits.
-pub const R_X86_64_32S: u32 = 11;
+pub(crate) const R_X86_64_32S: u32 = 11;
 /// `R_X86_64_16`: S + A, 16 bits.
-pub const R_X86_64_16: u32 = 12;
+pub(crate) const R_X86_64_16: u32 = 12;
 /// `R_X86_64_PC16`: S + A - P, signed 16 bits.
-pub const R_X86_64_PC16: u32 = 13;
+pub(crate) const R_X86_64_PC16: u32 = 13;
 /// `R_X86_64_8`: S + A, 8 bits.
-pub const R_X86_64_8: u32 = 14;
+pub(crate) const R_X86_64_8: u32 = 14;
 /// `R_X86_64_PC8`: S + A - P, signed 8 bits.
-pub const R_X86_64_PC8: u32 = 15;
+pub(crate) const R_X86_64_PC8: u32 = 15;
 /// `R_X86_64_PC64`: S + A - P, 64 bits.
-pub const R_X86_64_PC64: u32 = 24;
+pub(crate) const R_X86_64_PC64: u32 = 24;
 /// `R_X86_64_GOTOFF64`: S + A - GOT, 64 bits.
-pub const R_X86_64_GOTOFF64: u32 = 25;
+pub(crate) const R_X86_64_GOTOFF64: u32 = 25;
 /// `R_X86_64_GOTPC32`: GOT + A - P, signed 32 bits.
-pub const R_X86_64_GOTPC32: u32 = 26;
+pub(crate) const R_X86_64_GOTPC32: u32 = 26;
 /// `R_X86_64_GOT64`: G + A, 64 bits.
-pub const R_X86_64_GOT64: u32 = 27;
+pub(crate) const R_X86_64_GOT64: u32 = 27;
 /// `R_X86_64_GOTPCREL64`: G + GOT - P + A, 64 bits.
-pub const R_X86_64_GOTPCREL64: u32 = 28;
+pub(crate) const R_X86_64_GOTPCREL64: u32 = 28;
 /// `R_X86_64_GOTPC64`: GOT - P + A, 64 bits.
-pub const R_X86_64_GOTPC64: u32 = 29;
+pub(crate) const R_X86_64_GOTPC64: u32 = 29;
 /// `R_X86_64_GOTPLT64`: G + A, 64 bits (like GOT64; there is no lazy binding).
-pub const R_X86_64_GOTPLT64: u32 = 30;
+pub(crate) const R_X86_64_GOTPLT64: u32 = 30;
 /// `R_X86_64_PLTOFF64`: L - GOT + A, 64 bits.
-pub const R_X86_64_PLTOFF64: u32 = 31;
+pub(crate) const R_X86_64_PLTOFF64: u32 = 31;
 /// `R_X86_64_SIZE32`: Z + A, zero-extended 32 bits.
-pub const R_X86_64_SIZE32: u32 = 32;
+pub(crate) const R_X86_64_SIZE32: u32 = 32;
 /// `R_X86_64_SIZE64`: Z + A, 64 bits.
-pub const R_X86_64_SIZE64: u32 = 33;
+pub(crate) const R_X86_64_SIZE64: u32 = 33;
 /// `R_X86_64_GOTPCRELX`: like GOTPCREL, and the instruction may be relaxed.
-pub const R_X86_64_GOTPCRELX: u32 = 41;
+pub(crate) const R_X86_64_GOTPCRELX: u32 = 41;
 /// `R_X86_64_REX_GOTPCRELX`: like GOTPCRELX, for instructions with a REX prefix.
-pub const R_X86_64_REX_GOTPCRELX: u32 = 42;
+pub(crate) const R_X86_64_REX_GOTPCRELX: u32 = 42;
 
 /// Bytes in a GOT slot.
-pub const GOT_SLOT_SIZE: u64 = 8;
+pub(crate) const GOT_SLOT_SIZE: u64 = 8;
 /// Bytes in a call stub: `jmp *0(%rip)` (6 bytes), the 8-byte target, 2 bytes of `int3`.
-pub const STUB_SIZE: u64 = 16;
+pub(crate) const STUB_SIZE: u64 = 16;
 /// Alignment of the stub area.
-pub const STUB_ALIGN: u64 = 16;
+pub(crate) const STUB_ALIGN: u64 = 16;
 
 /// The psABI name of a type, or `None` for one this loader does not know.
-pub fn name(r_type: u32) -> Option<&'static str> {
+pub(crate) fn name(r_type: u32) -> Option<&'static str> {
     Some(match r_type {
         R_X86_64_NONE => "R_X86_64_NONE",
         R_X86_64_64 => "R_X86_64_64",
@@ -123,7 +123,7 @@ fn tls_name(r_type: u32) -> Option<&'static str> {
 }
 
 /// What `r_type` needs, or `None` if it is not supported.
-pub fn needs(r_type: u32) -> Option<Needs> {
+pub(crate) fn needs(r_type: u32) -> Option<Needs> {
     let none = Needs::default();
     Some(match r_type {
         R_X86_64_GOT32 | R_X86_64_GOTPCREL | R_X86_64_GOT64 | R_X86_64_GOTPCREL64
@@ -155,7 +155,7 @@ const LEA: u8 = 0x8d;
 /// RIP-relative addressing (mod 00, r/m 101). A REX prefix before the opcode
 /// changes nothing here.
 #[inline]
-pub fn is_relaxable_load(bytes: &[u8], offset: usize) -> bool {
+pub(crate) fn is_relaxable_load(bytes: &[u8], offset: usize) -> bool {
     let [opcode, modrm] = offset
         .checked_sub(2)
         .and_then(|at| bytes.get(at..at.checked_add(2)?))
@@ -168,7 +168,7 @@ pub fn is_relaxable_load(bytes: &[u8], offset: usize) -> bool {
 /// 16-bit test. No branch: loads and calls alternate in compiled code, so
 /// a branch per test would be mispredicted about as often as taken.
 #[inline(always)]
-pub fn is_relaxable_pair(pair: [u8; 2]) -> bool {
+pub(crate) fn is_relaxable_pair(pair: [u8; 2]) -> bool {
     u16::from_le_bytes(pair) & 0xc7ff == u16::from_le_bytes([MOV_LOAD, 0x05])
 }
 
@@ -186,7 +186,7 @@ pub fn is_relaxable_pair(pair: [u8; 2]) -> bool {
 /// so that nothing goes through memory. A section with no relaxed load
 /// takes [`apply_fast_unrelaxed`] instead.
 #[inline(always)]
-pub fn apply_fast(
+pub(crate) fn apply_fast(
     r_type: u32,
     bytes: &mut [u8],
     offset: usize,
@@ -230,7 +230,7 @@ pub fn apply_fast(
 /// the selects: only the field is read and written. Loads through a GOT
 /// slot, which are not relaxed here, are declined to [`apply`].
 #[inline(always)]
-pub fn apply_fast_unrelaxed(
+pub(crate) fn apply_fast_unrelaxed(
     r_type: u32,
     bytes: &mut [u8],
     offset: usize,
@@ -259,7 +259,7 @@ pub fn apply_fast_unrelaxed(
 ///
 /// `relax` turns a relaxable GOT load into `lea` of the symbol itself; callers
 /// pass it only for symbols placed in the same module, which are in reach.
-pub fn apply(
+pub(crate) fn apply(
     r_type: u32,
     bytes: &mut [u8],
     offset: usize,
@@ -317,7 +317,7 @@ pub fn apply(
 /// Small enough to inline into a caller's loop, which then builds no
 /// [`FixupInputs`] it does not read.
 #[inline(always)]
-pub fn apply_common(
+pub(crate) fn apply_common(
     r_type: u32,
     bytes: &mut [u8],
     offset: usize,
@@ -395,7 +395,7 @@ fn relax_load(bytes: &mut [u8], offset: usize, word: u64) -> Result<Applied, Rel
 }
 
 /// Writes a stub that jumps to `target` into `bytes[..STUB_SIZE]`.
-pub fn write_stub(bytes: &mut [u8], target: u64) -> Result<(), RelocationProblem> {
+pub(crate) fn write_stub(bytes: &mut [u8], target: u64) -> Result<(), RelocationProblem> {
     let stub = bytes
         .get_mut(..STUB_SIZE as usize)
         .ok_or(RelocationProblem::OutOfBounds)?;
@@ -408,16 +408,20 @@ pub fn write_stub(bytes: &mut [u8], target: u64) -> Result<(), RelocationProblem
 }
 
 /// Bytes in a lazy entry (see [`write_lazy_entry`]).
-pub const LAZY_ENTRY_SIZE: u64 = 16;
+pub(crate) const LAZY_ENTRY_SIZE: u64 = 16;
 /// Where a lazy entry's `ud2` sits, from its start: what a module for
 /// another machine jumps to while an import is unbound.
-pub const LAZY_ENTRY_TRAP: u64 = 11;
+pub(crate) const LAZY_ENTRY_TRAP: u64 = 11;
 
 /// Writes the stub of a pending import into `bytes[..STUB_SIZE]`:
 /// `jmp *slot(%rip)`, through the import's GOT slot instead of a literal of
 /// its own, so that binding the import later is one store to read-only
 /// data, never a write to code. `stub` is the stub's own target address.
-pub fn write_slot_stub(bytes: &mut [u8], stub: u64, slot: u64) -> Result<(), RelocationProblem> {
+pub(crate) fn write_slot_stub(
+    bytes: &mut [u8],
+    stub: u64,
+    slot: u64,
+) -> Result<(), RelocationProblem> {
     let out = bytes
         .get_mut(..STUB_SIZE as usize)
         .ok_or(RelocationProblem::OutOfBounds)?;
@@ -436,7 +440,7 @@ pub fn write_slot_stub(bytes: &mut [u8], stub: u64, slot: u64) -> Result<(), Rel
 /// two words (the namespace, then the unbound path's address), and `r11`
 /// is the one register the psABI leaves free at a call that passes no
 /// static chain.
-pub fn write_lazy_entry(
+pub(crate) fn write_lazy_entry(
     bytes: &mut [u8],
     entry: u64,
     context: u64,

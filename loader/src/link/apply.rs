@@ -41,8 +41,8 @@ pub(crate) fn apply_relocations(
     // Whole records only for entries the fast path declines: a module
     // whose entries all take it (most x86-64 code) never builds them.
     let symbol_targets = SymbolTargets {
-        layout: &layout,
-        values: &values,
+        layout,
+        values,
         absent_weak,
         got: got_base,
         got_size,
@@ -70,7 +70,7 @@ pub(crate) fn apply_relocations(
         let section_bytes = placement
             .whole()
             .and_then(|range| bytes.get_mut(range))
-            .ok_or_else(|| mismatch(&object, placement.kind, placement.offset, plan.size()))?;
+            .ok_or_else(|| mismatch(object, placement.kind, placement.offset, plan.size()))?;
         let unwind = layout.unwind.contains(&relocations.target);
         // An unwind table describes every function of its object, those
         // of COMDAT copies another module owns too. Their entries point
@@ -85,7 +85,7 @@ pub(crate) fn apply_relocations(
         };
         let unwind_addresses: Vec<u64> = unwind_values.iter().flatten().copied().collect();
         let unwind_targets = SymbolTargets {
-            layout: &layout,
+            layout,
             values: &unwind_values,
             absent_weak,
             got: got_base,
@@ -93,7 +93,7 @@ pub(crate) fn apply_relocations(
             built: OnceCell::new(),
         };
         let section = SectionFixups {
-            object: &object,
+            object,
             index: relocations.target,
             symbols: if unwind {
                 &unwind_targets
@@ -127,7 +127,7 @@ pub(crate) fn apply_relocations(
                 .get(relocations.target)
                 .and_then(|section| section.data)
                 .unwrap_or_default();
-            empty_discarded_fdes(object.machine, data, relocations, &values, section_bytes);
+            empty_discarded_fdes(object.machine, data, relocations, values, section_bytes);
         }
         applied = applied.saturating_add(relocations.len() as u64);
     }

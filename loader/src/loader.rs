@@ -96,7 +96,7 @@ impl<'l> Loader<'l> {
     /// Names reached any other way (data references, absolute or
     /// PC-relative addresses, and loads of a GOT slot, which may read data
     /// that no lazy entry can stand in for) cannot wait: the load fails with
-    /// [`ErrorKind::Unresolved`] naming them, as without late binding.
+    /// [`ErrorKind::Unresolved`](crate::ErrorKind::Unresolved) naming them, as without late binding.
     /// Pending imports are counted in the plan ([`Plan::pending_imports`](crate::Plan::pending_imports)),
     /// and [`LoadReport::pending_imports`](crate::LoadReport::pending_imports)
     /// says how many were still pending when the module was relocated.

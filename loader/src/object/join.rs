@@ -74,7 +74,7 @@ impl<'a> Object<'a> {
     /// plans, loads and unloads as one module, and references between its
     /// members bind as in a static link, cycles included (see the module
     /// documentation of `join.rs` for the rules). The section, symbol and
-    /// relocation counts of the set are held to `limits`; [`Loader::plan`]
+    /// relocation counts of the set are held to `limits`; [`Loader::plan`](crate::Loader::plan)
     /// holds it to the loader's own again.
     ///
     /// Sections and symbols keep their members' order, so a section's
@@ -85,7 +85,7 @@ impl<'a> Object<'a> {
     ///
     /// Every member must be for the same machine
     /// ([`ErrorKind::MixedMachines`]). When a loader requires signatures,
-    /// a set is trusted if every member was checked by [`Loader::parse`]
+    /// a set is trusted if every member was checked by [`Loader::parse`](crate::Loader::parse)
     /// with a key the loader trusts.
     pub fn join_with_limits(
         name: &str,

@@ -176,6 +176,31 @@ pub(crate) fn name(r_type: u32) -> Option<&'static str> {
 }
 
 /// What `r_type` needs, or `None` if it is not supported.
+/// A veneer jumps to symbol plus addend, so each addend of a symbol needs
+/// its own.
+pub(crate) const STUB_TAKES_ADDEND: bool = true;
+
+/// A branch reaches only ±128 MiB, so calls to absolute symbols get a
+/// veneer too.
+pub(crate) const ABSOLUTE_CALLS_NEED_STUB: bool = true;
+
+/// Whether an entry of a pending import may wait for its definition: only a
+/// branch through a veneer, and only with addend 0, since the veneer jumps
+/// to the symbol itself. Loads through a GOT slot may read data, which no
+/// lazy entry can stand in for.
+pub(crate) fn may_wait(wants_stub: bool, addend: i64, _code: &[u8], _offset: u64) -> bool {
+    wants_stub && addend == 0
+}
+
+/// Bytes of the field a data relocation of `r_type` writes, for the types
+/// unwind tables use (`pc_begin` and its `pc_range` share the width).
+pub(crate) fn data_width(r_type: u32) -> usize {
+    match r_type {
+        R_AARCH64_ABS64 | R_AARCH64_PREL64 => 8,
+        _ => 4,
+    }
+}
+
 pub(crate) fn needs(r_type: u32) -> Option<Needs> {
     let none = Needs::default();
     Some(match r_type {

@@ -158,6 +158,38 @@ pub fn needs(machine: Machine, r_type: u32) -> Option<Needs> {
     }
 }
 
+/// The addend part of a stub's key: 0 where one stub serves every call of
+/// a symbol, the addend where a stub jumps to symbol plus addend.
+pub(crate) fn stub_addend(machine: Machine, addend: i64) -> i64 {
+    let takes_addend = match machine {
+        Machine::X86_64 => x86_64::STUB_TAKES_ADDEND,
+        Machine::AArch64 => aarch64::STUB_TAKES_ADDEND,
+    };
+    if takes_addend {
+        addend
+    } else {
+        0
+    }
+}
+
+/// Whether calls to an absolute symbol may need a stub (see each machine's
+/// `ABSOLUTE_CALLS_NEED_STUB`).
+pub(crate) fn absolute_calls_need_stub(machine: Machine) -> bool {
+    match machine {
+        Machine::X86_64 => x86_64::ABSOLUTE_CALLS_NEED_STUB,
+        Machine::AArch64 => aarch64::ABSOLUTE_CALLS_NEED_STUB,
+    }
+}
+
+/// Bytes of the field a data relocation of `r_type` writes (each machine's
+/// `data_width`).
+pub(crate) fn data_width(machine: Machine, r_type: u32) -> usize {
+    match machine {
+        Machine::X86_64 => x86_64::data_width(r_type),
+        Machine::AArch64 => aarch64::data_width(r_type),
+    }
+}
+
 /// Sizes of a machine's linkage areas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotSizes {

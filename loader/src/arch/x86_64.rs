@@ -123,6 +123,44 @@ fn tls_name(r_type: u32) -> Option<&'static str> {
 }
 
 /// What `r_type` needs, or `None` if it is not supported.
+/// A stub jumps to the symbol itself and the call adds its own addend, so
+/// one stub serves every call of a symbol.
+pub(crate) const STUB_TAKES_ADDEND: bool = false;
+
+/// Calls to absolute symbols get no stub: like the kernel code model, this
+/// expects them within the ±2 GiB a `call` reaches.
+pub(crate) const ABSOLUTE_CALLS_NEED_STUB: bool = false;
+
+/// Whether an entry of a pending import may wait for its definition: it is
+/// a call through the loader's slot, which the unbound path can stand in
+/// for. A stub serves calls alone. A GOT slot may hold a function to call
+/// or data to read, so only `call *sym@GOTPCREL(%rip)` or `jmp *...`
+/// (`-fno-plt`, opcode `ff 15`/`ff 25` before the field, addend -4) may
+/// wait. `code` is the section as in the file.
+pub(crate) fn may_wait(wants_stub: bool, addend: i64, code: &[u8], offset: u64) -> bool {
+    if wants_stub {
+        return true;
+    }
+    if addend != -4 {
+        return false;
+    }
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    let opcode = code
+        .get(offset.wrapping_sub(2)..)
+        .and_then(<[u8]>::first_chunk::<2>)
+        .copied();
+    matches!(opcode, Some([0xff, 0x15 | 0x25]))
+}
+
+/// Bytes of the field a data relocation of `r_type` writes, for the types
+/// unwind tables use (`pc_begin` and its `pc_range` share the width).
+pub(crate) fn data_width(r_type: u32) -> usize {
+    match r_type {
+        R_X86_64_64 | R_X86_64_PC64 => 8,
+        _ => 4,
+    }
+}
+
 pub(crate) fn needs(r_type: u32) -> Option<Needs> {
     let none = Needs::default();
     Some(match r_type {

@@ -4,6 +4,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::OnceCell;
 
+use crate::arch::stub_addend;
 use crate::arch::Machine;
 use crate::arch::RelocationProblem;
 use crate::arch::{aarch64, x86_64, Applied, FixupInputs, SlotSizes};
@@ -12,7 +13,7 @@ use crate::memory::LayoutBytes;
 use crate::names::NameMap;
 use crate::object::relocation_error;
 use crate::object::{Object, Rela, RelocationSection};
-use crate::plan::{stub_addend, EntryBits, Layout, Plan};
+use crate::plan::{EntryBits, Layout, Plan};
 
 use super::mismatch;
 use super::unwind::empty_discarded_fdes;

@@ -2,8 +2,8 @@
 
 use alloc::vec::Vec;
 
+use crate::arch::data_width;
 use crate::arch::Machine;
-use crate::arch::{aarch64, x86_64};
 use crate::object::RelocationSection;
 
 /// Gives every FDE of an unwind table whose function was not loaded (its
@@ -39,11 +39,7 @@ pub(crate) fn empty_discarded_fdes(
         if !discarded || pc_begins.binary_search(&entry.r_offset).is_err() {
             continue;
         }
-        let width: usize = match (machine, entry.r_type) {
-            (Machine::X86_64, x86_64::R_X86_64_64 | x86_64::R_X86_64_PC64) => 8,
-            (Machine::AArch64, aarch64::R_AARCH64_ABS64 | aarch64::R_AARCH64_PREL64) => 8,
-            _ => 4,
-        };
+        let width = data_width(machine, entry.r_type);
         let range = usize::try_from(entry.r_offset)
             .ok()
             .and_then(|start| start.checked_add(width))

@@ -11,7 +11,7 @@ use bindings::*;
 use layout::*;
 use sections::*;
 use slots::*;
-pub(crate) use slots::{stub_addend, EntryBits, PENDING_CONTEXT_SLOTS};
+pub(crate) use slots::{EntryBits, PENDING_CONTEXT_SLOTS};
 
 use alloc::collections::BTreeMap;
 use alloc::vec;

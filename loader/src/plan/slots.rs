@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use crate::arch::Machine;
 use crate::arch::RelocationProblem;
-use crate::arch::{x86_64, Needs, RelocationType};
+use crate::arch::{aarch64, absolute_calls_need_stub, stub_addend, x86_64, Needs, RelocationType};
 use crate::error::{ErrorKind, LoadError};
 use crate::names::{NameMap, NAME_HASHER};
 use crate::object::relocation_error;
@@ -184,25 +184,15 @@ pub(crate) fn scan_entries<const AARCH64: bool>(
 }
 
 /// Whether an entry of a pending import that wants `wants` (a stub, a GOT
-/// slot) is a call or jump through that slot, so that the unbound path can
-/// stand in for the function. A stub serves calls alone (an AArch64 veneer
-/// only with addend 0, since it jumps to the symbol itself). A GOT slot may
-/// hold a function to call or data to read, which no lazy entry can stand
-/// in for: only an x86-64 `call *sym@GOTPCREL(%rip)` or `jmp *...`
-/// (`-fno-plt`) may wait.
+/// slot) may wait: the machine's `may_wait`.
+#[inline]
 pub(crate) fn reaches_by_call<const AARCH64: bool>(entry: &Rela, data: &[u8], wants: u8) -> bool {
-    if wants & NeedBits::STUB != 0 {
-        return !AARCH64 || entry.r_addend == 0;
+    let wants_stub = wants & NeedBits::STUB != 0;
+    if AARCH64 {
+        aarch64::may_wait(wants_stub, entry.r_addend, data, entry.r_offset)
+    } else {
+        x86_64::may_wait(wants_stub, entry.r_addend, data, entry.r_offset)
     }
-    if AARCH64 || entry.r_addend != -4 {
-        return false;
-    }
-    let offset = usize::try_from(entry.r_offset).unwrap_or(usize::MAX);
-    let opcode = data
-        .get(offset.wrapping_sub(2)..)
-        .and_then(<[u8]>::first_chunk::<2>)
-        .copied();
-    matches!(opcode, Some([0xff, 0x15 | 0x25]))
 }
 
 impl Slots {
@@ -375,24 +365,13 @@ impl TypeCounts {
 }
 
 /// Whether a call to a symbol bound this way may land out of direct reach.
-/// Symbols placed in the module are always in reach. An AArch64 branch reaches
-/// only ±128 MiB, so absolute symbols get a veneer too; on x86-64 they are
-/// expected within ±2 GiB, as in the kernel code model.
+/// Symbols placed in the module are always in reach; absolute ones as the
+/// machine says.
 pub(crate) fn may_be_out_of_reach(machine: Machine, binding: Binding) -> bool {
     match binding {
         Binding::External | Binding::Yielded { .. } => true,
-        Binding::Absolute(_) => machine == Machine::AArch64,
+        Binding::Absolute(_) => absolute_calls_need_stub(machine),
         _ => false,
-    }
-}
-
-/// The addend part of a stub's key. An x86-64 stub jumps to the symbol and the
-/// call adds its own addend, so one stub serves all; an AArch64 veneer jumps to
-/// symbol plus addend, so each addend needs its own.
-pub(crate) fn stub_addend(machine: Machine, addend: i64) -> i64 {
-    match machine {
-        Machine::X86_64 => 0,
-        Machine::AArch64 => addend,
     }
 }
 

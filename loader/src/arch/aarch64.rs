@@ -175,7 +175,6 @@ pub(crate) fn name(r_type: u32) -> Option<&'static str> {
     })
 }
 
-/// What `r_type` needs, or `None` if it is not supported.
 /// A veneer jumps to symbol plus addend, so each addend of a symbol needs
 /// its own.
 pub(crate) const STUB_TAKES_ADDEND: bool = true;
@@ -201,6 +200,7 @@ pub(crate) fn data_width(r_type: u32) -> usize {
     }
 }
 
+/// What `r_type` needs, or `None` if it is not supported.
 pub(crate) fn needs(r_type: u32) -> Option<Needs> {
     let none = Needs::default();
     Some(match r_type {

@@ -122,7 +122,6 @@ fn tls_name(r_type: u32) -> Option<&'static str> {
     })
 }
 
-/// What `r_type` needs, or `None` if it is not supported.
 /// A stub jumps to the symbol itself and the call adds its own addend, so
 /// one stub serves every call of a symbol.
 pub(crate) const STUB_TAKES_ADDEND: bool = false;
@@ -161,6 +160,7 @@ pub(crate) fn data_width(r_type: u32) -> usize {
     }
 }
 
+/// What `r_type` needs, or `None` if it is not supported.
 pub(crate) fn needs(r_type: u32) -> Option<Needs> {
     let none = Needs::default();
     Some(match r_type {

@@ -69,6 +69,15 @@ pub(crate) const STUB_SIZE: u64 = 16;
 /// Alignment of the stub area.
 pub(crate) const STUB_ALIGN: u64 = 16;
 
+/// `target + A - P` modulo 2^64: the value of every PC-relative field
+/// here, whose target is S (`PC32`, a direct call, a relaxed load), a stub
+/// (a call out of reach) or a GOT slot (`GOTPCREL*`). [`write_field`]
+/// reduces the full engine's `i128` values to the same residue.
+#[inline(always)]
+const fn relative(target: u64, addend: i64, place: u64) -> u64 {
+    target.wrapping_add_signed(addend).wrapping_sub(place)
+}
+
 /// The psABI name of a type, or `None` for one this loader does not know.
 pub(crate) fn name(r_type: u32) -> Option<&'static str> {
     Some(match r_type {
@@ -241,7 +250,7 @@ pub(crate) fn apply_fast(
         return r_type == R_X86_64_64
             && write_word64(bytes, offset, symbol.wrapping_add_signed(addend)).is_ok();
     }
-    let word = symbol.wrapping_add_signed(addend).wrapping_sub(place);
+    let word = relative(symbol, addend, place);
     // The field and the two bytes before it: the opcode and ModRM of a load.
     // An offset below 2 wraps to a start past any section's end.
     let window = bytes
@@ -280,7 +289,7 @@ pub(crate) fn apply_fast_unrelaxed(
     // (0 or 2) is 0 once its bit 1 is cleared: one test for both.
     const _: () = assert!(R_X86_64_PC32 == 2 && R_X86_64_PLT32 == 4);
     if r_type.wrapping_sub(R_X86_64_PC32) & !2 == 0 {
-        let word = symbol.wrapping_add_signed(addend).wrapping_sub(place);
+        let word = relative(symbol, addend, place);
         let field = bytes
             .get_mut(offset..)
             .and_then(|rest| rest.first_chunk_mut::<4>());
@@ -318,13 +327,11 @@ pub(crate) fn apply(
             .ok_or(RelocationProblem::Unsupported)
     };
     let size = i128::from(inputs.symbol_size);
+    // `apply_common` has the types code is mostly made of (`64`, `PC32`,
+    // `PLT32`, `32S`, the `GOTPCREL` loads); these are the rest.
     let (value, width, range) = match r_type {
         R_X86_64_NONE => return Ok(Applied::Direct),
-        R_X86_64_64 => (s + a, 8, Range::Either),
-        R_X86_64_PC32 => (s + a - p, 4, Range::Signed),
-        R_X86_64_PLT32 => return apply_call(bytes, offset, inputs),
         R_X86_64_32 => (s + a, 4, Range::Unsigned),
-        R_X86_64_32S => (s + a, 4, Range::Signed),
         R_X86_64_16 => (s + a, 2, Range::Either),
         R_X86_64_PC16 => (s + a - p, 2, Range::Signed),
         R_X86_64_8 => (s + a, 1, Range::Either),
@@ -340,8 +347,6 @@ pub(crate) fn apply(
         R_X86_64_PLTOFF64 => (s + a - got, 8, Range::Either),
         R_X86_64_SIZE32 => (size + a, 4, Range::Unsigned),
         R_X86_64_SIZE64 => (size + a, 8, Range::Either),
-        R_X86_64_GOTPCREL => (slot()? + a - p, 4, Range::Signed),
-        R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX => (slot()? + a - p, 4, Range::Signed),
         _ => return Err(RelocationProblem::Unsupported),
     };
     write_field(bytes, offset, width, value, range).map(|()| Applied::Direct)
@@ -368,25 +373,25 @@ pub(crate) fn apply_common(
         R_X86_64_PC32 => direct(write_signed32(
             bytes,
             offset,
-            s_a.wrapping_sub(inputs.place),
+            relative(inputs.symbol, inputs.addend, inputs.place),
         )),
         R_X86_64_PLT32 => apply_call(bytes, offset, inputs),
         R_X86_64_64 => direct(write_word64(bytes, offset, s_a)),
         R_X86_64_32S => direct(write_signed32(bytes, offset, s_a)),
-        R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX if relax => {
-            relax_load(bytes, offset, s_a.wrapping_sub(inputs.place))
-        }
-        R_X86_64_GOTPCREL | R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX if !relax => {
-            match inputs.got_slot {
-                Some(slot) => direct(write_signed32(
-                    bytes,
-                    offset,
-                    slot.wrapping_add_signed(inputs.addend)
-                        .wrapping_sub(inputs.place),
-                )),
-                None => Err(RelocationProblem::Unsupported),
-            }
-        }
+        R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX if relax => relax_load(
+            bytes,
+            offset,
+            relative(inputs.symbol, inputs.addend, inputs.place),
+        ),
+        // Only the `X` forms relax: a plain `GOTPCREL` always reads its slot.
+        R_X86_64_GOTPCREL | R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX => match inputs.got_slot {
+            Some(slot) => direct(write_signed32(
+                bytes,
+                offset,
+                relative(slot, inputs.addend, inputs.place),
+            )),
+            None => Err(RelocationProblem::Unsupported),
+        },
         _ => return None,
     })
 }
@@ -398,11 +403,7 @@ fn apply_call(
     offset: usize,
     inputs: &FixupInputs,
 ) -> Result<Applied, RelocationProblem> {
-    let relative = |target: u64| {
-        target
-            .wrapping_add_signed(inputs.addend)
-            .wrapping_sub(inputs.place)
-    };
+    let relative = |target: u64| relative(target, inputs.addend, inputs.place);
     match write_signed32(bytes, offset, relative(inputs.symbol)) {
         Ok(()) => Ok(Applied::Direct),
         Err(overflow @ RelocationProblem::Overflow { .. }) => match inputs.stub {

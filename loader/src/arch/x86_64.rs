@@ -160,36 +160,108 @@ pub(crate) fn may_wait(wants_stub: bool, addend: i64, code: &[u8], offset: u64) 
     matches!(opcode, Some([0xff, 0x15 | 0x25]))
 }
 
-/// Bytes of the field a data relocation of `r_type` writes, for the types
-/// unwind tables use (`pc_begin` and its `pc_range` share the width).
-pub(crate) fn data_width(r_type: u32) -> usize {
-    match r_type {
-        R_X86_64_64 | R_X86_64_PC64 => 8,
-        _ => 4,
+/// What an x86-64 relocation type does, named: the one classification of
+/// each type this loader supports. Its needs, its formula and its field
+/// all follow from it (the fast paths, [`apply_fast`] and [`apply_common`],
+/// handle the types compiled code is mostly made of by number, and agree
+/// with it: see the tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fixup {
+    /// `NONE`: nothing is written.
+    Nothing,
+    /// S + A (`64`, `32`, `32S`, `16`, `8`).
+    Absolute(Field),
+    /// S + A - P (`PC64`, `PC32`, `PC16`, `PC8`).
+    PcRelative(Field),
+    /// L + A - P: a call or jump, through a stub when S is out of reach
+    /// (`PLT32`).
+    Call,
+    /// S + A - GOT (`GOTOFF64`, and `PLTOFF64`, whose 64 bits reach the
+    /// symbol itself, so it needs no PLT entry).
+    FromGot(Field),
+    /// GOT + A - P (`GOTPC32`, `GOTPC64`).
+    GotFromPlace(Field),
+    /// G + A, the slot's offset in the GOT (`GOT32`, `GOT64`, `GOTPLT64`).
+    SlotOffset(Field),
+    /// G + GOT + A - P, the slot's address PC-relative (`GOTPCREL`,
+    /// `GOTPCREL64`).
+    SlotRelative(Field),
+    /// `GOTPCRELX`, `REX_GOTPCRELX`: a load of the slot, like
+    /// `SlotRelative` in 32 bits, that becomes `lea` of S itself when the
+    /// plan relaxes it.
+    RelaxableLoad,
+    /// Z + A, the symbol's size (`SIZE32`, `SIZE64`).
+    Size(Field),
+}
+
+/// The field a formula's value is written to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Field {
+    /// Bytes.
+    pub width: u8,
+    /// Which values it takes.
+    pub range: Range,
+}
+
+const fn field(width: u8, range: Range) -> Field {
+    Field { width, range }
+}
+
+/// The classification of `r_type`, or `None` if it is not supported.
+pub(crate) const fn classify(r_type: u32) -> Option<Fixup> {
+    use Range::{Either, Signed, Unsigned};
+    Some(match r_type {
+        R_X86_64_NONE => Fixup::Nothing,
+        R_X86_64_64 => Fixup::Absolute(field(8, Either)),
+        R_X86_64_32 => Fixup::Absolute(field(4, Unsigned)),
+        R_X86_64_32S => Fixup::Absolute(field(4, Signed)),
+        R_X86_64_16 => Fixup::Absolute(field(2, Either)),
+        R_X86_64_8 => Fixup::Absolute(field(1, Either)),
+        R_X86_64_PC64 => Fixup::PcRelative(field(8, Either)),
+        R_X86_64_PC32 => Fixup::PcRelative(field(4, Signed)),
+        R_X86_64_PC16 => Fixup::PcRelative(field(2, Signed)),
+        R_X86_64_PC8 => Fixup::PcRelative(field(1, Signed)),
+        R_X86_64_PLT32 => Fixup::Call,
+        R_X86_64_GOTOFF64 | R_X86_64_PLTOFF64 => Fixup::FromGot(field(8, Either)),
+        R_X86_64_GOTPC32 => Fixup::GotFromPlace(field(4, Signed)),
+        R_X86_64_GOTPC64 => Fixup::GotFromPlace(field(8, Either)),
+        R_X86_64_GOT32 => Fixup::SlotOffset(field(4, Signed)),
+        R_X86_64_GOT64 | R_X86_64_GOTPLT64 => Fixup::SlotOffset(field(8, Either)),
+        R_X86_64_GOTPCREL => Fixup::SlotRelative(field(4, Signed)),
+        R_X86_64_GOTPCREL64 => Fixup::SlotRelative(field(8, Either)),
+        R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX => Fixup::RelaxableLoad,
+        R_X86_64_SIZE32 => Fixup::Size(field(4, Unsigned)),
+        R_X86_64_SIZE64 => Fixup::Size(field(8, Either)),
+        _ => return None,
+    })
+}
+
+impl Fixup {
+    /// What the plan must reserve for an entry of this kind.
+    pub(crate) const fn needs(self) -> Needs {
+        Needs {
+            got_slot: matches!(
+                self,
+                Fixup::SlotOffset(_) | Fixup::SlotRelative(_) | Fixup::RelaxableLoad
+            ),
+            stub: matches!(self, Fixup::Call),
+            relaxable: matches!(self, Fixup::RelaxableLoad),
+        }
     }
 }
 
 /// What `r_type` needs, or `None` if it is not supported.
 pub(crate) fn needs(r_type: u32) -> Option<Needs> {
-    let none = Needs::default();
-    Some(match r_type {
-        R_X86_64_GOT32 | R_X86_64_GOTPCREL | R_X86_64_GOT64 | R_X86_64_GOTPCREL64
-        | R_X86_64_GOTPLT64 => Needs {
-            got_slot: true,
-            ..none
-        },
-        R_X86_64_GOTPCRELX | R_X86_64_REX_GOTPCRELX => Needs {
-            got_slot: true,
-            relaxable: true,
-            ..none
-        },
-        R_X86_64_PLT32 => Needs { stub: true, ..none },
-        R_X86_64_NONE | R_X86_64_64 | R_X86_64_PC32 | R_X86_64_32 | R_X86_64_32S | R_X86_64_16
-        | R_X86_64_PC16 | R_X86_64_8 | R_X86_64_PC8 | R_X86_64_PC64 | R_X86_64_GOTOFF64
-        | R_X86_64_GOTPC32 | R_X86_64_GOTPC64 | R_X86_64_PLTOFF64 | R_X86_64_SIZE32
-        | R_X86_64_SIZE64 => none,
-        _ => return None,
-    })
+    classify(r_type).map(Fixup::needs)
+}
+
+/// Bytes of the field a data relocation of `r_type` writes, for the types
+/// unwind tables use (`pc_begin` and its `pc_range` share the width).
+pub(crate) fn data_width(r_type: u32) -> usize {
+    match classify(r_type) {
+        Some(Fixup::Absolute(field) | Fixup::PcRelative(field)) if field.width == 8 => 8,
+        _ => 4,
+    }
 }
 
 const MOV_LOAD: u8 = 0x8b;
@@ -316,6 +388,7 @@ pub(crate) fn apply(
     if let Some(outcome) = apply_common(r_type, bytes, offset, inputs, relax) {
         return outcome;
     }
+    let fixup = classify(r_type).ok_or(RelocationProblem::Unsupported)?;
     let s = i128::from(inputs.symbol);
     let a = i128::from(inputs.addend);
     let p = i128::from(inputs.place);
@@ -326,30 +399,29 @@ pub(crate) fn apply(
             .map(i128::from)
             .ok_or(RelocationProblem::Unsupported)
     };
-    let size = i128::from(inputs.symbol_size);
-    // `apply_common` has the types code is mostly made of (`64`, `PC32`,
-    // `PLT32`, `32S`, the `GOTPCREL` loads); these are the rest.
-    let (value, width, range) = match r_type {
-        R_X86_64_NONE => return Ok(Applied::Direct),
-        R_X86_64_32 => (s + a, 4, Range::Unsigned),
-        R_X86_64_16 => (s + a, 2, Range::Either),
-        R_X86_64_PC16 => (s + a - p, 2, Range::Signed),
-        R_X86_64_8 => (s + a, 1, Range::Either),
-        R_X86_64_PC8 => (s + a - p, 1, Range::Signed),
-        R_X86_64_PC64 => (s + a - p, 8, Range::Either),
-        R_X86_64_GOTOFF64 => (s + a - got, 8, Range::Either),
-        R_X86_64_GOTPC32 => (got + a - p, 4, Range::Signed),
-        R_X86_64_GOTPC64 => (got + a - p, 8, Range::Either),
-        R_X86_64_GOT32 => (slot()? - got + a, 4, Range::Signed),
-        R_X86_64_GOT64 | R_X86_64_GOTPLT64 => (slot()? - got + a, 8, Range::Either),
-        R_X86_64_GOTPCREL64 => (slot()? + a - p, 8, Range::Either),
-        // No PLT is needed for a 64-bit offset: it reaches the symbol itself.
-        R_X86_64_PLTOFF64 => (s + a - got, 8, Range::Either),
-        R_X86_64_SIZE32 => (size + a, 4, Range::Unsigned),
-        R_X86_64_SIZE64 => (size + a, 8, Range::Either),
-        _ => return Err(RelocationProblem::Unsupported),
+    // `apply_common` took the types code is mostly made of (`64`, `PC32`,
+    // `PLT32`, `32S`, the `GOTPCREL` loads); the formulas are the psABI's.
+    let (value, field) = match fixup {
+        Fixup::Nothing => return Ok(Applied::Direct),
+        Fixup::Absolute(field) => (s + a, field),
+        Fixup::PcRelative(field) => (s + a - p, field),
+        Fixup::Call => return apply_call(bytes, offset, inputs),
+        Fixup::FromGot(field) => (s + a - got, field),
+        Fixup::GotFromPlace(field) => (got + a - p, field),
+        Fixup::SlotOffset(field) => (slot()? - got + a, field),
+        Fixup::SlotRelative(field) => (slot()? + a - p, field),
+        Fixup::RelaxableLoad if relax => {
+            return relax_load(
+                bytes,
+                offset,
+                relative(inputs.symbol, inputs.addend, inputs.place),
+            )
+        }
+        Fixup::RelaxableLoad => (slot()? + a - p, field(4, Range::Signed)),
+        Fixup::Size(field) => (i128::from(inputs.symbol_size) + a, field),
     };
-    write_field(bytes, offset, width, value, range).map(|()| Applied::Direct)
+    write_field(bytes, offset, usize::from(field.width), value, field.range)
+        .map(|()| Applied::Direct)
 }
 
 /// The types compiled code is nearly all made of (`PC32`, `PLT32`, `64`,
@@ -830,6 +902,63 @@ mod tests {
             apply(R_X86_64_64, &mut short, usize::MAX, &inputs(P, 0), false),
             Err(RelocationProblem::OutOfBounds)
         );
+    }
+
+    /// Every type the loader classifies has a psABI name, and every named
+    /// type it does not classify (TLS) is refused, by `apply` too. The
+    /// types `apply_common` takes by number write what their class's
+    /// formula gives when the full engine alone applies them.
+    #[test]
+    fn each_type_is_classified_once() {
+        for r_type in 0..64 {
+            match classify(r_type) {
+                Some(_) => assert!(name(r_type).is_some(), "type {r_type} has no name"),
+                None => assert_eq!(
+                    run(r_type, &inputs(0, 0)),
+                    Err(RelocationProblem::Unsupported),
+                    "type {r_type}"
+                ),
+            }
+        }
+        for (r_type, fixup) in [
+            (R_X86_64_64, Fixup::Absolute(field(8, Range::Either))),
+            (R_X86_64_32S, Fixup::Absolute(field(4, Range::Signed))),
+            (R_X86_64_PC32, Fixup::PcRelative(field(4, Range::Signed))),
+            (
+                R_X86_64_GOTPCREL,
+                Fixup::SlotRelative(field(4, Range::Signed)),
+            ),
+        ] {
+            assert_eq!(classify(r_type), Some(fixup));
+            let mut by_number = [0u8; 8];
+            let mut by_class = [0u8; 8];
+            let fixup_inputs = FixupInputs {
+                got_slot: Some(P + 0x40),
+                ..inputs(0x4000_1000, -4)
+            };
+            let common = apply_common(r_type, &mut by_number, 0, &fixup_inputs, false);
+            assert_eq!(common, Some(Ok(Applied::Direct)));
+            let (s, a, p) = (
+                i128::from(fixup_inputs.symbol),
+                i128::from(fixup_inputs.addend),
+                i128::from(fixup_inputs.place),
+            );
+            let (value, field) = match fixup {
+                Fixup::Absolute(field) => (s + a, field),
+                Fixup::PcRelative(field) => (s + a - p, field),
+                Fixup::SlotRelative(field) => (i128::from(P + 0x40) + a - p, field),
+                other => panic!("{other:?} not in this list"),
+            };
+            write_field(
+                &mut by_class,
+                0,
+                usize::from(field.width),
+                value,
+                field.range,
+            )
+            .unwrap();
+            assert_eq!(by_number, by_class, "{}", name(r_type).unwrap());
+        }
     }
 
     #[test]

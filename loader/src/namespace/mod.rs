@@ -26,12 +26,12 @@ mod names;
 mod records;
 mod state;
 
-use index::*;
-use names::*;
+use index::HashIndex;
+use names::name_bytes;
 pub(crate) use names::{DefinitionKind, ModuleNames, NameList, NameSizes};
 pub(crate) use records::ModuleRecord;
-use records::*;
-use state::*;
+use records::{Export, HostExport, Owner, MAX_MODULE_SLOTS};
+use state::{definer, duplicate_error, find, owner_name, unlink, State};
 
 pub use late::{ImportStatus, UnboundCall, UnboundHook};
 
@@ -406,9 +406,9 @@ impl Drop for Pins<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::index::{HashIndex, Hashed, Probe};
     use super::{
-        name_bytes, name_hash, DefinitionKind, Export, HashIndex, Hashed, NameList, NameSizes,
-        Owner, Probe, MAX_MODULE_SLOTS,
+        name_bytes, name_hash, DefinitionKind, Export, NameList, NameSizes, Owner, MAX_MODULE_SLOTS,
     };
     use alloc::collections::BTreeSet;
     use alloc::vec::Vec;

@@ -4,8 +4,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::error::ErrorKind;
-
-use super::index::*;
+use crate::namespace::index::{HashIndex, Position, Probe};
 
 /// How a module defines a global name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,11 +6,10 @@ use alloc::vec::Vec;
 use crate::addr::VirtAddr;
 use crate::memory::protection::MemoryProtection;
 use crate::memory::ModuleMemory;
-
-use super::index::*;
-use super::late::*;
-use super::names::*;
-use super::*;
+use crate::namespace::index::Hashed;
+use crate::namespace::late::PendingImport;
+use crate::namespace::{late, ModuleNames};
+use crate::ModuleId;
 
 /// Who provides a name in the export table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

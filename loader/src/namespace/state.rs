@@ -8,12 +8,11 @@ use hashbrown::HashTable;
 
 use crate::error::{Definer, ErrorKind};
 use crate::names::NameMap;
-
-use super::index::*;
-use super::late::*;
-use super::names::*;
-use super::records::*;
-use super::*;
+use crate::namespace::index::HashIndex;
+use crate::namespace::names::{name_bytes, Definition};
+use crate::namespace::records::{Export, Exported, HostExport, Owner, Shadowed, Slots, Waiting};
+use crate::namespace::{ModuleNames, ModuleRecord};
+use crate::{ModuleId, UnboundHook};
 
 pub(crate) struct State {
     /// Names of the host exports, by position; they never leave.

@@ -38,8 +38,7 @@ use goblin::elf::section_header::{
 };
 
 use crate::addr::Alignment;
-use crate::arch::RelocationProblem;
-use crate::arch::RelocationType;
+use crate::arch::{RelocationProblem, RelocationType};
 use crate::error::{ErrorKind, LoadError, RelocationFailure, SymbolProblem};
 use crate::kinds::MAX_ALIGNMENT;
 use crate::limits::{Limit, Limits};

@@ -6,9 +6,6 @@ pub(crate) mod join;
 mod read;
 mod symbols;
 
-use read::*;
-use symbols::*;
-
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
@@ -22,7 +19,12 @@ use crate::error::{ErrorKind, LoadError, RelocationFailure, SectionRef};
 use crate::limits::{Limit, Limits};
 #[cfg(doc)]
 use crate::names::name_hash;
-use crate::object::join::Member;
+use join::Member;
+use read::{
+    check_counts, check_identity, check_overlaps, check_string_tables, check_tables, read_groups,
+    read_relocations, read_sections,
+};
+use symbols::read_symbols;
 
 const ET_REL: u16 = 1;
 const ELFCLASS64: u8 = 2;

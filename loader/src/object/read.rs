@@ -10,10 +10,11 @@ use goblin::elf::section_header::{
 use crate::addr::Alignment;
 use crate::error::{ErrorKind, SectionProblem, SectionRef};
 use crate::limits::{Limit, Limits};
-#[cfg(doc)]
-use crate::names::name_hash;
-
-use super::*;
+use crate::object::symbols::Strings;
+use crate::object::{
+    section_ref, Group, RelocationSection, Section, Symbol, EHDR_SIZE, ELFCLASS64, ELFDATA2LSB,
+    GRP_COMDAT, RELA_SIZE, REL_SIZE, SHDR_SIZE, STT_SECTION, SYM_SIZE,
+};
 
 pub(crate) fn check_identity(bytes: &[u8]) -> Result<(), ErrorKind> {
     if bytes.get(..4) != Some(b"\x7fELF".as_slice()) {

@@ -10,8 +10,9 @@ use crate::limits::{Limit, Limits};
 #[cfg(doc)]
 use crate::names::name_hash;
 use crate::names::{NameHash, EMPTY_NAME_HASH};
-
-use super::*;
+use crate::object::{
+    section_ref, Section, Symbol, SHN_LORESERVE, SHN_UNDEF, SHN_XINDEX, STT_FILE, SYM_SIZE,
+};
 
 /// A string table, checked as UTF-8 once: names are then cut out of it
 /// without checking each again. A table that is not UTF-8 as a whole (ELF

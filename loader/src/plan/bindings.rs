@@ -6,8 +6,7 @@ use alloc::vec::Vec;
 
 use crate::error::{ErrorKind, LoadError, SymbolProblem};
 use crate::object::{Object, SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF, STT_FILE};
-
-use super::*;
+use crate::plan::{Binding, Existing, DSO_HANDLE_SYMBOL, GOT_SYMBOL};
 
 pub(crate) fn bind_symbols<'a>(
     object: &Object<'a>,

@@ -5,8 +5,8 @@ use alloc::vec::Vec;
 use crate::addr::Alignment;
 use crate::arch::RelocationType;
 use crate::kinds::{Extent, SectionKind, Segment};
-
-use super::*;
+use crate::plan::{Placement, EMPTY};
+use crate::Plan;
 
 /// Lays pieces out one after another, segment by segment.
 #[derive(Default)]

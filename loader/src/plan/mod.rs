@@ -7,10 +7,6 @@ mod layout;
 mod sections;
 mod slots;
 
-use bindings::*;
-use layout::*;
-use sections::*;
-use slots::*;
 pub(crate) use slots::{EntryBits, PENDING_CONTEXT_SLOTS};
 
 use alloc::collections::BTreeMap;
@@ -25,6 +21,12 @@ use crate::error::{ErrorKind, LoadError, SectionProblem, SymbolProblem};
 use crate::kinds::{Extent, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
 use crate::names::NameMap;
 use crate::object::Object;
+use bindings::bind_symbols;
+use layout::Builder;
+use sections::{
+    array_priority, classify, discarded_sections, is_loaded, is_unwind_table, UNWIND_TERMINATOR,
+};
+use slots::assign_slots;
 
 /// The name assemblers give the GOT; each module's refers to its own.
 const GOT_SYMBOL: &str = "_GLOBAL_OFFSET_TABLE_";
@@ -410,6 +412,7 @@ pub(crate) fn plan<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::slots::{TypeCounts, TYPE_SLOTS};
     use super::*;
     use crate::arch::{x86_64, Machine};
 

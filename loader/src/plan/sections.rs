@@ -12,8 +12,7 @@ use goblin::elf::section_header::{
 use crate::error::SectionProblem;
 use crate::kinds::SectionKind;
 use crate::object::{Object, Section};
-
-use super::*;
+use crate::plan::Existing;
 
 /// `SHT_X86_64_UNWIND`, the type gas gives `.eh_frame` on x86-64.
 pub(crate) const SHT_X86_64_UNWIND: u32 = 0x7000_0001;

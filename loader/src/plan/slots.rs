@@ -4,15 +4,14 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::arch::Machine;
-use crate::arch::RelocationProblem;
-use crate::arch::{aarch64, absolute_calls_need_stub, stub_addend, x86_64, Needs, RelocationType};
+use crate::arch::{
+    aarch64, absolute_calls_need_stub, stub_addend, x86_64, Machine, Needs, RelocationProblem,
+    RelocationType,
+};
 use crate::error::{ErrorKind, LoadError};
 use crate::names::{NameMap, NAME_HASHER};
-use crate::object::relocation_error;
-use crate::object::{Object, Rela, RelocationSection};
-
-use super::*;
+use crate::object::{relocation_error, Object, Rela, RelocationSection};
+use crate::plan::Binding;
 
 /// GOT slots a pending import's context takes after the GOT's own slots:
 /// the namespace, then the address of the unbound path.

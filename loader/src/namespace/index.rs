@@ -45,6 +45,7 @@ impl<T: Hashed> HashIndex<T> {
         index
     }
 
+    #[inline]
     pub(crate) fn mask(&self) -> usize {
         self.slots.len().wrapping_sub(1)
     }
@@ -79,6 +80,7 @@ impl<T: Hashed> HashIndex<T> {
 
     /// The entry with `hash` that `eq` accepts, else the slot for one.
     /// `Vacant` with no slot behind it only in an empty table.
+    #[inline]
     pub(crate) fn probe(&self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Probe {
         let mask = self.mask();
         let mut at = hash as usize & mask;
@@ -117,6 +119,7 @@ impl<T: Hashed> HashIndex<T> {
         core::hint::black_box(seen);
     }
 
+    #[inline]
     pub(crate) fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
         match self.probe(hash, eq) {
             Probe::Found(at) => self.slots.get(at),
@@ -126,6 +129,7 @@ impl<T: Hashed> HashIndex<T> {
 
     /// Puts `entry` in slot `at`, which `probe` found vacant with no insert
     /// or removal since (and after a `reserve` that made room for it).
+    #[inline]
     pub(crate) fn fill(&mut self, at: usize, entry: T) {
         if let Some(slot) = self.slots.get_mut(at) {
             *slot = entry;
@@ -134,6 +138,7 @@ impl<T: Hashed> HashIndex<T> {
     }
 
     /// Adds `entry`, known not to be in the table.
+    #[inline]
     pub(crate) fn insert(&mut self, entry: T) {
         self.reserve(1);
         if let Probe::Vacant(at) = self.probe(entry.hash(), |_| false) {
@@ -143,6 +148,7 @@ impl<T: Hashed> HashIndex<T> {
 
     /// Removes the entry in slot `at`, moving later entries of its run back
     /// so that every entry stays reachable from its home slot.
+    #[inline]
     pub(crate) fn remove_at(&mut self, at: usize) {
         let mask = self.mask();
         let mut hole = at;
@@ -172,6 +178,7 @@ impl<T: Hashed> HashIndex<T> {
     }
 
     /// Removes the entry with `hash` that `eq` accepts, if any.
+    #[inline]
     pub(crate) fn remove(&mut self, hash: u64, eq: impl FnMut(&T) -> bool) {
         if let Probe::Found(at) = self.probe(hash, eq) {
             self.remove_at(at);

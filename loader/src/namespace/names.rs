@@ -187,6 +187,7 @@ impl NameList {
 
 /// The bytes of `definition`'s name in `text` (empty if the range is bad,
 /// which `NameList` never makes).
+#[inline]
 pub(crate) fn name_bytes<'t>(text: &'t [u8], definition: &Definition) -> &'t [u8] {
     text.get(definition.start as usize..definition.end as usize)
         .unwrap_or_default()
@@ -207,17 +208,20 @@ pub(crate) struct ModuleNames {
 }
 
 impl ModuleNames {
+    #[inline]
     pub(crate) fn definition(&self, at: u32) -> Option<&Definition> {
         self.definitions.get(at as usize)
     }
 
     /// The name of definition `at`.
+    #[inline]
     pub(crate) fn name(&self, at: u32) -> Option<&[u8]> {
         self.definition(at)
             .map(|definition| name_bytes(&self.text, definition))
     }
 
     /// The first placed definition of `name` (hashed as `hash`).
+    #[inline]
     pub(crate) fn lookup(&mut self, hash: u64, name: &[u8]) -> Option<&Definition> {
         let Self {
             text,

@@ -51,6 +51,7 @@ impl Export {
     pub(crate) const HOST: u32 = 1 << 31;
     pub(crate) const WEAK: u32 = 1 << 30;
 
+    #[inline]
     pub(crate) fn host(hash: u64, position: u32) -> Self {
         Self {
             hash,
@@ -60,6 +61,7 @@ impl Export {
     }
 
     /// `slot` is below [`MAX_MODULE_SLOTS`], so clear of the flag bits.
+    #[inline]
     pub(crate) fn module(hash: u64, slot: u32, definition: u32, weak: bool) -> Self {
         Self {
             hash,
@@ -68,6 +70,7 @@ impl Export {
         }
     }
 
+    #[inline]
     pub(crate) fn owner(&self) -> Owner {
         if self.owner & Self::HOST != 0 {
             Owner::Host(self.at)
@@ -80,11 +83,13 @@ impl Export {
     }
 
     /// A weak module definition, which a strong one may still replace.
+    #[inline]
     pub(crate) fn weak(&self) -> bool {
         self.owner & (Self::HOST | Self::WEAK) == Self::WEAK
     }
 
     /// The address it stands for, read from its owner.
+    #[inline]
     pub(crate) fn address(&self, host: &[HostExport], modules: &Slots) -> Option<u64> {
         match self.owner() {
             Owner::Host(position) => host.get(position as usize).map(|host| host.address),

@@ -38,6 +38,7 @@ pub(crate) struct State {
 }
 
 /// The export of `name` (hashed as `hash`), if any.
+#[inline]
 pub(crate) fn find<'t>(
     exports: &'t HashIndex<Export>,
     host: &[HostExport],
@@ -52,6 +53,7 @@ pub(crate) fn find<'t>(
 }
 
 /// The name an export table entry is for.
+#[inline]
 pub(crate) fn owner_name<'s>(
     host: &'s [HostExport],
     modules: &'s Slots,
@@ -64,11 +66,13 @@ pub(crate) fn owner_name<'s>(
 }
 
 /// The name of definition `definition` of the module in `slot`.
+#[inline]
 pub(crate) fn module_name(modules: &Slots, slot: u32, definition: u32) -> Option<&[u8]> {
     modules.get(slot as usize)?.as_ref()?.names.name(definition)
 }
 
 /// The shadowed list of `name` (hashed as `hash`), if any.
+#[inline]
 pub(crate) fn waiting_for<'t>(
     shadowed: &'t HashTable<Shadowed>,
     modules: &Slots,
@@ -78,6 +82,7 @@ pub(crate) fn waiting_for<'t>(
     shadowed.find(hash, |list| list_is_for(list, modules, hash, name))
 }
 
+#[inline]
 pub(crate) fn list_is_for(list: &Shadowed, modules: &Slots, hash: u64, name: &[u8]) -> bool {
     list.hash == hash
         && list
@@ -87,6 +92,7 @@ pub(crate) fn list_is_for(list: &Shadowed, modules: &Slots, hash: u64, name: &[u
             == Some(name)
 }
 
+#[inline]
 pub(crate) fn definer(modules: &Slots, slot: u32) -> Definer {
     Definer::Module(
         modules
@@ -223,6 +229,7 @@ pub(crate) fn unlink(
 impl State {
     /// The record of module `id`, unless it was unloaded (its slot may hold
     /// another module by now).
+    #[inline]
     pub(crate) fn record(&self, id: ModuleId) -> Option<&ModuleRecord> {
         self.modules
             .get(id.slot as usize)?
@@ -230,6 +237,7 @@ impl State {
             .filter(|record| record.serial == id.serial)
     }
 
+    #[inline]
     pub(crate) fn record_mut(&mut self, id: ModuleId) -> Option<&mut ModuleRecord> {
         self.modules
             .get_mut(id.slot as usize)?
@@ -237,6 +245,7 @@ impl State {
             .filter(|record| record.serial == id.serial)
     }
 
+    #[inline]
     pub(crate) fn id_of(&self, slot: u32) -> Option<ModuleId> {
         let record = self.modules.get(slot as usize)?.as_ref()?;
         Some(ModuleId {
@@ -385,6 +394,7 @@ impl State {
         }
     }
 
+    #[inline]
     pub(crate) fn resolve(&self, hash: u64, name: &str) -> Option<(u64, Option<ModuleId>)> {
         let export = find(&self.exports, &self.host, &self.modules, hash, name)?;
         let module = match export.owner() {

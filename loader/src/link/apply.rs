@@ -22,6 +22,7 @@ use super::{slot_address, Targets};
 /// Applies every relocation of `object` to its placed bytes, section by
 /// section, each machine's loop inlining its own engine's common path.
 /// Returns how many were applied and which stubs were used.
+#[inline]
 pub(crate) fn apply_relocations(
     object: &Object<'_>,
     layout: &Layout<'_>,

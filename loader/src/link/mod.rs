@@ -39,6 +39,7 @@ pub(crate) fn slot_address(base: u64, size: u64, slot: u32) -> Option<u64> {
 }
 
 /// The target address of `value` in loaded section `section`.
+#[inline]
 pub(crate) fn own_copy(targets: &Targets, section: usize, value: u64) -> Option<u64> {
     targets
         .sections
@@ -47,6 +48,7 @@ pub(crate) fn own_copy(targets: &Targets, section: usize, value: u64) -> Option<
 }
 
 /// S for every symbol, or `None` where it has no address (discarded).
+#[inline]
 pub(crate) fn symbol_values(
     layout: &Layout<'_>,
     targets: &Targets,
@@ -80,6 +82,7 @@ pub(crate) fn symbol_values(
 }
 
 /// The non-null entries of the given pointer arrays, in order.
+#[inline]
 pub(crate) fn read_pointers(
     sections: &[usize],
     layout: &Layout<'_>,
@@ -104,6 +107,7 @@ pub(crate) fn read_pointers(
 
 /// The module's global definitions (named in `resolve`) at their addresses,
 /// indexed by name; those without an address are dropped.
+#[inline]
 pub(crate) fn definitions(
     globals: NameList,
     layout: &Layout<'_>,

@@ -27,6 +27,7 @@ pub(crate) struct Resolution<'l> {
 /// Looks up every external name once, in namespace order, then the fallback.
 /// Also names (and hashes, once) the module's global definitions: a strong
 /// one the namespace already has fails the load here, before relocating.
+#[inline]
 pub(crate) fn resolve<'l>(
     loader: &Loader<'l>,
     object: &Object<'_>,

@@ -12,6 +12,7 @@ use crate::plan::{Layout, Placement};
 
 use super::mismatch;
 
+#[inline]
 pub(crate) fn fill_got_and_stubs(
     object: &Object<'_>,
     layout: &Layout<'_>,

@@ -16,6 +16,7 @@ use crate::object::{
     GRP_COMDAT, RELA_SIZE, REL_SIZE, SHDR_SIZE, STT_SECTION, SYM_SIZE,
 };
 
+#[inline]
 pub(crate) fn check_identity(bytes: &[u8]) -> Result<(), ErrorKind> {
     if bytes.get(..4) != Some(b"\x7fELF".as_slice()) {
         return Err(ErrorKind::NotElf);
@@ -65,6 +66,7 @@ pub(crate) fn section_table(bytes: &[u8]) -> Option<(usize, u64)> {
 /// the raw headers and before goblin reads (and allocates for) any table.
 /// Walking the headers costs nothing: it stops at the first one outside the
 /// file, so it never takes more steps than the file has 64-byte blocks.
+#[inline]
 pub(crate) fn check_counts(bytes: &[u8], limits: &Limits) -> Result<(), ErrorKind> {
     let Some((offset, count)) = section_table(bytes) else {
         return Ok(());
@@ -95,6 +97,7 @@ pub(crate) fn check_counts(bytes: &[u8], limits: &Limits) -> Result<(), ErrorKin
 /// Table sections must have their type's entry size, and there is one symbol
 /// table. goblin reads the last symbol table by its `sh_entsize`, so either
 /// flaw would make it read other bytes as symbols than the table holds.
+#[inline]
 pub(crate) fn check_tables(
     headers: &[SectionHeader],
     sections: &[Section<'_>],
@@ -130,6 +133,7 @@ pub(crate) fn check_tables(
 /// Every string table must end with NUL (the ELF rule): otherwise its last
 /// name runs on to the end of the table, and a name read by offset could be
 /// any bytes the author liked.
+#[inline]
 pub(crate) fn check_string_tables(sections: &[Section<'_>]) -> Result<(), ErrorKind> {
     for (index, section) in sections.iter().enumerate() {
         let data = section.data.unwrap_or_default();
@@ -147,6 +151,7 @@ pub(crate) fn check_string_tables(sections: &[Section<'_>]) -> Result<(), ErrorK
 /// header or the section header table. Assemblers never emit such objects;
 /// one that does could make a relocation section describe itself, or one
 /// section's patches change another's contents.
+#[inline]
 pub(crate) fn check_overlaps(
     table_start: u64,
     headers: &[SectionHeader],
@@ -205,6 +210,7 @@ pub(crate) fn check_overlaps(
     Ok(())
 }
 
+#[inline]
 pub(crate) fn read_sections<'a>(
     headers: &[SectionHeader],
     names_index: u32,
@@ -259,6 +265,7 @@ pub(crate) fn file_range<'a>(bytes: &'a [u8], header: &SectionHeader) -> Option<
     bytes.get(start..start.checked_add(len)?)
 }
 
+#[inline]
 pub(crate) fn read_relocations<'a>(
     sections: &[Section<'a>],
 ) -> Result<Vec<RelocationSection<'a>>, ErrorKind> {
@@ -292,6 +299,7 @@ pub(crate) fn read_relocations<'a>(
     Ok(relocations)
 }
 
+#[inline]
 pub(crate) fn read_groups<'a>(
     sections: &[Section<'a>],
     symbols: &[Symbol<'a>],

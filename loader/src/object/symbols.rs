@@ -110,6 +110,7 @@ impl<'a> Strings<'a> {
 }
 
 /// The symbols and the string table their names are in.
+#[inline]
 pub(crate) fn read_symbols<'a>(
     sections: &[Section<'a>],
     limits: &Limits,

@@ -8,6 +8,7 @@ use crate::error::{ErrorKind, LoadError, SymbolProblem};
 use crate::object::{Object, SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF, STT_FILE};
 use crate::plan::{Binding, Existing, DSO_HANDLE_SYMBOL, GOT_SYMBOL};
 
+#[inline]
 pub(crate) fn bind_symbols<'a>(
     object: &Object<'a>,
     loaded: &[bool],

@@ -20,12 +20,14 @@ pub(crate) struct Builder {
 }
 
 impl Builder {
+    #[inline]
     pub(crate) fn start_segment(&mut self, segment: Segment) {
         self.close_segment();
         self.current = Some(segment);
     }
 
     /// Rounds the open segment up to whole pages.
+    #[inline]
     pub(crate) fn close_segment(&mut self) {
         if let Some(extent) = self
             .current
@@ -45,6 +47,7 @@ impl Builder {
 
     /// Places a piece, or records that the layout overflowed (which makes
     /// `finish` fail) so no caller can drop a piece by ignoring `None`.
+    #[inline]
     pub(crate) fn place(
         &mut self,
         kind: SectionKind,
@@ -58,6 +61,7 @@ impl Builder {
         placed
     }
 
+    #[inline]
     pub(crate) fn try_place(
         &mut self,
         kind: SectionKind,
@@ -96,6 +100,7 @@ impl Builder {
         Some(Placement { kind, offset, size })
     }
 
+    #[inline]
     pub(crate) fn finish(
         mut self,
         got_slots: u32,

@@ -21,6 +21,7 @@ pub(crate) const SHT_X86_64_UNWIND: u32 = 0x7000_0001;
 /// [`Loader::keep_unwind_tables`](crate::Loader::keep_unwind_tables)): a
 /// kernel has no unwinder to read it, and modules are built with
 /// `panic=abort`/`-fno-asynchronous-unwind-tables`, so this saves its memory.
+#[inline]
 pub(crate) fn is_loaded(section: &Section<'_>, keep_unwind: bool) -> bool {
     section.flags & u64::from(SHF_ALLOC) != 0
         && section.sh_type != SHT_NOTE
@@ -37,6 +38,7 @@ pub(crate) fn is_unwind_table(section: &Section<'_>) -> bool {
 /// an unwinder's `__register_frame` reads up to, which a linker would add.
 pub(crate) const UNWIND_TERMINATOR: u64 = 4;
 
+#[inline]
 pub(crate) fn classify(section: &Section<'_>) -> Result<SectionKind, SectionProblem> {
     let flag = |bit: u32| section.flags & u64::from(bit) != 0;
     if flag(SHF_TLS) {
@@ -61,6 +63,7 @@ pub(crate) fn classify(section: &Section<'_>) -> Result<SectionKind, SectionProb
 
 /// `.init_array.NNNNN` runs by ascending NNNNN, before plain `.init_array`
 /// (which gcc uses for the default priority, 65535).
+#[inline]
 pub(crate) fn array_priority(name: &str) -> u32 {
     name.rsplit_once('.')
         .and_then(|(_, digits)| digits.parse::<u32>().ok())
@@ -73,6 +76,7 @@ pub(crate) fn array_priority(name: &str) -> u32 {
 /// earlier module loaded that group.
 pub(crate) type Discarded<'a> = Vec<Option<&'a str>>;
 
+#[inline]
 pub(crate) fn discarded_sections<'a>(
     object: &Object<'a>,
     namespace: &impl Existing,

@@ -31,6 +31,7 @@ pub(crate) struct Slots {
     pub(crate) counts: Vec<(RelocationType, u64)>,
 }
 
+#[inline]
 pub(crate) fn assign_slots(
     object: &Object<'_>,
     loaded: &[bool],

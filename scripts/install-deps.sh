@@ -8,7 +8,7 @@
 #   cross   clang-22, lld-22, llvm-22 tools: AArch64 fixtures and the lld oracle
 #   kernel  Debian's rustc-web/cargo-web/rust-web-src (also the AArch64 Rust
 #           fixtures: core via -Zbuild-std) and QEMU for both arches
-#   bench   llvm-22-dev (llvm-sys), hyperfine, valgrind
+#   bench   llvm-22-dev (llvm-sys), hyperfine, valgrind, jq (scripts/bench-compare.sh)
 #   real    the AArch64 GNU cross compilers, their libc and qemu-user:
 #           `modload run` on AArch64 Linux under qemu-aarch64, and the
 #           real-program harness (scripts/real-programs.sh --arch aarch64)
@@ -41,7 +41,7 @@ for group in "${groups[@]}"; do
         want qemu-system-x86
         want qemu-system-arm
         ;;
-    bench) want llvm-22-dev hyperfine valgrind zlib1g-dev libzstd-dev libxml2-dev ;;
+    bench) want llvm-22-dev hyperfine valgrind jq zlib1g-dev libzstd-dev libxml2-dev ;;
     real) want gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ;;
     *)
         echo "install-deps: unknown group '$group'" >&2

@@ -6,6 +6,7 @@ use crate::error::LoadError;
 use crate::limits::{Limit, Limits};
 use crate::memory::protection::{MemoryProtection, PageWriter};
 use crate::memory::region::Region;
+use crate::memory::Placement;
 use crate::namespace::Namespace;
 use crate::object::Object;
 
@@ -32,11 +33,8 @@ pub struct Loader<'l> {
     pub(crate) protection: &'static dyn MemoryProtection,
     pub(crate) fallback: Option<&'l dyn SymbolResolver>,
     pub(crate) limits: Limits,
-    /// When set, modules are packed (see [`Loader::packed`]) and their code
-    /// and read-only bytes are written through this.
-    pub(crate) packing: Option<&'static dyn PageWriter>,
-    /// Whether segments are grouped by permissions (see [`Loader::grouped`]).
-    pub(crate) grouping: bool,
+    /// Contiguous by default; [`Loader::grouped`] or [`Loader::packed`].
+    pub(crate) placement: Placement,
     /// Whether imports may stay pending (see [`Loader::late_binding`]).
     pub(crate) late_binding: bool,
     /// Whether `.eh_frame` is loaded (see [`Loader::keep_unwind_tables`]).
@@ -60,8 +58,7 @@ impl<'l> Loader<'l> {
             protection,
             fallback: None,
             limits: Limits::DEFAULT,
-            packing: None,
-            grouping: false,
+            placement: Placement::Contiguous,
             late_binding: false,
             unwind_tables: false,
             #[cfg(feature = "signature")]
@@ -177,7 +174,7 @@ impl<'l> Loader<'l> {
     ///
     /// [`Planned::allocate`]: crate::Planned::allocate
     pub fn packed(mut self, writer: &'static dyn PageWriter) -> Self {
-        self.packing = Some(writer);
+        self.placement = Placement::Packed(writer);
         self
     }
 
@@ -206,7 +203,9 @@ impl<'l> Loader<'l> {
     /// are not in one block); [`Relocated::segment_bytes`](crate::Relocated::segment_bytes)
     /// gives each. Ignored by a [packed](Loader::packed) loader.
     pub fn grouped(mut self) -> Self {
-        self.grouping = true;
+        if !self.is_packed() {
+            self.placement = Placement::Grouped;
+        }
         self
     }
 
@@ -217,12 +216,12 @@ impl<'l> Loader<'l> {
 
     /// Whether this loader groups segments ([`Loader::grouped`]).
     pub fn is_grouped(&self) -> bool {
-        self.grouping
+        matches!(self.placement, Placement::Grouped)
     }
 
     /// Whether this loader packs modules ([`Loader::packed`]).
     pub fn is_packed(&self) -> bool {
-        self.packing.is_some()
+        matches!(self.placement, Placement::Packed(_))
     }
 
     /// The limits this loader enforces.

@@ -120,7 +120,46 @@ struct PackedSegment {
     len: u64,
 }
 
+/// How a loader places its modules' memory: the one place the three
+/// placements are told apart when memory is taken (see [`Loader::grouped`]
+/// and [`Loader::packed`] for what each does).
+///
+/// [`Loader::grouped`]: crate::Loader::grouped
+/// [`Loader::packed`]: crate::Loader::packed
+#[derive(Clone, Copy)]
+pub(crate) enum Placement {
+    /// One reservation per module, its segments side by side.
+    Contiguous,
+    /// Each segment on pages of its own, beside other modules' segments
+    /// with the same permissions.
+    Grouped,
+    /// Segments packed into pages shared with other modules, written
+    /// through the writer.
+    Packed(&'static dyn PageWriter),
+}
+
 impl ModuleMemory {
+    /// Takes the memory a module of `plan` needs from `region`, placed as
+    /// `placement` says. Fails with nothing taken.
+    pub fn allocate(
+        region: &'static Region,
+        plan: &Plan,
+        placement: Placement,
+        protection: &'static dyn MemoryProtection,
+    ) -> Result<Self, ErrorKind> {
+        match placement {
+            Placement::Contiguous => region
+                .reserve(plan.size(), plan.alignment().bytes())
+                .map(Self::new)
+                .ok_or(ErrorKind::OutOfMemory {
+                    size: plan.size(),
+                    align: plan.alignment().bytes(),
+                }),
+            Placement::Grouped => Self::grouped(region, plan),
+            Placement::Packed(writer) => Self::packed(region, plan, protection, writer),
+        }
+    }
+
     pub fn new(reservation: Reservation) -> Self {
         Self {
             backing: Backing::Contiguous(Contiguous {

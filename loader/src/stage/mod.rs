@@ -185,24 +185,9 @@ impl<'l, 'a> Planned<'l, 'a> {
             plan,
             layout,
         } = self;
-        let mut memory = match loader.packing {
-            Some(writer) => ModuleMemory::packed(loader.region, &plan, loader.protection, writer)
-                .map_err(|kind| object.error(kind))?,
-            None if loader.grouping => {
-                ModuleMemory::grouped(loader.region, &plan).map_err(|kind| object.error(kind))?
-            }
-            None => ModuleMemory::new(
-                loader
-                    .region
-                    .reserve(plan.size(), plan.alignment().bytes())
-                    .ok_or_else(|| {
-                        object.error(ErrorKind::OutOfMemory {
-                            size: plan.size(),
-                            align: plan.alignment().bytes(),
-                        })
-                    })?,
-            ),
-        };
+        let mut memory =
+            ModuleMemory::allocate(loader.region, &plan, loader.placement, loader.protection)
+                .map_err(|kind| object.error(kind))?;
         let mut bytes = memory.layout_bytes();
         let mut used = [0u64; 6];
         let mut copied = Vec::with_capacity(layout.placements.len());

@@ -12,7 +12,7 @@
 // range-checked before a field is written.
 #![allow(clippy::arithmetic_side_effects)]
 
-use super::{write_field, Applied, FixupInputs, Needs, Range};
+use super::{write_field, Applied, FixupInputs, Linking, Needs, Range, Rela, RELA_ENTRY};
 use crate::arch::RelocationProblem;
 
 /// `R_AARCH64_NONE`.
@@ -426,8 +426,11 @@ impl Fixup {
 }
 
 /// What `r_type` needs, or `None` if it is not supported.
-pub(crate) fn needs(r_type: u32) -> Option<Needs> {
-    classify(r_type).map(Fixup::needs)
+pub(crate) const fn needs(r_type: u32) -> Option<Needs> {
+    match classify(r_type) {
+        Some(fixup) => Some(fixup.needs()),
+        None => None,
+    }
 }
 
 /// Bytes of the field a data relocation of `r_type` writes, for the types
@@ -534,6 +537,41 @@ fn value(value: Value, inputs: &FixupInputs) -> Result<i128, RelocationProblem> 
         Value::SlotPage => page(slot()? + a) - page(p),
         Value::SlotFromGotPage => slot()? + a - page(got),
     })
+}
+
+/// Applies a section's relocation `entries` (`Elf64_Rela`, their symbol
+/// indices offset by `symbol_base`) to its `bytes`, placed at `target`,
+/// marking the veneers branches went through.
+pub(crate) fn apply_section<L: Linking>(
+    entries: &[[u8; RELA_ENTRY]],
+    symbol_base: u32,
+    target: u64,
+    bytes: &mut [u8],
+    link: &mut L,
+) -> Result<(), L::Error> {
+    for raw in entries {
+        let entry = Rela::decode(raw, symbol_base);
+        let Some(symbol) = link.symbol(entry.r_sym()) else {
+            return Err(link.error(&entry, RelocationProblem::BadSymbol));
+        };
+        let Ok(offset) = usize::try_from(entry.r_offset) else {
+            return Err(link.error(&entry, RelocationProblem::OutOfBounds));
+        };
+        let place = target.wrapping_add(entry.r_offset);
+        let Some((mut inputs, veneer)) = link.inputs(&entry, &symbol, place) else {
+            return Err(link.error(&entry, RelocationProblem::TargetNotLoaded));
+        };
+        if link.is_absent_weak(&symbol) {
+            inputs.symbol = absent_weak_symbol(entry.r_type, inputs.place);
+        }
+        inputs.symbol_size = link.symbol_size(&entry);
+        match apply(entry.r_type, bytes, offset, &inputs) {
+            Ok(Applied::Direct) => {}
+            Ok(Applied::ThroughStub) => link.used_stub(veneer),
+            Err(problem) => return Err(link.error(&entry, problem)),
+        }
+    }
+    Ok(())
 }
 
 /// A branch goes straight to its target when in reach, else through its veneer.

@@ -101,6 +101,80 @@ impl fmt::Display for Signed {
     }
 }
 
+/// What a machine's relocation loop asks of the module being linked. The
+/// loops live with their engines (`x86_64::apply_section`,
+/// `aarch64::apply_section`); the link layer answers from its own tables,
+/// which the engines never see.
+pub(crate) trait Linking {
+    /// What the link layer knows of one symbol.
+    type Symbol: Copy;
+    /// The loop's error: a problem, with the entry it is about.
+    type Error;
+    /// The record of symbol `index`, or `None` if the index is bad.
+    fn symbol(&self, index: usize) -> Option<Self::Symbol>;
+    /// The formula's inputs for `entry` of `symbol` at `place` (Z left 0),
+    /// with its stub or veneer, chosen by the machine's key
+    /// ([`stub_addend`]), and that stub's slot number; `None` if the symbol
+    /// has no address.
+    fn inputs(&self, entry: &Rela, symbol: &Self::Symbol, place: u64)
+        -> Option<(FixupInputs, u32)>;
+    /// Z, the size of `entry`'s symbol, which only a few types read.
+    fn symbol_size(&self, entry: &Rela) -> u64;
+    /// Whether `symbol` is a weak undefined symbol nothing defines.
+    fn is_absent_weak(&self, symbol: &Self::Symbol) -> bool;
+    /// Records that a call went through stub `slot`.
+    fn used_stub(&mut self, slot: u32);
+    /// The error for `entry`.
+    fn error(&self, entry: &Rela, problem: RelocationProblem) -> Self::Error;
+}
+
+/// For a loop's fast path, in the table of S by symbol: the symbol has no
+/// address. The fast path declines its entries, and the full engine, which
+/// asks the link layer for the whole record, says why. A symbol whose
+/// address happens to be this value (it is not a canonical address) is
+/// declined too, and the full engine applies it.
+pub(crate) const NO_FAST_ADDRESS: u64 = 1 << 63;
+
+/// Bytes of an `Elf64_Rela` entry.
+pub(crate) const RELA_ENTRY: usize = 24;
+
+/// One `Elf64_Rela` entry, decoded: what a machine's relocation loop reads.
+/// Decoded again on each pass over a section (see `RelocationSection`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rela {
+    pub r_offset: u64,
+    pub r_addend: i64,
+    /// The symbol index (`ELF64_R_SYM`, 32 bits): 24 bytes an entry.
+    sym: u32,
+    /// The type (`ELF64_R_TYPE`).
+    pub r_type: u32,
+}
+
+impl Rela {
+    /// The symbol index.
+    pub fn r_sym(&self) -> usize {
+        self.sym as usize
+    }
+
+    /// Decodes one little-endian `Elf64_Rela` whose symbol table starts at
+    /// `symbol_base` of the object's (0 but in a joined one, `Object::join`).
+    #[inline]
+    pub(crate) fn decode(entry: &[u8; RELA_ENTRY], symbol_base: u32) -> Self {
+        let (words, _) = entry.as_chunks::<8>();
+        // Three whole words: the lookups are resolved at compile time.
+        let word = |at: usize| words.get(at).copied().map_or(0, u64::from_le_bytes);
+        let r_info = word(1);
+        Self {
+            r_offset: word(0),
+            r_addend: word(2) as i64,
+            // `Object::join` checked that every index of a member is inside
+            // its table, so the sum is inside the set's and cannot wrap.
+            sym: ((r_info >> 32) as u32).wrapping_add(symbol_base),
+            r_type: r_info as u32,
+        }
+    }
+}
+
 /// A raw ELF relocation type number (`ELF64_R_TYPE`), kept as is so errors can
 /// name types the loader does not know.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -151,7 +225,7 @@ pub struct Needs {
 }
 
 /// What `r_type` of `machine` needs, or `None` if it is not supported.
-pub fn needs(machine: Machine, r_type: u32) -> Option<Needs> {
+pub const fn needs(machine: Machine, r_type: u32) -> Option<Needs> {
     match machine {
         Machine::X86_64 => x86_64::needs(r_type),
         Machine::AArch64 => aarch64::needs(r_type),

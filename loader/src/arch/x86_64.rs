@@ -10,7 +10,10 @@
 
 use core::hint::select_unpredictable;
 
-use super::{write_field, write_signed32, write_word64, Applied, FixupInputs, Needs, Range};
+use super::{
+    write_field, write_signed32, write_word64, Applied, FixupInputs, Linking, Needs, Range, Rela,
+    NO_FAST_ADDRESS, RELA_ENTRY,
+};
 use crate::arch::RelocationProblem;
 
 /// `R_X86_64_NONE`.
@@ -251,8 +254,11 @@ impl Fixup {
 }
 
 /// What `r_type` needs, or `None` if it is not supported.
-pub(crate) fn needs(r_type: u32) -> Option<Needs> {
-    classify(r_type).map(Fixup::needs)
+pub(crate) const fn needs(r_type: u32) -> Option<Needs> {
+    match classify(r_type) {
+        Some(fixup) => Some(fixup.needs()),
+        None => None,
+    }
 }
 
 /// Bytes of the field a data relocation of `r_type` writes, for the types
@@ -372,6 +378,109 @@ pub(crate) fn apply_fast_unrelaxed(
         return true;
     }
     r_type == R_X86_64_64 && write_word64(bytes, offset, symbol.wrapping_add_signed(addend)).is_ok()
+}
+
+/// One section's relocations, as its loop reads them: the entries
+/// (`Elf64_Rela`, their symbol indices offset by `symbol_base`), the
+/// section's target address, and S per symbol for the fast path
+/// ([`NO_FAST_ADDRESS`] where it must decline). Read through one
+/// reference, so that the loop keeps few registers busy.
+pub(crate) struct Section<'a> {
+    pub entries: &'a [[u8; RELA_ENTRY]],
+    pub symbol_base: u32,
+    pub target: u64,
+    pub symbols: &'a [u64],
+}
+
+/// Applies `section`'s relocations to its `bytes`: the fast path first
+/// ([`apply_fast`], or [`apply_fast_unrelaxed`] for a section in which the
+/// plan relaxed nothing), the full engine where it declines. `relaxed`
+/// gives the plan's decision entry by entry, and is read only when
+/// `RELAXES`. Not inlined, so that this loop has the registers to itself.
+#[inline(never)]
+pub(crate) fn apply_section<const RELAXES: bool, L: Linking>(
+    section: &Section<'_>,
+    mut relaxed: impl FnMut() -> bool,
+    bytes: &mut [u8],
+    link: &mut L,
+) -> Result<(), L::Error> {
+    let (symbols, target, symbol_base) = (section.symbols, section.target, section.symbol_base);
+    for (position, raw) in section.entries.iter().enumerate() {
+        let entry = Rela::decode(raw, symbol_base);
+        let relax = RELAXES && relaxed();
+        // The fast path applies nearly every entry, and declines, writing
+        // nothing, where the full path is needed. Loads through a GOT slot
+        // (rare outside position-independent references to other modules)
+        // take the full path.
+        let symbol = symbols
+            .get(entry.r_sym())
+            .copied()
+            .unwrap_or(NO_FAST_ADDRESS);
+        let place = target.wrapping_add(entry.r_offset);
+        let fast = symbol != NO_FAST_ADDRESS
+            && usize::try_from(entry.r_offset).is_ok_and(|offset| {
+                let (r_type, addend) = (entry.r_type, entry.r_addend);
+                if RELAXES {
+                    apply_fast(r_type, bytes, offset, symbol, addend, place, relax)
+                } else {
+                    apply_fast_unrelaxed(r_type, bytes, offset, symbol, addend, place)
+                }
+            });
+        if fast {
+            continue;
+        }
+        // By position: the entry itself would be kept in memory for it,
+        // on the fast path too.
+        apply_one(section, position, relax, bytes, link)?;
+    }
+    Ok(())
+}
+
+/// Entry `position` through the full engine, for what the fast path
+/// declined: it applies the entry (marking its stub if the call went
+/// through it) or says exactly why not.
+#[inline(never)]
+fn apply_one<L: Linking>(
+    section: &Section<'_>,
+    position: usize,
+    relax: bool,
+    bytes: &mut [u8],
+    link: &mut L,
+) -> Result<(), L::Error> {
+    let Some(entry) = section
+        .entries
+        .get(position)
+        .map(|raw| Rela::decode(raw, section.symbol_base))
+    else {
+        return Ok(());
+    };
+    let mut stub = u32::MAX;
+    let applied = (|| {
+        let symbol = link
+            .symbol(entry.r_sym())
+            .ok_or(RelocationProblem::BadSymbol)?;
+        let offset = usize::try_from(entry.r_offset).map_err(|_| RelocationProblem::OutOfBounds)?;
+        let place = section.target.wrapping_add(entry.r_offset);
+        let (inputs, slot) = link
+            .inputs(&entry, &symbol, place)
+            .ok_or(RelocationProblem::TargetNotLoaded)?;
+        stub = slot;
+        apply_common(entry.r_type, bytes, offset, &inputs, relax).unwrap_or_else(|| {
+            let inputs = FixupInputs {
+                symbol_size: link.symbol_size(&entry),
+                ..inputs
+            };
+            apply(entry.r_type, bytes, offset, &inputs, relax)
+        })
+    })();
+    match applied {
+        Ok(Applied::Direct) => Ok(()),
+        Ok(Applied::ThroughStub) => {
+            link.used_stub(stub);
+            Ok(())
+        }
+        Err(problem) => Err(link.error(&entry, problem)),
+    }
 }
 
 /// Applies one relocation to `bytes` (the section's contents) at `offset`.

@@ -6,14 +6,15 @@ use core::cell::OnceCell;
 
 use crate::arch::stub_addend;
 use crate::arch::Machine;
+use crate::arch::Rela;
 use crate::arch::RelocationProblem;
-use crate::arch::{aarch64, x86_64, Applied, FixupInputs, SlotSizes};
+use crate::arch::{aarch64, x86_64, FixupInputs, Linking, SlotSizes, NO_FAST_ADDRESS};
 use crate::error::LoadError;
 use crate::memory::LayoutBytes;
 use crate::names::NameMap;
 use crate::object::relocation_error;
-use crate::object::{Object, Rela, RelocationSection};
-use crate::plan::{EntryBits, Layout, Plan};
+use crate::object::Object;
+use crate::plan::{Layout, Plan};
 
 use super::mismatch;
 use super::unwind::empty_discarded_fdes;
@@ -94,7 +95,7 @@ pub(crate) fn apply_relocations(
             got_size,
             built: OnceCell::new(),
         };
-        let section = SectionFixups {
+        let mut section = SectionFixups {
             object,
             index: relocations.target,
             symbols: if unwind {
@@ -102,26 +103,44 @@ pub(crate) fn apply_relocations(
             } else {
                 &symbol_targets
             },
-            addresses: if unwind {
-                &unwind_addresses
-            } else {
-                &addresses
-            },
             stub_slots: &layout.stub_slot,
-            target: section_target,
             got: got_base,
             stubs: stub_base,
             stub_size,
+            stub_used: &mut stub_used,
         };
-        // One loop per machine, so each inlines its own engine's common path.
+        let addresses = if unwind {
+            &unwind_addresses
+        } else {
+            &addresses
+        };
+        let (entries, base) = (relocations.entries, relocations.symbol_base);
+        let fast = x86_64::Section {
+            entries,
+            symbol_base: base,
+            target: section_target,
+            symbols: addresses,
+        };
+        // One loop per machine, in its arch file, so each inlines its own
+        // engine's common path.
         match object.machine {
-            Machine::X86_64 => section.apply_x86_64(
-                relocations,
-                (&layout.relaxed, first),
-                section_bytes,
-                &mut stub_used,
-            ),
-            Machine::AArch64 => section.apply_aarch64(relocations, section_bytes, &mut stub_used),
+            // Code built without `-fPIC` (kernel code, typically) has no
+            // load to relax: its loop needs no relaxation bits and no selects.
+            Machine::X86_64 if layout.relaxed.any_in(first, relocations.len()) => {
+                let mut relaxed = layout.relaxed.cursor(first);
+                x86_64::apply_section::<true, _>(
+                    &fast,
+                    move || relaxed.next_bit(),
+                    section_bytes,
+                    &mut section,
+                )
+            }
+            Machine::X86_64 => {
+                x86_64::apply_section::<false, _>(&fast, || false, section_bytes, &mut section)
+            }
+            Machine::AArch64 => {
+                aarch64::apply_section(entries, base, section_target, section_bytes, &mut section)
+            }
         }?;
         if unwind {
             let data = object
@@ -136,197 +155,83 @@ pub(crate) fn apply_relocations(
     Ok((applied, stub_used))
 }
 
-/// In [`SectionFixups::addresses`]: the symbol has no address. The fast path
-/// declines its entries, and the full engine, which reads the whole record,
-/// says why. A symbol whose address happens to be this value (it is not a
-/// canonical address) is declined too, and the full engine applies it.
-pub(crate) const NO_FAST_ADDRESS: u64 = 1 << 63;
-
-/// The inputs shared by every entry of one relocation section.
+/// What the machines' loops ask of one relocation section's module (see
+/// [`Linking`]): its symbols' records, built on first use, and its GOT and
+/// stubs.
 pub(crate) struct SectionFixups<'s, 'o> {
     object: &'s Object<'o>,
     /// The index of the section the entries patch.
     index: usize,
     symbols: &'s SymbolTargets<'s>,
-    /// Per symbol: its address as in `symbols`, or [`NO_FAST_ADDRESS`].
-    addresses: &'s [u64],
     /// The plan's stubs, by `(symbol, addend key)`.
     stub_slots: &'s NameMap<(usize, i64), u32>,
-    /// The section's target address.
-    target: u64,
     got: u64,
     stubs: u64,
     stub_size: u64,
+    /// Per stub: whether a call went through it.
+    stub_used: &'s mut [bool],
 }
 
-impl SectionFixups<'_, '_> {
-    /// Applies the x86-64 `relocations` to the section's `bytes`. Entry `i`
-    /// is relaxed if bit `first + i` of `relaxed` is set: the plan's decision.
-    /// Marks the stubs calls went through.
-    fn apply_x86_64(
-        &self,
-        relocations: &RelocationSection<'_>,
-        (relaxed, first): (&EntryBits, usize),
-        bytes: &mut [u8],
-        stub_used: &mut [bool],
-    ) -> Result<(), LoadError> {
-        // Code built without `-fPIC` (kernel code, typically) has no load to
-        // relax: its loop needs no relaxation bits and no selects.
-        if relaxed.any_in(first, relocations.len()) {
-            self.apply_x86_64_entries::<true>(relocations, (relaxed, first), bytes, stub_used)
-        } else {
-            self.apply_x86_64_entries::<false>(relocations, (relaxed, first), bytes, stub_used)
-        }
+impl Linking for SectionFixups<'_, '_> {
+    type Symbol = SymbolTarget;
+    type Error = LoadError;
+
+    #[inline]
+    fn symbol(&self, index: usize) -> Option<SymbolTarget> {
+        self.symbols.get().get(index).copied()
     }
 
-    /// [`Self::apply_x86_64`]'s loop, for a section with relaxed loads
-    /// (`RELAXES`) or without. Not inlined into [`Placed::relocate`], so
-    /// that this loop has the registers to itself.
-    #[inline(never)]
-    fn apply_x86_64_entries<const RELAXES: bool>(
-        &self,
-        relocations: &RelocationSection<'_>,
-        (relaxed, first): (&EntryBits, usize),
-        bytes: &mut [u8],
-        stub_used: &mut [bool],
-    ) -> Result<(), LoadError> {
-        let mut relaxed = relaxed.cursor(first);
-        for (position, entry) in relocations.entries().enumerate() {
-            let relax = RELAXES && relaxed.next_bit();
-            // The engine's fast path first: it applies nearly every entry,
-            // and declines, writing nothing, where the full path is needed.
-            // Loads through a GOT slot (rare outside position-independent
-            // references to other modules) take the full path.
-            let symbol = self
-                .addresses
-                .get(entry.r_sym())
-                .copied()
-                .unwrap_or(NO_FAST_ADDRESS);
-            let place = self.target.wrapping_add(entry.r_offset);
-            let fast = symbol != NO_FAST_ADDRESS
-                && usize::try_from(entry.r_offset).is_ok_and(|offset| {
-                    let (r_type, addend) = (entry.r_type, entry.r_addend);
-                    if RELAXES {
-                        x86_64::apply_fast(r_type, bytes, offset, symbol, addend, place, relax)
-                    } else {
-                        x86_64::apply_fast_unrelaxed(r_type, bytes, offset, symbol, addend, place)
-                    }
-                });
-            if fast {
-                continue;
-            }
-            // By position: the entry itself would be kept in memory for it,
-            // on the fast path too.
-            self.apply_one_x86_64(relocations, position, relax, bytes, stub_used)?;
-        }
-        Ok(())
-    }
-
-    /// Entry `position` through the full engine, for what the fast path
-    /// declined: it applies the entry (marking its stub if the call went
-    /// through it) or says exactly why not.
-    #[inline(never)]
-    fn apply_one_x86_64(
-        &self,
-        relocations: &RelocationSection<'_>,
-        position: usize,
-        relax: bool,
-        bytes: &mut [u8],
-        stub_used: &mut [bool],
-    ) -> Result<(), LoadError> {
-        let Some(entry) = relocations.get(position) else {
-            return Ok(());
-        };
-        let target = self.symbols.get().get(entry.r_sym());
-        let applied = (|| {
-            let target = target.ok_or(RelocationProblem::BadSymbol)?;
-            let offset =
-                usize::try_from(entry.r_offset).map_err(|_| RelocationProblem::OutOfBounds)?;
-            // An x86-64 stub jumps to the symbol itself: one per symbol.
-            let inputs = self
-                .inputs(&entry, target, target.stub)
-                .ok_or(RelocationProblem::TargetNotLoaded)?;
-            x86_64::apply_common(entry.r_type, bytes, offset, &inputs, relax).unwrap_or_else(|| {
-                let inputs = self.sized(&entry, &inputs);
-                x86_64::apply(entry.r_type, bytes, offset, &inputs, relax)
-            })
-        })();
-        match applied {
-            Ok(Applied::Direct) => Ok(()),
-            Ok(Applied::ThroughStub) => {
-                mark_used(stub_used, target.map_or(SymbolTarget::NO_SLOT, |t| t.stub));
-                Ok(())
-            }
-            Err(problem) => Err(relocation_error(self.object, self.index, &entry, problem)),
-        }
-    }
-
-    /// Applies the AArch64 `relocations` to the section's `bytes`, marking
-    /// the veneers branches went through.
-    fn apply_aarch64(
-        &self,
-        relocations: &RelocationSection<'_>,
-        bytes: &mut [u8],
-        stub_used: &mut [bool],
-    ) -> Result<(), LoadError> {
-        let symbols = self.symbols.get();
-        for entry in relocations.entries() {
-            let fail = |problem| relocation_error(self.object, self.index, &entry, problem);
-            let target = symbols
-                .get(entry.r_sym())
-                .ok_or_else(|| fail(RelocationProblem::BadSymbol))?;
-            let offset = usize::try_from(entry.r_offset)
-                .map_err(|_| fail(RelocationProblem::OutOfBounds))?;
-            // A veneer jumps to symbol plus addend, so each addend has its own.
-            let veneer = if entry.r_addend == 0 {
-                target.stub
-            } else {
-                let key = (entry.r_sym(), stub_addend(Machine::AArch64, entry.r_addend));
-                self.stub_slots
-                    .get(&key)
-                    .copied()
-                    .unwrap_or(SymbolTarget::NO_SLOT)
-            };
-            let mut inputs = self
-                .inputs(&entry, target, veneer)
-                .ok_or_else(|| fail(RelocationProblem::TargetNotLoaded))?;
-            if target.is(SymbolTarget::ABSENT_WEAK) {
-                inputs.symbol = aarch64::absent_weak_symbol(entry.r_type, inputs.place);
-            }
-            let outcome = aarch64::apply(entry.r_type, bytes, offset, &self.sized(&entry, &inputs))
-                .map_err(fail)?;
-            if outcome == Applied::ThroughStub {
-                mark_used(stub_used, veneer);
-            }
-        }
-        Ok(())
-    }
-
-    /// The formula's inputs for `entry`, whose symbol is `target` and whose
-    /// call may use stub `stub`; `None` if the symbol has no address.
     #[inline(always)]
-    fn inputs(&self, entry: &Rela, target: &SymbolTarget, stub: u32) -> Option<FixupInputs> {
-        Some(FixupInputs {
-            symbol: target.address()?,
+    fn inputs(
+        &self,
+        entry: &Rela,
+        symbol: &SymbolTarget,
+        place: u64,
+    ) -> Option<(FixupInputs, u32)> {
+        // Nearly every call's stub has addend key 0 (every x86-64 one
+        // does): that one sits in the symbol's record.
+        let key = stub_addend(self.object.machine, entry.r_addend);
+        let stub = if key == 0 {
+            symbol.stub
+        } else {
+            self.stub_slots
+                .get(&(entry.r_sym(), key))
+                .copied()
+                .unwrap_or(SymbolTarget::NO_SLOT)
+        };
+        let inputs = FixupInputs {
+            symbol: symbol.address()?,
             addend: entry.r_addend,
-            place: self.target.wrapping_add(entry.r_offset),
+            place,
             got: self.got,
-            got_slot: target.got_slot(),
+            got_slot: symbol.got_slot(),
             stub: slot_address(self.stubs, self.stub_size, stub),
             symbol_size: 0,
-        })
+        };
+        Some((inputs, stub))
     }
 
-    /// `inputs` with Z, the symbol's size, which only a few types read.
-    fn sized(&self, entry: &Rela, inputs: &FixupInputs) -> FixupInputs {
-        FixupInputs {
-            symbol_size: self
-                .object
-                .symbols
-                .get(entry.r_sym())
-                .map_or(0, |symbol| symbol.size),
-            ..*inputs
-        }
+    #[inline]
+    fn symbol_size(&self, entry: &Rela) -> u64 {
+        self.object
+            .symbols
+            .get(entry.r_sym())
+            .map_or(0, |symbol| symbol.size)
+    }
+
+    #[inline]
+    fn is_absent_weak(&self, symbol: &SymbolTarget) -> bool {
+        symbol.is(SymbolTarget::ABSENT_WEAK)
+    }
+
+    #[inline]
+    fn used_stub(&mut self, slot: u32) {
+        mark_used(self.stub_used, slot);
+    }
+
+    #[cold]
+    fn error(&self, entry: &Rela, problem: RelocationProblem) -> LoadError {
+        relocation_error(self.object, self.index, entry, problem)
     }
 }
 

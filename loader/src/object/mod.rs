@@ -14,7 +14,7 @@ use goblin::elf::section_header::SectionHeader;
 use goblin::elf::Elf;
 
 use crate::addr::Alignment;
-use crate::arch::{Machine, RelocationProblem, RelocationType};
+use crate::arch::{Machine, Rela, RelocationProblem, RelocationType};
 use crate::error::{ErrorKind, LoadError, RelocationFailure, SectionRef};
 use crate::limits::{Limit, Limits};
 #[cfg(doc)]
@@ -113,42 +113,6 @@ impl Symbol<'_> {
     }
 }
 
-/// One `Rela` entry, decoded once at parse time for planning and relocation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Rela {
-    pub r_offset: u64,
-    pub r_addend: i64,
-    /// The symbol index (`ELF64_R_SYM`, 32 bits): 24 bytes an entry.
-    sym: u32,
-    /// The type (`ELF64_R_TYPE`).
-    pub r_type: u32,
-}
-
-impl Rela {
-    /// The symbol index.
-    pub fn r_sym(&self) -> usize {
-        self.sym as usize
-    }
-
-    /// Decodes one little-endian `Elf64_Rela` whose symbol table starts at
-    /// `symbol_base` of the object's (0 but in a [joined](Object::join) one).
-    #[inline]
-    fn decode(entry: &[u8; RELA_SIZE as usize], symbol_base: u32) -> Self {
-        let (words, _) = entry.as_chunks::<8>();
-        // Three whole words: the lookups are resolved at compile time.
-        let word = |at: usize| words.get(at).copied().map_or(0, u64::from_le_bytes);
-        let r_info = word(1);
-        Self {
-            r_offset: word(0),
-            r_addend: word(2) as i64,
-            // `Object::join` checked that every index of a member is inside
-            // its table, so the sum is inside the set's and cannot wrap.
-            sym: ((r_info >> 32) as u32).wrapping_add(symbol_base),
-            r_type: r_info as u32,
-        }
-    }
-}
-
 /// A section of relocations and the section it patches. Its entries are
 /// read straight from the file's bytes each time a stage walks them: decoding
 /// a 24-byte entry costs less than storing and reloading a decoded copy.
@@ -167,13 +131,6 @@ impl<'a> RelocationSection<'a> {
     /// How many entries the section holds.
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Entry `index`, decoded.
-    pub fn get(&self, index: usize) -> Option<Rela> {
-        self.entries
-            .get(index)
-            .map(|entry| Rela::decode(entry, self.symbol_base))
     }
 
     /// The entries, decoded in file order.

@@ -4,13 +4,14 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::arch::Rela;
 use crate::arch::{
     aarch64, absolute_calls_need_stub, stub_addend, x86_64, Machine, Needs, RelocationProblem,
     RelocationType,
 };
 use crate::error::{ErrorKind, LoadError};
 use crate::names::{NameMap, NAME_HASHER};
-use crate::object::{relocation_error, Object, Rela, RelocationSection};
+use crate::object::{relocation_error, Object, RelocationSection};
 use crate::plan::Binding;
 
 /// GOT slots a pending import's context takes after the GOT's own slots:
@@ -244,6 +245,10 @@ pub(crate) struct TypeCounts {
 
 pub(crate) const TYPE_SLOTS: usize = 128;
 
+/// [`TypeCounts::needs_table`] of each machine.
+const X86_64_NEEDS: [u8; TYPE_SLOTS + 1] = TypeCounts::needs_table(Machine::X86_64);
+const AARCH64_NEEDS: [u8; TYPE_SLOTS + 1] = TypeCounts::needs_table(Machine::AArch64);
+
 /// [`Needs`] as bits, so that one table byte answers for an entry.
 pub(crate) struct NeedBits;
 
@@ -255,14 +260,23 @@ impl NeedBits {
     /// On a symbol's class only: the symbol is a pending import.
     pub(crate) const PENDING: u8 = 16;
 
-    pub(crate) fn of(needs: Option<Needs>) -> u8 {
-        let bit = |set: bool, bit: u8| if set { bit } else { 0 };
-        needs.map_or(0, |needs| {
-            Self::SUPPORTED
-                | bit(needs.got_slot, Self::GOT_SLOT)
-                | bit(needs.stub, Self::STUB)
-                | bit(needs.relaxable, Self::RELAXABLE)
-        })
+    pub(crate) const fn of(needs: Option<Needs>) -> u8 {
+        const fn bit(set: bool, bit: u8) -> u8 {
+            if set {
+                bit
+            } else {
+                0
+            }
+        }
+        match needs {
+            Some(needs) => {
+                Self::SUPPORTED
+                    | bit(needs.got_slot, Self::GOT_SLOT)
+                    | bit(needs.stub, Self::STUB)
+                    | bit(needs.relaxable, Self::RELAXABLE)
+            }
+            None => 0,
+        }
     }
 }
 
@@ -270,19 +284,38 @@ impl TypeCounts {
     /// An empty count, with what each of `machine`'s types needs looked up
     /// once for all entries.
     pub(crate) fn new(machine: Machine) -> Self {
-        let mut needs = [0; TYPE_SLOTS + 1];
-        for (slot, needs) in needs.iter_mut().enumerate().take(TYPE_SLOTS) {
-            let r_type = Self::r_type(machine, slot);
-            // Slots no type number maps to stay unsupported.
-            if Self::slot(machine, r_type) == Some(slot) {
-                *needs = NeedBits::of(crate::arch::needs(machine, r_type));
-            }
-        }
+        let needs = match machine {
+            Machine::X86_64 => X86_64_NEEDS,
+            Machine::AArch64 => AARCH64_NEEDS,
+        };
         Self {
             machine,
             counts: [0; TYPE_SLOTS + 1],
             needs,
         }
+    }
+
+    /// What each of `machine`'s types needs, by slot, as [`NeedBits`]: the
+    /// machine's `needs`, worked out once, when the loader is compiled.
+    const fn needs_table(machine: Machine) -> [u8; TYPE_SLOTS + 1] {
+        let mut table = [0; TYPE_SLOTS + 1];
+        let mut slot = 0;
+        while slot < TYPE_SLOTS {
+            let r_type = Self::r_type(machine, slot);
+            // Slots no type number maps to stay unsupported.
+            if let Some(mapped) = Self::slot(machine, r_type) {
+                if mapped == slot {
+                    // Evaluated at compile time: an index out of range
+                    // would fail the build, not a load.
+                    #[allow(clippy::indexing_slicing)]
+                    {
+                        table[slot] = NeedBits::of(crate::arch::needs(machine, r_type));
+                    }
+                }
+            }
+            slot = slot.wrapping_add(1);
+        }
+        table
     }
 
     /// [`Self::count_for`] with the table's machine.
@@ -321,18 +354,26 @@ impl TypeCounts {
 
     /// The table slot of `r_type`, for types a machine may support.
     #[inline(always)]
-    pub(crate) fn slot(machine: Machine, r_type: u32) -> Option<usize> {
+    pub(crate) const fn slot(machine: Machine, r_type: u32) -> Option<usize> {
         let slot = match machine {
             Machine::X86_64 => r_type,
             // R_AARCH64_NONE is 0; the ABI's other types start at 256.
             Machine::AArch64 if r_type == 0 => 0,
-            Machine::AArch64 => r_type.checked_sub(256)?.checked_add(64)?,
+            Machine::AArch64 => match r_type.checked_sub(256 - 64) {
+                Some(slot) if r_type >= 256 => slot,
+                _ => return None,
+            },
         };
-        usize::try_from(slot).ok().filter(|slot| *slot < TYPE_SLOTS)
+        // Slot numbers are below TYPE_SLOTS, which fits any usize.
+        if (slot as usize) < TYPE_SLOTS {
+            Some(slot as usize)
+        } else {
+            None
+        }
     }
 
     /// The type number slot `slot` stands for.
-    pub(crate) fn r_type(machine: Machine, slot: usize) -> u32 {
+    pub(crate) const fn r_type(machine: Machine, slot: usize) -> u32 {
         let slot = slot as u32;
         match machine {
             Machine::X86_64 => slot,
@@ -388,6 +429,7 @@ impl EntryBits {
     }
 
     /// Sets bit `index`; an index past the end is ignored.
+    #[inline]
     pub(crate) fn set(&mut self, index: usize) {
         if let Some(word) = self.words.get_mut(index / 64) {
             *word |= 1 << (index % 64);
@@ -395,6 +437,7 @@ impl EntryBits {
     }
 
     /// Whether any of the `count` bits from `start` is set.
+    #[inline]
     pub fn any_in(&self, start: usize, count: usize) -> bool {
         let end = start
             .saturating_add(count)
@@ -421,6 +464,7 @@ impl EntryBits {
     }
 
     /// Reads the bits in order from bit `start`, a word at a time.
+    #[inline]
     pub fn cursor(&self, start: usize) -> BitCursor<'_> {
         BitCursor {
             word: self
@@ -434,6 +478,7 @@ impl EntryBits {
 }
 
 /// The low `bits` bits set (`bits` at most 64).
+#[inline]
 pub(crate) fn mask_below(bits: usize) -> u64 {
     1u64.checked_shl(bits as u32)
         .map_or(u64::MAX, |bit| bit.wrapping_sub(1))

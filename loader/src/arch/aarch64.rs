@@ -15,96 +15,99 @@
 use super::{write_field, Applied, FixupInputs, Linking, Needs, Range, Rela, RELA_ENTRY};
 use crate::arch::RelocationProblem;
 
-/// `R_AARCH64_NONE`.
-pub(crate) const R_AARCH64_NONE: u32 = 0;
+relocation_types! {
+    /// `R_AARCH64_NONE`.
+    R_AARCH64_NONE = 0,
+    /// `R_AARCH64_ABS64`: S + A, 64 bits.
+    R_AARCH64_ABS64 = 257,
+    /// `R_AARCH64_ABS32`: S + A, 32 bits, signed or unsigned.
+    R_AARCH64_ABS32 = 258,
+    /// `R_AARCH64_ABS16`: S + A, 16 bits, signed or unsigned.
+    R_AARCH64_ABS16 = 259,
+    /// `R_AARCH64_PREL64`: S + A - P, 64 bits.
+    R_AARCH64_PREL64 = 260,
+    /// `R_AARCH64_PREL32`: S + A - P, 32 bits.
+    R_AARCH64_PREL32 = 261,
+    /// `R_AARCH64_PREL16`: S + A - P, 16 bits.
+    R_AARCH64_PREL16 = 262,
+    /// `R_AARCH64_MOVW_UABS_G0`: bits 0-15 of S + A in a MOVZ/MOVK, checked.
+    R_AARCH64_MOVW_UABS_G0 = 263,
+    /// `R_AARCH64_MOVW_UABS_G0_NC`: bits 0-15 of S + A, unchecked.
+    R_AARCH64_MOVW_UABS_G0_NC = 264,
+    /// `R_AARCH64_MOVW_UABS_G1`: bits 16-31 of S + A, checked.
+    R_AARCH64_MOVW_UABS_G1 = 265,
+    /// `R_AARCH64_MOVW_UABS_G1_NC`: bits 16-31 of S + A, unchecked.
+    R_AARCH64_MOVW_UABS_G1_NC = 266,
+    /// `R_AARCH64_MOVW_UABS_G2`: bits 32-47 of S + A, checked.
+    R_AARCH64_MOVW_UABS_G2 = 267,
+    /// `R_AARCH64_MOVW_UABS_G2_NC`: bits 32-47 of S + A, unchecked.
+    R_AARCH64_MOVW_UABS_G2_NC = 268,
+    /// `R_AARCH64_MOVW_UABS_G3`: bits 48-63 of S + A.
+    R_AARCH64_MOVW_UABS_G3 = 269,
+    /// `R_AARCH64_MOVW_SABS_G0`: signed bits 0-15 of S + A; MOVN or MOVZ by sign.
+    R_AARCH64_MOVW_SABS_G0 = 270,
+    /// `R_AARCH64_MOVW_SABS_G1`: signed bits 16-31 of S + A.
+    R_AARCH64_MOVW_SABS_G1 = 271,
+    /// `R_AARCH64_MOVW_SABS_G2`: signed bits 32-47 of S + A.
+    R_AARCH64_MOVW_SABS_G2 = 272,
+    /// `R_AARCH64_LD_PREL_LO19`: S + A - P in a load-literal, ±1 MiB.
+    R_AARCH64_LD_PREL_LO19 = 273,
+    /// `R_AARCH64_ADR_PREL_LO21`: S + A - P in an ADR, ±1 MiB.
+    R_AARCH64_ADR_PREL_LO21 = 274,
+    /// `R_AARCH64_ADR_PREL_PG_HI21`: Page(S + A) - Page(P) in an ADRP, ±4 GiB.
+    R_AARCH64_ADR_PREL_PG_HI21 = 275,
+    /// `R_AARCH64_ADR_PREL_PG_HI21_NC`: the same, unchecked.
+    R_AARCH64_ADR_PREL_PG_HI21_NC = 276,
+    /// `R_AARCH64_ADD_ABS_LO12_NC`: bits 0-11 of S + A in an ADD.
+    R_AARCH64_ADD_ABS_LO12_NC = 277,
+    /// `R_AARCH64_LDST8_ABS_LO12_NC`: bits 0-11 of S + A in a byte load or store.
+    R_AARCH64_LDST8_ABS_LO12_NC = 278,
+    /// `R_AARCH64_TSTBR14`: S + A - P in a TBZ/TBNZ, ±32 KiB.
+    R_AARCH64_TSTBR14 = 279,
+    /// `R_AARCH64_CONDBR19`: S + A - P in a B.cond/CBZ/CBNZ, ±1 MiB.
+    R_AARCH64_CONDBR19 = 280,
+    /// `R_AARCH64_JUMP26`: S + A - P in a B, ±128 MiB (or through a veneer).
+    R_AARCH64_JUMP26 = 282,
+    /// `R_AARCH64_CALL26`: S + A - P in a BL, ±128 MiB (or through a veneer).
+    R_AARCH64_CALL26 = 283,
+    /// `R_AARCH64_LDST16_ABS_LO12_NC`: bits 1-11 of S + A, 2-byte aligned.
+    R_AARCH64_LDST16_ABS_LO12_NC = 284,
+    /// `R_AARCH64_LDST32_ABS_LO12_NC`: bits 2-11 of S + A, 4-byte aligned.
+    R_AARCH64_LDST32_ABS_LO12_NC = 285,
+    /// `R_AARCH64_LDST64_ABS_LO12_NC`: bits 3-11 of S + A, 8-byte aligned.
+    R_AARCH64_LDST64_ABS_LO12_NC = 286,
+    /// `R_AARCH64_MOVW_PREL_G0`: signed bits 0-15 of S + A - P, checked.
+    R_AARCH64_MOVW_PREL_G0 = 287,
+    /// `R_AARCH64_MOVW_PREL_G0_NC`: bits 0-15 of S + A - P, unchecked.
+    R_AARCH64_MOVW_PREL_G0_NC = 288,
+    /// `R_AARCH64_MOVW_PREL_G1`: signed bits 16-31 of S + A - P, checked.
+    R_AARCH64_MOVW_PREL_G1 = 289,
+    /// `R_AARCH64_MOVW_PREL_G1_NC`: bits 16-31 of S + A - P, unchecked.
+    R_AARCH64_MOVW_PREL_G1_NC = 290,
+    /// `R_AARCH64_MOVW_PREL_G2`: signed bits 32-47 of S + A - P, checked.
+    R_AARCH64_MOVW_PREL_G2 = 291,
+    /// `R_AARCH64_MOVW_PREL_G2_NC`: bits 32-47 of S + A - P, unchecked.
+    R_AARCH64_MOVW_PREL_G2_NC = 292,
+    /// `R_AARCH64_MOVW_PREL_G3`: bits 48-63 of S + A - P.
+    R_AARCH64_MOVW_PREL_G3 = 293,
+    /// `R_AARCH64_LDST128_ABS_LO12_NC`: bits 4-11 of S + A, 16-byte aligned.
+    R_AARCH64_LDST128_ABS_LO12_NC = 299,
+    /// `R_AARCH64_GOTREL64`: S + A - GOT, 64 bits.
+    R_AARCH64_GOTREL64 = 307,
+    /// `R_AARCH64_GOTREL32`: S + A - GOT, 32 bits.
+    R_AARCH64_GOTREL32 = 308,
+    /// `R_AARCH64_GOT_LD_PREL19`: G(GDAT(S)) + A - P in a load-literal, ±1 MiB.
+    R_AARCH64_GOT_LD_PREL19 = 309,
+    /// `R_AARCH64_ADR_GOT_PAGE`: Page(G(GDAT(S)) + A) - Page(P) in an ADRP.
+    R_AARCH64_ADR_GOT_PAGE = 311,
+    /// `R_AARCH64_LD64_GOT_LO12_NC`: bits 3-11 of G(GDAT(S)) + A in an LDR.
+    R_AARCH64_LD64_GOT_LO12_NC = 312,
+    /// `R_AARCH64_LD64_GOTPAGE_LO15`: G(GDAT(S)) + A - Page(GOT) in an LDR, 0..32 KiB.
+    R_AARCH64_LD64_GOTPAGE_LO15 = 313,
+}
+
 /// `R_AARCH64_NONE` as some older tools number it (withdrawn `R_AARCH64_NULL`).
 pub(crate) const R_AARCH64_NONE_OLD: u32 = 256;
-/// `R_AARCH64_ABS64`: S + A, 64 bits.
-pub(crate) const R_AARCH64_ABS64: u32 = 257;
-/// `R_AARCH64_ABS32`: S + A, 32 bits, signed or unsigned.
-pub(crate) const R_AARCH64_ABS32: u32 = 258;
-/// `R_AARCH64_ABS16`: S + A, 16 bits, signed or unsigned.
-pub(crate) const R_AARCH64_ABS16: u32 = 259;
-/// `R_AARCH64_PREL64`: S + A - P, 64 bits.
-pub(crate) const R_AARCH64_PREL64: u32 = 260;
-/// `R_AARCH64_PREL32`: S + A - P, 32 bits.
-pub(crate) const R_AARCH64_PREL32: u32 = 261;
-/// `R_AARCH64_PREL16`: S + A - P, 16 bits.
-pub(crate) const R_AARCH64_PREL16: u32 = 262;
-/// `R_AARCH64_MOVW_UABS_G0`: bits 0-15 of S + A in a MOVZ/MOVK, checked.
-pub(crate) const R_AARCH64_MOVW_UABS_G0: u32 = 263;
-/// `R_AARCH64_MOVW_UABS_G0_NC`: bits 0-15 of S + A, unchecked.
-pub(crate) const R_AARCH64_MOVW_UABS_G0_NC: u32 = 264;
-/// `R_AARCH64_MOVW_UABS_G1`: bits 16-31 of S + A, checked.
-pub(crate) const R_AARCH64_MOVW_UABS_G1: u32 = 265;
-/// `R_AARCH64_MOVW_UABS_G1_NC`: bits 16-31 of S + A, unchecked.
-pub(crate) const R_AARCH64_MOVW_UABS_G1_NC: u32 = 266;
-/// `R_AARCH64_MOVW_UABS_G2`: bits 32-47 of S + A, checked.
-pub(crate) const R_AARCH64_MOVW_UABS_G2: u32 = 267;
-/// `R_AARCH64_MOVW_UABS_G2_NC`: bits 32-47 of S + A, unchecked.
-pub(crate) const R_AARCH64_MOVW_UABS_G2_NC: u32 = 268;
-/// `R_AARCH64_MOVW_UABS_G3`: bits 48-63 of S + A.
-pub(crate) const R_AARCH64_MOVW_UABS_G3: u32 = 269;
-/// `R_AARCH64_MOVW_SABS_G0`: signed bits 0-15 of S + A; MOVN or MOVZ by sign.
-pub(crate) const R_AARCH64_MOVW_SABS_G0: u32 = 270;
-/// `R_AARCH64_MOVW_SABS_G1`: signed bits 16-31 of S + A.
-pub(crate) const R_AARCH64_MOVW_SABS_G1: u32 = 271;
-/// `R_AARCH64_MOVW_SABS_G2`: signed bits 32-47 of S + A.
-pub(crate) const R_AARCH64_MOVW_SABS_G2: u32 = 272;
-/// `R_AARCH64_LD_PREL_LO19`: S + A - P in a load-literal, ±1 MiB.
-pub(crate) const R_AARCH64_LD_PREL_LO19: u32 = 273;
-/// `R_AARCH64_ADR_PREL_LO21`: S + A - P in an ADR, ±1 MiB.
-pub(crate) const R_AARCH64_ADR_PREL_LO21: u32 = 274;
-/// `R_AARCH64_ADR_PREL_PG_HI21`: Page(S + A) - Page(P) in an ADRP, ±4 GiB.
-pub(crate) const R_AARCH64_ADR_PREL_PG_HI21: u32 = 275;
-/// `R_AARCH64_ADR_PREL_PG_HI21_NC`: the same, unchecked.
-pub(crate) const R_AARCH64_ADR_PREL_PG_HI21_NC: u32 = 276;
-/// `R_AARCH64_ADD_ABS_LO12_NC`: bits 0-11 of S + A in an ADD.
-pub(crate) const R_AARCH64_ADD_ABS_LO12_NC: u32 = 277;
-/// `R_AARCH64_LDST8_ABS_LO12_NC`: bits 0-11 of S + A in a byte load or store.
-pub(crate) const R_AARCH64_LDST8_ABS_LO12_NC: u32 = 278;
-/// `R_AARCH64_TSTBR14`: S + A - P in a TBZ/TBNZ, ±32 KiB.
-pub(crate) const R_AARCH64_TSTBR14: u32 = 279;
-/// `R_AARCH64_CONDBR19`: S + A - P in a B.cond/CBZ/CBNZ, ±1 MiB.
-pub(crate) const R_AARCH64_CONDBR19: u32 = 280;
-/// `R_AARCH64_JUMP26`: S + A - P in a B, ±128 MiB (or through a veneer).
-pub(crate) const R_AARCH64_JUMP26: u32 = 282;
-/// `R_AARCH64_CALL26`: S + A - P in a BL, ±128 MiB (or through a veneer).
-pub(crate) const R_AARCH64_CALL26: u32 = 283;
-/// `R_AARCH64_LDST16_ABS_LO12_NC`: bits 1-11 of S + A, 2-byte aligned.
-pub(crate) const R_AARCH64_LDST16_ABS_LO12_NC: u32 = 284;
-/// `R_AARCH64_LDST32_ABS_LO12_NC`: bits 2-11 of S + A, 4-byte aligned.
-pub(crate) const R_AARCH64_LDST32_ABS_LO12_NC: u32 = 285;
-/// `R_AARCH64_LDST64_ABS_LO12_NC`: bits 3-11 of S + A, 8-byte aligned.
-pub(crate) const R_AARCH64_LDST64_ABS_LO12_NC: u32 = 286;
-/// `R_AARCH64_MOVW_PREL_G0`: signed bits 0-15 of S + A - P, checked.
-pub(crate) const R_AARCH64_MOVW_PREL_G0: u32 = 287;
-/// `R_AARCH64_MOVW_PREL_G0_NC`: bits 0-15 of S + A - P, unchecked.
-pub(crate) const R_AARCH64_MOVW_PREL_G0_NC: u32 = 288;
-/// `R_AARCH64_MOVW_PREL_G1`: signed bits 16-31 of S + A - P, checked.
-pub(crate) const R_AARCH64_MOVW_PREL_G1: u32 = 289;
-/// `R_AARCH64_MOVW_PREL_G1_NC`: bits 16-31 of S + A - P, unchecked.
-pub(crate) const R_AARCH64_MOVW_PREL_G1_NC: u32 = 290;
-/// `R_AARCH64_MOVW_PREL_G2`: signed bits 32-47 of S + A - P, checked.
-pub(crate) const R_AARCH64_MOVW_PREL_G2: u32 = 291;
-/// `R_AARCH64_MOVW_PREL_G2_NC`: bits 32-47 of S + A - P, unchecked.
-pub(crate) const R_AARCH64_MOVW_PREL_G2_NC: u32 = 292;
-/// `R_AARCH64_MOVW_PREL_G3`: bits 48-63 of S + A - P.
-pub(crate) const R_AARCH64_MOVW_PREL_G3: u32 = 293;
-/// `R_AARCH64_LDST128_ABS_LO12_NC`: bits 4-11 of S + A, 16-byte aligned.
-pub(crate) const R_AARCH64_LDST128_ABS_LO12_NC: u32 = 299;
-/// `R_AARCH64_GOTREL64`: S + A - GOT, 64 bits.
-pub(crate) const R_AARCH64_GOTREL64: u32 = 307;
-/// `R_AARCH64_GOTREL32`: S + A - GOT, 32 bits.
-pub(crate) const R_AARCH64_GOTREL32: u32 = 308;
-/// `R_AARCH64_GOT_LD_PREL19`: G(GDAT(S)) + A - P in a load-literal, ±1 MiB.
-pub(crate) const R_AARCH64_GOT_LD_PREL19: u32 = 309;
-/// `R_AARCH64_ADR_GOT_PAGE`: Page(G(GDAT(S)) + A) - Page(P) in an ADRP.
-pub(crate) const R_AARCH64_ADR_GOT_PAGE: u32 = 311;
-/// `R_AARCH64_LD64_GOT_LO12_NC`: bits 3-11 of G(GDAT(S)) + A in an LDR.
-pub(crate) const R_AARCH64_LD64_GOT_LO12_NC: u32 = 312;
-/// `R_AARCH64_LD64_GOTPAGE_LO15`: G(GDAT(S)) + A - Page(GOT) in an LDR, 0..32 KiB.
-pub(crate) const R_AARCH64_LD64_GOTPAGE_LO15: u32 = 313;
 
 /// Bytes in a GOT slot.
 pub(crate) const GOT_SLOT_SIZE: u64 = 8;
@@ -116,62 +119,19 @@ pub(crate) const VENEER_ALIGN: u64 = 16;
 
 /// The AAELF64 name of a type, or `None` for one this loader does not know.
 pub(crate) fn name(r_type: u32) -> Option<&'static str> {
-    Some(match r_type {
-        R_AARCH64_NONE | R_AARCH64_NONE_OLD => "R_AARCH64_NONE",
-        R_AARCH64_ABS64 => "R_AARCH64_ABS64",
-        R_AARCH64_ABS32 => "R_AARCH64_ABS32",
-        R_AARCH64_ABS16 => "R_AARCH64_ABS16",
-        R_AARCH64_PREL64 => "R_AARCH64_PREL64",
-        R_AARCH64_PREL32 => "R_AARCH64_PREL32",
-        R_AARCH64_PREL16 => "R_AARCH64_PREL16",
-        R_AARCH64_MOVW_UABS_G0 => "R_AARCH64_MOVW_UABS_G0",
-        R_AARCH64_MOVW_UABS_G0_NC => "R_AARCH64_MOVW_UABS_G0_NC",
-        R_AARCH64_MOVW_UABS_G1 => "R_AARCH64_MOVW_UABS_G1",
-        R_AARCH64_MOVW_UABS_G1_NC => "R_AARCH64_MOVW_UABS_G1_NC",
-        R_AARCH64_MOVW_UABS_G2 => "R_AARCH64_MOVW_UABS_G2",
-        R_AARCH64_MOVW_UABS_G2_NC => "R_AARCH64_MOVW_UABS_G2_NC",
-        R_AARCH64_MOVW_UABS_G3 => "R_AARCH64_MOVW_UABS_G3",
-        R_AARCH64_MOVW_SABS_G0 => "R_AARCH64_MOVW_SABS_G0",
-        R_AARCH64_MOVW_SABS_G1 => "R_AARCH64_MOVW_SABS_G1",
-        R_AARCH64_MOVW_SABS_G2 => "R_AARCH64_MOVW_SABS_G2",
-        R_AARCH64_LD_PREL_LO19 => "R_AARCH64_LD_PREL_LO19",
-        R_AARCH64_ADR_PREL_LO21 => "R_AARCH64_ADR_PREL_LO21",
-        R_AARCH64_ADR_PREL_PG_HI21 => "R_AARCH64_ADR_PREL_PG_HI21",
-        R_AARCH64_ADR_PREL_PG_HI21_NC => "R_AARCH64_ADR_PREL_PG_HI21_NC",
-        R_AARCH64_ADD_ABS_LO12_NC => "R_AARCH64_ADD_ABS_LO12_NC",
-        R_AARCH64_LDST8_ABS_LO12_NC => "R_AARCH64_LDST8_ABS_LO12_NC",
-        R_AARCH64_TSTBR14 => "R_AARCH64_TSTBR14",
-        R_AARCH64_CONDBR19 => "R_AARCH64_CONDBR19",
-        R_AARCH64_JUMP26 => "R_AARCH64_JUMP26",
-        R_AARCH64_CALL26 => "R_AARCH64_CALL26",
-        R_AARCH64_LDST16_ABS_LO12_NC => "R_AARCH64_LDST16_ABS_LO12_NC",
-        R_AARCH64_LDST32_ABS_LO12_NC => "R_AARCH64_LDST32_ABS_LO12_NC",
-        R_AARCH64_LDST64_ABS_LO12_NC => "R_AARCH64_LDST64_ABS_LO12_NC",
-        R_AARCH64_MOVW_PREL_G0 => "R_AARCH64_MOVW_PREL_G0",
-        R_AARCH64_MOVW_PREL_G0_NC => "R_AARCH64_MOVW_PREL_G0_NC",
-        R_AARCH64_MOVW_PREL_G1 => "R_AARCH64_MOVW_PREL_G1",
-        R_AARCH64_MOVW_PREL_G1_NC => "R_AARCH64_MOVW_PREL_G1_NC",
-        R_AARCH64_MOVW_PREL_G2 => "R_AARCH64_MOVW_PREL_G2",
-        R_AARCH64_MOVW_PREL_G2_NC => "R_AARCH64_MOVW_PREL_G2_NC",
-        R_AARCH64_MOVW_PREL_G3 => "R_AARCH64_MOVW_PREL_G3",
-        R_AARCH64_LDST128_ABS_LO12_NC => "R_AARCH64_LDST128_ABS_LO12_NC",
-        R_AARCH64_GOTREL64 => "R_AARCH64_GOTREL64",
-        R_AARCH64_GOTREL32 => "R_AARCH64_GOTREL32",
-        R_AARCH64_GOT_LD_PREL19 => "R_AARCH64_GOT_LD_PREL19",
-        R_AARCH64_ADR_GOT_PAGE => "R_AARCH64_ADR_GOT_PAGE",
-        R_AARCH64_LD64_GOT_LO12_NC => "R_AARCH64_LD64_GOT_LO12_NC",
-        R_AARCH64_LD64_GOTPAGE_LO15 => "R_AARCH64_LD64_GOTPAGE_LO15",
-        1024 => "R_AARCH64_COPY",
-        1025 => "R_AARCH64_GLOB_DAT",
-        1026 => "R_AARCH64_JUMP_SLOT",
-        1027 => "R_AARCH64_RELATIVE",
-        1028 => "R_AARCH64_TLS_DTPMOD",
-        1029 => "R_AARCH64_TLS_DTPREL",
-        1030 => "R_AARCH64_TLS_TPREL",
-        1031 => "R_AARCH64_TLSDESC",
-        1032 => "R_AARCH64_IRELATIVE",
-        512..=573 => "R_AARCH64_TLS (thread-local storage)",
-        _ => return None,
+    defined_name(r_type).or(match r_type {
+        R_AARCH64_NONE_OLD => Some("R_AARCH64_NONE"),
+        1024 => Some("R_AARCH64_COPY"),
+        1025 => Some("R_AARCH64_GLOB_DAT"),
+        1026 => Some("R_AARCH64_JUMP_SLOT"),
+        1027 => Some("R_AARCH64_RELATIVE"),
+        1028 => Some("R_AARCH64_TLS_DTPMOD"),
+        1029 => Some("R_AARCH64_TLS_DTPREL"),
+        1030 => Some("R_AARCH64_TLS_TPREL"),
+        1031 => Some("R_AARCH64_TLSDESC"),
+        1032 => Some("R_AARCH64_IRELATIVE"),
+        512..=573 => Some("R_AARCH64_TLS (thread-local storage)"),
+        _ => None,
     })
 }
 

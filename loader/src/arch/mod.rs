@@ -2,6 +2,22 @@
 //! addresses and values in, patched bytes or an error out. They never read
 //! loader state, so host tests can drive every architecture on any host.
 
+/// Defines a machine's type constants, each with its documentation, and
+/// its `defined_name`, so that a type's number and name are written once.
+macro_rules! relocation_types {
+    ($($(#[$doc:meta])* $name:ident = $value:literal,)*) => {
+        $($(#[$doc])* pub(crate) const $name: u32 = $value;)*
+
+        /// The name of a type defined above.
+        fn defined_name(r_type: u32) -> Option<&'static str> {
+            match r_type {
+                $($name => Some(stringify!($name)),)*
+                _ => None,
+            }
+        }
+    };
+}
+
 pub mod aarch64;
 pub mod x86_64;
 

@@ -16,54 +16,56 @@ use super::{
 };
 use crate::arch::RelocationProblem;
 
-/// `R_X86_64_NONE`.
-pub(crate) const R_X86_64_NONE: u32 = 0;
-/// `R_X86_64_64`: S + A, 64 bits.
-pub(crate) const R_X86_64_64: u32 = 1;
-/// `R_X86_64_PC32`: S + A - P, signed 32 bits.
-pub(crate) const R_X86_64_PC32: u32 = 2;
-/// `R_X86_64_GOT32`: G + A, signed 32 bits (G is the slot's offset in the GOT).
-pub(crate) const R_X86_64_GOT32: u32 = 3;
-/// `R_X86_64_PLT32`: L + A - P, signed 32 bits.
-pub(crate) const R_X86_64_PLT32: u32 = 4;
-/// `R_X86_64_GOTPCREL`: G + GOT + A - P, signed 32 bits.
-pub(crate) const R_X86_64_GOTPCREL: u32 = 9;
-/// `R_X86_64_32`: S + A, zero-extended 32 bits.
-pub(crate) const R_X86_64_32: u32 = 10;
-/// `R_X86_64_32S`: S + A, sign-extended 32 bits.
-pub(crate) const R_X86_64_32S: u32 = 11;
-/// `R_X86_64_16`: S + A, 16 bits.
-pub(crate) const R_X86_64_16: u32 = 12;
-/// `R_X86_64_PC16`: S + A - P, signed 16 bits.
-pub(crate) const R_X86_64_PC16: u32 = 13;
-/// `R_X86_64_8`: S + A, 8 bits.
-pub(crate) const R_X86_64_8: u32 = 14;
-/// `R_X86_64_PC8`: S + A - P, signed 8 bits.
-pub(crate) const R_X86_64_PC8: u32 = 15;
-/// `R_X86_64_PC64`: S + A - P, 64 bits.
-pub(crate) const R_X86_64_PC64: u32 = 24;
-/// `R_X86_64_GOTOFF64`: S + A - GOT, 64 bits.
-pub(crate) const R_X86_64_GOTOFF64: u32 = 25;
-/// `R_X86_64_GOTPC32`: GOT + A - P, signed 32 bits.
-pub(crate) const R_X86_64_GOTPC32: u32 = 26;
-/// `R_X86_64_GOT64`: G + A, 64 bits.
-pub(crate) const R_X86_64_GOT64: u32 = 27;
-/// `R_X86_64_GOTPCREL64`: G + GOT - P + A, 64 bits.
-pub(crate) const R_X86_64_GOTPCREL64: u32 = 28;
-/// `R_X86_64_GOTPC64`: GOT - P + A, 64 bits.
-pub(crate) const R_X86_64_GOTPC64: u32 = 29;
-/// `R_X86_64_GOTPLT64`: G + A, 64 bits (like GOT64; there is no lazy binding).
-pub(crate) const R_X86_64_GOTPLT64: u32 = 30;
-/// `R_X86_64_PLTOFF64`: L - GOT + A, 64 bits.
-pub(crate) const R_X86_64_PLTOFF64: u32 = 31;
-/// `R_X86_64_SIZE32`: Z + A, zero-extended 32 bits.
-pub(crate) const R_X86_64_SIZE32: u32 = 32;
-/// `R_X86_64_SIZE64`: Z + A, 64 bits.
-pub(crate) const R_X86_64_SIZE64: u32 = 33;
-/// `R_X86_64_GOTPCRELX`: like GOTPCREL, and the instruction may be relaxed.
-pub(crate) const R_X86_64_GOTPCRELX: u32 = 41;
-/// `R_X86_64_REX_GOTPCRELX`: like GOTPCRELX, for instructions with a REX prefix.
-pub(crate) const R_X86_64_REX_GOTPCRELX: u32 = 42;
+relocation_types! {
+    /// `R_X86_64_NONE`.
+    R_X86_64_NONE = 0,
+    /// `R_X86_64_64`: S + A, 64 bits.
+    R_X86_64_64 = 1,
+    /// `R_X86_64_PC32`: S + A - P, signed 32 bits.
+    R_X86_64_PC32 = 2,
+    /// `R_X86_64_GOT32`: G + A, signed 32 bits (G is the slot's offset in the GOT).
+    R_X86_64_GOT32 = 3,
+    /// `R_X86_64_PLT32`: L + A - P, signed 32 bits.
+    R_X86_64_PLT32 = 4,
+    /// `R_X86_64_GOTPCREL`: G + GOT + A - P, signed 32 bits.
+    R_X86_64_GOTPCREL = 9,
+    /// `R_X86_64_32`: S + A, zero-extended 32 bits.
+    R_X86_64_32 = 10,
+    /// `R_X86_64_32S`: S + A, sign-extended 32 bits.
+    R_X86_64_32S = 11,
+    /// `R_X86_64_16`: S + A, 16 bits.
+    R_X86_64_16 = 12,
+    /// `R_X86_64_PC16`: S + A - P, signed 16 bits.
+    R_X86_64_PC16 = 13,
+    /// `R_X86_64_8`: S + A, 8 bits.
+    R_X86_64_8 = 14,
+    /// `R_X86_64_PC8`: S + A - P, signed 8 bits.
+    R_X86_64_PC8 = 15,
+    /// `R_X86_64_PC64`: S + A - P, 64 bits.
+    R_X86_64_PC64 = 24,
+    /// `R_X86_64_GOTOFF64`: S + A - GOT, 64 bits.
+    R_X86_64_GOTOFF64 = 25,
+    /// `R_X86_64_GOTPC32`: GOT + A - P, signed 32 bits.
+    R_X86_64_GOTPC32 = 26,
+    /// `R_X86_64_GOT64`: G + A, 64 bits.
+    R_X86_64_GOT64 = 27,
+    /// `R_X86_64_GOTPCREL64`: G + GOT - P + A, 64 bits.
+    R_X86_64_GOTPCREL64 = 28,
+    /// `R_X86_64_GOTPC64`: GOT - P + A, 64 bits.
+    R_X86_64_GOTPC64 = 29,
+    /// `R_X86_64_GOTPLT64`: G + A, 64 bits (like GOT64; there is no lazy binding).
+    R_X86_64_GOTPLT64 = 30,
+    /// `R_X86_64_PLTOFF64`: L - GOT + A, 64 bits.
+    R_X86_64_PLTOFF64 = 31,
+    /// `R_X86_64_SIZE32`: Z + A, zero-extended 32 bits.
+    R_X86_64_SIZE32 = 32,
+    /// `R_X86_64_SIZE64`: Z + A, 64 bits.
+    R_X86_64_SIZE64 = 33,
+    /// `R_X86_64_GOTPCRELX`: like GOTPCREL, and the instruction may be relaxed.
+    R_X86_64_GOTPCRELX = 41,
+    /// `R_X86_64_REX_GOTPCRELX`: like GOTPCRELX, for instructions with a REX prefix.
+    R_X86_64_REX_GOTPCRELX = 42,
+}
 
 /// Bytes in a GOT slot.
 pub(crate) const GOT_SLOT_SIZE: u64 = 8;
@@ -83,37 +85,13 @@ const fn relative(target: u64, addend: i64, place: u64) -> u64 {
 
 /// The psABI name of a type, or `None` for one this loader does not know.
 pub(crate) fn name(r_type: u32) -> Option<&'static str> {
-    Some(match r_type {
-        R_X86_64_NONE => "R_X86_64_NONE",
-        R_X86_64_64 => "R_X86_64_64",
-        R_X86_64_PC32 => "R_X86_64_PC32",
-        R_X86_64_GOT32 => "R_X86_64_GOT32",
-        R_X86_64_PLT32 => "R_X86_64_PLT32",
-        R_X86_64_GOTPCREL => "R_X86_64_GOTPCREL",
-        R_X86_64_32 => "R_X86_64_32",
-        R_X86_64_32S => "R_X86_64_32S",
-        R_X86_64_16 => "R_X86_64_16",
-        R_X86_64_PC16 => "R_X86_64_PC16",
-        R_X86_64_8 => "R_X86_64_8",
-        R_X86_64_PC8 => "R_X86_64_PC8",
-        R_X86_64_PC64 => "R_X86_64_PC64",
-        R_X86_64_GOTOFF64 => "R_X86_64_GOTOFF64",
-        R_X86_64_GOTPC32 => "R_X86_64_GOTPC32",
-        R_X86_64_GOT64 => "R_X86_64_GOT64",
-        R_X86_64_GOTPCREL64 => "R_X86_64_GOTPCREL64",
-        R_X86_64_GOTPC64 => "R_X86_64_GOTPC64",
-        R_X86_64_GOTPLT64 => "R_X86_64_GOTPLT64",
-        R_X86_64_PLTOFF64 => "R_X86_64_PLTOFF64",
-        R_X86_64_SIZE32 => "R_X86_64_SIZE32",
-        R_X86_64_SIZE64 => "R_X86_64_SIZE64",
-        R_X86_64_GOTPCRELX => "R_X86_64_GOTPCRELX",
-        R_X86_64_REX_GOTPCRELX => "R_X86_64_REX_GOTPCRELX",
-        5 => "R_X86_64_COPY",
-        6 => "R_X86_64_GLOB_DAT",
-        7 => "R_X86_64_JUMP_SLOT",
-        8 => "R_X86_64_RELATIVE",
-        16..=23 | 34..=36 => return tls_name(r_type),
-        _ => return None,
+    defined_name(r_type).or(match r_type {
+        5 => Some("R_X86_64_COPY"),
+        6 => Some("R_X86_64_GLOB_DAT"),
+        7 => Some("R_X86_64_JUMP_SLOT"),
+        8 => Some("R_X86_64_RELATIVE"),
+        16..=23 | 34..=36 => tls_name(r_type),
+        _ => None,
     })
 }
 

@@ -6,7 +6,7 @@ use crate::error::LoadError;
 use crate::limits::{Limit, Limits};
 use crate::memory::protection::{MemoryProtection, PageWriter};
 use crate::memory::region::Region;
-use crate::memory::Placement;
+use crate::memory::PlacementPolicy;
 use crate::namespace::Namespace;
 use crate::object::Object;
 
@@ -34,7 +34,7 @@ pub struct Loader<'l> {
     pub(crate) fallback: Option<&'l dyn SymbolResolver>,
     pub(crate) limits: Limits,
     /// Contiguous by default; [`Loader::grouped`] or [`Loader::packed`].
-    pub(crate) placement: Placement,
+    pub(crate) placement: PlacementPolicy,
     /// Whether imports may stay pending (see [`Loader::late_binding`]).
     pub(crate) late_binding: bool,
     /// Whether `.eh_frame` is loaded (see [`Loader::keep_unwind_tables`]).
@@ -58,7 +58,7 @@ impl<'l> Loader<'l> {
             protection,
             fallback: None,
             limits: Limits::DEFAULT,
-            placement: Placement::Contiguous,
+            placement: PlacementPolicy::Contiguous,
             late_binding: false,
             unwind_tables: false,
             #[cfg(feature = "signature")]
@@ -174,7 +174,7 @@ impl<'l> Loader<'l> {
     ///
     /// [`Planned::allocate`]: crate::Planned::allocate
     pub fn packed(mut self, writer: &'static dyn PageWriter) -> Self {
-        self.placement = Placement::Packed(writer);
+        self.placement = PlacementPolicy::Packed(writer);
         self
     }
 
@@ -204,7 +204,7 @@ impl<'l> Loader<'l> {
     /// gives each. Ignored by a [packed](Loader::packed) loader.
     pub fn grouped(mut self) -> Self {
         if !self.is_packed() {
-            self.placement = Placement::Grouped;
+            self.placement = PlacementPolicy::Grouped;
         }
         self
     }
@@ -216,12 +216,12 @@ impl<'l> Loader<'l> {
 
     /// Whether this loader groups segments ([`Loader::grouped`]).
     pub fn is_grouped(&self) -> bool {
-        matches!(self.placement, Placement::Grouped)
+        matches!(self.placement, PlacementPolicy::Grouped)
     }
 
     /// Whether this loader packs modules ([`Loader::packed`]).
     pub fn is_packed(&self) -> bool {
-        matches!(self.placement, Placement::Packed(_))
+        matches!(self.placement, PlacementPolicy::Packed(_))
     }
 
     /// The limits this loader enforces.

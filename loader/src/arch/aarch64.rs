@@ -12,7 +12,9 @@
 // range-checked before a field is written.
 #![allow(clippy::arithmetic_side_effects)]
 
-use super::{write_field, Applied, FixupInputs, Linking, Needs, Range, Rela, RELA_ENTRY};
+use super::{
+    entry_inputs, write_field, Applied, FixupInputs, Linking, Needs, Range, Rela, RELA_ENTRY,
+};
 use crate::arch::RelocationProblem;
 
 relocation_types! {
@@ -511,23 +513,22 @@ pub(crate) fn apply_section<L: Linking>(
 ) -> Result<(), L::Error> {
     for raw in entries {
         let entry = Rela::decode(raw, symbol_base);
-        let Some(symbol) = link.symbol(entry.r_sym()) else {
-            return Err(link.error(&entry, RelocationProblem::BadSymbol));
-        };
-        let Ok(offset) = usize::try_from(entry.r_offset) else {
-            return Err(link.error(&entry, RelocationProblem::OutOfBounds));
-        };
-        let place = target.wrapping_add(entry.r_offset);
-        let Some((mut inputs, veneer)) = link.inputs(&entry, &symbol, place) else {
-            return Err(link.error(&entry, RelocationProblem::TargetNotLoaded));
-        };
-        if link.is_absent_weak(&symbol) {
-            inputs.symbol = absent_weak_symbol(entry.r_type, inputs.place);
-        }
-        inputs.symbol_size = link.symbol_size(&entry);
-        match apply(entry.r_type, bytes, offset, &inputs) {
-            Ok(Applied::Direct) => {}
-            Ok(Applied::ThroughStub) => link.used_stub(veneer),
+        let applied =
+            entry_inputs(link, &entry, target).and_then(|(offset, inputs, veneer, symbol)| {
+                let inputs = FixupInputs {
+                    symbol: if link.is_absent_weak(&symbol) {
+                        absent_weak_symbol(entry.r_type, inputs.place)
+                    } else {
+                        inputs.symbol
+                    },
+                    symbol_size: link.symbol_size(&entry),
+                    ..inputs
+                };
+                Ok((apply(entry.r_type, bytes, offset, &inputs)?, veneer))
+            });
+        match applied {
+            Ok((Applied::Direct, _)) => {}
+            Ok((Applied::ThroughStub, veneer)) => link.used_stub(veneer),
             Err(problem) => return Err(link.error(&entry, problem)),
         }
     }

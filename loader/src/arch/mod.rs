@@ -144,6 +144,28 @@ pub(crate) trait Linking {
     fn error(&self, entry: &Rela, problem: RelocationProblem) -> Self::Error;
 }
 
+/// What the full engine needs for `entry` of a section placed at `target`:
+/// its field's offset, the formula's inputs (Z left 0), the slot of its
+/// stub or veneer, and its symbol's record. Or the problem that stops it,
+/// checked in this order: a bad symbol index, an offset beyond the address
+/// space, a symbol with no address.
+#[inline]
+pub(crate) fn entry_inputs<L: Linking>(
+    link: &L,
+    entry: &Rela,
+    target: u64,
+) -> Result<(usize, FixupInputs, u32, L::Symbol), RelocationProblem> {
+    let symbol = link
+        .symbol(entry.r_sym())
+        .ok_or(RelocationProblem::BadSymbol)?;
+    let offset = usize::try_from(entry.r_offset).map_err(|_| RelocationProblem::OutOfBounds)?;
+    let place = target.wrapping_add(entry.r_offset);
+    let (inputs, stub) = link
+        .inputs(entry, &symbol, place)
+        .ok_or(RelocationProblem::TargetNotLoaded)?;
+    Ok((offset, inputs, stub, symbol))
+}
+
 /// For a loop's fast path, in the table of S by symbol: the symbol has no
 /// address. The fast path declines its entries, and the full engine, which
 /// asks the link layer for the whole record, says why. A symbol whose

@@ -11,8 +11,8 @@
 use core::hint::select_unpredictable;
 
 use super::{
-    write_field, write_signed32, write_word64, Applied, FixupInputs, Linking, Needs, Range, Rela,
-    NO_FAST_ADDRESS, RELA_ENTRY,
+    entry_inputs, write_field, write_signed32, write_word64, Applied, FixupInputs, Linking, Needs,
+    Range, Rela, NO_FAST_ADDRESS, RELA_ENTRY,
 };
 use crate::arch::RelocationProblem;
 
@@ -432,28 +432,21 @@ fn apply_one<L: Linking>(
     else {
         return Ok(());
     };
-    let mut stub = u32::MAX;
-    let applied = (|| {
-        let symbol = link
-            .symbol(entry.r_sym())
-            .ok_or(RelocationProblem::BadSymbol)?;
-        let offset = usize::try_from(entry.r_offset).map_err(|_| RelocationProblem::OutOfBounds)?;
-        let place = section.target.wrapping_add(entry.r_offset);
-        let (inputs, slot) = link
-            .inputs(&entry, &symbol, place)
-            .ok_or(RelocationProblem::TargetNotLoaded)?;
-        stub = slot;
-        apply_common(entry.r_type, bytes, offset, &inputs, relax).unwrap_or_else(|| {
-            let inputs = FixupInputs {
-                symbol_size: link.symbol_size(&entry),
-                ..inputs
-            };
-            apply(entry.r_type, bytes, offset, &inputs, relax)
-        })
-    })();
+    let applied =
+        entry_inputs(link, &entry, section.target).and_then(|(offset, inputs, stub, _)| {
+            let outcome = apply_common(entry.r_type, bytes, offset, &inputs, relax)
+                .unwrap_or_else(|| {
+                    let inputs = FixupInputs {
+                        symbol_size: link.symbol_size(&entry),
+                        ..inputs
+                    };
+                    apply(entry.r_type, bytes, offset, &inputs, relax)
+                })?;
+            Ok((outcome, stub))
+        });
     match applied {
-        Ok(Applied::Direct) => Ok(()),
-        Ok(Applied::ThroughStub) => {
+        Ok((Applied::Direct, _)) => Ok(()),
+        Ok((Applied::ThroughStub, stub)) => {
             link.used_stub(stub);
             Ok(())
         }

@@ -127,7 +127,7 @@ struct PackedSegment {
 /// [`Loader::grouped`]: crate::Loader::grouped
 /// [`Loader::packed`]: crate::Loader::packed
 #[derive(Clone, Copy)]
-pub(crate) enum Placement {
+pub(crate) enum PlacementPolicy {
     /// One reservation per module, its segments side by side.
     Contiguous,
     /// Each segment on pages of its own, beside other modules' segments
@@ -144,23 +144,23 @@ impl ModuleMemory {
     pub fn allocate(
         region: &'static Region,
         plan: &Plan,
-        placement: Placement,
+        placement: PlacementPolicy,
         protection: &'static dyn MemoryProtection,
     ) -> Result<Self, ErrorKind> {
         match placement {
-            Placement::Contiguous => region
+            PlacementPolicy::Contiguous => region
                 .reserve(plan.size(), plan.alignment().bytes())
                 .map(Self::new)
                 .ok_or(ErrorKind::OutOfMemory {
                     size: plan.size(),
                     align: plan.alignment().bytes(),
                 }),
-            Placement::Grouped => Self::grouped(region, plan),
-            Placement::Packed(writer) => Self::packed(region, plan, protection, writer),
+            PlacementPolicy::Grouped => Self::grouped(region, plan),
+            PlacementPolicy::Packed(writer) => Self::packed(region, plan, protection, writer),
         }
     }
 
-    pub fn new(reservation: Reservation) -> Self {
+    fn new(reservation: Reservation) -> Self {
         Self {
             backing: Backing::Contiguous(Contiguous {
                 reservation: Some(reservation),
@@ -172,7 +172,7 @@ impl ModuleMemory {
     /// Packed memory for a module of `plan`: a piece per non-empty segment,
     /// exactly as large as the segment's contents (no page rounding), and
     /// zeroed staging bytes for the whole layout. Fails with nothing taken.
-    pub fn packed(
+    fn packed(
         region: &'static Region,
         plan: &Plan,
         protection: &'static dyn MemoryProtection,
@@ -220,7 +220,7 @@ impl ModuleMemory {
 
     /// Grouped memory for a module of `plan`: a reservation of whole pages
     /// per non-empty segment (see `grouping.rs`). Fails with nothing taken.
-    pub fn grouped(region: &'static Region, plan: &Plan) -> Result<Self, ErrorKind> {
+    fn grouped(region: &'static Region, plan: &Plan) -> Result<Self, ErrorKind> {
         let mut parts = Vec::with_capacity(Segment::ALL.len());
         for segment in Segment::ALL {
             let Some(needs) = segment_needs(plan, segment)? else {

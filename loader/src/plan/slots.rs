@@ -168,7 +168,7 @@ pub(crate) fn scan_entries<const AARCH64: bool>(
         }
         // A relaxed load needs no slot: clear that bit.
         let wants = applies & (NeedBits::GOT_SLOT | NeedBits::STUB) & !(u8::from(relaxed) << 1);
-        if pending && !reaches_by_call::<AARCH64>(&entry, data, wants) {
+        if pending && !may_wait::<AARCH64>(&entry, data, wants) {
             slots.unpendable.push(entry.r_sym());
             continue;
         }
@@ -187,7 +187,7 @@ pub(crate) fn scan_entries<const AARCH64: bool>(
 /// Whether an entry of a pending import that wants `wants` (a stub, a GOT
 /// slot) may wait: the machine's `may_wait`.
 #[inline]
-pub(crate) fn reaches_by_call<const AARCH64: bool>(entry: &Rela, data: &[u8], wants: u8) -> bool {
+pub(crate) fn may_wait<const AARCH64: bool>(entry: &Rela, data: &[u8], wants: u8) -> bool {
     let wants_stub = wants & NeedBits::STUB != 0;
     if AARCH64 {
         aarch64::may_wait(wants_stub, entry.r_addend, data, entry.r_offset)

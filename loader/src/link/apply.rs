@@ -109,17 +109,15 @@ pub(crate) fn apply_relocations(
             stub_size,
             stub_used: &mut stub_used,
         };
-        let addresses = if unwind {
-            &unwind_addresses
-        } else {
-            &addresses
-        };
-        let (entries, base) = (relocations.entries, relocations.symbol_base);
         let fast = x86_64::Section {
-            entries,
-            symbol_base: base,
+            entries: relocations.entries,
+            symbol_base: relocations.symbol_base,
             target: section_target,
-            symbols: addresses,
+            symbols: if unwind {
+                &unwind_addresses
+            } else {
+                &addresses
+            },
         };
         // One loop per machine, in its arch file, so each inlines its own
         // engine's common path.
@@ -138,9 +136,13 @@ pub(crate) fn apply_relocations(
             Machine::X86_64 => {
                 x86_64::apply_section::<false, _>(&fast, || false, section_bytes, &mut section)
             }
-            Machine::AArch64 => {
-                aarch64::apply_section(entries, base, section_target, section_bytes, &mut section)
-            }
+            Machine::AArch64 => aarch64::apply_section(
+                fast.entries,
+                fast.symbol_base,
+                section_target,
+                section_bytes,
+                &mut section,
+            ),
         }?;
         if unwind {
             let data = object

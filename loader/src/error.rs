@@ -414,11 +414,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::DuplicateDefinition { name, existing } => {
                 write!(f, "symbol {name} is already defined by {existing}")
             }
-            ErrorKind::Relocation(failure) => write!(
-                f,
-                "{} at offset {:#x}: {} against symbol {}: {}",
-                failure.section, failure.offset, failure.r_type, failure.symbol, failure.problem
-            ),
+            ErrorKind::Relocation(failure) => fmt::Display::fmt(failure, f),
             ErrorKind::OutOfMemory { size, align } => write!(
                 f,
                 "region has no free block of {size} bytes aligned to {align}"
@@ -453,6 +449,44 @@ impl fmt::Display for ErrorKind {
         }
     }
 }
+
+impl RelocationFailure {
+    /// How to rebuild the object so that this relocation fits, when its
+    /// overflow shows that the object was compiled for the small code model
+    /// (the compilers' default), which assumes code and data within 2 GiB
+    /// (x86-64) or 4 GiB (AArch64) of each other or of address 0: a module
+    /// in a region far from the host's symbols cannot keep that promise.
+    pub fn code_model_advice(&self) -> Option<&'static str> {
+        match self.problem {
+            RelocationProblem::Overflow { .. } => self.r_type.code_model_advice(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RelocationFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at offset {:#x}: {} against symbol {}: {}",
+            self.section, self.offset, self.r_type, self.symbol, self.problem
+        )?;
+        match self.code_model_advice() {
+            Some(advice) => write!(f, " ({advice})"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl core::error::Error for RelocationFailure {}
+
+impl core::error::Error for ErrorKind {}
+
+impl core::error::Error for SectionProblem {}
+
+impl core::error::Error for SymbolProblem {}
+
+impl core::error::Error for SignatureProblem {}
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

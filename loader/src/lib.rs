@@ -94,7 +94,7 @@ pub use limits::{Limit, Limits};
 pub use loader::{Loader, SymbolResolver};
 pub use memory::protection::{MemoryProtection, NoProtection, PageWriter, ProtectionError};
 pub use memory::region::{GroupedUsage, PackedUsage, Region, RegionError, RegionUsage};
-pub use module::{Module, Refused};
+pub use module::{Module, Refused, Symbol};
 pub use namespace::{ImportStatus, ModuleId, Namespace, UnboundCall, UnboundHook};
 pub use object::Object;
 pub use plan::Plan;

@@ -258,7 +258,23 @@ impl<'l> Loader<'l> {
         Object::parse_with_limits(name, bytes, &self.limits)
     }
 
-    /// Resolves names the namespace lacks through `resolver`.
+    /// Resolves names the namespace lacks through `resolver`: any
+    /// [`SymbolResolver`], or a closure.
+    ///
+    /// ```
+    /// use modload::{Loader, Namespace, NoProtection, Region, VirtAddr};
+    ///
+    /// static REGION: Region = Region::new();
+    /// static NAMESPACE: Namespace = Namespace::new();
+    ///
+    /// // A kernel's own symbol table, looked up only for names no module defines.
+    /// let kernel_symbols = |name: &str| match name {
+    ///     "kernel_print" => Some(VirtAddr::new(0xffff_ffff_8000_1000)),
+    ///     _ => None,
+    /// };
+    /// let loader = Loader::new(&NAMESPACE, &REGION, &NoProtection).with_fallback(&kernel_symbols);
+    /// # let _ = loader;
+    /// ```
     pub fn with_fallback(mut self, resolver: &'l dyn SymbolResolver) -> Self {
         self.fallback = Some(resolver);
         self

@@ -1,6 +1,8 @@
 //! A handle to a loaded module.
 
 use alloc::vec::Vec;
+use core::fmt;
+use core::marker::PhantomData;
 
 use crate::addr::VirtAddr;
 use crate::error::UnloadError;
@@ -11,6 +13,40 @@ use crate::namespace::{ImportStatus, ModuleId, Namespace};
 pub struct Module<'n> {
     namespace: &'n Namespace,
     id: ModuleId,
+}
+
+/// A symbol of a loaded module as a value of type `T`, usually an
+/// `extern "C" fn` pointer, from [`Module::get`]. It borrows the module's
+/// handle, as `libloading::Symbol` borrows its library, so it cannot be used
+/// once the module is unloaded. It derefs to `T`.
+pub struct Symbol<'m, T> {
+    value: T,
+    module: PhantomData<&'m ()>,
+}
+
+impl<T: Copy> Symbol<'_, T> {
+    /// The bare value, no longer tied to the module's handle.
+    ///
+    /// # Safety
+    /// The value must not be used after the module is unloaded: by then its
+    /// memory may hold another module's code or data.
+    pub unsafe fn into_raw(self) -> T {
+        self.value
+    }
+}
+
+impl<T> core::ops::Deref for Symbol<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: core::fmt::Debug> core::fmt::Debug for Symbol<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("Symbol").field(&self.value).finish()
+    }
 }
 
 /// A refused unload: the handle comes back with the reason.
@@ -82,15 +118,36 @@ impl<'n> Module<'n> {
     }
 
     /// The symbol `name` as a value of type `F`, typically an
-    /// `extern "C" fn(..)` pointer. `None` if the symbol is missing or `F` is not
-    /// pointer-sized.
+    /// `extern "C" fn(..)` pointer, borrowed from this handle. `None` if the
+    /// symbol is missing or `F` is not pointer-sized.
+    ///
+    /// The [`Symbol`] derefs to `F`, so a function is called as `f(2, 3)`.
+    /// It borrows the handle, and [`Module::unload`] takes the handle by
+    /// value, so a symbol cannot be used after its module is unloaded:
+    ///
+    /// ```compile_fail,E0505
+    /// fn use_after_unload(module: modload::Module<'_>) {
+    ///     // SAFETY: `answer` is `int answer(void)` in the module's C source.
+    ///     let answer = unsafe { module.get::<extern "C" fn() -> i32>("answer") };
+    ///     let Some(answer) = answer else { return };
+    ///     let _ = module.unload();
+    ///     answer(); // error[E0505]: cannot move out of `module` while borrowed
+    /// }
+    /// ```
+    ///
+    /// [`Symbol::into_raw`] gives the bare value where a borrow cannot be
+    /// kept, such as a function pointer stored in a kernel's table.
     ///
     /// # Safety
     /// `F` must match what the symbol really is (its signature and ABI).
-    pub unsafe fn get<F: Copy>(&self, name: &str) -> Option<F> {
+    pub unsafe fn get<F: Copy>(&self, name: &str) -> Option<Symbol<'_, F>> {
         let address = self.symbol(name)?;
         // SAFETY: forwarded from this function's contract.
-        unsafe { crate::call::address_as(address) }
+        let value = unsafe { crate::call::address_as(address) }?;
+        Some(Symbol {
+            value,
+            module: PhantomData,
+        })
     }
 
     /// Unloads the module: refused while other modules bind to its symbols.
@@ -123,6 +180,23 @@ impl core::fmt::Debug for Module<'_> {
             .field("id", &self.id)
             .field("name", &self.name())
             .finish()
+    }
+}
+
+impl fmt::Display for Refused<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.module.name() {
+            Some(name) => write!(f, "unloading module {name} was refused"),
+            None => f.write_str("unloading the module was refused"),
+        }
+    }
+}
+
+/// The reason is the source, so that a report that walks the chain (as
+/// `anyhow` and `eyre` do) shows it once.
+impl core::error::Error for Refused<'_> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        Some(&self.error)
     }
 }
 

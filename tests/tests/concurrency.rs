@@ -140,7 +140,7 @@ fn strong_def() -> Vec<u8> {
 
 fn address_from(module: &Module<'_>, function: &str) -> u64 {
     // SAFETY: the fixtures declare these as `long *f(void)`.
-    let f: extern "C" fn() -> *const i64 = unsafe { module.get(function) }.unwrap();
+    let f = unsafe { module.get::<extern "C" fn() -> *const i64>(function) }.unwrap();
     f() as u64
 }
 

@@ -301,8 +301,15 @@ fn calls_race_binding_and_each_reaches_the_hook_or_the_definition() {
         for round in 0..ROUNDS {
             // SAFETY: the fixtures are this project's own test code.
             let caller = unsafe { loader.load(NAME, &caller_bytes) }.unwrap();
-            // SAFETY: caller_twice is `long caller_twice(long)`.
-            *current.write().unwrap() = Some(unsafe { caller.get("caller_twice") }.unwrap());
+            // SAFETY: caller_twice is `long caller_twice(long)`, and the other
+            // thread's copy is taken back (set to None) before the unload below.
+            let function = unsafe {
+                caller
+                    .get::<extern "C" fn(i64) -> i64>("caller_twice")
+                    .unwrap()
+                    .into_raw()
+            };
+            *current.write().unwrap() = Some(function);
             // Let some unbound calls happen, then bind under the caller's feet.
             while unbound.load(Ordering::Relaxed) == 0 {
                 std::thread::yield_now();

@@ -51,8 +51,8 @@ fn joined<'a>(name: &str, members: &'a [(String, Vec<u8>)]) -> Result<Object<'a>
 
 fn call_ptr(module: &Module<'_>, name: &str) -> usize {
     // SAFETY: the fixtures declare these functions as `long *f(void)`.
-    let function: extern "C" fn() -> *const i64 =
-        unsafe { module.get(name) }.unwrap_or_else(|| panic!("no symbol {name}"));
+    let function = unsafe { module.get::<extern "C" fn() -> *const i64>(name) }
+        .unwrap_or_else(|| panic!("no symbol {name}"));
     function() as usize
 }
 
@@ -275,8 +275,8 @@ fn program_child() {
     let loader = env.loader().with_fallback(&FROM_LIBC);
     let set = try_load_set(&loader, "prog", &members).unwrap_or_else(|error| panic!("{error}"));
     // SAFETY: `main` is `int main(int, char **)`.
-    let main: extern "C" fn(c_int, *const *const c_char) -> c_int =
-        unsafe { set.get("main") }.expect("main");
+    let main = unsafe { set.get::<extern "C" fn(c_int, *const *const c_char) -> c_int>("main") }
+        .expect("main");
     let words: Vec<CString> = std::iter::once("prog")
         .chain(args.lines())
         .map(|word| CString::new(word).unwrap())

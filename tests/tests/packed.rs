@@ -169,7 +169,7 @@ fn a_module_keeps_running_while_its_pages_are_shared_and_freed() {
     std::thread::scope(|scope| {
         let caller = scope.spawn(|| {
             // SAFETY: chain_1_spin is `long f(long)`.
-            let function: extern "C" fn(i64) -> i64 = unsafe { a.get(spin) }.unwrap();
+            let function = unsafe { a.get::<extern "C" fn(i64) -> i64>(spin) }.unwrap();
             let mut x = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 assert_eq!(function(x), x + 1);

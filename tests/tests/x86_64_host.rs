@@ -29,8 +29,8 @@ fn three_c_modules_load_one_after_another_in_every_model() {
             "bss is zeroed ({model:?})"
         );
         // SAFETY: m1_greeting is `const char *m1_greeting(void)`.
-        let greeting: extern "C" fn() -> *const libc::c_char =
-            unsafe { m1.get("m1_greeting") }.unwrap();
+        let greeting =
+            unsafe { m1.get::<extern "C" fn() -> *const libc::c_char>("m1_greeting") }.unwrap();
         // SAFETY: it returns a NUL-terminated string constant of the module.
         assert_eq!(
             unsafe { CStr::from_ptr(greeting()) }.to_str(),
@@ -48,8 +48,8 @@ fn three_c_modules_load_one_after_another_in_every_model() {
         assert_eq!(call0(&m2, "m2_counter_via_ptr"), 8);
         // m2 hands out a pointer into m1 and writes m1's data directly.
         // SAFETY: m2_get_fn returns `long (*)(long)`.
-        let get_fn: extern "C" fn() -> extern "C" fn(i64) -> i64 =
-            unsafe { m2.get("m2_get_fn") }.unwrap();
+        let get_fn =
+            unsafe { m2.get::<extern "C" fn() -> extern "C" fn(i64) -> i64>("m2_get_fn") }.unwrap();
         assert_eq!(get_fn()(9), 81);
         assert_eq!(
             Some(VirtAddr::new(get_fn() as usize as u64)),
@@ -370,7 +370,7 @@ fn overflow_is_an_error_that_names_the_relocation_and_changes_nothing() {
             .try_load(&assemble(&fixture(file)))
             .err()
             .unwrap_or_else(|| panic!("{file} must overflow"));
-        let ErrorKind::Relocation(failure) = error.kind else {
+        let ErrorKind::Relocation(ref failure) = error.kind else {
             panic!("{file}: {error}")
         };
         assert_eq!(failure.r_type.name(), Some(r_type), "{file}");
@@ -380,6 +380,10 @@ fn overflow_is_an_error_that_names_the_relocation_and_changes_nothing() {
             failure.problem,
             RelocationProblem::Overflow { .. }
         ));
+        assert!(
+            error.to_string().contains("compile it with -fPIC, or with -mcmodel=large"),
+            "{file}: {error}"
+        );
         assert!(
             error.module.starts_with(file.trim_end_matches(".s")),
             "{}",
@@ -771,8 +775,8 @@ fn finalized_pages_are_never_writable_and_executable() {
         "rw-"
     );
     // SAFETY: m1_greeting is `const char *m1_greeting(void)`.
-    let greeting: extern "C" fn() -> *const libc::c_char =
-        unsafe { m1.get("m1_greeting") }.unwrap();
+    let greeting =
+        unsafe { m1.get::<extern "C" fn() -> *const libc::c_char>("m1_greeting") }.unwrap();
     assert_eq!(
         page_permissions(greeting() as u64),
         "r--",

@@ -103,6 +103,8 @@ impl fmt::Display for RelocationProblem {
     }
 }
 
+impl core::error::Error for RelocationProblem {}
+
 /// Hex with a sign, so a negative displacement reads `-0x10` rather than as
 /// 128-bit two's complement.
 struct Signed(i128);
@@ -229,6 +231,18 @@ impl RelocationType {
         match self.machine {
             EM_X86_64 => x86_64::name(self.raw),
             EM_AARCH64 => aarch64::name(self.raw),
+            _ => None,
+        }
+    }
+}
+
+impl RelocationType {
+    /// The compiler flags that avoid an overflow of this type, if such an
+    /// overflow means the object assumed the small code model.
+    pub(crate) fn code_model_advice(self) -> Option<&'static str> {
+        match self.machine {
+            EM_X86_64 => x86_64::code_model_advice(self.raw),
+            EM_AARCH64 => aarch64::code_model_advice(self.raw),
             _ => None,
         }
     }

@@ -231,6 +231,23 @@ impl Fixup {
     }
 }
 
+/// What to compile with instead, when an overflow of `r_type` shows that
+/// the object assumed the small code model: 32-bit absolute addresses (below
+/// 2 GiB) or 32-bit displacements (code and data within 2 GiB).
+pub(crate) const fn code_model_advice(r_type: u32) -> Option<&'static str> {
+    match classify(r_type) {
+        Some(Fixup::Absolute(Field { width: 4, .. })) => Some(
+            "the object was compiled for the small code model, which puts every address \
+             below 2 GiB: compile it with -fPIC, or with -mcmodel=large",
+        ),
+        Some(Fixup::PcRelative(Field { width: 4, .. })) => Some(
+            "the object was compiled for the small code model, which keeps code and data \
+             within 2 GiB of each other: compile it with -fPIC, or with -mcmodel=large",
+        ),
+        _ => None,
+    }
+}
+
 /// What `r_type` needs, or `None` if it is not supported.
 pub(crate) const fn needs(r_type: u32) -> Option<Needs> {
     match classify(r_type) {

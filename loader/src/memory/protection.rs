@@ -11,6 +11,18 @@ pub struct ProtectionError {
     pub code: i32,
 }
 
+impl core::fmt::Display for ProtectionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "the platform refused to change page permissions (code {})",
+            self.code
+        )
+    }
+}
+
+impl core::error::Error for ProtectionError {}
+
 /// What the loader needs from the platform to finalize a module.
 ///
 /// `start` and `len` are always multiples of [`Alignment::PAGE`](crate::Alignment::PAGE),

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use modload::{
     ErrorKind, ImportStatus, LoadError, Loader, Module, Namespace, Object, Region, RegionUsage,
-    RelocationProblem, Segment, UnboundCall, UnloadError, VirtAddr,
+    RelocationProblem, Segment, Symbol, UnboundCall, UnloadError, VirtAddr,
 };
 
 use crate::arch::{self, Access};
@@ -127,7 +127,10 @@ fn load(loader: Loader<'static>, name: &str) -> Result<Module<'static>, String> 
 }
 
 /// A module's function, typed.
-fn function<F: Copy>(module: &Option<Module<'static>>, name: &str) -> Result<F, String> {
+fn function<'m, F: Copy>(
+    module: &'m Option<Module<'static>>,
+    name: &str,
+) -> Result<Symbol<'m, F>, String> {
     let module = module.as_ref().ok_or("module not loaded")?;
     // SAFETY: each call site names the signature the module's source declares.
     unsafe { module.get::<F>(name) }.ok_or_else(|| format!("no symbol {name}"))

@@ -138,24 +138,24 @@ pub fn module_name(path: &Path) -> String {
 /// `fn() -> i64` exported by `module`.
 pub fn call0(module: &Module<'_>, name: &str) -> i64 {
     // SAFETY: the fixtures declare these functions as `long f(void)`.
-    let function: extern "C" fn() -> i64 =
-        unsafe { module.get(name) }.unwrap_or_else(|| panic!("no symbol {name}"));
+    let function = unsafe { module.get::<extern "C" fn() -> i64>(name) }
+        .unwrap_or_else(|| panic!("no symbol {name}"));
     function()
 }
 
 /// `fn(i64) -> i64` exported by `module`.
 pub fn call1(module: &Module<'_>, name: &str, argument: i64) -> i64 {
     // SAFETY: the fixtures declare these functions as `long f(long)`.
-    let function: extern "C" fn(i64) -> i64 =
-        unsafe { module.get(name) }.unwrap_or_else(|| panic!("no symbol {name}"));
+    let function = unsafe { module.get::<extern "C" fn(i64) -> i64>(name) }
+        .unwrap_or_else(|| panic!("no symbol {name}"));
     function(argument)
 }
 
 /// `fn(i64, i64) -> i64` exported by `module`.
 pub fn call2(module: &Module<'_>, name: &str, a: i64, b: i64) -> i64 {
     // SAFETY: the fixtures declare these functions as `long f(long, long)` (or int, long).
-    let function: extern "C" fn(i64, i64) -> i64 =
-        unsafe { module.get(name) }.unwrap_or_else(|| panic!("no symbol {name}"));
+    let function = unsafe { module.get::<extern "C" fn(i64, i64) -> i64>(name) }
+        .unwrap_or_else(|| panic!("no symbol {name}"));
     function(a, b)
 }
 

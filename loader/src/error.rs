@@ -42,6 +42,28 @@ pub enum Definer {
     Module(Box<str>),
 }
 
+/// A host export that was refused: a host export or a loaded module already
+/// defines the name ([`Namespace::add_host_export`](crate::Namespace::add_host_export)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateExport {
+    /// The name that was to be exported.
+    pub name: Box<str>,
+    /// Who defines it already.
+    pub existing: Definer,
+}
+
+impl fmt::Display for DuplicateExport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "host export {} is already defined by {}",
+            self.name, self.existing
+        )
+    }
+}
+
+impl core::error::Error for DuplicateExport {}
+
 /// The kinds of failure. Tests match on these variants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -86,8 +86,8 @@ mod unbound;
 pub use addr::{Alignment, VirtAddr};
 pub use arch::{Machine, RelocationProblem, RelocationType};
 pub use error::{
-    Definer, ErrorKind, LoadError, RelocationFailure, SectionProblem, SectionRef, SignatureProblem,
-    SymbolProblem, UnloadError,
+    Definer, DuplicateExport, ErrorKind, LoadError, RelocationFailure, SectionProblem, SectionRef,
+    SignatureProblem, SymbolProblem, UnloadError,
 };
 pub use kinds::{Extent, Permissions, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
 pub use limits::{Limit, Limits};

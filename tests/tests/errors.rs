@@ -7,7 +7,7 @@ use std::error::Error;
 
 use common::Env;
 use modload::{
-    ErrorKind, LoadError, ProtectionError, Refused, RegionError, RelocationFailure,
+    Definer, DuplicateExport, ErrorKind, LoadError, ProtectionError, Refused, RegionError, RelocationFailure,
     RelocationProblem, SectionProblem, SignatureProblem, SymbolProblem, UnloadError, VirtAddr,
 };
 use modload_tests::{compile_c, fixture, CModel};
@@ -39,6 +39,7 @@ fn each_type_with_question_mark(
     region: Result<(), RegionError>,
     protection: Result<(), ProtectionError>,
     key: Result<(), modload::signature::InvalidKey>,
+    export: Result<(), DuplicateExport>,
 ) -> Result<(), Box<dyn Error>> {
     load?;
     kind?;
@@ -52,6 +53,7 @@ fn each_type_with_question_mark(
     region?;
     protection?;
     key?;
+    export?;
     Ok(())
 }
 
@@ -94,8 +96,34 @@ fn every_public_error_type_goes_through_question_mark_with_a_message() {
         Ok(()),
         Ok(()),
         Err(modload::signature::InvalidKey),
+        Ok(()),
     )
     .is_err());
+}
+
+/// What a kernel's boot path looks like with `?`.
+fn export_twice(namespace: &modload::Namespace) -> Result<(), Box<dyn Error>> {
+    namespace.add_host_export("kernel_print", VirtAddr::new(0x1000))?;
+    namespace.add_host_export("kernel_print", VirtAddr::new(0x2000))?;
+    Ok(())
+}
+
+#[test]
+fn a_duplicate_host_export_goes_through_question_mark_naming_the_definer() {
+    let namespace = modload::Namespace::new();
+    let error = export_twice(&namespace).expect_err("the second is refused");
+    assert_eq!(
+        error.downcast_ref::<DuplicateExport>(),
+        Some(&DuplicateExport {
+            name: "kernel_print".into(),
+            existing: Definer::Host
+        })
+    );
+    assert_eq!(
+        error.to_string(),
+        "host export kernel_print is already defined by the host"
+    );
+    assert_eq!(namespace.lookup("kernel_print"), Some(VirtAddr::new(0x1000)));
 }
 
 /// What a kernel's unload path looks like with `?`.
@@ -137,7 +165,9 @@ fn an_overflow_of_a_default_model_object_says_which_flag_fixes_it() {
         .add_host_export("host_value", VirtAddr::from_ptr(&raw const host_value))
         .unwrap();
     let default = compile_c(&fixture("host_data_user.c"), CModel::PieDefault, &[]);
-    let error = env.try_load(&default).expect_err("host data is beyond 2 GiB");
+    let error = env
+        .try_load(&default)
+        .expect_err("host data is beyond 2 GiB");
     let ErrorKind::Relocation(failure) = &error.kind else {
         panic!("{error}")
     };
@@ -150,7 +180,10 @@ fn an_overflow_of_a_default_model_object_says_which_flag_fixes_it() {
     assert!(advice.contains("-fPIC") && advice.contains("-mcmodel=large"));
     let message = error.to_string();
     assert!(message.contains(advice), "{message}");
-    assert!(message.starts_with("host_data_user.o: section .text"), "{message}");
+    assert!(
+        message.starts_with("host_data_user.o: section .text"),
+        "{message}"
+    );
 
     // The advice is right: the same source built with -fPIC loads and reads it.
     let pic = env.load(&compile_c(&fixture("host_data_user.c"), CModel::Pic, &[]));

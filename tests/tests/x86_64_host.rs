@@ -381,7 +381,9 @@ fn overflow_is_an_error_that_names_the_relocation_and_changes_nothing() {
             RelocationProblem::Overflow { .. }
         ));
         assert!(
-            error.to_string().contains("compile it with -fPIC, or with -mcmodel=large"),
+            error
+                .to_string()
+                .contains("compile it with -fPIC, or with -mcmodel=large"),
             "{file}: {error}"
         );
         assert!(

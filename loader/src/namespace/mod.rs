@@ -16,7 +16,7 @@ use hashbrown::HashTable;
 use spin::Mutex;
 
 use crate::addr::VirtAddr;
-use crate::error::{Definer, ErrorKind, UnloadError};
+use crate::error::{Definer, DuplicateExport, ErrorKind, UnloadError};
 use crate::names::{name_hash, NameMap, NAME_HASHER};
 use crate::plan::Existing;
 
@@ -101,18 +101,22 @@ impl Namespace {
     }
 
     /// Adds a host symbol. Refused if the name is already defined.
-    pub fn add_host_export(&self, name: &str, address: VirtAddr) -> Result<(), Definer> {
+    pub fn add_host_export(&self, name: &str, address: VirtAddr) -> Result<(), DuplicateExport> {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let hash = name_hash(name);
+        let refused = |existing| DuplicateExport {
+            name: name.into(),
+            existing,
+        };
         if let Some(export) = find(&state.exports, &state.host, &state.modules, hash, name) {
-            return Err(match export.owner() {
+            return Err(refused(match export.owner() {
                 Owner::Host(_) => Definer::Host,
                 Owner::Module { slot, .. } => definer(&state.modules, slot),
-            });
+            }));
         }
         // 2^32 host names would need hundreds of GiB of table first.
-        let position = u32::try_from(state.host.len()).map_err(|_| Definer::Host)?;
+        let position = u32::try_from(state.host.len()).map_err(|_| refused(Definer::Host))?;
         state.host.push(HostExport {
             name: name.into(),
             address: address.as_u64(),

@@ -42,6 +42,7 @@
 //! # }
 //! ```
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![cfg_attr(
@@ -77,6 +78,7 @@ mod namespace;
 mod object;
 mod plan;
 #[cfg(feature = "signature")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signature")))]
 pub mod signature;
 mod stage;
 #[cfg(test)]

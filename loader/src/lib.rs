@@ -58,11 +58,6 @@
 
 extern crate alloc;
 
-/// The README's example runs as a doc test too.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
-
 mod addr;
 mod arch;
 mod call;

@@ -49,8 +49,9 @@ echo "== cargo package -p modload -p modload-platform"
 cargo fetch --locked --quiet
 log="$scratch/package.log"
 # Packaged together, the platform's build resolves `modload = "0.1.0"` to the
-# modload .crate just made, which is not on crates.io.
-if ! cargo package --offline --locked -p modload -p modload-platform >"$log" 2>&1; then
+# modload .crate just made, which is not on crates.io. Nothing is published
+# from here, so uncommitted changes are checked as they are (--allow-dirty).
+if ! cargo package --offline --locked --allow-dirty -p modload -p modload-platform >"$log" 2>&1; then
     cat "$log" >&2
     fail "cargo package failed"
 fi

@@ -12,8 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 started=$SECONDS
-workspace=$PWD
-check_target="$workspace/target/package-check"
+# Where cargo puts the .crate files (CARGO_TARGET_DIR and config included).
+target_dir=$(cargo metadata --no-deps --format-version 1 |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+[ -d "$target_dir" ] || mkdir -p "$target_dir"
+check_target="$target_dir/package-check"
 summary=()
 
 fail() {
@@ -48,6 +51,9 @@ echo "== cargo package -p modload -p modload-platform"
 # Everything later runs offline; this fetches whatever the cache lacks.
 cargo fetch --locked --quiet
 log="$scratch/package.log"
+# No stale .crate from an earlier run may stand in for this one's.
+rm -f "$target_dir/package/modload-$modload_version.crate" \
+    "$target_dir/package/modload-platform-$platform_version.crate"
 # Packaged together, the platform's build resolves `modload = "0.1.0"` to the
 # modload .crate just made, which is not on crates.io. Nothing is published
 # from here, so uncommitted changes are checked as they are (--allow-dirty).
@@ -66,7 +72,7 @@ max_crate_bytes=$((512 * 1024))
 check_contents() {
     local crate=$1
     shift
-    local file="target/package/$crate.crate"
+    local file="$target_dir/package/$crate.crate"
     [ -f "$file" ] || fail "no $file"
     local listing
     listing=$(tar -tzf "$file")

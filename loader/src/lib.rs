@@ -42,6 +42,7 @@
 //! # }
 //! ```
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![cfg_attr(
@@ -56,11 +57,6 @@
 )]
 
 extern crate alloc;
-
-/// The README's example runs as a doc test too.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
 
 mod addr;
 mod arch;
@@ -77,6 +73,7 @@ mod namespace;
 mod object;
 mod plan;
 #[cfg(feature = "signature")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signature")))]
 pub mod signature;
 mod stage;
 #[cfg(test)]

@@ -233,6 +233,7 @@ impl<'l> Loader<'l> {
     /// [`crate::signature`]). [`Loader::parse`] checks it before parsing;
     /// [`Loader::plan`] refuses an object that was not parsed that way.
     #[cfg(feature = "signature")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signature")))]
     pub fn require_signatures(mut self, keys: &'l crate::signature::TrustedKeys) -> Self {
         self.trusted = Some(keys);
         self

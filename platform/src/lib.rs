@@ -11,6 +11,7 @@
 //! - `x86_64` (feature `x86_64`): a kernel's 4 KiB page tables through the
 //!   `x86_64` crate, `NO_EXECUTE` and `WRITABLE` per page.
 #![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(
     unsafe_op_in_unsafe_fn,
     missing_docs,
@@ -19,9 +20,12 @@
 )]
 
 #[cfg(feature = "aarch64")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aarch64")))]
 pub mod aarch64;
 pub mod cache;
 #[cfg(feature = "host")]
+#[cfg_attr(docsrs, doc(cfg(feature = "host")))]
 pub mod host;
 #[cfg(feature = "x86_64")]
+#[cfg_attr(docsrs, doc(cfg(feature = "x86_64")))]
 pub mod x86_64;

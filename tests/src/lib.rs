@@ -27,6 +27,13 @@ use std::sync::{Mutex, OnceLock};
 pub mod aarch64;
 pub mod oracle;
 
+/// The README's examples run as doc tests of this crate, which is not
+/// published, so they may use both `modload` and `modload-platform` (host
+/// feature) and the published packages need not carry the README's files.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Flags for every C and C++ fixture, whatever the model. No unwind tables
 /// and no stack protector, so objects carry neither `.eh_frame` nor an import
 /// of `__stack_chk_fail`.

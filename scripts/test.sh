@@ -22,6 +22,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+echo "== packaging: modload and modload-platform package, and pass their tests as packaged"
+scripts/package.sh
 echo "== cargo test"
 cargo test --workspace --all-features
 echo "== QEMU test kernels (x86_64, aarch64)"

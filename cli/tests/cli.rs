@@ -342,9 +342,9 @@ fn plan_json_matches_readelf() {
             Some("x86_64")
         );
         let size = json.get("size").and_then(json::Value::num).expect("size");
-        // A whole number of pages (`u64::is_multiple_of` is newer than the MSRV).
+        // A whole number of pages.
         assert!(size >= 4096, "size {size}");
-        assert_eq!(size % 4096, 0, "size {size}");
+        assert!(size.is_multiple_of(4096), "size {size}");
         for kind in ["text", "stubs", "readonly", "got", "data", "bss"] {
             let extent = json.get("kinds").and_then(|kinds| kinds.get(kind));
             for field in ["offset", "size", "align"] {

@@ -8,7 +8,22 @@
 //!
 //! Memory comes from a [`Region`] and symbols live in a [`Namespace`]; both can
 //! be `static`s, apart from any [`Loader`], so dropping a loader leaves every
-//! module running.
+//! module running. [`Loader::load`] takes all the stages in one call, and
+//! [`Module::get`] finds a function to call.
+//!
+//! Page permissions and cache maintenance come from the platform, through
+//! [`MemoryProtection`]. The companion crate
+//! [`modload-platform`](https://docs.rs/modload-platform) implements it: for
+//! a Linux program (feature `host`: `host::map_region`,
+//! `host::HOST_PROTECTION`), and for a kernel's page tables on x86-64
+//! (feature `x86_64`) and AArch64 (feature `aarch64`); its
+//! `cache::sync_instruction_cache` serves a backend of your own.
+//! [`NoProtection`] links modules for another address or machine, as below.
+//!
+//! The repository's README says how to build modules (compiler flags per
+//! architecture and code model), what a `no_std` kernel must provide (an
+//! allocator, heap per load, which calls take locks), and has runnable
+//! examples: a host program and a minimal kernel per architecture.
 //!
 //! ```
 //! use modload::{Loader, Namespace, NoProtection, Object, Region, VirtAddr};

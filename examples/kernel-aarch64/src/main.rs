@@ -23,6 +23,11 @@ use modload_platform::aarch64::{
 // The boot code: FP on, a stack, a zeroed .bss, then `kernel_main`.
 core::arch::global_asm!(include_str!("boot.s"));
 
+/// `println!` to the serial console (see [`print`]).
+macro_rules! println {
+    ($($arg:tt)*) => { print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 /// The module, compiled from module.c by build.rs.
 static MODULE_O: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/module.o"));
 
@@ -57,7 +62,7 @@ extern "C" fn kernel_main() -> ! {
     // The MMU comes first: with it off, all memory is Device memory, where
     // the heap's atomics (exclusives) and unaligned accesses fault.
     if let Err(error) = map_memory() {
-        print(format_args!("page tables: {}\n", error.as_str()));
+        println!("page tables: {}", error.as_str());
         power_off();
     }
     // SAFETY: called once, before any allocation; nothing else uses the array.
@@ -66,7 +71,7 @@ extern "C" fn kernel_main() -> ! {
             .init(core::ptr::addr_of_mut!(HEAP_MEMORY).cast(), 64 * 1024)
     };
     if let Err(error) = run() {
-        print(format_args!("error: {error}\n"));
+        println!("error: {error}");
     }
     power_off()
 }
@@ -91,15 +96,15 @@ fn run() -> Result<(), Box<dyn Error>> {
         // SAFETY: module.c defines `int module_answer(int)`.
         let answer = unsafe { module.get::<extern "C" fn(i32) -> i32>("module_answer") }
             .ok_or("module.o has no module_answer")?;
-        print(format_args!("module says: {}\n", answer(7)));
+        println!("module says: {}", answer(7));
     }
     module
         .unload()
         .map_err(|refused| format!("unload of module.o: {}", refused.error))?;
-    print(format_args!(
-        "module unloaded, region bytes in use: {}\n",
+    println!(
+        "module unloaded, region bytes in use: {}",
         REGION.usage().used
-    ));
+    );
     Ok(())
 }
 
@@ -107,7 +112,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 extern "C" fn kernel_print(text: *const c_char) {
     // SAFETY: modules pass NUL-terminated strings.
     let text = unsafe { CStr::from_ptr(text) };
-    print(format_args!("{}\n", text.to_str().unwrap_or("(not UTF-8)")));
+    println!("{}", text.to_str().unwrap_or("(not UTF-8)"));
 }
 
 /// Identity-maps the kernel with W^X per part, the UART and the module region
@@ -179,6 +184,6 @@ fn power_off() -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    print(format_args!("panic: {info}\n"));
+    println!("panic: {info}");
     power_off()
 }

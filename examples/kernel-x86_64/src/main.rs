@@ -26,6 +26,11 @@ use x86_64::structures::paging::{
 // The boot code: from QEMU's 32-bit entry to `kernel_main` in long mode.
 core::arch::global_asm!(include_str!("boot.s"), options(att_syntax));
 
+/// `println!` to the serial console (see [`print`]).
+macro_rules! println {
+    ($($arg:tt)*) => { print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 /// The module, compiled from module.c by build.rs.
 static MODULE_O: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/module.o"));
 
@@ -59,7 +64,7 @@ extern "C" fn kernel_main() -> ! {
     match run() {
         Ok(()) => exit(0x10),
         Err(error) => {
-            print(format_args!("error: {error}\n"));
+            println!("error: {error}");
             exit(0x11)
         }
     }
@@ -86,15 +91,15 @@ fn run() -> Result<(), Box<dyn Error>> {
         // SAFETY: module.c defines `int module_answer(int)`.
         let answer = unsafe { module.get::<extern "C" fn(i32) -> i32>("module_answer") }
             .ok_or("module.o has no module_answer")?;
-        print(format_args!("module says: {}\n", answer(7)));
+        println!("module says: {}", answer(7));
     }
     module
         .unload()
         .map_err(|refused| format!("unload of module.o: {}", refused.error))?;
-    print(format_args!(
-        "module unloaded, region bytes in use: {}\n",
+    println!(
+        "module unloaded, region bytes in use: {}",
         REGION.usage().used
-    ));
+    );
     Ok(())
 }
 
@@ -102,7 +107,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 extern "C" fn kernel_print(text: *const c_char) {
     // SAFETY: modules pass NUL-terminated strings.
     let text = unsafe { CStr::from_ptr(text) };
-    print(format_args!("{}\n", text.to_str().unwrap_or("(not UTF-8)")));
+    println!("{}", text.to_str().unwrap_or("(not UTF-8)"));
 }
 
 /// The boot code maps the first GiB with 2 MiB pages, but the loader sets
@@ -172,6 +177,6 @@ fn exit(code: u32) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    print(format_args!("panic: {info}\n"));
+    println!("panic: {info}");
     exit(0x11)
 }

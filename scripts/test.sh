@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, lints, unit, integration and doc tests (the lld
-# oracle among them), both QEMU test kernels, real programs (Lua, zlib, lz4,
+# Runs every test: formatting, lints, packaging, unit, integration and doc
+# tests (the lld oracle among them), both QEMU test kernels, the examples, real programs (Lua, zlib, lz4,
 # zstd, bzip2, SQLite, C++, atomics) through `modload run` on x86_64 and on
 # AArch64 under qemu-user, and a bounded fuzz run.
 # This is the README's test command and what CI runs.
@@ -28,6 +28,8 @@ echo "== cargo test"
 cargo test --workspace --all-features
 echo "== QEMU test kernels (x86_64, aarch64)"
 cargo xtask test
+echo "== examples: the host program and the minimal kernels (examples/README.md)"
+scripts/examples.sh
 echo "== real programs through modload run, x86_64 (tests/real/README.md)"
 scripts/real-programs.sh
 echo "== modload run on AArch64 Linux under qemu-aarch64: outline atomics, page sizes"

@@ -211,6 +211,14 @@ impl MapError {
     }
 }
 
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::error::Error for MapError {}
+
 impl From<MapError> for ProtectionError {
     fn from(error: MapError) -> Self {
         ProtectionError { code: error.code() }
@@ -357,6 +365,16 @@ pub struct PageTables {
     used: usize,
     /// The address of frame 0 (virtual = physical).
     base: u64,
+}
+
+impl core::fmt::Debug for PageTables {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PageTables")
+            .field("root", &format_args!("{:#x}", self.base))
+            .field("tables_used", &self.used)
+            .field("tables_free", &self.free_tables())
+            .finish()
+    }
 }
 
 impl PageTables {

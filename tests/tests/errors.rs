@@ -7,8 +7,9 @@ use std::error::Error;
 
 use common::Env;
 use modload::{
-    Definer, DuplicateExport, ErrorKind, LoadError, ProtectionError, Refused, RegionError, RelocationFailure,
-    RelocationProblem, SectionProblem, SignatureProblem, SymbolProblem, UnloadError, VirtAddr,
+    Definer, DuplicateExport, ErrorKind, LoadError, ProtectionError, Refused, RegionError,
+    RelocationFailure, RelocationProblem, SectionProblem, SignatureProblem, SymbolProblem,
+    UnloadError, VirtAddr,
 };
 use modload_tests::{compile_c, fixture, CModel};
 
@@ -123,7 +124,10 @@ fn a_duplicate_host_export_goes_through_question_mark_naming_the_definer() {
         error.to_string(),
         "host export kernel_print is already defined by the host"
     );
-    assert_eq!(namespace.lookup("kernel_print"), Some(VirtAddr::new(0x1000)));
+    assert_eq!(
+        namespace.lookup("kernel_print"),
+        Some(VirtAddr::new(0x1000))
+    );
 }
 
 /// What a kernel's unload path looks like with `?`.

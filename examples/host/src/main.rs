@@ -33,9 +33,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     // (the loader changes page permissions itself: code r-x, data rw-).
     map_region(&REGION, 1 << 20, Placement::Anywhere)?;
     // Export `host_log` under its C name; modules bind to it when they load.
-    NAMESPACE
-        .add_host_export("host_log", VirtAddr::from_ptr(host_log as *const ()))
-        .map_err(|definer| format!("host_log already defined by {definer}"))?;
+    NAMESPACE.add_host_export("host_log", VirtAddr::from_ptr(host_log as *const ()))?;
 
     // A loader is a small `Copy` value: which namespace, which region, and how
     // to set page permissions (mprotect here).
@@ -72,12 +70,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     };
     // The user first, then the module it used.
-    user.unload()
-        .map_err(|refused| format!("unload of use.o: {}", refused.error))?;
+    user.unload()?;
     println!("unloaded use.o");
-    greet
-        .unload()
-        .map_err(|refused| format!("unload of greet.o: {}", refused.error))?;
+    greet.unload()?;
     println!("unloaded greet.o");
     // Unloading returned every byte to the region.
     println!("region bytes in use: {}", REGION.usage().used);

@@ -9,7 +9,6 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
-use alloc::format;
 use core::error::Error;
 use core::ffi::{c_char, CStr};
 use core::fmt::Write;
@@ -62,7 +61,7 @@ extern "C" fn kernel_main() -> ! {
     // The MMU comes first: with it off, all memory is Device memory, where
     // the heap's atomics (exclusives) and unaligned accesses fault.
     if let Err(error) = map_memory() {
-        println!("page tables: {}", error.as_str());
+        println!("page tables: {error}");
         power_off();
     }
     // SAFETY: called once, before any allocation; nothing else uses the array.
@@ -82,12 +81,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     // the kernel image, and used by nothing but the region from now on.
     unsafe { REGION.init(region as *mut u8, REGION_SIZE as usize)? };
     // The kernel's exports: what modules may call.
-    NAMESPACE
-        .add_host_export(
-            "kernel_print",
-            VirtAddr::from_ptr(kernel_print as *const ()),
-        )
-        .map_err(|definer| format!("kernel_print already defined by {definer}"))?;
+    NAMESPACE.add_host_export(
+        "kernel_print",
+        VirtAddr::from_ptr(kernel_print as *const ()),
+    )?;
 
     let loader = Loader::new(&NAMESPACE, &REGION, &PROTECTION);
     // SAFETY: module.o is our own code; loading runs its constructors.
@@ -98,9 +95,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             .ok_or("module.o has no module_answer")?;
         println!("module says: {}", answer(7));
     }
-    module
-        .unload()
-        .map_err(|refused| format!("unload of module.o: {}", refused.error))?;
+    module.unload()?;
     println!(
         "module unloaded, region bytes in use: {}",
         REGION.usage().used
@@ -150,6 +145,7 @@ fn map_memory() -> Result<(), MapError> {
     // UART and the region.
     unsafe { enable_mmu(&tables) };
     // SAFETY: these tables are now in TTBR0_EL1 on the only core, for good.
+    // (It returns the tables if some were installed before: not at boot.)
     unsafe { PROTECTION.install(tables) }.map_err(|_| MapError::AlreadyMapped)
 }
 

@@ -9,7 +9,6 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
-use alloc::format;
 use core::error::Error;
 use core::ffi::{c_char, CStr};
 use core::fmt::Write;
@@ -77,12 +76,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     // the kernel image, and used by nothing but the region from now on.
     unsafe { REGION.init(region as *mut u8, REGION_SIZE as usize)? };
     // The kernel's exports: what modules may call.
-    NAMESPACE
-        .add_host_export(
-            "kernel_print",
-            VirtAddr::from_ptr(kernel_print as *const ()),
-        )
-        .map_err(|definer| format!("kernel_print already defined by {definer}"))?;
+    NAMESPACE.add_host_export(
+        "kernel_print",
+        VirtAddr::from_ptr(kernel_print as *const ()),
+    )?;
 
     let loader = Loader::new(&NAMESPACE, &REGION, &PROTECTION);
     // SAFETY: module.o is our own code; loading runs its constructors.
@@ -93,9 +90,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             .ok_or("module.o has no module_answer")?;
         println!("module says: {}", answer(7));
     }
-    module
-        .unload()
-        .map_err(|refused| format!("unload of module.o: {}", refused.error))?;
+    module.unload()?;
     println!(
         "module unloaded, region bytes in use: {}",
         REGION.usage().used

@@ -57,6 +57,14 @@ for example in "${examples[@]}"; do
     started=$SECONDS
     case "$example" in
     host)
+        # The README shows this program and its modules: they must not drift.
+        readme=$(<README.md)
+        for shown in examples/host/src/main.rs examples/host/modules/greet.c examples/host/modules/use.c; do
+            if [[ "$readme" != *"$(<"$shown")"* ]]; then
+                echo "examples: README.md no longer shows $shown as it is" >&2
+                failed=1
+            fi
+        done
         cargo build -q -p modload-example-host
         check host 0 'add(2, 3) = 5
 host_log: use.o computed 25

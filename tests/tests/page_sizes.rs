@@ -21,8 +21,8 @@ use modload::{
     ProtectionError, Region, RegionUsage, Segment, VirtAddr,
 };
 use modload_platform::host::{
-    new_packed_region_with_page_size, new_region_with_page_size, PackedRegion, Placement,
-    HOST_PROTECTION,
+    host_page_size, new_packed_region, new_packed_region_with_page_size, new_region,
+    new_region_with_page_size, PackedRegion, Placement, HOST_PROTECTION,
 };
 
 /// Chain modules per load sequence: each links to the one before it.
@@ -172,6 +172,32 @@ fn assert_plan_in_pages(plan: &Plan, page: PageSize) {
     ends.sort_unstable();
     for pair in ends.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "segments share a page: {plan:?}");
+    }
+}
+
+/// A host region is protected in the kernel's pages, and a region of
+/// larger pages is aligned to them.
+#[test]
+fn host_regions_take_the_kernels_page_size() {
+    // SAFETY: sysconf reads a configuration value and touches no memory.
+    let kernel = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let host = host_page_size().expect("a supported page size");
+    assert_eq!(host.bytes(), kernel);
+    assert_eq!(
+        new_region(1 << 20, Placement::Anywhere)
+            .unwrap()
+            .page_size(),
+        host
+    );
+    let packed = new_packed_region(1 << 20, Placement::Anywhere).unwrap();
+    assert_eq!(packed.region.page_size(), host);
+    for page in LARGE_PAGES {
+        for _ in 0..4 {
+            let region = new_region_with_page_size(1 << 20, Placement::Anywhere, page).unwrap();
+            assert_eq!(region.page_size(), page);
+            assert_eq!(region.start().as_u64() % page.bytes(), 0);
+            assert_eq!(region.usage().size, 1 << 20);
+        }
     }
 }
 

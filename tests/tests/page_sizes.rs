@@ -256,6 +256,47 @@ fn modules_load_run_and_unload_in_large_pages() {
     }
 }
 
+/// A pending import bound in a region of large pages: its GOT slot's page,
+/// one whole region page, is made read-write for the store and read-only
+/// again, and the module then calls the definition.
+#[test]
+fn pending_imports_bind_through_whole_large_pages() {
+    let chain = chain_bytes();
+    for page in LARGE_PAGES {
+        for kind in KINDS {
+            let what = format!("{kind:?}, {page} pages");
+            let (region, packed) = region(kind, page);
+            let baseline = region.usage();
+            let recording = Recording::leaked();
+            let loader = loader(kind, namespace(), region, packed, recording).late_binding();
+            // chain2 first: its call to chain_1_value waits for chain1.
+            let caller = load(&loader, 2, &chain[1]);
+            assert_eq!(caller.imports().pending, 1, "{what}");
+            let before = recording.calls().len();
+            let definer = load(&loader, 1, &chain[0]);
+            assert_eq!(caller.imports().pending, 0, "{what}");
+            check_chain_module(&caller, 2);
+            let calls = recording.calls();
+            let bound = calls[before..].windows(2).any(|pair| {
+                let ((start, len, first), (again, len_again, second)) = (pair[0], pair[1]);
+                start == again
+                    && len == page.bytes()
+                    && len_again == page.bytes()
+                    && start % page.bytes() == 0
+                    && first == Permissions::READ_WRITE
+                    && second == Permissions::READ_ONLY
+            });
+            assert!(bound, "{what}: no whole-page store in {calls:x?}");
+            assert_no_writable_executable();
+            caller.unload().unwrap_or_else(|_| panic!("{what}: unload"));
+            definer
+                .unload()
+                .unwrap_or_else(|_| panic!("{what}: unload"));
+            assert_eq!(region.usage(), baseline, "{what}");
+        }
+    }
+}
+
 /// The same modules give the same answers whatever the page size, and the
 /// plan of each is its 4 KiB plan's sections in larger pages: the exact
 /// sizes do not change, the page-rounded ones are whole large pages.

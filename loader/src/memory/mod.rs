@@ -32,8 +32,6 @@ use crate::plan::Plan;
 
 pub(crate) struct ModuleMemory {
     backing: Backing,
-    /// The region's pages: the granule of `store_slot`'s permission changes.
-    page: PageSize,
 }
 
 enum Backing {
@@ -165,10 +163,7 @@ impl ModuleMemory {
             PlacementPolicy::Grouped => Self::grouped(region, plan)?,
             PlacementPolicy::Packed(writer) => Self::packed(region, plan, protection, writer)?,
         };
-        Ok(Self {
-            backing,
-            page: region.page_size(),
-        })
+        Ok(Self { backing })
     }
 
     /// Packed memory for a module of `plan`: a piece per non-empty segment,
@@ -250,6 +245,22 @@ impl ModuleMemory {
             parts,
             protection: None,
         }))
+    }
+
+    /// The page size of the region the memory is in (4 KiB for a module
+    /// with no memory left, which has nothing to protect).
+    fn page_size(&self) -> PageSize {
+        let region = match &self.backing {
+            Backing::Contiguous(memory) => memory.reservation.as_ref().map(Reservation::region),
+            Backing::Grouped(grouped) => {
+                grouped.parts.first().map(|part| part.reservation.region())
+            }
+            Backing::Packed(packed) => packed
+                .segments
+                .first()
+                .map(|segment| segment.piece.region()),
+        };
+        region.map_or(PageSize::Size4KiB, Region::page_size)
     }
 
     /// Whether the module is packed.
@@ -442,8 +453,9 @@ impl ModuleMemory {
         if !address.is_multiple_of(8) {
             return Err(misplaced);
         }
-        let page = VirtAddr::new(self.page.page_start(address));
-        let size = self.page.bytes();
+        let page_size = self.page_size();
+        let page = VirtAddr::new(page_size.page_start(address));
+        let size = page_size.bytes();
         protection.protect(page, size, Permissions::READ_WRITE)?;
         // SAFETY: the slot is an aligned word of this module's read-only
         // segment (its offset lies in the layout), which this memory owns

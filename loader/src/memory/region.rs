@@ -625,6 +625,11 @@ impl Piece {
         VirtAddr::new(self.start)
     }
 
+    /// The region the piece is in.
+    pub(crate) fn region(&self) -> &'static Region {
+        self.region
+    }
+
     /// Its length in bytes.
     pub(crate) fn len(&self) -> u64 {
         self.size
@@ -752,6 +757,11 @@ impl Reservation {
     pub(crate) fn keep_out_of_use(self) {
         self.region.record_lost(self.len());
         core::mem::forget(self);
+    }
+
+    /// The region the block is in.
+    pub(crate) fn region(&self) -> &'static Region {
+        self.region
     }
 
     /// Where the block starts.

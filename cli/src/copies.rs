@@ -95,7 +95,6 @@ const RELA_SIZE: u64 = 24;
 const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
 
-const PAGE_SIZE: u64 = 4096;
 /// Bytes of a jump stub standing in for a library function.
 const STUB_SIZE: u64 = 16;
 /// Room left in every 32-bit field for addends (`stderr - 4`, `&table[n]`).
@@ -243,7 +242,8 @@ impl Copies {
                 data_end = offset.saturating_add(*size);
             }
         }
-        let code_start = data_end.next_multiple_of(PAGE_SIZE);
+        let page = page_size();
+        let code_start = data_end.next_multiple_of(page);
         let mut code_end = code_start;
         for (&address, stand) in &originals {
             if let Stand::Code = stand {
@@ -251,7 +251,7 @@ impl Copies {
                 code_end += STUB_SIZE;
             }
         }
-        let area = map_beside(&region, code_end.next_multiple_of(PAGE_SIZE))?;
+        let area = map_beside(&region, code_end.next_multiple_of(page))?;
 
         let mut copies = Self::default();
         for (&original, stand) in &originals {
@@ -296,7 +296,7 @@ impl Copies {
             let status = unsafe {
                 libc::mprotect(
                     code as usize as *mut c_void,
-                    (code_end - code_start).next_multiple_of(PAGE_SIZE) as usize,
+                    (code_end - code_start).next_multiple_of(page) as usize,
                     libc::PROT_READ | libc::PROT_EXEC,
                 )
             };
@@ -609,7 +609,7 @@ impl Mappings {
             .find(|(range, _)| range.start <= slot && slot.saturating_add(8) <= range.end)
             .map(|(_, prot)| *prot)
             .ok_or_else(|| Failure::message(format!("GOT entry at {slot:#x} is in no mapping")))?;
-        let page = slot & !(PAGE_SIZE - 1);
+        let page = slot & !(page_size() - 1);
         let writable = prot & libc::PROT_WRITE != 0;
         let protect = |prot: c_int| {
             // SAFETY: changes only the protection of the one page holding the
@@ -635,6 +635,12 @@ impl Mappings {
         }
         Ok(())
     }
+}
+
+/// The host's page size, the granule of `mprotect` (4 KiB if the kernel
+/// does not say, as the region could not be mapped then anyway).
+fn page_size() -> u64 {
+    modload_platform::host::host_page_size().map_or(4096, modload::PageSize::bytes)
 }
 
 #[cfg(test)]

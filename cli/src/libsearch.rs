@@ -8,8 +8,10 @@
 //! directories (`g++ -print-search-dirs`, then `cc`'s: g++ keeps
 //! `libstdc++.so` in a directory of its own), and last the system's
 //! directories, for when no driver answers, with the Debian multiarch name
-//! this host's architecture implies (`x86_64-linux-gnu`, `aarch64-linux-gnu`;
-//! the drivers list their own multiarch directories).
+//! of the machine the CLI runs on, which is the machine `modload run`'s
+//! objects are for (`x86_64-linux-gnu`, `aarch64-linux-gnu`,
+//! `riscv64-linux-gnu`; the drivers list their own multiarch directories).
+//! Shared objects for another machine are passed over wherever they are.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -49,7 +51,7 @@ impl SearchPath {
         for driver in ["g++", "cc"] {
             dirs.extend(driver_library_dirs(driver));
         }
-        dirs.extend(system_library_dirs(&host_multiarch()));
+        dirs.extend(system_library_dirs(&host_multiarch_dir()));
         Self::from_dirs(dirs)
     }
 
@@ -90,7 +92,7 @@ impl SearchPath {
             candidates
                 .iter()
                 .map(|file| dir.join(file))
-                .find(|path| path.is_file() && is_for_this_machine(path))
+                .find(|path| path.is_file() && is_for_machine(path, host_elf_machine()))
         })
     }
 
@@ -206,16 +208,72 @@ fn driver_library_dirs(driver: &str) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Whether `path` could be linked here: a shared object for another machine
-/// is passed over, as `ld` skips "incompatible" ones and goes on searching.
-/// Linker scripts and archives are not ELF files and always qualify.
-fn is_for_this_machine(path: &Path) -> bool {
-    const EM_X86_64: u16 = 62;
-    const EM_AARCH64: u16 = 183;
-    let this = if cfg!(target_arch = "aarch64") {
-        EM_AARCH64
-    } else {
-        EM_X86_64
+/// A machine's Debian multiarch name and the ELF `e_machine` of its code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Multiarch {
+    /// The directory name: `/usr/lib/TUPLE`.
+    tuple: &'static str,
+    /// `e_machine` of its shared objects.
+    machine: u16,
+}
+
+/// The machines `modload` runs on, by Rust's name for their architecture
+/// (`std::env::consts::ARCH`).
+const MULTIARCHES: [(&str, Multiarch); 3] = [
+    (
+        "x86_64",
+        Multiarch {
+            tuple: "x86_64-linux-gnu",
+            machine: 62,
+        },
+    ),
+    (
+        "aarch64",
+        Multiarch {
+            tuple: "aarch64-linux-gnu",
+            machine: 183,
+        },
+    ),
+    (
+        "riscv64",
+        Multiarch {
+            tuple: "riscv64-linux-gnu",
+            machine: 243,
+        },
+    ),
+];
+
+/// The multiarch of the architecture Rust calls `arch`, if it is one of
+/// [`MULTIARCHES`].
+fn multiarch_of(arch: &str) -> Option<Multiarch> {
+    MULTIARCHES
+        .iter()
+        .find(|(name, _)| *name == arch)
+        .map(|(_, multiarch)| *multiarch)
+}
+
+/// The multiarch directory name of the machine the CLI runs on: a known
+/// one, else the usual `ARCH-linux-gnu` guess.
+fn host_multiarch_dir() -> String {
+    multiarch_of(std::env::consts::ARCH).map_or_else(
+        || format!("{}-linux-gnu", std::env::consts::ARCH),
+        |multiarch| multiarch.tuple.to_owned(),
+    )
+}
+
+/// `e_machine` of the objects `modload run` loads here, if known.
+fn host_elf_machine() -> Option<u16> {
+    multiarch_of(std::env::consts::ARCH).map(|multiarch| multiarch.machine)
+}
+
+/// Whether `path` could be linked for `machine` (an ELF `e_machine`; `None`
+/// when it is not known, which takes any): a shared object for another
+/// machine is passed over, as `ld` skips "incompatible" ones and goes on
+/// searching. Linker scripts and archives are not ELF files and always
+/// qualify.
+fn is_for_machine(path: &Path, machine: Option<u16>) -> bool {
+    let Some(this) = machine else {
+        return true;
     };
     let mut header = [0u8; 20];
     let read = fs::File::open(path).and_then(|mut file| {
@@ -226,11 +284,6 @@ fn is_for_this_machine(path: &Path) -> bool {
         (Ok(()), Some(b"\x7fELF"), Some(&[low, high])) => u16::from_le_bytes([low, high]) == this,
         _ => true,
     }
-}
-
-/// The multiarch name this host's architecture implies.
-fn host_multiarch() -> String {
-    format!("{}-linux-gnu", std::env::consts::ARCH)
 }
 
 /// Where the system linker looks when the driver says nothing.
@@ -444,6 +497,59 @@ mod tests {
         with_member
             .extend_from_slice(b"a.o/            0           0     0     644     2         `\nxx");
         assert!(archive_has_members(&with_member));
+    }
+
+    /// Each supported machine's libraries are looked for in its own
+    /// multiarch directories, and another machine's shared objects are
+    /// passed over.
+    #[test]
+    fn searches_each_machines_multiarch_directories() {
+        for (arch, tuple, machine) in [
+            ("x86_64", "x86_64-linux-gnu", 62u16),
+            ("aarch64", "aarch64-linux-gnu", 183),
+            ("riscv64", "riscv64-linux-gnu", 243),
+        ] {
+            let multiarch = multiarch_of(arch).expect("a known machine");
+            assert_eq!((multiarch.tuple, multiarch.machine), (tuple, machine));
+            let dirs = system_library_dirs(multiarch.tuple);
+            for dir in [format!("/lib/{tuple}"), format!("/usr/lib/{tuple}")] {
+                assert!(dirs.contains(&PathBuf::from(&dir)), "{arch}: {dirs:?}");
+            }
+            assert!(
+                !dirs.iter().any(|dir| {
+                    let dir = dir.to_string_lossy();
+                    MULTIARCHES
+                        .iter()
+                        .any(|(_, other)| other.tuple != tuple && dir.contains(other.tuple))
+                }),
+                "{arch}: {dirs:?}"
+            );
+        }
+        assert_eq!(multiarch_of("sparc64"), None);
+        let here = host_multiarch_dir();
+        assert!(here.starts_with(std::env::consts::ARCH), "{here}");
+
+        let dir = scratch("machines");
+        let elf_for = |machine: u16| {
+            let mut header = b"\x7fELF\x02\x01\x01".to_vec();
+            header.resize(18, 0);
+            header.extend_from_slice(&machine.to_le_bytes());
+            header.resize(64, 0);
+            header
+        };
+        let aarch64 = dir.join("libaarch64.so");
+        fs::write(&aarch64, elf_for(183)).unwrap();
+        let script = dir.join("libscript.so");
+        fs::write(&script, "GROUP ( libaarch64.so )").unwrap();
+        assert!(is_for_machine(&aarch64, Some(183)));
+        assert!(!is_for_machine(&aarch64, Some(62)));
+        assert!(!is_for_machine(&aarch64, Some(243)));
+        assert!(is_for_machine(&aarch64, None));
+        assert!(is_for_machine(&script, Some(62)));
+        // On this host: found only if this host is an AArch64.
+        let found = SearchPath::from_dirs([dir.clone()]).find_library("aarch64");
+        assert_eq!(found.is_some(), cfg!(target_arch = "aarch64"), "{found:?}");
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

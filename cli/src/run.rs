@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use modload::{Constructors, ErrorKind, Loader, Module, Namespace, Region, UnboundCall};
-use modload_platform::host::{new_region, Placement, HOST_PROTECTION};
+use modload_platform::host::{host_page_size, new_region, Placement, HOST_PROTECTION};
 
 use crate::args::RunArgs;
 use crate::copies::Copies;
@@ -29,8 +29,6 @@ static NAMESPACE: Namespace = Namespace::new();
 /// module address fits a sign-extended 32-bit immediate.
 const LOW_REGION_HINT: u64 = 0x4000_0000;
 const LOW_LIMIT: u64 = 0x8000_0000;
-
-const PAGE_SIZE: usize = 4096;
 
 /// A C `main`. The environment is passed as a third argument: C allows
 /// `main(int, char **, char **)`, and the SysV ABI makes the extra argument
@@ -52,7 +50,9 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
             })?;
         }
     }
-    require_page_size()?;
+    let page = host_page_size()
+        .map_err(|error| Failure::io("cannot protect module memory here", &error))?
+        .bytes();
     // One read of each object's symbols and relocations tells where the
     // region goes, which library data needs copies and which objects must
     // load as one set for hidden names (`order::survey`).
@@ -61,8 +61,8 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
     // Open the libraries before mapping the region, so that `mmap` puts the
     // region next to them and 32-bit PC-relative references to their data reach.
     let libraries = SharedLibraries::open(&args.libraries).map_err(Failure::message)?;
-    let region = map_region(args.region_size, placement)?;
-    prefault(region, args.region_size, &survey);
+    let region = map_region(args.region_size, placement, page)?;
+    prefault(region, args.region_size, page, &survey);
     // Library data the objects' 32-bit fields cannot reach from the region
     // gets a copy beside it, as copy relocations give a non-PIE executable.
     let region_start = region.start().as_u64();
@@ -268,11 +268,11 @@ fn choose_placement(survey: &[order::Names]) -> Placement {
 /// then takes no page fault per page (a 1 MB module took ~250). Modules
 /// are placed from the region's start. Only a hint: a kernel before 5.14
 /// refuses it, and the pages then fault in as they are written.
-fn prefault(region: &Region, region_size: usize, survey: &[order::Names]) {
+fn prefault(region: &Region, region_size: usize, page: u64, survey: &[order::Names]) {
     let wanted = survey
         .iter()
         .fold(0u64, |sum, object| sum.saturating_add(object.loaded_bytes));
-    let len = wanted.min(region_size as u64) / PAGE_SIZE as u64 * PAGE_SIZE as u64;
+    let len = wanted.min(region_size as u64) / page * page;
     let (Ok(start), Ok(len)) = (
         usize::try_from(region.start().as_u64()),
         usize::try_from(len),
@@ -287,24 +287,13 @@ fn prefault(region: &Region, region_size: usize, survey: &[order::Names]) {
     unsafe { libc::madvise(start as *mut c_void, len, libc::MADV_POPULATE_WRITE) };
 }
 
-/// The loader lays modules out in 4 KiB pages and sets their permissions
-/// page by page; with larger pages (AArch64 kernels built for 16 or 64 KiB)
-/// `mprotect` would refuse those ranges one load at a time, so say why at once.
-fn require_page_size() -> Result<(), Failure> {
-    // SAFETY: sysconf reads a configuration value and touches no memory.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if usize::try_from(page).ok() == Some(PAGE_SIZE) {
-        return Ok(());
-    }
-    Err(Failure::message(format!(
-        "this kernel's pages are {page} bytes; modload run places modules in \
-         {PAGE_SIZE}-byte pages and needs a kernel with that page size"
-    )))
-}
-
-fn map_region(size: usize, placement: Placement) -> Result<&'static Region, Failure> {
-    let size = size
-        .checked_next_multiple_of(PAGE_SIZE)
+/// The region, of `size` bytes rounded up to the host's pages (`page`
+/// bytes), which it is protected in: on an AArch64 kernel built for 16 or
+/// 64 KiB pages, modules are laid out in those.
+fn map_region(size: usize, placement: Placement, page: u64) -> Result<&'static Region, Failure> {
+    let size = usize::try_from(page)
+        .ok()
+        .and_then(|page| size.checked_next_multiple_of(page))
         .ok_or_else(|| Failure::message(format!("--region-size {size} is too large")))?;
     let region = new_region(size, placement)
         .map_err(|error| Failure::io(&format!("cannot map {size} bytes for modules"), &error))?;

@@ -68,9 +68,6 @@ pub struct Alignment(u64);
 impl Alignment {
     /// No constraint (1 byte).
     pub const BYTE: Alignment = Alignment(1);
-    /// The page size the loader protects memory in: 4 KiB on both supported
-    /// architectures (the AArch64 kernels use the 4 KiB granule).
-    pub const PAGE: Alignment = Alignment(4096);
 
     /// `bytes` as an alignment, if it is a power of two.
     pub const fn new(bytes: u64) -> Option<Self> {
@@ -120,6 +117,58 @@ impl Alignment {
     }
 }
 
+/// The size of the pages a [`Region`](crate::Region)'s memory is protected
+/// in: the granule of every permission change, so each segment of a module
+/// starts and ends on one of these boundaries. AArch64 kernels and hosts may
+/// use 4, 16 or 64 KiB pages; x86-64 uses 4 KiB.
+///
+/// The value is the page's shift (log2 of its bytes), so rounding to a page
+/// is a mask, as cheap as with a constant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum PageSize {
+    /// 4 KiB pages: x86-64, and AArch64 with the 4 KiB granule.
+    #[default]
+    Size4KiB = 12,
+    /// 16 KiB pages (AArch64, e.g. Apple silicon and some Android kernels).
+    Size16KiB = 14,
+    /// 64 KiB pages (AArch64, e.g. some server distributions).
+    Size64KiB = 16,
+}
+
+impl PageSize {
+    /// The page size of `bytes` (4096, 16384 or 65536), if it is one of them.
+    pub const fn new(bytes: u64) -> Option<Self> {
+        match bytes {
+            4096 => Some(Self::Size4KiB),
+            16384 => Some(Self::Size16KiB),
+            65536 => Some(Self::Size64KiB),
+            _ => None,
+        }
+    }
+
+    /// The page's size in bytes.
+    pub const fn bytes(self) -> u64 {
+        1 << self as u8
+    }
+
+    /// The page's size as an alignment.
+    pub const fn alignment(self) -> Alignment {
+        Alignment(self.bytes())
+    }
+
+    /// The first address of the page `value` lies in.
+    pub const fn page_start(self, value: u64) -> u64 {
+        value & !self.bytes().wrapping_sub(1)
+    }
+}
+
+impl fmt::Display for PageSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} KiB", self.bytes() >> 10)
+    }
+}
+
 impl fmt::Debug for Alignment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Alignment({})", self.0)
@@ -140,9 +189,29 @@ mod tests {
 
     #[test]
     fn align_up_reports_overflow() {
-        assert_eq!(Alignment::PAGE.align_up(1), Some(4096));
-        assert_eq!(Alignment::PAGE.align_up(4096), Some(4096));
-        assert_eq!(Alignment::PAGE.align_up(u64::MAX), None);
+        let page = PageSize::Size4KiB.alignment();
+        assert_eq!(page.align_up(1), Some(4096));
+        assert_eq!(page.align_up(4096), Some(4096));
+        assert_eq!(page.align_up(u64::MAX), None);
+    }
+
+    #[test]
+    fn page_sizes_are_the_three_granules() {
+        for (page, bytes) in [
+            (PageSize::Size4KiB, 4096),
+            (PageSize::Size16KiB, 16384),
+            (PageSize::Size64KiB, 65536),
+        ] {
+            assert_eq!(page.bytes(), bytes);
+            assert_eq!(PageSize::new(bytes), Some(page));
+            assert_eq!(page.alignment().align_up(1), Some(bytes));
+            assert_eq!(page.page_start(bytes + 5), bytes);
+        }
+        assert_eq!(PageSize::default(), PageSize::Size4KiB);
+        for bad in [0, 1, 2048, 8192, 32768, 1 << 17, 4095] {
+            assert_eq!(PageSize::new(bad), None, "{bad}");
+        }
+        assert_eq!(alloc::format!("{}", PageSize::Size64KiB), "64 KiB");
     }
 
     #[test]

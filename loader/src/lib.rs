@@ -95,7 +95,7 @@ mod stage;
 mod testing;
 mod unbound;
 
-pub use addr::{Alignment, VirtAddr};
+pub use addr::{Alignment, PageSize, VirtAddr};
 pub use arch::{Machine, RelocationProblem, RelocationType};
 pub use error::{
     Definer, DuplicateExport, ErrorKind, LoadError, RelocationFailure, SectionProblem, SectionRef,

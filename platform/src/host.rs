@@ -5,7 +5,7 @@
 use std::io;
 
 use modload::{
-    MemoryProtection, PageWriter, Permissions, ProtectionError, Region, RegionError, VirtAddr,
+    MemoryProtection, PageSize, PageWriter, Permissions, ProtectionError, Region, VirtAddr,
 };
 
 /// Page permissions through `mprotect`, and instruction-cache maintenance
@@ -96,24 +96,77 @@ pub enum Placement {
     Near(u64),
 }
 
-/// Maps `size` bytes of fresh read-write memory, never unmapped, and hands it
-/// to `region`.
-pub fn map_region(region: &'static Region, size: usize, placement: Placement) -> io::Result<()> {
-    let memory = map_placed(size, placement, None)?;
-    give_to(region, memory, size)
+/// The size of this host's pages, the granule `mprotect` works in
+/// (`sysconf(_SC_PAGESIZE)`): what a region on this host is protected in
+/// unless a larger page size is asked for.
+pub fn host_page_size() -> io::Result<PageSize> {
+    let bytes = page_size()?;
+    PageSize::new(bytes).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this kernel's pages are {bytes} bytes, not 4, 16 or 64 KiB"),
+        )
+    })
 }
 
-/// Hands a fresh mapping to `region`.
-fn give_to(region: &'static Region, memory: *mut libc::c_void, size: usize) -> io::Result<()> {
-    // SAFETY: the mapping is fresh, readable, writable, page-aligned, never
-    // unmapped (so valid for 'static) and known to nothing but this region.
-    unsafe { region.init(memory.cast(), size) }.map_err(|error| match error {
-        RegionError::AlreadyInitialized => {
-            io::Error::new(io::ErrorKind::AlreadyExists, "region already has memory")
-        }
-        RegionError::UnusableMemory => {
-            io::Error::new(io::ErrorKind::InvalidInput, "mapping unusable as a region")
-        }
+/// Maps `size` bytes of fresh read-write memory, never unmapped, and hands it
+/// to `region`, protected in the host's pages ([`host_page_size`]).
+pub fn map_region(region: &'static Region, size: usize, placement: Placement) -> io::Result<()> {
+    map_region_with_page_size(region, size, placement, host_page_size()?)
+}
+
+/// [`map_region`] for a region protected in pages of `page`, which must be a
+/// multiple of the host's (a 4 KiB host can protect 16 or 64 KiB pages, as
+/// runs of its own): the mapping is `page`-aligned.
+pub fn map_region_with_page_size(
+    region: &'static Region,
+    size: usize,
+    placement: Placement,
+    page: PageSize,
+) -> io::Result<()> {
+    let slack = alignment_slack(page)?;
+    let mapped = size
+        .checked_add(slack)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
+    let memory = map_placed(mapped, placement, None)?;
+    give_to(region, memory, size, page)
+}
+
+/// Bytes to map beyond a region's size so that a mapping, aligned to the
+/// host's pages, holds `page`-aligned memory; an error if the host cannot
+/// protect pages of `page`.
+fn alignment_slack(page: PageSize) -> io::Result<usize> {
+    let host = page_size()?;
+    if page.bytes() < host || !page.bytes().is_multiple_of(host) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{page} pages cannot be protected on a host with {host}-byte pages"),
+        ));
+    }
+    usize::try_from(page.bytes() - host)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "page too large"))
+}
+
+/// Hands `size` bytes of a fresh mapping, from its first `page`-aligned
+/// byte (which [`alignment_slack`] left room for), to `region`.
+fn give_to(
+    region: &'static Region,
+    memory: *mut libc::c_void,
+    size: usize,
+    page: PageSize,
+) -> io::Result<()> {
+    let address = memory as usize as u64;
+    let skip = page.alignment().align_up(address).unwrap_or(address) - address;
+    let start = memory.cast::<u8>().wrapping_add(skip as usize);
+    // SAFETY: `[start, start + size)` lies in the mapping (the slack covers
+    // `skip`), which is fresh, readable, writable, `page`-aligned from
+    // `start`, never unmapped (so valid for 'static) and known to nothing but
+    // this region.
+    unsafe { region.init_with_page_size(start, size, page) }.map_err(|error| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("mapping unusable as a region: {error}"),
+        )
     })
 }
 
@@ -189,10 +242,21 @@ fn map_fresh(
     Ok(memory)
 }
 
-/// A new region in leaked memory, for tests and tools that need several.
+/// A new region in leaked memory, for tests and tools that need several,
+/// protected in the host's pages.
 pub fn new_region(size: usize, placement: Placement) -> io::Result<&'static Region> {
+    new_region_with_page_size(size, placement, host_page_size()?)
+}
+
+/// [`new_region`] protected in pages of `page` (see
+/// [`map_region_with_page_size`]).
+pub fn new_region_with_page_size(
+    size: usize,
+    placement: Placement,
+    page: PageSize,
+) -> io::Result<&'static Region> {
     let region: &'static Region = Box::leak(Box::new(Region::new()));
-    map_region(region, size, placement)?;
+    map_region_with_page_size(region, size, placement, page)?;
     Ok(region)
 }
 
@@ -226,6 +290,20 @@ pub struct PackedRegion {
 /// # }
 /// ```
 pub fn new_packed_region(size: usize, placement: Placement) -> io::Result<PackedRegion> {
+    new_packed_region_with_page_size(size, placement, host_page_size()?)
+}
+
+/// [`new_packed_region`] protected in pages of `page`, which must be a
+/// multiple of the host's (see [`map_region_with_page_size`]).
+pub fn new_packed_region_with_page_size(
+    size: usize,
+    placement: Placement,
+    page: PageSize,
+) -> io::Result<PackedRegion> {
+    let slack = alignment_slack(page)?;
+    let size = size
+        .checked_add(slack)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
     let fd = memfd(size)?;
     let memory = match map_placed(size, placement, Some(fd)) {
         Ok(memory) => memory,
@@ -236,8 +314,9 @@ pub fn new_packed_region(size: usize, placement: Placement) -> io::Result<Packed
         }
     };
     let region: &'static Region = Box::leak(Box::new(Region::new()));
-    // The descriptor stays open with the mapping: both live as long as the process.
-    give_to(region, memory, size)?;
+    // The descriptor stays open with the mapping: both live as long as the
+    // process. The writers reach the whole mapping, from its file offset 0.
+    give_to(region, memory, size - slack, page)?;
     let writer = MemfdWriter {
         fd,
         base: VirtAddr::from_ptr(memory.cast::<u8>().cast_const()).as_u64(),

@@ -15,7 +15,7 @@
 //! Each class owns *chunks*, runs of pages taken from the region's heap,
 //! and hands out whole-page *pieces* inside them. A chunk with no piece left
 //! goes back to the heap. A class's chunks are at least 1/512 of the region
-//! and as large as the class's chunks so far, up to [`LARGEST_CHUNK`]: a
+//! and as large as the class's chunks so far, up to [`LARGEST_CHUNK_PAGES`] pages: a
 //! small region (up to 2 MiB) holding one small module keeps nothing idle,
 //! and a region holding thousands of modules takes few chunks.
 //!
@@ -24,19 +24,18 @@
 
 use alloc::collections::BTreeMap;
 
-use crate::addr::Alignment;
+use crate::addr::{Alignment, PageSize};
 use crate::memory::packing::Chunk;
 use crate::memory::ranges::FreeRanges;
 
-/// Bytes of one page, the granule of permissions.
-const PAGE: u64 = Alignment::PAGE.bytes();
-
-/// The largest chunk a class takes for pieces smaller than it: 64 pages.
-pub(crate) const LARGEST_CHUNK: u64 = 64 * PAGE;
+/// The largest chunk a class takes for pieces smaller than it, in pages.
+pub(crate) const LARGEST_CHUNK_PAGES: u64 = 64;
 
 /// The pieces of one permission class.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Grouping {
+    /// The region's pages, the granule of permissions.
+    page: PageSize,
     /// The free pages of the chunks.
     free: FreeRanges,
     /// Chunks taken from the heap, by start.
@@ -64,9 +63,10 @@ pub(crate) struct GroupingUsage {
 }
 
 impl Grouping {
-    /// An empty class.
-    pub const fn new() -> Self {
+    /// An empty class for a region with pages of `page`.
+    pub const fn new(page: PageSize) -> Self {
         Self {
+            page,
             free: FreeRanges::new(),
             chunks: BTreeMap::new(),
             chunk_bytes: 0,
@@ -134,11 +134,13 @@ impl Grouping {
     /// The size of the next chunk for a piece of `size` bytes aligned to
     /// `align`, in a region of `region_size` bytes: room for the piece at
     /// any alignment, and as large as the class's chunks so far, or 1/512
-    /// of the region, up to [`LARGEST_CHUNK`].
+    /// of the region, up to [`LARGEST_CHUNK_PAGES`] pages.
     pub fn chunk_size(&self, size: u64, align: Alignment, region_size: u64) -> Option<u64> {
-        let needed = size.checked_add(align.bytes().saturating_sub(PAGE))?;
-        let grown = self.chunk_bytes.max(region_size / 512).min(LARGEST_CHUNK);
-        Alignment::PAGE.align_up(needed.max(grown))
+        let page = self.page.bytes();
+        let needed = size.checked_add(align.bytes().saturating_sub(page))?;
+        let largest = LARGEST_CHUNK_PAGES.saturating_mul(page);
+        let grown = self.chunk_bytes.max(region_size / 512).min(largest);
+        self.page.alignment().align_up(needed.max(grown))
     }
 
     /// Bytes of chunks and of live pieces.
@@ -154,62 +156,73 @@ impl Grouping {
 mod tests {
     use super::*;
 
+    /// The tests' page size.
+    const PAGE: u64 = 4096;
+
+    impl Default for Grouping {
+        fn default() -> Self {
+            Grouping::new(PageSize::Size4KiB)
+        }
+    }
+
     fn chunk(start: u64, end: u64) -> Chunk {
         Chunk { start, end }
     }
 
     #[test]
     fn pieces_taken_in_turn_lie_side_by_side() {
-        let mut class = Grouping::new();
+        let mut class = Grouping::default();
         class.add_chunk(chunk(0x10_000, 0x10_000 + 8 * PAGE));
-        let first = class.take(2 * PAGE, Alignment::PAGE);
-        let second = class.take(PAGE, Alignment::PAGE);
-        let third = class.take(3 * PAGE, Alignment::PAGE);
+        let first = class.take(2 * PAGE, PageSize::Size4KiB.alignment());
+        let second = class.take(PAGE, PageSize::Size4KiB.alignment());
+        let third = class.take(3 * PAGE, PageSize::Size4KiB.alignment());
         assert_eq!(first, Some(0x10_000));
         assert_eq!(second, Some(0x10_000 + 2 * PAGE));
         assert_eq!(third, Some(0x10_000 + 3 * PAGE));
-        assert_eq!(class.take(3 * PAGE, Alignment::PAGE), None);
+        assert_eq!(class.take(3 * PAGE, PageSize::Size4KiB.alignment()), None);
         assert_eq!(class.usage().live, 6 * PAGE);
     }
 
     #[test]
     fn a_chunk_goes_back_once_its_last_piece_is_freed() {
-        let mut class = Grouping::new();
+        let mut class = Grouping::default();
         let whole = chunk(0x20_000, 0x20_000 + 4 * PAGE);
         class.add_chunk(whole);
-        let a = class.take(PAGE, Alignment::PAGE).unwrap();
-        let b = class.take(2 * PAGE, Alignment::PAGE).unwrap();
+        let a = class.take(PAGE, PageSize::Size4KiB.alignment()).unwrap();
+        let b = class
+            .take(2 * PAGE, PageSize::Size4KiB.alignment())
+            .unwrap();
         assert_eq!(class.free(a, PAGE), None);
         assert_eq!(class.free(b, 2 * PAGE), Some(whole));
         assert_eq!(class.usage(), GroupingUsage::default());
         // Its pages are no longer the class's to hand out.
-        assert_eq!(class.take(PAGE, Alignment::PAGE), None);
+        assert_eq!(class.take(PAGE, PageSize::Size4KiB.alignment()), None);
     }
 
     #[test]
     fn chunks_grow_with_the_class_up_to_the_largest() {
-        let mut class = Grouping::new();
+        let mut class = Grouping::default();
         let small_region = 2 << 20;
         // Alone in a small region, a piece gets a chunk of its own size:
         // nothing idle.
         assert_eq!(
-            class.chunk_size(2 * PAGE, Alignment::PAGE, small_region),
+            class.chunk_size(2 * PAGE, PageSize::Size4KiB.alignment(), small_region),
             Some(2 * PAGE)
         );
         class.add_chunk(chunk(0, 2 * PAGE));
         assert_eq!(
-            class.chunk_size(PAGE, Alignment::PAGE, small_region),
+            class.chunk_size(PAGE, PageSize::Size4KiB.alignment(), small_region),
             Some(2 * PAGE)
         );
         class.add_chunk(chunk(0x100_000, 0x100_000 + 40 * PAGE));
         assert_eq!(
-            class.chunk_size(PAGE, Alignment::PAGE, small_region),
+            class.chunk_size(PAGE, PageSize::Size4KiB.alignment(), small_region),
             Some(42 * PAGE)
         );
         class.add_chunk(chunk(0x200_000, 0x200_000 + 30 * PAGE));
         assert_eq!(
-            class.chunk_size(PAGE, Alignment::PAGE, small_region),
-            Some(LARGEST_CHUNK)
+            class.chunk_size(PAGE, PageSize::Size4KiB.alignment(), small_region),
+            Some(LARGEST_CHUNK_PAGES * PAGE)
         );
         // A larger piece still fits, at any alignment.
         let align = Alignment::new(4 * PAGE).unwrap();
@@ -221,26 +234,26 @@ mod tests {
 
     #[test]
     fn a_large_region_starts_with_larger_chunks() {
-        let class = Grouping::new();
+        let class = Grouping::default();
         assert_eq!(
-            class.chunk_size(PAGE, Alignment::PAGE, 16 << 20),
+            class.chunk_size(PAGE, PageSize::Size4KiB.alignment(), 16 << 20),
             Some(8 * PAGE)
         );
         assert_eq!(
-            class.chunk_size(PAGE, Alignment::PAGE, 1 << 30),
-            Some(LARGEST_CHUNK)
+            class.chunk_size(PAGE, PageSize::Size4KiB.alignment(), 1 << 30),
+            Some(LARGEST_CHUNK_PAGES * PAGE)
         );
         assert_eq!(
-            class.chunk_size(PAGE + 1, Alignment::PAGE, 0),
+            class.chunk_size(PAGE + 1, PageSize::Size4KiB.alignment(), 0),
             Some(2 * PAGE)
         );
     }
 
     #[test]
     fn a_chunk_with_a_piece_is_not_released() {
-        let mut class = Grouping::new();
+        let mut class = Grouping::default();
         class.add_chunk(chunk(0x40_000, 0x40_000 + 2 * PAGE));
-        let piece = class.take(PAGE, Alignment::PAGE).unwrap();
+        let piece = class.take(PAGE, PageSize::Size4KiB.alignment()).unwrap();
         assert_eq!(class.release(0x40_000), None);
         assert!(class.free(piece, PAGE).is_some());
         assert_eq!(class.release(0x40_000), None);

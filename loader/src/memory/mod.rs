@@ -22,7 +22,7 @@ use core::ops::Range;
 
 use alloc::vec::Vec;
 
-use crate::addr::{Alignment, VirtAddr};
+use crate::addr::{Alignment, PageSize, VirtAddr};
 use crate::error::ErrorKind;
 use crate::kinds::Permissions;
 use crate::kinds::{SectionKind, Segment};
@@ -147,26 +147,23 @@ impl ModuleMemory {
         placement: PlacementPolicy,
         protection: &'static dyn MemoryProtection,
     ) -> Result<Self, ErrorKind> {
-        match placement {
+        let backing = match placement {
             PlacementPolicy::Contiguous => region
                 .reserve(plan.size(), plan.alignment().bytes())
-                .map(Self::new)
+                .map(|reservation| {
+                    Backing::Contiguous(Contiguous {
+                        reservation: Some(reservation),
+                        protection: None,
+                    })
+                })
                 .ok_or(ErrorKind::OutOfMemory {
                     size: plan.size(),
                     align: plan.alignment().bytes(),
-                }),
-            PlacementPolicy::Grouped => Self::grouped(region, plan),
-            PlacementPolicy::Packed(writer) => Self::packed(region, plan, protection, writer),
-        }
-    }
-
-    fn new(reservation: Reservation) -> Self {
-        Self {
-            backing: Backing::Contiguous(Contiguous {
-                reservation: Some(reservation),
-                protection: None,
-            }),
-        }
+                })?,
+            PlacementPolicy::Grouped => Self::grouped(region, plan)?,
+            PlacementPolicy::Packed(writer) => Self::packed(region, plan, protection, writer)?,
+        };
+        Ok(Self { backing })
     }
 
     /// Packed memory for a module of `plan`: a piece per non-empty segment,
@@ -177,7 +174,7 @@ impl ModuleMemory {
         plan: &Plan,
         protection: &'static dyn MemoryProtection,
         writer: &'static dyn PageWriter,
-    ) -> Result<Self, ErrorKind> {
+    ) -> Result<Backing, ErrorKind> {
         let mut segments = Vec::with_capacity(Segment::ALL.len());
         for segment in Segment::ALL {
             let Some(needs) = segment_needs(plan, segment)? else {
@@ -208,19 +205,17 @@ impl ModuleMemory {
         let mut staging = Vec::new();
         staging.try_reserve_exact(size).map_err(|_| out_of_memory)?;
         staging.resize(size, 0);
-        Ok(Self {
-            backing: Backing::Packed(Packed {
-                staging,
-                segments,
-                writer,
-                committed: false,
-            }),
-        })
+        Ok(Backing::Packed(Packed {
+            staging,
+            segments,
+            writer,
+            committed: false,
+        }))
     }
 
     /// Grouped memory for a module of `plan`: a reservation of whole pages
     /// per non-empty segment (see `grouping.rs`). Fails with nothing taken.
-    fn grouped(region: &'static Region, plan: &Plan) -> Result<Self, ErrorKind> {
+    fn grouped(region: &'static Region, plan: &Plan) -> Result<Backing, ErrorKind> {
         let mut parts = Vec::with_capacity(Segment::ALL.len());
         for segment in Segment::ALL {
             let Some(needs) = segment_needs(plan, segment)? else {
@@ -246,12 +241,26 @@ impl ModuleMemory {
                 offset,
             });
         }
-        Ok(Self {
-            backing: Backing::Grouped(Grouped {
-                parts,
-                protection: None,
-            }),
-        })
+        Ok(Backing::Grouped(Grouped {
+            parts,
+            protection: None,
+        }))
+    }
+
+    /// The page size of the region the memory is in (4 KiB for a module
+    /// with no memory left, which has nothing to protect).
+    fn page_size(&self) -> PageSize {
+        let region = match &self.backing {
+            Backing::Contiguous(memory) => memory.reservation.as_ref().map(Reservation::region),
+            Backing::Grouped(grouped) => {
+                grouped.parts.first().map(|part| part.reservation.region())
+            }
+            Backing::Packed(packed) => packed
+                .segments
+                .first()
+                .map(|segment| segment.piece.region()),
+        };
+        region.map_or(PageSize::Size4KiB, Region::page_size)
     }
 
     /// Whether the module is packed.
@@ -444,8 +453,9 @@ impl ModuleMemory {
         if !address.is_multiple_of(8) {
             return Err(misplaced);
         }
-        let page = VirtAddr::new(address & !Alignment::PAGE.bytes().wrapping_sub(1));
-        let size = Alignment::PAGE.bytes();
+        let page_size = self.page_size();
+        let page = VirtAddr::new(page_size.page_start(address));
+        let size = page_size.bytes();
         protection.protect(page, size, Permissions::READ_WRITE)?;
         // SAFETY: the slot is an aligned word of this module's read-only
         // segment (its offset lies in the layout), which this memory owns
@@ -580,10 +590,11 @@ fn first_kind(segment: Segment) -> SectionKind {
 
 impl Grouped {
     /// Gives each segment its permissions (the writable one has them
-    /// already). On failure, puts every page back to read-write and reports
-    /// the platform's error.
+    /// already). On failure, puts the segments it asked for back to
+    /// read-write (the rest were never touched) and reports the platform's
+    /// error.
     fn protect(&mut self, protection: &'static dyn MemoryProtection) -> Result<(), ErrorKind> {
-        for part in &self.parts {
+        for (index, part) in self.parts.iter().enumerate() {
             let permissions = part.segment.permissions();
             if permissions == Permissions::READ_WRITE {
                 continue;
@@ -593,7 +604,7 @@ impl Grouped {
             if let Err(error) = protection.protect(start, len, permissions) {
                 // Leave nothing half-protected: the region may reuse these pages.
                 self.protection = Some(protection);
-                self.unprotect();
+                self.unprotect(index.saturating_add(1));
                 return Err(ErrorKind::Protection {
                     start,
                     len,
@@ -605,14 +616,18 @@ impl Grouped {
         Ok(())
     }
 
-    /// Makes every protected segment read-write again, for the region to
-    /// reuse; a segment that cannot be stays reserved for good.
-    fn unprotect(&mut self) {
+    /// Makes the first `count` segments read-write again, for the region
+    /// to reuse; a segment that cannot be stays reserved for good, counted
+    /// as lost.
+    fn unprotect(&mut self, count: usize) {
         let Some(protection) = self.protection.take() else {
             return;
         };
-        let mut index = 0;
-        while let Some(part) = self.parts.get(index) {
+        // From the last, so that removing a part moves none still to visit.
+        for index in (0..count.min(self.parts.len())).rev() {
+            let Some(part) = self.parts.get(index) else {
+                continue;
+            };
             let writable = part.segment.permissions() == Permissions::READ_WRITE
                 || protection
                     .protect(
@@ -621,12 +636,10 @@ impl Grouped {
                         Permissions::READ_WRITE,
                     )
                     .is_ok();
-            if writable {
-                index = index.saturating_add(1);
-            } else {
+            if !writable {
                 // The next segment placed here would be handed pages it
                 // cannot write: losing them is better than faulting.
-                core::mem::forget(self.parts.swap_remove(index));
+                self.parts.remove(index).reservation.keep_out_of_use();
             }
         }
     }
@@ -634,7 +647,7 @@ impl Grouped {
 
 impl Drop for Grouped {
     fn drop(&mut self) {
-        self.unprotect();
+        self.unprotect(self.parts.len());
     }
 }
 
@@ -731,8 +744,10 @@ impl Drop for Contiguous {
         {
             // The next module placed here would be handed pages it cannot
             // write. Losing the block is better than faulting, so it stays
-            // reserved.
-            core::mem::forget(self.reservation.take());
+            // reserved, counted as lost.
+            if let Some(reservation) = self.reservation.take() {
+                reservation.keep_out_of_use();
+            }
         }
     }
 }

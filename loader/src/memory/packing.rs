@@ -18,22 +18,21 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use crate::addr::Alignment;
+use crate::addr::{Alignment, PageSize};
 use crate::memory::ranges::FreeRanges;
 
-/// Bytes of one page, the granule of permissions.
-const PAGE: u64 = Alignment::PAGE.bytes();
-
-/// The smallest chunk a class takes from the heap: 32 pages. Larger chunks
+/// The smallest chunk a class takes from the heap, in pages. Larger chunks
 /// waste less at their ends (a piece that does not fit the rest of a chunk
 /// leaves that rest to smaller pieces), smaller ones hold less idle address
 /// space. Idle pages are never committed: see [`Pool::committed_bytes`].
-pub(crate) const CHUNK: u64 = 32 * PAGE;
+pub(crate) const CHUNK_PAGES: u64 = 32;
 
 /// The pieces of one permission class: which bytes of its chunks are free and
 /// how many live pieces touch each page.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Pool {
+    /// The region's pages, the granule of permissions.
+    page: PageSize,
     /// The free bytes of the chunks.
     free: FreeRanges,
     /// Committed pages: page address → number of live pieces touching it.
@@ -75,9 +74,10 @@ pub(crate) struct PoolUsage {
 }
 
 impl Pool {
-    /// An empty pool.
-    pub const fn new() -> Self {
+    /// An empty pool for a region with pages of `page`.
+    pub const fn new(page: PageSize) -> Self {
         Self {
+            page,
             free: FreeRanges::new(),
             pages: BTreeMap::new(),
             chunks: BTreeMap::new(),
@@ -98,10 +98,10 @@ impl Pool {
         let end = start.checked_add(size)?;
         self.live = self.live.saturating_add(size);
         let mut committed: Vec<(u64, u64)> = Vec::new();
-        for page in pages_of(start, end) {
+        for page in pages_of(self.page, start, end) {
             let count = self.pages.entry(page).or_insert(0);
             if *count == 0 {
-                let page_end = page.saturating_add(PAGE);
+                let page_end = page.saturating_add(self.page.bytes());
                 match committed.last_mut() {
                     Some((_, run_end)) if *run_end == page => *run_end = page_end,
                     _ => committed.push((page, page_end)),
@@ -155,7 +155,7 @@ impl Pool {
         self.live = self.live.saturating_sub(size);
         self.free.give(start, end);
         let mut idle: Vec<(u64, u64)> = Vec::new();
-        for page in pages_of(start, end) {
+        for page in pages_of(self.page, start, end) {
             let now_idle = match self.pages.get_mut(&page) {
                 Some(count) if *count > 1 => {
                     *count = count.saturating_sub(1);
@@ -166,7 +166,7 @@ impl Pool {
             };
             if now_idle {
                 self.pages.remove(&page);
-                let page_end = page.saturating_add(PAGE);
+                let page_end = page.saturating_add(self.page.bytes());
                 match idle.last_mut() {
                     Some((_, run_end)) if *run_end == page => *run_end = page_end,
                     _ => idle.push((page, page_end)),
@@ -178,12 +178,15 @@ impl Pool {
 
     /// Keeps the page at `page` committed for good, with no free bytes: for a
     /// page that could not be made read-write again, so nothing reuses it and
-    /// its chunk never goes back to the heap.
-    pub fn quarantine(&mut self, page: u64) {
-        let end = page.saturating_add(PAGE);
+    /// its chunk never goes back to the heap. Returns whether the page was
+    /// idle until now (so its bytes are newly lost).
+    pub fn quarantine(&mut self, page: u64) -> bool {
+        let end = page.saturating_add(self.page.bytes());
         self.free.remove(page, end);
         let count = self.pages.entry(page).or_insert(0);
+        let was_idle = *count == 0;
         *count = count.saturating_add(1);
+        was_idle
     }
 
     /// Adds a chunk taken from the heap: all of it free and idle.
@@ -207,22 +210,29 @@ impl Pool {
 
     /// Whole pages that hold at least one live piece, in bytes.
     pub fn committed_bytes(&self) -> u64 {
-        (self.pages.len() as u64).saturating_mul(PAGE)
+        (self.pages.len() as u64).saturating_mul(self.page.bytes())
+    }
+
+    /// The size of a chunk for a piece of `size` bytes aligned to `align`:
+    /// at least [`CHUNK_PAGES`] pages, whole pages, room for the piece at
+    /// any alignment.
+    pub fn chunk_size(&self, size: u64, align: Alignment) -> Option<u64> {
+        let page = self.page.bytes();
+        let needed = size.checked_add(align.bytes().saturating_sub(page))?;
+        self.page
+            .alignment()
+            .align_up(needed.max(CHUNK_PAGES.saturating_mul(page)))
     }
 }
 
-/// The size of a chunk for a piece of `size` bytes aligned to `align`: at
-/// least [`CHUNK`], whole pages, room for the piece at any alignment.
-pub(crate) fn chunk_size(size: u64, align: Alignment) -> Option<u64> {
-    let needed = size.checked_add(align.bytes().saturating_sub(PAGE))?;
-    Alignment::PAGE.align_up(needed.max(CHUNK))
-}
-
-/// The page addresses `[start, end)` touches.
-fn pages_of(start: u64, end: u64) -> impl Iterator<Item = u64> {
-    let first = start & !(PAGE - 1);
-    let last = Alignment::PAGE.align_up(end).unwrap_or(!(PAGE - 1));
-    (first..last).step_by(PAGE as usize)
+/// The addresses of the pages of `page` bytes that `[start, end)` touches.
+fn pages_of(page: PageSize, start: u64, end: u64) -> impl Iterator<Item = u64> {
+    let first = page.page_start(start);
+    let last = page
+        .alignment()
+        .align_up(end)
+        .unwrap_or(page.page_start(u64::MAX));
+    (first..last).step_by(page.bytes() as usize)
 }
 
 #[cfg(test)]
@@ -230,6 +240,20 @@ mod tests {
     use super::*;
     use crate::testing::A16;
     use alloc::vec;
+
+    /// The tests' page size, 4 KiB unless a test says otherwise.
+    const PAGE: u64 = 4096;
+    const CHUNK: u64 = CHUNK_PAGES * PAGE;
+
+    impl Default for Pool {
+        fn default() -> Self {
+            Pool::new(PageSize::Size4KiB)
+        }
+    }
+
+    fn chunk_size(size: u64, align: Alignment) -> Option<u64> {
+        Pool::default().chunk_size(size, align)
+    }
 
     fn chunk(start: u64, end: u64) -> Chunk {
         Chunk { start, end }
@@ -266,7 +290,7 @@ mod tests {
         // 100 rounded up to 16: the next piece starts at 112, in the same page.
         assert_eq!(b.start, 0x10070);
         assert!(b.committed.is_empty());
-        let page_aligned = pool.take(8, Alignment::PAGE).unwrap();
+        let page_aligned = pool.take(8, PageSize::Size4KiB.alignment()).unwrap();
         assert_eq!(page_aligned.start, 0x11000);
         assert_eq!(page_aligned.committed, vec![(0x11000, 0x12000)]);
         // The gap before the page-aligned piece is reused by a later small piece.
@@ -378,6 +402,33 @@ mod tests {
         assert_eq!(free(&mut pool, b.start, PAGE).1, vec![]);
     }
 
+    /// With 64 KiB pages, pages are committed and given back 64 KiB at a
+    /// time, and chunks are whole 64 KiB pages.
+    #[test]
+    fn large_pages_commit_and_idle_whole_pages() {
+        const BIG: u64 = 65536;
+        let mut pool = Pool::new(PageSize::Size64KiB);
+        assert_eq!(pool.chunk_size(1, A16), Some(CHUNK_PAGES * BIG));
+        assert_eq!(
+            pool.chunk_size(CHUNK_PAGES * BIG + 1, A16),
+            Some((CHUNK_PAGES + 1) * BIG)
+        );
+        pool.add_chunk(chunk(0x100_0000, 0x100_0000 + 4 * BIG));
+        let a = pool.take(5000, A16).unwrap();
+        assert_eq!(a.committed, vec![(0x100_0000, 0x100_0000 + BIG)]);
+        let b = pool.take(BIG, A16).unwrap();
+        assert_eq!(b.committed, vec![(0x100_0000 + BIG, 0x100_0000 + 2 * BIG)]);
+        assert_eq!(pool.usage().committed, 2 * BIG);
+        assert_eq!(pool.free(a.start, 5000), vec![]);
+        assert_eq!(
+            pool.free(b.start, BIG),
+            vec![(0x100_0000, 0x100_0000 + 2 * BIG)]
+        );
+        assert!(pool.quarantine(0x100_0000 + 3 * BIG));
+        assert!(!pool.quarantine(0x100_0000 + 3 * BIG));
+        assert_eq!(pool.usage().committed, BIG);
+    }
+
     #[test]
     fn chunks_fit_their_piece() {
         assert_eq!(chunk_size(1, A16), Some(CHUNK));
@@ -425,7 +476,7 @@ mod tests {
             pool.free.check();
             let committed: alloc::collections::BTreeSet<u64> = live
                 .iter()
-                .flat_map(|&(start, size)| pages_of(start, start + size))
+                .flat_map(|&(start, size)| pages_of(PageSize::Size4KiB, start, start + size))
                 .collect();
             assert_eq!(pool.usage().committed, committed.len() as u64 * PAGE);
         }

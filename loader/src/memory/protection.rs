@@ -25,8 +25,45 @@ impl core::error::Error for ProtectionError {}
 
 /// What the loader needs from the platform to finalize a module.
 ///
-/// `start` and `len` are always multiples of [`Alignment::PAGE`](crate::Alignment::PAGE),
-/// and the loader never asks for writable and executable at once.
+/// # The calls the loader makes
+///
+/// Every range passed to [`protect`](MemoryProtection::protect) lies in the
+/// loader's [`Region`](crate::Region), and its `start` and `len` are
+/// multiples of the region's [`PageSize`](crate::PageSize) (more than 0).
+/// The loader never asks for writable and executable at once. Region memory
+/// rests read-write: [`Region::init`](crate::Region::init) takes it so, and
+/// the loader makes a module's pages read-write again before the region
+/// hands them out another time. So:
+///
+/// - **Loading** (at [`Relocated::finalize`](crate::Relocated::finalize)):
+///   one call per non-empty code and read-only segment, read+execute and
+///   read-only. Writable data pages are never passed: they stay read-write.
+///   [Grouped](crate::Loader::grouped) modules make the same calls, one per
+///   segment's pages. [Packed](crate::Loader::packed) modules call at
+///   [`Planned::allocate`](crate::Planned::allocate) instead, for the pages a
+///   new piece is the first to occupy (pages shared with loaded modules have
+///   their permissions already).
+/// - **Unloading** (or dropping a module that failed after finalize): one
+///   call that makes the module's whole block read-write again (grouped: one
+///   per protected segment; packed: one per run of pages no module uses any
+///   more).
+/// - **Binding a pending import** ([`Loader::late_binding`](crate::Loader::late_binding)):
+///   the one page of the slot, read-write, then read-only again.
+///
+/// # When a call fails
+///
+/// A failed `protect` fails the load with
+/// [`ErrorKind::Protection`](crate::ErrorKind::Protection), carrying the
+/// platform's code, after the loader asked for read-write again on every
+/// page it had asked to change (the whole block for a contiguous module).
+/// If that restore fails too (a contiguous module's block is tried once
+/// more as the failed load's memory goes), or unloading's does, the pages' permissions
+/// are unknown, so the region never hands them out again: they are counted
+/// in [`RegionUsage::lost`](crate::RegionUsage::lost), and the rest of the
+/// region goes on serving. A backend must therefore leave a range either
+/// fully changed or report the failure. When re-protecting a late-bound
+/// slot's page fails, the import stays pending (its page may stay
+/// read-write: it holds no code).
 pub trait MemoryProtection: Sync {
     /// Sets the permissions of `[start, start + len)`, the memory where the
     /// module's bytes are, and drops stale TLB entries for it.

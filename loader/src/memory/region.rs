@@ -13,15 +13,16 @@
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use spin::Mutex;
 
-use crate::addr::{Alignment, VirtAddr};
+use crate::addr::{Alignment, PageSize, VirtAddr};
 use crate::error::ErrorKind;
 use crate::kinds::Permissions;
 use crate::kinds::Segment;
 use crate::memory::grouping::Grouping;
-use crate::memory::packing::{self, Chunk, Pool};
+use crate::memory::packing::{Chunk, Pool};
 use crate::memory::protection::{MemoryProtection, PageWriter};
 use crate::memory::ranges::FreeRanges;
 
@@ -33,12 +34,21 @@ use crate::memory::ranges::FreeRanges;
 /// each other; [grouped](crate::Loader::grouped) and [packed](crate::Loader::packed)
 /// modules' segments may lie apart, anywhere in the region.
 ///
+/// Its memory is protected in pages of a [`PageSize`] given at
+/// [`Region::init_with_page_size`] (4 KiB with [`Region::init`]): every
+/// module planned by a [`Loader`](crate::Loader) of this region is laid out
+/// in those pages, and every range passed to the [`MemoryProtection`] is
+/// made of them.
+///
 /// ```
 /// static REGION: modload::Region = modload::Region::new();
 /// assert_eq!(REGION.usage().size, 0);
 /// ```
 pub struct Region {
     heap: Mutex<Heap>,
+    /// The [`PageSize`] as its shift, set once by `init` (under every lock,
+    /// before the region has memory), read without a lock on every plan.
+    page_shift: AtomicU8,
     /// Packed placement's pages, one pool per segment kind. Locked before
     /// `heap` whenever both are held.
     pools: Mutex<[Pool; 3]>,
@@ -55,7 +65,10 @@ struct Heap {
     /// pointer into the memory is derived from it, for its provenance.
     bottom: *mut u8,
     size: usize,
+    /// Bytes allocated: live reservations and chunks, and the lost ones.
     used: usize,
+    /// Bytes of `used` kept out of use for good: see [`RegionUsage::lost`].
+    lost: usize,
     free: FreeRanges,
 }
 
@@ -70,6 +83,7 @@ impl Heap {
             bottom: core::ptr::null_mut(),
             size: 0,
             used: 0,
+            lost: 0,
             free: FreeRanges::new(),
         }
     }
@@ -134,15 +148,28 @@ pub struct GroupedUsage {
     pub segments: usize,
 }
 
-/// How much of a region is in use.
+/// How much of a region is in use: `used + free + lost == size` at every
+/// moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegionUsage {
     /// Total bytes handed to the region.
     pub size: usize,
-    /// Bytes in live reservations.
+    /// Bytes in live reservations (and the chunks grouped and packed
+    /// placement hold), not counting `lost`.
     pub used: usize,
     /// Bytes not reserved.
     pub free: usize,
+    /// Bytes kept out of use for good because the [`MemoryProtection`]
+    /// could not make them read-write again.
+    ///
+    /// A failed load leaves the region as it was, except memory whose
+    /// permissions the backend could not restore: it is counted in `lost`
+    /// and never handed out again. The same holds for unloading, which
+    /// makes a module's pages read-write before the region reuses them.
+    /// The loader never hands out memory whose permissions it does not know
+    /// (the next module would fault writing it); a backend that refuses
+    /// every call loses the pages of each load that tried to protect them.
+    pub lost: usize,
 }
 
 /// Why a region could not be set up.
@@ -150,16 +177,50 @@ pub struct RegionUsage {
 pub enum RegionError {
     /// `init` was called on a region that already has memory.
     AlreadyInitialized,
-    /// The memory is too small or its start is not page-aligned.
-    UnusableMemory,
+    /// The memory's start is a null pointer.
+    NullStart,
+    /// The memory's start is not a multiple of the region's page size.
+    Misaligned {
+        /// The start given.
+        start: VirtAddr,
+        /// The region's page size.
+        page: PageSize,
+    },
+    /// The memory is smaller than one page.
+    TooSmall {
+        /// Bytes given.
+        size: usize,
+        /// The fewest bytes a region takes: one page.
+        minimum: usize,
+    },
+    /// The memory runs past the end of the address space.
+    WrapsAround {
+        /// The start given.
+        start: VirtAddr,
+        /// Bytes given.
+        size: usize,
+    },
 }
 
 impl core::fmt::Display for RegionError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            RegionError::AlreadyInitialized => "region already has memory",
-            RegionError::UnusableMemory => "memory is too small or not page-aligned",
-        })
+        match *self {
+            RegionError::AlreadyInitialized => f.write_str("region already has memory"),
+            RegionError::NullStart => f.write_str("region memory starts at a null pointer"),
+            RegionError::Misaligned { start, page } => write!(
+                f,
+                "region memory at {start} is not aligned to its {page} pages ({:#x} bytes)",
+                page.bytes()
+            ),
+            RegionError::TooSmall { size, minimum } => write!(
+                f,
+                "region memory of {size} bytes is smaller than one page ({minimum} bytes)"
+            ),
+            RegionError::WrapsAround { start, size } => write!(
+                f,
+                "region memory of {size} bytes at {start} runs past the end of the address space"
+            ),
+        }
     }
 }
 
@@ -168,50 +229,114 @@ impl core::error::Error for RegionError {}
 impl Region {
     /// An empty region; give it memory with [`Region::init`].
     pub const fn new() -> Self {
+        let page = PageSize::Size4KiB;
         Self {
             heap: Mutex::new(Heap::empty()),
-            pools: Mutex::new([Pool::new(), Pool::new(), Pool::new()]),
-            groups: Mutex::new([Grouping::new(), Grouping::new(), Grouping::new()]),
+            page_shift: AtomicU8::new(page as u8),
+            pools: Mutex::new([Pool::new(page), Pool::new(page), Pool::new(page)]),
+            groups: Mutex::new([
+                Grouping::new(page),
+                Grouping::new(page),
+                Grouping::new(page),
+            ]),
         }
     }
 
-    /// Hands `[start, start + size)` to the region.
+    /// Hands `[start, start + size)` to the region, to be protected in
+    /// 4 KiB pages: [`Region::init_with_page_size`] with
+    /// [`PageSize::Size4KiB`].
     ///
-    /// `start` must be page-aligned (the loader protects whole pages of it).
+    /// # Safety
+    /// As for [`Region::init_with_page_size`].
+    pub unsafe fn init(&self, start: *mut u8, size: usize) -> Result<(), RegionError> {
+        // SAFETY: the caller upholds the same contract.
+        unsafe { self.init_with_page_size(start, size, PageSize::Size4KiB) }
+    }
+
+    /// Hands `[start, start + size)` to the region, whose permissions the
+    /// loader changes in pages of `page`: every module planned for this
+    /// region has its segments on `page` boundaries, and every range given
+    /// to the [`MemoryProtection`] is whole pages of it. `page` must be a
+    /// multiple of the page size the platform protects memory in (on a
+    /// host, its kernel's), or protecting fails; larger is fine.
+    ///
+    /// `start` must be a multiple of `page` and `size` at least one page
+    /// (a part of a page at the end is never used: everything the loader
+    /// reserves is whole pages).
     ///
     /// # Safety
     /// The memory must be valid for reads and writes, stay valid for the rest of
     /// the program, and be used by nothing but this region from now on. Pages
     /// must be readable and writable when handed over.
-    pub unsafe fn init(&self, start: *mut u8, size: usize) -> Result<(), RegionError> {
+    pub unsafe fn init_with_page_size(
+        &self,
+        start: *mut u8,
+        size: usize,
+        page: PageSize,
+    ) -> Result<(), RegionError> {
+        // Every lock, in their order: the page size goes into the pools and
+        // groups before any memory can be taken.
+        let mut pools = self.pools.lock();
+        let mut groups = self.groups.lock();
         let mut heap = self.heap.lock();
         if heap.size != 0 {
             return Err(RegionError::AlreadyInitialized);
         }
-        let aligned = VirtAddr::from_ptr(start)
-            .as_u64()
-            .is_multiple_of(crate::Alignment::PAGE.bytes());
-        if start.is_null() || !aligned || size < crate::Alignment::PAGE.bytes() as usize {
-            return Err(RegionError::UnusableMemory);
+        let first = VirtAddr::from_ptr(start.cast_const());
+        if start.is_null() {
+            return Err(RegionError::NullStart);
         }
-        let first = VirtAddr::from_ptr(start.cast_const()).as_u64();
+        if !page.alignment().is_aligned(first.as_u64()) {
+            return Err(RegionError::Misaligned { start: first, page });
+        }
+        let minimum = usize::try_from(page.bytes()).unwrap_or(usize::MAX);
+        if size < minimum {
+            return Err(RegionError::TooSmall { size, minimum });
+        }
         let Some(end) = first.checked_add(size as u64) else {
-            return Err(RegionError::UnusableMemory);
+            return Err(RegionError::WrapsAround { start: first, size });
         };
+        *pools = [Pool::new(page), Pool::new(page), Pool::new(page)];
+        *groups = [
+            Grouping::new(page),
+            Grouping::new(page),
+            Grouping::new(page),
+        ];
+        self.page_shift.store(page as u8, Ordering::Release);
         heap.bottom = start;
         heap.size = size;
-        heap.free.give(first, end);
+        heap.free.give(first.as_u64(), end.as_u64());
         Ok(())
+    }
+
+    /// The size of the pages the region's memory is protected in (4 KiB
+    /// until `init` says otherwise).
+    pub fn page_size(&self) -> PageSize {
+        match self.page_shift.load(Ordering::Acquire) {
+            14 => PageSize::Size16KiB,
+            16 => PageSize::Size64KiB,
+            _ => PageSize::Size4KiB,
+        }
     }
 
     /// Current usage.
     pub fn usage(&self) -> RegionUsage {
         let heap = self.heap.lock();
+        let lost = heap.lost.min(heap.used);
         RegionUsage {
             size: heap.size,
-            used: heap.used,
+            used: heap.used.saturating_sub(lost),
             free: heap.size.saturating_sub(heap.used),
+            lost,
         }
+    }
+
+    /// Counts `bytes`, which stay allocated for good, as lost.
+    fn record_lost(&self, bytes: u64) {
+        let mut heap = self.heap.lock();
+        heap.lost = heap
+            .lost
+            .saturating_add(usize::try_from(bytes).unwrap_or(usize::MAX));
     }
 
     /// What packed placement holds of this region, over every permission class.
@@ -272,8 +397,9 @@ impl Region {
         size: u64,
         align: Alignment,
     ) -> Option<Reservation> {
-        let size = Alignment::PAGE.align_up(size)?;
-        let align = align.max(Alignment::PAGE);
+        let page = self.page_size().alignment();
+        let size = page.align_up(size)?;
+        let align = align.max(page);
         let layout = Layout::from_size_align(
             usize::try_from(size).ok()?,
             usize::try_from(align.bytes()).ok()?,
@@ -340,7 +466,8 @@ impl Region {
         let taken = match pool.take(size, align) {
             Some(taken) => taken,
             None => {
-                let chunk = packing::chunk_size(size, align)
+                let chunk = pool
+                    .chunk_size(size, align)
                     .and_then(|len| self.take_chunk(len, align))
                     .ok_or_else(out_of_memory)?;
                 pool.add_chunk(chunk);
@@ -371,7 +498,7 @@ impl Region {
                         .protect(VirtAddr::new(undo), undo_len, Permissions::READ_WRITE)
                         .is_err()
                     {
-                        quarantine(pool, undo, undo_end);
+                        self.quarantine(pool, undo, undo_end);
                     }
                 }
                 self.return_chunks(&pool.idle_chunks(taken.start, end));
@@ -409,7 +536,7 @@ impl Region {
                 {
                     // The next piece placed here could not be written: keep
                     // the page (and its chunk) out of use.
-                    quarantine(pool, start, end);
+                    self.quarantine(pool, start, end);
                 }
             }
         }
@@ -421,7 +548,7 @@ impl Region {
     /// A chunk of `len` bytes (whole pages) from the heap, aligned to `align`
     /// or a page, whichever is more.
     fn take_chunk(&self, len: u64, align: Alignment) -> Option<Chunk> {
-        let chunk_align = align.max(Alignment::PAGE).bytes();
+        let chunk_align = align.max(self.page_size().alignment()).bytes();
         let start = self
             .heap
             .lock()
@@ -449,6 +576,21 @@ impl Region {
         }
     }
 
+    /// Keeps the pages of `[start, end)` out of use for good, and counts
+    /// those not kept already as lost.
+    fn quarantine(&self, pool: &mut Pool, start: u64, end: u64) {
+        let page = self.page_size().bytes();
+        let mut lost = 0u64;
+        let mut at = start;
+        while at < end {
+            if pool.quarantine(at) {
+                lost = lost.saturating_add(page);
+            }
+            at = at.saturating_add(page);
+        }
+        self.record_lost(lost);
+    }
+
     /// A pointer to `address`, inside the region's memory (see
     /// [`Heap::pointer_to`]).
     fn pointer_in(&self, address: u64) -> Option<NonNull<u8>> {
@@ -462,15 +604,6 @@ fn pool_slot(segment: Segment) -> usize {
         Segment::Code => 0,
         Segment::ReadOnly => 1,
         Segment::Writable => 2,
-    }
-}
-
-/// Keeps the pages of `[start, end)` out of use for good.
-fn quarantine(pool: &mut Pool, start: u64, end: u64) {
-    let mut page = start;
-    while page < end {
-        pool.quarantine(page);
-        page = page.saturating_add(Alignment::PAGE.bytes());
     }
 }
 
@@ -490,6 +623,11 @@ impl Piece {
     /// Where the piece starts.
     pub(crate) fn start(&self) -> VirtAddr {
         VirtAddr::new(self.start)
+    }
+
+    /// The region the piece is in.
+    pub(crate) fn region(&self) -> &'static Region {
+        self.region
     }
 
     /// Its length in bytes.
@@ -613,6 +751,19 @@ unsafe impl Send for Reservation {}
 unsafe impl Sync for Reservation {}
 
 impl Reservation {
+    /// Keeps the block out of use for good, counted in
+    /// [`RegionUsage::lost`]: for a block whose pages could not be made
+    /// read-write again, which the next reservation could not write.
+    pub(crate) fn keep_out_of_use(self) {
+        self.region.record_lost(self.len());
+        core::mem::forget(self);
+    }
+
+    /// The region the block is in.
+    pub(crate) fn region(&self) -> &'static Region {
+        self.region
+    }
+
     /// Where the block starts.
     pub(crate) fn start(&self) -> VirtAddr {
         VirtAddr::from_ptr(self.start.as_ptr())
@@ -689,14 +840,22 @@ mod tests {
     use alloc::boxed::Box;
     use alloc::vec;
 
+    use crate::memory::packing::CHUNK_PAGES;
+
     fn leaked_region(pages: usize) -> &'static Region {
+        leaked_region_of(pages, PageSize::Size4KiB)
+    }
+
+    /// A region of `pages` pages of `page`, in leaked heap memory.
+    fn leaked_region_of(pages: usize, page: PageSize) -> &'static Region {
         let region: &'static Region = Box::leak(Box::new(Region::new()));
+        let bytes = page.bytes() as usize;
         // Over-allocate and align by hand: the test heap gives no page alignment.
-        let memory: &'static mut [u8] = vec![0u8; (pages + 1) * 4096].leak();
-        let offset = memory.as_ptr().align_offset(4096);
+        let memory: &'static mut [u8] = vec![0u8; (pages + 1) * bytes].leak();
+        let offset = memory.as_ptr().align_offset(bytes);
         let start = memory.as_mut_ptr().wrapping_add(offset);
         // SAFETY: the leaked vector is valid forever and used only by this region.
-        unsafe { region.init(start, pages * 4096) }.ok();
+        unsafe { region.init_with_page_size(start, pages * bytes, page) }.ok();
         region
     }
 
@@ -747,6 +906,125 @@ mod tests {
         assert_eq!(again, Err(RegionError::AlreadyInitialized));
     }
 
+    /// Each wrong start or size is refused with the numbers that make it
+    /// wrong, and the region stays empty (a good `init` still works).
+    #[test]
+    fn init_names_what_is_wrong_with_the_memory() {
+        let region: &'static Region = Box::leak(Box::new(Region::new()));
+        let page = PageSize::Size16KiB;
+        let memory: &'static mut [u8] = vec![0u8; 3 * 16384].leak();
+        let offset = memory.as_ptr().align_offset(16384);
+        let start = memory.as_mut_ptr().wrapping_add(offset);
+        let at = VirtAddr::from_ptr(start.cast_const());
+        let init = |start: *mut u8, size| {
+            // SAFETY: the memory is leaked, used by this region alone, and a
+            // refused call does not keep it.
+            unsafe { region.init_with_page_size(start, size, page) }
+        };
+        assert_eq!(
+            init(core::ptr::null_mut(), 16384),
+            Err(RegionError::NullStart)
+        );
+        let misaligned = start.wrapping_add(4096);
+        let error = init(misaligned, 16384).unwrap_err();
+        assert_eq!(
+            error,
+            RegionError::Misaligned {
+                start: at.checked_add(4096).unwrap(),
+                page
+            }
+        );
+        assert!(alloc::format!("{error}").contains("16 KiB"), "{error}");
+        let error = init(start, 16383).unwrap_err();
+        assert_eq!(
+            error,
+            RegionError::TooSmall {
+                size: 16383,
+                minimum: 16384
+            }
+        );
+        let text = alloc::format!("{error}");
+        assert!(text.contains("16383") && text.contains("16384"), "{text}");
+        let top = !0xffff_u64 as usize as *mut u8;
+        assert!(matches!(
+            init(top, 1 << 20),
+            Err(RegionError::WrapsAround {
+                size: 0x10_0000,
+                ..
+            })
+        ));
+        assert_eq!(region.usage().size, 0);
+        assert_eq!(region.page_size(), PageSize::Size4KiB);
+        init(start, 2 * 16384).unwrap();
+        assert_eq!(region.page_size(), page);
+        assert_eq!(region.usage().free, 2 * 16384);
+    }
+
+    /// With 64 KiB pages, grouped reservations and packed chunks are whole
+    /// 64 KiB pages on 64 KiB boundaries.
+    #[test]
+    fn large_pages_round_every_reservation() {
+        const BIG: u64 = 65536;
+        let region = leaked_region_of(80, PageSize::Size64KiB);
+        let before = region.usage();
+        let grouped = region
+            .reserve_grouped(Segment::Code, 100, Alignment::new(16).unwrap())
+            .unwrap();
+        assert_eq!(grouped.len(), BIG);
+        assert_eq!(grouped.start().as_u64() % BIG, 0);
+        let piece = region
+            .reserve_piece(Segment::ReadOnly, 10, Alignment::BYTE, &NO_PROTECTION)
+            .unwrap();
+        assert_eq!(region.packed_usage().committed, BIG as usize);
+        assert_eq!(region.packed_usage().reserved, (CHUNK_PAGES * BIG) as usize);
+        assert_eq!(piece.start().as_u64() % BIG, 0);
+        drop((grouped, piece));
+        assert_eq!(region.usage(), before);
+    }
+
+    /// Refuses every call: nothing can be protected or restored.
+    struct Refusing;
+
+    impl MemoryProtection for Refusing {
+        fn protect(
+            &self,
+            _: VirtAddr,
+            _: u64,
+            _: Permissions,
+        ) -> Result<(), crate::ProtectionError> {
+            Err(crate::ProtectionError { code: 13 })
+        }
+
+        fn sync_instruction_cache(&self, _: VirtAddr, _: u64) {}
+    }
+
+    static REFUSING: Refusing = Refusing;
+
+    /// A packed piece whose pages cannot be protected nor restored: the
+    /// pages stay out of use, counted as lost, and the rest of the region
+    /// still serves.
+    #[test]
+    fn unrestorable_packed_pages_are_counted_as_lost() {
+        let region = leaked_region(128);
+        let error = region.reserve_piece(Segment::Code, 5000, Alignment::BYTE, &REFUSING);
+        assert!(matches!(error, Err(ErrorKind::Protection { code: 13, .. })));
+        let usage = region.usage();
+        assert_eq!(usage.lost, 2 * 4096);
+        assert_eq!(usage.used + usage.free + usage.lost, usage.size);
+        // The same refusal again takes fresh pages; the lost ones stay lost.
+        assert!(region
+            .reserve_piece(Segment::Code, 100, Alignment::BYTE, &REFUSING)
+            .is_err());
+        assert_eq!(region.usage().lost, 3 * 4096);
+        let fine = region
+            .reserve_piece(Segment::Code, 100, Alignment::BYTE, &NO_PROTECTION)
+            .unwrap();
+        drop(fine);
+        let after = region.usage();
+        assert_eq!(after.lost, 3 * 4096);
+        assert_eq!(after.used + after.free + after.lost, after.size);
+    }
+
     /// Writes in place: the test region's pages are never protected.
     struct InPlace;
 
@@ -785,7 +1063,7 @@ mod tests {
         let mut data = piece(Segment::Writable, 24);
         // Two code pieces in one page, data in a chunk of its own.
         assert_eq!(b.start().as_u64(), a.start().as_u64() + 112);
-        assert_eq!(region.usage().used, 2 * packing::CHUNK as usize);
+        assert_eq!(region.usage().used, 2 * (CHUNK_PAGES * 4096) as usize);
         let packed = region.packed_usage();
         assert_eq!(packed.committed, 2 * 4096);
         assert_eq!(packed.pieces, 324);
@@ -819,7 +1097,12 @@ mod tests {
         let region = leaked_region(40);
         let before = region.usage();
         let code = region
-            .reserve_piece(Segment::Code, 4096, Alignment::PAGE, &NO_PROTECTION)
+            .reserve_piece(
+                Segment::Code,
+                4096,
+                PageSize::Size4KiB.alignment(),
+                &NO_PROTECTION,
+            )
             .unwrap();
         let error = region.reserve_piece(Segment::ReadOnly, 8, Alignment::BYTE, &NO_PROTECTION);
         assert!(matches!(error, Err(ErrorKind::OutOfMemory { .. })));

@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 
 use goblin::elf::section_header::{SHT_FINI_ARRAY, SHT_INIT_ARRAY};
 
-use crate::addr::Alignment;
+use crate::addr::{Alignment, PageSize};
 use crate::arch::{RelocationType, SlotSizes};
 use crate::error::{ErrorKind, LoadError, SectionProblem, SymbolProblem};
 use crate::kinds::{Extent, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
@@ -46,6 +46,7 @@ pub struct Plan {
     segments: [Extent; 3],
     size: u64,
     align: Alignment,
+    page: PageSize,
     got_slots: u32,
     stub_slots: u32,
     pending_imports: u32,
@@ -58,7 +59,8 @@ impl Plan {
         self.kinds.get(kind.slot()).copied().unwrap_or(EMPTY)
     }
 
-    /// The page-rounded extent of one segment (what finalize protects).
+    /// The extent of one segment, rounded to whole pages of
+    /// [`Plan::page_size`] (what finalize protects).
     pub fn segment(&self, segment: Segment) -> Extent {
         self.segments.get(segment.slot()).copied().unwrap_or(EMPTY)
     }
@@ -72,6 +74,13 @@ impl Plan {
     /// Alignment of that reservation: at least a page.
     pub fn alignment(&self) -> Alignment {
         self.align
+    }
+
+    /// The page size the layout is made for: the page size of the region of
+    /// the loader that made the plan. Segments start on its boundaries and
+    /// their sizes, like [`Plan::size`], are multiples of it.
+    pub fn page_size(&self) -> PageSize {
+        self.page
     }
 
     /// GOT slots reserved: one per distinct symbol reached through the GOT,
@@ -231,12 +240,14 @@ pub(crate) trait Existing {
 
 /// Computes the plan for `object`, given what the namespace already holds.
 /// `pending` marks, per symbol index, the undefined names that nothing
-/// defines and that may stay pending (empty without late binding).
+/// defines and that may stay pending (empty without late binding). Segments
+/// are laid out in pages of `page`, the region's.
 pub(crate) fn plan<'a>(
     object: &Object<'a>,
     namespace: &impl Existing,
     pending: &[bool],
     keep_unwind: bool,
+    page: PageSize,
 ) -> Result<(Plan, Layout<'a>), LoadError> {
     let (discarded, comdats) = discarded_sections(object, namespace);
     let mut kinds: [Vec<usize>; 6] = Default::default();
@@ -302,7 +313,7 @@ pub(crate) fn plan<'a>(
     } = SlotSizes::of(object.machine);
     let pending_count = slots.pending.len() as u64;
 
-    let mut builder = Builder::default();
+    let mut builder = Builder::new(page);
     let mut placements = vec![None; object.sections.len()];
     let place_sections =
         |builder: &mut Builder, kind: SectionKind, placements: &mut Vec<Option<Placement>>| {

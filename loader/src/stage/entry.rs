@@ -23,9 +23,10 @@ impl<'l> Loader<'l> {
         self.check_object(&object)
             .map_err(|kind| object.error(kind))?;
         let pending = self.pending_candidates(&object);
+        let page = self.region.page_size();
         let (plan, layout) = self
             .namespace
-            .view(|view| plan::plan(&object, view, &pending, self.unwind_tables))?;
+            .view(|view| plan::plan(&object, view, &pending, self.unwind_tables, page))?;
         self.limits
             .check(Limit::ModuleSize, plan.size())
             .map_err(|exceeded| object.error(exceeded.into()))?;

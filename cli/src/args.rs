@@ -5,14 +5,16 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
+use modload::PageSize;
+
 /// The usage text, printed for `--help` and when no command is given.
 pub const USAGE: &str = "\
 modload: load relocatable ELF objects (.o) into this process and run them
 
 Usage:
   modload run OBJECT... [OPTIONS] [-- ARGS...]
-  modload plan OBJECT [--json]
-  modload link OBJECT... --at ADDRESS -o DIR [--sym NAME=ADDRESS]...
+  modload plan OBJECT [--json] [--page-size BYTES]
+  modload link OBJECT... --at ADDRESS -o DIR [--sym NAME=ADDRESS]... [--page-size BYTES]
   modload keygen -o PREFIX
   modload sign --key SECRET_KEY OBJECT [-o OUTPUT]
   modload --help
@@ -56,11 +58,13 @@ Options for run:
 
 Options for plan:
   --json                Print the plan as one JSON object
+  --page-size BYTES     The target's page size: 4096 (default), 16384 or 65536
 
 Options for link:
   --at ADDRESS          Target address of the first module (0x for hex)
   -o DIR, --output DIR  Directory for the module images and layout.json
   --sym NAME=ADDRESS    Define a host symbol (repeatable)
+  --page-size BYTES     The target's page size: 4096 (default), 16384 or 65536
   -v, --verbose         Say which objects load as one module set, and why
 ";
 
@@ -119,6 +123,8 @@ pub struct PlanArgs {
     pub object: PathBuf,
     /// Print JSON instead of a table.
     pub json: bool,
+    /// The page size the layout is for.
+    pub page_size: PageSize,
 }
 
 /// Parses the arguments after the program name. The error is a one-line
@@ -198,14 +204,28 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String
     Ok(Command::Run(run))
 }
 
-fn parse_plan(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
+fn parse_plan(mut args: impl Iterator<Item = OsString>) -> Result<Command, String> {
     let mut object = None;
     let mut json = false;
-    for arg in args {
-        match arg.to_str() {
-            Some("--json") => json = true,
-            Some("-h" | "--help") => return Ok(Command::Help),
-            Some(text) if text.starts_with('-') && text != "-" => return Err(unknown_option(text)),
+    let mut page_size = PageSize::Size4KiB;
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else {
+            if object.is_some() {
+                return Err(String::from(
+                    "plan takes exactly one object file (see `modload --help`)",
+                ));
+            }
+            object = Some(PathBuf::from(arg));
+            continue;
+        };
+        if let Some(value) = option_value(text, "--page-size", &mut args)? {
+            page_size = parse_page_size(&utf8(value, "--page-size")?)?;
+            continue;
+        }
+        match text {
+            "--json" => json = true,
+            "-h" | "--help" => return Ok(Command::Help),
+            _ if text.starts_with('-') && text != "-" => return Err(unknown_option(text)),
             _ if object.is_some() => {
                 return Err(String::from(
                     "plan takes exactly one object file (see `modload --help`)",
@@ -216,7 +236,19 @@ fn parse_plan(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
     }
     let object =
         object.ok_or_else(|| String::from("plan needs an object file (see `modload --help`)"))?;
-    Ok(Command::Plan(PlanArgs { object, json }))
+    Ok(Command::Plan(PlanArgs {
+        object,
+        json,
+        page_size,
+    }))
+}
+
+/// `--page-size`: one of the page sizes a region can have.
+fn parse_page_size(text: &str) -> Result<PageSize, String> {
+    text.parse::<u64>()
+        .ok()
+        .and_then(PageSize::new)
+        .ok_or_else(|| format!("invalid --page-size `{text}`: expected 4096, 16384 or 65536"))
 }
 
 /// Arguments of `modload link`.
@@ -232,6 +264,8 @@ pub struct LinkArgs {
     pub symbols: Vec<(String, u64)>,
     /// Say which objects load as one module set, and why.
     pub verbose: bool,
+    /// The target's page size, which the layout follows.
+    pub page_size: PageSize,
 }
 
 /// Parses the arguments after `link`. The error is a one-line usage message.
@@ -241,13 +275,16 @@ fn parse_link(mut args: impl Iterator<Item = OsString>) -> Result<LinkArgs, Stri
     let mut output = None;
     let mut symbols: Vec<(String, u64)> = Vec::new();
     let mut verbose = false;
+    let mut page_size = PageSize::Size4KiB;
     while let Some(arg) = args.next() {
         let Some(text) = arg.to_str() else {
             // Only paths may be non-UTF-8; options and their values are ASCII.
             objects.push(PathBuf::from(arg));
             continue;
         };
-        if let Some(value) = option_value(text, "--at", &mut args)? {
+        if let Some(value) = option_value(text, "--page-size", &mut args)? {
+            page_size = parse_page_size(&utf8(value, "--page-size")?)?;
+        } else if let Some(value) = option_value(text, "--at", &mut args)? {
             at = Some(parse_address(&utf8(value, "--at")?, "--at")?);
         } else if let Some(value) = option_value(text, "--output", &mut args)? {
             output = Some(PathBuf::from(value));
@@ -285,6 +322,7 @@ fn parse_link(mut args: impl Iterator<Item = OsString>) -> Result<LinkArgs, Stri
         output,
         symbols,
         verbose,
+        page_size,
     })
 }
 
@@ -494,6 +532,22 @@ mod tests {
             parse(args(&["plan", "x.o", "--json"])),
             Ok(Command::Plan(PlanArgs { json: true, .. }))
         ));
+        assert!(matches!(
+            parse(args(&["plan", "x.o", "--page-size", "65536"])),
+            Ok(Command::Plan(PlanArgs {
+                page_size: PageSize::Size64KiB,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            parse(args(&["plan", "x.o"])),
+            Ok(Command::Plan(PlanArgs {
+                page_size: PageSize::Size4KiB,
+                ..
+            }))
+        ));
+        assert!(parse(args(&["plan", "x.o", "--page-size", "8192"])).is_err());
+        assert!(parse(args(&["plan", "x.o", "--page-size"])).is_err());
     }
 
     fn link_args(words: &[&str]) -> Result<LinkArgs, String> {

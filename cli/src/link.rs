@@ -12,14 +12,10 @@ use modload::{
     ErrorKind, LoadError, Loader, Machine, Namespace, NoProtection, Object, PlacedPiece, Region,
     SectionKind, VirtAddr,
 };
-use modload_platform::host::{new_region, Placement};
 
 use crate::args::LinkArgs;
 use crate::json::{json_string, machine_name};
 use crate::Failure;
-
-/// Planning allocates nothing, so sizing a module needs a region without memory.
-static SCRATCH_REGION: Region = Region::new();
 
 /// `STV_DEFAULT` and `STV_PROTECTED`: the visibilities a module exports.
 const EXPORTED_VISIBILITIES: [u8; 2] = [0, 3];
@@ -170,7 +166,11 @@ fn link_unit(
     };
     // Sizing first: the region must exist before the plan that fills it.
     let with_late = |loader: Loader<'static>| if late { loader.late_binding() } else { loader };
-    let sizing = with_late(Loader::new(namespace, &SCRATCH_REGION, &NoProtection));
+    let sizing = with_late(Loader::new(
+        namespace,
+        crate::plan::scratch_region(args.page_size)?,
+        &NoProtection,
+    ));
     let plan = match sizing.plan(parse(&sizing).map_err(load)?) {
         Ok(planned) => planned.plan().clone(),
         Err(error) if matches!(error.kind, ErrorKind::Unresolved { .. }) => return Ok(Err(error)),
@@ -195,8 +195,9 @@ fn link_unit(
         .checked_add(alignment.bytes())
         .and_then(|bytes| usize::try_from(bytes).ok())
         .ok_or_else(|| Failure::message(format!("{name}: module too large for this host")))?;
-    let region = new_region(memory, Placement::Anywhere)
-        .map_err(|error| Failure::io(&format!("{name}: cannot map {memory} bytes"), &error))?;
+    // On the heap, in the target's pages, whatever this host's are: nothing
+    // is protected here, the bytes are written out for the target.
+    let region = crate::plan::heap_region(memory, args.page_size)?;
 
     let loader = with_late(Loader::new(namespace, region, &NoProtection));
     let planned = loader.plan(parse(&loader).map_err(load)?).map_err(load)?;

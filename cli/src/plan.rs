@@ -4,18 +4,57 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
+use std::sync::OnceLock;
+
 use modload::{
-    LoadError, Loader, Machine, Namespace, NoProtection, Object, Permissions, Plan, Region,
-    SectionKind, Segment,
+    LoadError, Loader, Machine, Namespace, NoProtection, Object, PageSize, Permissions, Plan,
+    Region, SectionKind, Segment,
 };
 
 use crate::args::PlanArgs;
 use crate::json::{json_string, machine_name};
 use crate::Failure;
 
-/// A region that is never given memory: planning allocates nothing, but a
-/// loader needs a region to exist.
-static SCRATCH_REGION: Region = Region::new();
+/// A region on `bytes` of the heap, with pages of `page` bytes, for loads
+/// that protect nothing ([`NoProtection`]): planning and linking for another
+/// machine, whose page size need not be this host's. Never freed.
+pub fn heap_region(bytes: usize, page: PageSize) -> Result<&'static Region, Failure> {
+    let page_bytes = page.bytes() as usize;
+    let Some(with_room) = bytes.checked_add(page_bytes) else {
+        return Err(Failure::message(format!(
+            "{bytes} bytes of region are too many"
+        )));
+    };
+    let memory: &'static mut [u8] = Box::leak(vec![0u8; with_room].into_boxed_slice());
+    let start = memory.as_mut_ptr();
+    let start = start.wrapping_add(start.align_offset(page_bytes));
+    let region: &'static Region = Box::leak(Box::new(Region::new()));
+    // SAFETY: the leaked buffer lives for the rest of the process, is
+    // readable and writable, holds `bytes` after `start` (a page was added for
+    // the alignment), and nothing but this region uses it.
+    unsafe { region.init_with_page_size(start, bytes, page) }
+        .map_err(|error| Failure::message(format!("region of {bytes} bytes: {error}")))?;
+    Ok(region)
+}
+
+/// An empty region of each page size for sizing plans: planning allocates
+/// nothing, but its layout follows the region's page size.
+pub fn scratch_region(page: PageSize) -> Result<&'static Region, Failure> {
+    static SCRATCH: [OnceLock<&'static Region>; 3] = [const { OnceLock::new() }; 3];
+    let index = match page {
+        PageSize::Size4KiB => 0,
+        PageSize::Size16KiB => 1,
+        PageSize::Size64KiB => 2,
+    };
+    let Some(slot) = SCRATCH.get(index) else {
+        return heap_region(page.bytes() as usize, page);
+    };
+    if let Some(region) = slot.get() {
+        return Ok(region);
+    }
+    let region = heap_region(page.bytes() as usize, page)?;
+    Ok(slot.get_or_init(|| region))
+}
 
 /// An object's plan and machine, worked out on its own.
 pub struct Planned {
@@ -27,9 +66,9 @@ pub struct Planned {
 
 /// Parses and plans `bytes` against an empty namespace, so the plan shows the
 /// object as if it were the first module loaded.
-pub fn plan_alone(name: &str, bytes: &[u8]) -> Result<Planned, LoadError> {
+pub fn plan_alone(name: &str, bytes: &[u8], region: &'static Region) -> Result<Planned, LoadError> {
     let namespace = Namespace::new();
-    let loader = Loader::new(&namespace, &SCRATCH_REGION, &NoProtection);
+    let loader = Loader::new(&namespace, region, &NoProtection);
     let planned = loader.plan(Object::parse(name, bytes)?)?;
     Ok(Planned {
         plan: planned.plan().clone(),
@@ -41,7 +80,8 @@ pub fn plan_alone(name: &str, bytes: &[u8]) -> Result<Planned, LoadError> {
 pub fn command(args: &PlanArgs) -> Result<(), Failure> {
     let name = args.object.to_string_lossy();
     let bytes = std::fs::read(&args.object).map_err(|error| Failure::io(&name, &error))?;
-    let planned = plan_alone(&name, &bytes).map_err(|error| Failure::load(&error))?;
+    let region = scratch_region(args.page_size)?;
+    let planned = plan_alone(&name, &bytes, region).map_err(|error| Failure::load(&error))?;
     let output = if args.json {
         json(&name, &planned)
     } else {
@@ -95,6 +135,7 @@ fn table(name: &str, planned: &Planned) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "module      {name}");
     let _ = writeln!(out, "machine     {}", machine_name(planned.machine));
+    let _ = writeln!(out, "page size   {}", plan.page_size());
     let _ = writeln!(
         out,
         "size        {} bytes, aligned to {}",
@@ -160,9 +201,10 @@ fn json(name: &str, planned: &Planned) -> String {
     let mut out = String::from("{");
     let _ = write!(
         out,
-        "\"module\":{},\"machine\":{},\"size\":{},\"alignment\":{},",
+        "\"module\":{},\"machine\":{},\"page_size\":{},\"size\":{},\"alignment\":{},",
         json_string(name),
         json_string(machine_name(planned.machine)),
+        plan.page_size().bytes(),
         plan.size(),
         plan.alignment().bytes()
     );

@@ -572,3 +572,86 @@ fn a_call_nothing_defines_fails_the_link() {
     );
     assert!(line.contains("d_fn") && line.contains(path(&c)), "{line}");
 }
+
+/// The permission class of an area's kind: areas of different classes must
+/// not share a page, which the target protects as a whole.
+fn segment_of(kind: &str) -> &'static str {
+    match kind {
+        "text" | "stubs" => "code",
+        "rodata" | "got" => "readonly",
+        "data" | "bss" => "writable",
+        other => panic!("unknown area kind {other}"),
+    }
+}
+
+#[test]
+fn the_layout_follows_the_targets_page_size() {
+    let dir = workdir("page-size");
+    let a = assemble(&dir, "a", MODULE_A, false);
+    let b = assemble(&dir, "b", MODULE_B, false);
+    for page in [4096u64, 16384, 65536] {
+        let out = dir.join(format!("out-{page}"));
+        let page_text = page.to_string();
+        let output = modload(&[
+            "link",
+            path(&a),
+            path(&b),
+            "--at",
+            "0x40000000",
+            "-o",
+            path(&out),
+            "--sym",
+            "host_thing=0x1000",
+            "--page-size",
+            &page_text,
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let layout = Layout::read(&out);
+        let (first, second) = (&layout.modules[0], &layout.modules[1]);
+        // B has nothing aligned beyond a page, so its alignment is the page.
+        assert_eq!(second.alignment, page, "{page}");
+        assert_eq!(second.base % page, 0, "{page}");
+        for module in &layout.modules {
+            assert_eq!(module.size % page, 0, "{page}: {module:?}");
+        }
+        for (index, area) in layout.areas.iter().enumerate() {
+            for other in &layout.areas[index + 1..] {
+                let pages = |offset: u64, size: u64| (offset / page, (offset + size - 1) / page);
+                let (first_page, last_page) = pages(area.offset, area.size);
+                let (other_first, other_last) = pages(other.offset, other.size);
+                let shares_a_page = area.module == other.module
+                    && area.size > 0
+                    && other.size > 0
+                    && first_page <= other_last
+                    && other_first <= last_page;
+                if segment_of(&area.kind) != segment_of(&other.kind) {
+                    assert!(
+                        !shares_a_page,
+                        "{page}: {area:?} and {other:?} share a page"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            second.base,
+            align_up(first.base + first.size, page.max(second.alignment)),
+            "{page}"
+        );
+    }
+    let output = modload(&[
+        "link",
+        path(&a),
+        "--at",
+        "0x40000000",
+        "-o",
+        "x",
+        "--page-size",
+        "8192",
+    ]);
+    let message = one_line_error(&output, 2);
+    assert!(message.contains("--page-size `8192`"), "{message}");
+}

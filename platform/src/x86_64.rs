@@ -4,8 +4,11 @@
 
 use modload::{MemoryProtection, Permissions, ProtectionError, VirtAddr};
 use spin::Mutex;
-use x86_64::structures::paging::mapper::FlagUpdateError;
-use x86_64::structures::paging::{Mapper, OffsetPageTable, Page, PageTableFlags, Size4KiB};
+use x86_64::structures::paging::mapper::{FlagUpdateError, MappedFrame, TranslateResult};
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTableFlags, PhysFrame, Size2MiB, Size4KiB,
+    Translate,
+};
 
 /// Why a permission change was refused, as [`ProtectionError::code`].
 pub mod codes {
@@ -19,6 +22,82 @@ pub mod codes {
     pub const NO_TABLES: i32 = 4;
     /// The range is not page-aligned or wraps around.
     pub const BAD_RANGE: i32 = 5;
+    /// A page of the range is part of a 1 GiB page, or the frame allocator
+    /// ran out while splitting a 2 MiB page.
+    pub const CANNOT_SPLIT: i32 = 6;
+}
+
+/// Maps every 2 MiB page that `[start, start + len)` touches with 512 pages
+/// of 4 KiB instead: the same frames, the same flags. Boot code usually maps
+/// memory with 2 MiB pages, but the loader sets permissions per 4 KiB page,
+/// which [`PageProtection`] refuses inside a huge page
+/// ([`codes::HUGE_PAGE`]). Call it on the module region before handing the
+/// tables to [`PageProtection::install`]. Pages already 4 KiB stay as they
+/// are; `frames` gives one zeroed frame for each new page table. On an
+/// error after a 2 MiB page was unmapped (the allocator ran out), that page
+/// is left partly mapped: give it enough frames, one per 2 MiB page.
+///
+/// # Safety
+/// Between unmapping a 2 MiB page and mapping its 4 KiB pages, nothing in it
+/// can be reached: none of the 2 MiB pages the range touches may hold the
+/// running code, its stack, the page tables or anything an interrupt handler
+/// touches. (A region of its own, 2 MiB-aligned in the linker script, is
+/// safe.) `tables` must be the active tables.
+pub unsafe fn split_huge_pages(
+    tables: &mut OffsetPageTable<'_>,
+    start: u64,
+    len: u64,
+    frames: &mut impl FrameAllocator<Size4KiB>,
+) -> Result<(), ProtectionError> {
+    let cannot = ProtectionError {
+        code: codes::CANNOT_SPLIT,
+    };
+    for page in pages(start, len)? {
+        let (huge, flags) = match tables.translate(page.start_address()) {
+            TranslateResult::Mapped {
+                frame: MappedFrame::Size4KiB(_),
+                ..
+            } => continue,
+            TranslateResult::Mapped {
+                frame: MappedFrame::Size2MiB(frame),
+                flags,
+                ..
+            } => (frame, flags),
+            TranslateResult::Mapped { .. } => return Err(cannot),
+            TranslateResult::NotMapped | TranslateResult::InvalidFrameAddress(_) => {
+                return Err(ProtectionError {
+                    code: codes::NOT_MAPPED,
+                })
+            }
+        };
+        let huge_page: Page<Size2MiB> = Page::containing_address(page.start_address());
+        let small_flags = flags & !PageTableFlags::HUGE_PAGE;
+        // The new table's entry must allow what any of its pages may later
+        // be given (write, execute); each page's own flags restrict it.
+        let table_flags = PageTableFlags::PRESENT
+            | PageTableFlags::WRITABLE
+            | (flags & PageTableFlags::USER_ACCESSIBLE);
+        tables.unmap(huge_page).map_err(|_| cannot)?.1.flush();
+        let first: Page<Size4KiB> = Page::containing_address(huge_page.start_address());
+        let first_frame = PhysFrame::<Size4KiB>::containing_address(huge.start_address());
+        for index in 0..512 {
+            // SAFETY: the same frames as the 2 MiB page mapped, with its
+            // flags: nothing that was reachable changes meaning, and the
+            // caller guarantees nothing reaches these pages meanwhile.
+            unsafe {
+                tables.map_to_with_table_flags(
+                    first + index,
+                    first_frame + index,
+                    small_flags,
+                    table_flags,
+                    frames,
+                )
+            }
+            .map_err(|_| cannot)?
+            .flush();
+        }
+    }
+    Ok(())
 }
 
 /// The page-table flags for `permissions`: always present, writable only with

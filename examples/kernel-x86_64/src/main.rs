@@ -14,13 +14,11 @@ use core::ffi::{c_char, CStr};
 use core::fmt::Write;
 
 use linked_list_allocator::LockedHeap;
-use modload::{Loader, Namespace, Permissions, Region, VirtAddr};
-use modload_platform::x86_64::{flags_for, pages, PageProtection};
+use modload::{Loader, Namespace, ProtectionError, Region, VirtAddr};
+use modload_platform::x86_64::{split_huge_pages, PageProtection};
 use x86_64::instructions::port::Port;
 use x86_64::registers::control::Cr3;
-use x86_64::structures::paging::{
-    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PhysFrame, Size2MiB, Size4KiB,
-};
+use x86_64::structures::paging::{FrameAllocator, OffsetPageTable, PageTable, PhysFrame, Size4KiB};
 
 // The boot code: from QEMU's 32-bit entry to `kernel_main` in long mode.
 core::arch::global_asm!(include_str!("boot.s"), options(att_syntax));
@@ -106,9 +104,9 @@ extern "C" fn kernel_print(text: *const c_char) {
 }
 
 /// The boot code maps the first GiB with 2 MiB pages, but the loader sets
-/// permissions per 4 KiB page: remap the module region with 4 KiB pages,
-/// read-write and not executable, and hand the tables to [`PROTECTION`].
-fn map_region_with_small_pages(start: u64) -> Result<(), &'static str> {
+/// permissions per 4 KiB page: split the region's 2 MiB page into 4 KiB
+/// pages and hand the tables to [`PROTECTION`].
+fn map_region_with_small_pages(start: u64) -> Result<(), ProtectionError> {
     // One page table covers the 2 MiB region.
     static mut REGION_TABLE: PageTable = PageTable::new();
     struct OneTable(Option<PhysFrame>);
@@ -126,21 +124,9 @@ fn map_region_with_small_pages(start: u64) -> Result<(), &'static str> {
     // SAFETY: memory is identity-mapped (offset 0), and these are the live
     // tables, referenced from nowhere else.
     let mut tables = unsafe { OffsetPageTable::new(&mut *root, x86_64::VirtAddr::new(0)) };
-    let huge: Page<Size2MiB> = Page::containing_address(x86_64::VirtAddr::new(start));
-    tables
-        .unmap(huge)
-        .map_err(|_| "region is not a 2 MiB page")?
-        .1
-        .flush();
-    let flags = flags_for(Permissions::READ_WRITE).map_err(|_| "no flags")?;
-    for page in pages(start, REGION_SIZE).map_err(|_| "region not aligned")? {
-        let frame =
-            PhysFrame::containing_address(x86_64::PhysAddr::new(page.start_address().as_u64()));
-        // SAFETY: identity mappings of the region, which nothing else maps.
-        unsafe { tables.map_to(page, frame, flags, &mut frames) }
-            .map_err(|_| "cannot map the region")?
-            .flush();
-    }
+    // SAFETY: the region has its own 2 MiB page (link.ld), which nothing
+    // uses yet: no code, stack or table of ours is in it.
+    unsafe { split_huge_pages(&mut tables, start, REGION_SIZE, &mut frames)? };
     PROTECTION.install(tables);
     Ok(())
 }

@@ -105,7 +105,8 @@ pub use kinds::{Extent, Permissions, SectionKind, Segment, MAX_ALIGNMENT, MAX_MO
 pub use limits::{Limit, Limits};
 pub use loader::{Loader, SymbolResolver};
 pub use memory::protection::{MemoryProtection, NoProtection, PageWriter, ProtectionError};
-pub use memory::region::{GroupedUsage, PackedUsage, Region, RegionError, RegionUsage};
+pub use memory::region::Region;
+pub use memory::usage::{GroupedUsage, PackedUsage, RegionError, RegionUsage};
 pub use module::{Module, Refused, Symbol};
 pub use namespace::{ImportStatus, ModuleId, Namespace, UnboundCall, UnboundHook};
 pub use object::Object;

@@ -17,6 +17,7 @@ pub(crate) mod packing;
 pub(crate) mod protection;
 pub(crate) mod ranges;
 pub(crate) mod region;
+pub(crate) mod usage;
 
 use core::ops::Range;
 

@@ -19,6 +19,7 @@ pub struct Module<'n> {
 /// `extern "C" fn` pointer, from [`Module::get`]. It borrows the module's
 /// handle, as `libloading::Symbol` borrows its library, so it cannot be used
 /// once the module is unloaded. It derefs to `T`.
+#[derive(Clone, Copy)]
 pub struct Symbol<'m, T> {
     value: T,
     module: PhantomData<&'m ()>,

@@ -474,10 +474,11 @@ impl fmt::Display for ErrorKind {
 
 impl RelocationFailure {
     /// How to rebuild the object so that this relocation fits, when its
-    /// overflow shows that the object was compiled for the small code model
-    /// (the compilers' default), which assumes code and data within 2 GiB
-    /// (x86-64) or 4 GiB (AArch64) of each other or of address 0: a module
-    /// in a region far from the host's symbols cannot keep that promise.
+    /// overflow shows that the object was compiled for a code model that
+    /// assumes code and data within 2 GiB (x86-64: the compilers' default
+    /// small model, or the kernel model) or 4 GiB (AArch64) of each other or
+    /// of address 0: a module in a region far from the host's symbols cannot
+    /// keep that promise.
     pub fn code_model_advice(&self) -> Option<&'static str> {
         match self.problem {
             RelocationProblem::Overflow { .. } => self.r_type.code_model_advice(),

@@ -388,20 +388,21 @@ impl Fixup {
 }
 
 /// What to compile with instead, when an overflow of `r_type` shows that
-/// the object assumed the small code model: 32-bit absolute addresses or
+/// the object assumed a small or tiny code model: 32-bit absolute addresses or
 /// PC-relative reach of 4 GiB (`adrp`) or less.
 pub(crate) const fn code_model_advice(r_type: u32) -> Option<&'static str> {
     match r_type {
         R_AARCH64_ABS32 => Some(
-            "the object was compiled for the small code model, which puts every address \
-             below 4 GiB: compile it with -fPIC, or with -mcmodel=large",
+            "the object was compiled for a code model in which every address fits in 32 bits \
+             (the default small model): compile it with -fPIC, or with -mcmodel=large",
         ),
         R_AARCH64_PREL32
         | R_AARCH64_ADR_PREL_PG_HI21
         | R_AARCH64_ADR_PREL_LO21
         | R_AARCH64_LD_PREL_LO19 => Some(
-            "the object was compiled for the small code model, which keeps code and data \
-             within 4 GiB of each other: compile it with -fPIC, or with -mcmodel=large",
+            "the object was compiled for a code model that keeps code and data within 4 GiB \
+             of each other (the default small model, or the tiny one): compile it with -fPIC, \
+             or with -mcmodel=large",
         ),
         _ => None,
     }

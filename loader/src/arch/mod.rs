@@ -238,7 +238,7 @@ impl RelocationType {
 
 impl RelocationType {
     /// The compiler flags that avoid an overflow of this type, if such an
-    /// overflow means the object assumed the small code model.
+    /// overflow means the object assumed a code model with 32-bit reach.
     pub(crate) fn code_model_advice(self) -> Option<&'static str> {
         match self.machine {
             EM_X86_64 => x86_64::code_model_advice(self.raw),

@@ -232,17 +232,19 @@ impl Fixup {
 }
 
 /// What to compile with instead, when an overflow of `r_type` shows that
-/// the object assumed the small code model: 32-bit absolute addresses (below
-/// 2 GiB) or 32-bit displacements (code and data within 2 GiB).
+/// the object assumed a 32-bit code model (small or kernel): 32-bit
+/// absolute addresses or 32-bit displacements (code and data within 2 GiB).
 pub(crate) const fn code_model_advice(r_type: u32) -> Option<&'static str> {
     match classify(r_type) {
         Some(Fixup::Absolute(Field { width: 4, .. })) => Some(
-            "the object was compiled for the small code model, which puts every address \
-             below 2 GiB: compile it with -fPIC, or with -mcmodel=large",
+            "the object was compiled for a code model in which every address fits in 32 bits \
+             (gcc's default small model, or -mcmodel=kernel): compile it with -fPIC, \
+             or with -mcmodel=large",
         ),
         Some(Fixup::PcRelative(Field { width: 4, .. })) => Some(
-            "the object was compiled for the small code model, which keeps code and data \
-             within 2 GiB of each other: compile it with -fPIC, or with -mcmodel=large",
+            "the object was compiled for a code model that keeps code and data within 2 GiB \
+             of each other (gcc's default small model, or -mcmodel=kernel): compile it with \
+             -fPIC, or with -mcmodel=large",
         ),
         _ => None,
     }

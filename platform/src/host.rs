@@ -84,6 +84,39 @@ fn is_mapped(start: VirtAddr, len: u64) -> bool {
 /// The protection backend as a `'static` reference, as loaders want it.
 pub static HOST_PROTECTION: HostProtection = HostProtection;
 
+/// Resolves names from this process and the shared libraries it has loaded
+/// (libc, libm, ...), through `dlsym(RTLD_DEFAULT, name)`: for
+/// [`Loader::with_fallback`](modload::Loader::with_fallback), so that
+/// modules may call what a program linked with `cc` could, such as
+/// `__stack_chk_fail`, `memcpy` or `printf`, without an export for each.
+///
+/// ```no_run
+/// use modload::{Loader, Namespace, Region};
+/// use modload_platform::host::{map_region, Placement, ProcessSymbols, HOST_PROTECTION};
+///
+/// static REGION: Region = Region::new();
+/// static NAMESPACE: Namespace = Namespace::new();
+///
+/// # fn main() -> std::io::Result<()> {
+/// map_region(&REGION, 1 << 20, Placement::Anywhere)?;
+/// let loader = Loader::new(&NAMESPACE, &REGION, &HOST_PROTECTION).with_fallback(&ProcessSymbols);
+/// # let _ = loader;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessSymbols;
+
+impl modload::SymbolResolver for ProcessSymbols {
+    fn resolve(&self, name: &str) -> Option<VirtAddr> {
+        let name = std::ffi::CString::new(name).ok()?;
+        // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the
+        // process's global scope, and dlsym takes its own lock.
+        let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        (!address.is_null()).then(|| VirtAddr::from_ptr(address.cast_const()))
+    }
+}
+
 /// Where to ask the kernel to put a region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -129,7 +162,11 @@ pub fn map_region_with_page_size(
         .checked_add(slack)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
     let memory = map_placed(mapped, placement, None)?;
-    give_to(region, memory, size, page)
+    give_to(region, memory, size, page).inspect_err(|_| {
+        // SAFETY: the mapping is fresh, and the region refused it, so nothing
+        // refers to it: unmapping it leaks nothing and breaks nothing.
+        unsafe { libc::munmap(memory, mapped) };
+    })
 }
 
 /// Bytes to map beyond a region's size so that a mapping, aligned to the

@@ -139,8 +139,14 @@ impl<'n> Module<'n> {
     /// [`Symbol::into_raw`] gives the bare value where a borrow cannot be
     /// kept, such as a function pointer stored in a kernel's table.
     ///
+    /// The borrow guards uses through the `Symbol` only: `F` is `Copy`, so
+    /// `let f: F = *symbol;` takes the value out of it as `into_raw` does,
+    /// and the compiler no longer sees the module behind it.
+    ///
     /// # Safety
-    /// `F` must match what the symbol really is (its signature and ABI).
+    /// `F` must match what the symbol really is (its signature and ABI), and
+    /// a value copied out of the `Symbol` (`*symbol`) must not be used after
+    /// the module is unloaded.
     pub unsafe fn get<F: Copy>(&self, name: &str) -> Option<Symbol<'_, F>> {
         let address = self.symbol(name)?;
         // SAFETY: forwarded from this function's contract.

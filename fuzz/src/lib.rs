@@ -17,7 +17,6 @@ use modload_platform::host::{
 /// The module loaded before any input: `tests/fixtures/m1.c`, x86_64, `-fPIC`.
 const BASE: &[u8] = include_bytes!("../seeds/x86_64-m1-pic.o");
 const REGION_SIZE: usize = 16 << 20;
-const PAGE: u64 = 4096;
 
 extern "C" fn host_add(a: i64, b: i64) -> i64 {
     a.wrapping_add(b)
@@ -145,10 +144,10 @@ impl Host {
     pub fn check_base(&self) {
         let base = Module::from_id(self.namespace, self.base).expect("base module still loaded");
         // SAFETY: m1.c defines `long m1_square(long)` and `long m1_value(void)`.
-        let square: extern "C" fn(i64) -> i64 =
-            unsafe { base.get("m1_square") }.expect("m1_square");
+        let square =
+            unsafe { base.get::<extern "C" fn(i64) -> i64>("m1_square") }.expect("m1_square");
         // SAFETY: as above.
-        let value: extern "C" fn() -> i64 = unsafe { base.get("m1_value") }.expect("m1_value");
+        let value = unsafe { base.get::<extern "C" fn() -> i64>("m1_value") }.expect("m1_value");
         assert_eq!(square(9), 81);
         assert_eq!(value(), 42);
     }
@@ -165,9 +164,10 @@ impl Host {
 /// inside their segments, segments in order and apart.
 pub fn check_plan(plan: &Plan) {
     let size = plan.size();
-    assert!(size >= PAGE && size.is_multiple_of(PAGE), "size {size}");
+    let page = plan.page_size().bytes();
+    assert!(size >= page && size.is_multiple_of(page), "size {size}");
     assert!(size <= MAX_MODULE_SIZE, "size {size}");
-    assert!(plan.alignment().bytes() >= PAGE);
+    assert!(plan.alignment().bytes() >= page);
     let mut previous_end = 0u64;
     for segment in Segment::ALL {
         let extent = plan.segment(segment);
@@ -176,7 +176,7 @@ pub fn check_plan(plan: &Plan) {
         }
         let end = extent.offset.checked_add(extent.size).expect("segment end");
         assert!(
-            extent.offset.is_multiple_of(PAGE) && end.is_multiple_of(PAGE),
+            extent.offset.is_multiple_of(page) && end.is_multiple_of(page),
             "{segment:?} {extent:?}"
         );
         assert!(extent.offset >= previous_end, "{segment:?} overlaps");

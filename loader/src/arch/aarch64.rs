@@ -13,7 +13,8 @@
 #![allow(clippy::arithmetic_side_effects)]
 
 use super::{
-    entry_inputs, write_field, Applied, FixupInputs, Linking, Needs, Range, Rela, RELA_ENTRY,
+    entry_inputs, write_field, Applied, FixupInputs, Linking, NarrowModel, Needs, Range, Rela,
+    RELA_ENTRY,
 };
 use crate::arch::RelocationProblem;
 
@@ -387,23 +388,16 @@ impl Fixup {
     }
 }
 
-/// What to compile with instead, when an overflow of `r_type` shows that
-/// the object assumed a small or tiny code model: 32-bit absolute addresses or
-/// PC-relative reach of 4 GiB (`adrp`) or less.
-pub(crate) const fn code_model_advice(r_type: u32) -> Option<&'static str> {
+/// What an overflow of `r_type` shows about the object's code model (small
+/// or tiny): 32-bit absolute addresses, or PC-relative reach of 4 GiB
+/// (`adrp`) or less.
+pub(crate) const fn narrow_model(r_type: u32) -> Option<NarrowModel> {
     match r_type {
-        R_AARCH64_ABS32 => Some(
-            "the object was compiled for a code model in which every address fits in 32 bits \
-             (the default small model): compile it with -fPIC, or with -mcmodel=large",
-        ),
+        R_AARCH64_ABS32 => Some(NarrowModel::Absolute),
         R_AARCH64_PREL32
         | R_AARCH64_ADR_PREL_PG_HI21
         | R_AARCH64_ADR_PREL_LO21
-        | R_AARCH64_LD_PREL_LO19 => Some(
-            "the object was compiled for a code model that keeps code and data within 4 GiB \
-             of each other (the default small model, or the tiny one): compile it with -fPIC, \
-             or with -mcmodel=large",
-        ),
+        | R_AARCH64_LD_PREL_LO19 => Some(NarrowModel::Displacement),
         _ => None,
     }
 }

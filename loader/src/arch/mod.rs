@@ -236,15 +236,55 @@ impl RelocationType {
     }
 }
 
+/// What an overflowing field shows about the code model an object was
+/// compiled for: that it assumed every address, or every distance between
+/// its code and the data it reaches, fits in 32 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NarrowModel {
+    /// A 32-bit absolute address.
+    Absolute,
+    /// A PC-relative displacement of 32 bits or less.
+    Displacement,
+}
+
+/// Advice for an object whose code model assumed `$assumption`.
+macro_rules! rebuild_advice {
+    ($assumption:literal) => {
+        concat!(
+            "the object was compiled for a code model ",
+            $assumption,
+            ": compile it with -fPIC, or with -mcmodel=large"
+        )
+    };
+}
+
 impl RelocationType {
     /// The compiler flags that avoid an overflow of this type, if such an
     /// overflow means the object assumed a code model with 32-bit reach.
     pub(crate) fn code_model_advice(self) -> Option<&'static str> {
-        match self.machine {
-            EM_X86_64 => x86_64::code_model_advice(self.raw),
-            EM_AARCH64 => aarch64::code_model_advice(self.raw),
+        use NarrowModel::{Absolute, Displacement};
+        let narrow = match self.machine {
+            EM_X86_64 => x86_64::narrow_model(self.raw),
+            EM_AARCH64 => aarch64::narrow_model(self.raw),
             _ => None,
-        }
+        }?;
+        Some(match (self.machine, narrow) {
+            (EM_X86_64, Absolute) => rebuild_advice!(
+                "in which every address fits in 32 bits \
+                 (gcc's default small model, or -mcmodel=kernel)"
+            ),
+            (EM_X86_64, Displacement) => rebuild_advice!(
+                "that keeps code and data within 2 GiB of each other \
+                 (gcc's default small model, or -mcmodel=kernel)"
+            ),
+            (_, Absolute) => {
+                rebuild_advice!("in which every address fits in 32 bits (the default small model)")
+            }
+            (_, Displacement) => rebuild_advice!(
+                "that keeps code and data within 4 GiB of each other \
+                 (the default small model, or the tiny one)"
+            ),
+        })
     }
 }
 
@@ -481,6 +521,47 @@ pub(crate) fn write_word64(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overflow_advice_names_the_code_model_each_machine_assumed() {
+        let advice = |machine, raw| RelocationType { machine, raw }.code_model_advice();
+        assert_eq!(
+            advice(EM_X86_64, x86_64::R_X86_64_PC32),
+            Some(
+                "the object was compiled for a code model that keeps code and data within \
+                 2 GiB of each other (gcc's default small model, or -mcmodel=kernel): \
+                 compile it with -fPIC, or with -mcmodel=large"
+            )
+        );
+        assert_eq!(
+            advice(EM_X86_64, x86_64::R_X86_64_32S),
+            Some(
+                "the object was compiled for a code model in which every address fits in \
+                 32 bits (gcc's default small model, or -mcmodel=kernel): compile it with \
+                 -fPIC, or with -mcmodel=large"
+            )
+        );
+        assert_eq!(
+            advice(EM_AARCH64, aarch64::R_AARCH64_ABS32),
+            Some(
+                "the object was compiled for a code model in which every address fits in \
+                 32 bits (the default small model): compile it with -fPIC, or with \
+                 -mcmodel=large"
+            )
+        );
+        assert_eq!(
+            advice(EM_AARCH64, aarch64::R_AARCH64_ADR_PREL_PG_HI21),
+            Some(
+                "the object was compiled for a code model that keeps code and data within \
+                 4 GiB of each other (the default small model, or the tiny one): compile it \
+                 with -fPIC, or with -mcmodel=large"
+            )
+        );
+        // 64-bit fields, and types whose overflow says nothing of the model.
+        assert_eq!(advice(EM_X86_64, x86_64::R_X86_64_64), None);
+        assert_eq!(advice(EM_X86_64, x86_64::R_X86_64_PLT32), None);
+        assert_eq!(advice(EM_AARCH64, aarch64::R_AARCH64_CONDBR19), None);
+    }
 
     #[test]
     fn fast_writers_agree_with_write_field() {

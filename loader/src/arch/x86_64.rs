@@ -11,8 +11,8 @@
 use core::hint::select_unpredictable;
 
 use super::{
-    entry_inputs, write_field, write_signed32, write_word64, Applied, FixupInputs, Linking, Needs,
-    Range, Rela, NO_FAST_ADDRESS, RELA_ENTRY,
+    entry_inputs, write_field, write_signed32, write_word64, Applied, FixupInputs, Linking,
+    NarrowModel, Needs, Range, Rela, NO_FAST_ADDRESS, RELA_ENTRY,
 };
 use crate::arch::RelocationProblem;
 
@@ -231,21 +231,13 @@ impl Fixup {
     }
 }
 
-/// What to compile with instead, when an overflow of `r_type` shows that
-/// the object assumed a 32-bit code model (small or kernel): 32-bit
-/// absolute addresses or 32-bit displacements (code and data within 2 GiB).
-pub(crate) const fn code_model_advice(r_type: u32) -> Option<&'static str> {
+/// What an overflow of `r_type` shows about the object's code model (small
+/// or kernel): 32-bit absolute addresses, or 32-bit displacements (code and
+/// data within 2 GiB).
+pub(crate) const fn narrow_model(r_type: u32) -> Option<NarrowModel> {
     match classify(r_type) {
-        Some(Fixup::Absolute(Field { width: 4, .. })) => Some(
-            "the object was compiled for a code model in which every address fits in 32 bits \
-             (gcc's default small model, or -mcmodel=kernel): compile it with -fPIC, \
-             or with -mcmodel=large",
-        ),
-        Some(Fixup::PcRelative(Field { width: 4, .. })) => Some(
-            "the object was compiled for a code model that keeps code and data within 2 GiB \
-             of each other (gcc's default small model, or -mcmodel=kernel): compile it with \
-             -fPIC, or with -mcmodel=large",
-        ),
+        Some(Fixup::Absolute(Field { width: 4, .. })) => Some(NarrowModel::Absolute),
+        Some(Fixup::PcRelative(Field { width: 4, .. })) => Some(NarrowModel::Displacement),
         _ => None,
     }
 }

@@ -40,14 +40,13 @@ pub fn heap_region(bytes: usize, page: PageSize) -> Result<&'static Region, Fail
 /// An empty region of each page size for sizing plans: planning allocates
 /// nothing, but its layout follows the region's page size.
 pub fn scratch_region(page: PageSize) -> Result<&'static Region, Failure> {
-    static SCRATCH: [OnceLock<&'static Region>; 3] = [const { OnceLock::new() }; 3];
-    let index = match page {
-        PageSize::Size4KiB => 0,
-        PageSize::Size16KiB => 1,
-        PageSize::Size64KiB => 2,
-    };
-    let Some(slot) = SCRATCH.get(index) else {
-        return heap_region(page.bytes() as usize, page);
+    static SCRATCH_4K: OnceLock<&'static Region> = OnceLock::new();
+    static SCRATCH_16K: OnceLock<&'static Region> = OnceLock::new();
+    static SCRATCH_64K: OnceLock<&'static Region> = OnceLock::new();
+    let slot = match page {
+        PageSize::Size4KiB => &SCRATCH_4K,
+        PageSize::Size16KiB => &SCRATCH_16K,
+        PageSize::Size64KiB => &SCRATCH_64K,
     };
     if let Some(region) = slot.get() {
         return Ok(region);

@@ -6,6 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use modload::{SymbolResolver, VirtAddr};
+use modload_platform::host::ProcessSymbols;
 
 use crate::args::Library;
 use crate::libsearch::{LinkInput, SearchPath};
@@ -84,20 +85,19 @@ impl SymbolResolver for SharedLibraries {
         if let Some(helper) = crate::atomics::resolve(name) {
             return Some(helper);
         }
-        let name = CString::new(name).ok()?;
+        let c_name = CString::new(name).ok()?;
         self.handles
             .iter()
-            .map(|handle| handle.0)
-            .chain([libc::RTLD_DEFAULT])
             .find_map(|handle| {
                 // SAFETY: `handle` came from a successful dlopen and is never
-                // closed, or is RTLD_DEFAULT; `name` is NUL-terminated.
-                let address = unsafe { libc::dlsym(handle, name.as_ptr()) };
+                // closed; `c_name` is NUL-terminated.
+                let address = unsafe { libc::dlsym(handle.0, c_name.as_ptr()) };
                 // A null result means "not here": symbols at address 0 (weak
                 // undefined ones in a library) are no use to a module either.
                 (!address.is_null()).then(|| VirtAddr::from_ptr(address))
             })
-            .or_else(|| nonshared(name.to_bytes()))
+            .or_else(|| ProcessSymbols.resolve(name))
+            .or_else(|| nonshared(c_name.to_bytes()))
     }
 }
 

@@ -293,12 +293,16 @@ impl AddressMap {
         all
     }
 
-    /// `(member, index, target, header size)` of every section that has a header.
+    /// `(member, index, target, header size)` of every section that has a
+    /// header and bytes (an empty section tells a debugger nothing).
     pub(crate) fn headers(&self) -> impl Iterator<Item = (u32, u32, u64, u64)> + '_ {
-        self.sections.iter().filter_map(|section| {
-            let (member, index, size) = section.header?;
-            Some((member, index, section.target, size))
-        })
+        self.sections
+            .iter()
+            .filter(|section| section.size > 0)
+            .filter_map(|section| {
+                let (member, index, size) = section.header?;
+                Some((member, index, section.target, size))
+            })
     }
 }
 

@@ -242,30 +242,48 @@ impl AddressMapBuilder {
             section.name =
                 section.name.start.saturating_add(base)..section.name.end.saturating_add(base);
         }
-        // Symbols by section, then offset; at one offset the larger first,
-        // so a sized function wins over a label at its start. The symbol
-        // table lists a section's symbols mostly in order (locals, then
-        // globals), so a stable sort, which finds those runs, does little.
+        // Symbols grouped by section (counted, then placed: linear), then
+        // each section's sorted by offset. At one offset the larger symbol
+        // comes last, where the search ends, so a function wins over a label
+        // at its start.
+        let mut counts = alloc::vec![0u32; sorted.len()];
         for (section, _) in &mut symbols {
             *section = moved_to.get(*section as usize).copied().unwrap_or(u32::MAX);
+            if let Some(count) = counts.get_mut(*section as usize) {
+                *count = count.saturating_add(1);
+            }
         }
-        symbols.sort_by_key(|(section, symbol)| {
-            (
-                u64::from(*section) << 32 | u64::from(symbol.offset),
-                core::cmp::Reverse(symbol.size),
-            )
-        });
-        let mut start = 0u32;
-        for (position, section) in (0u32..).zip(sorted.iter_mut()) {
-            let rest = symbols.get(start as usize..).unwrap_or_default();
-            let count = rest.partition_point(|(owner, ..)| *owner <= position);
-            let end = start.saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
-            section.symbols = start..end;
-            start = end;
+        let mut next = 0u32;
+        for (section, count) in sorted.iter_mut().zip(&mut counts) {
+            let end = next.saturating_add(*count);
+            section.symbols = next..end;
+            // From here on, where the section's next symbol goes.
+            *count = next;
+            next = end;
+        }
+        let mut placed =
+            alloc::vec![MappedSymbol { offset: 0, size: 0, name: (0, 0) }; next as usize];
+        for (section, symbol) in symbols {
+            let Some(at) = counts.get_mut(section as usize) else {
+                continue;
+            };
+            if let Some(slot) = placed.get_mut(*at as usize) {
+                *slot = symbol;
+            }
+            *at = at.saturating_add(1);
+        }
+        for section in &sorted {
+            if let Some(run) =
+                placed.get_mut(section.symbols.start as usize..section.symbols.end as usize)
+            {
+                run.sort_unstable_by_key(|symbol| {
+                    u64::from(symbol.offset) << 32 | u64::from(symbol.size)
+                });
+            }
         }
         AddressMap {
             sections: sorted.into_boxed_slice(),
-            symbols: symbols.into_iter().map(|(_, symbol)| symbol).collect(),
+            symbols: placed.into_boxed_slice(),
             names: names.into_boxed_str(),
         }
     }
@@ -528,6 +546,8 @@ mod tests {
         builder.symbol(text, "after_label", 0xc0, 4);
         builder.symbol(data, "value", 0x8, 8);
         builder.symbol(data, "__stop_data", 0x20, 0);
+        // A label where a function starts: the function is the answer.
+        builder.symbol(text, "second_label", 0x40, 0);
         builder.finish()
     }
 
@@ -625,6 +645,7 @@ mod tests {
             names,
             [
                 ("first".into(), 0x1000, 0x20),
+                ("second_label".into(), 0x1040, 0),
                 ("second".into(), 0x1040, 0x10),
                 ("label".into(), 0x1080, 0),
                 ("after_label".into(), 0x10c0, 4),

@@ -272,13 +272,11 @@ impl AddressMapBuilder {
             }
             *at = at.saturating_add(1);
         }
+        let mut scratch = Vec::new();
         for section in &sorted {
-            if let Some(run) =
-                placed.get_mut(section.symbols.start as usize..section.symbols.end as usize)
-            {
-                run.sort_unstable_by_key(|symbol| {
-                    u64::from(symbol.offset) << 32 | u64::from(symbol.size)
-                });
+            let run = section.symbols.start as usize..section.symbols.end as usize;
+            if let Some(run) = placed.get_mut(run) {
+                sort_by_offset(run, &mut scratch);
             }
         }
         AddressMap {
@@ -288,6 +286,56 @@ impl AddressMapBuilder {
         }
     }
 }
+/// Sorts one section's symbols by offset, and at one offset by size: a
+/// radix sort on the offset's bytes (linear, where a comparison sort of a
+/// large module's thousands of symbols cost more than the rest of the map),
+/// then the rare runs of one offset by size.
+fn sort_by_offset(symbols: &mut [MappedSymbol], scratch: &mut Vec<MappedSymbol>) {
+    if symbols.len() <= 32 {
+        symbols.sort_unstable_by_key(|symbol| (symbol.offset, symbol.size));
+        return;
+    }
+    let highest = symbols
+        .iter()
+        .map(|symbol| symbol.offset)
+        .max()
+        .unwrap_or(0);
+    scratch.clear();
+    scratch.extend_from_slice(symbols);
+    let mut shift = 0u32;
+    // One stable counting pass per byte the offsets use.
+    while shift < 32 && highest >> shift != 0 {
+        let digit = |symbol: &MappedSymbol| ((symbol.offset >> shift) & 0xff) as usize;
+        let mut starts = [0usize; 257];
+        for symbol in symbols.iter() {
+            if let Some(count) = starts.get_mut(digit(symbol).saturating_add(1)) {
+                *count = count.saturating_add(1);
+            }
+        }
+        for at in 1..starts.len() {
+            let before = starts.get(at.saturating_sub(1)).copied().unwrap_or(0);
+            if let Some(start) = starts.get_mut(at) {
+                *start = start.saturating_add(before);
+            }
+        }
+        for symbol in symbols.iter() {
+            if let Some(next) = starts.get_mut(digit(symbol)) {
+                if let Some(slot) = scratch.get_mut(*next) {
+                    *slot = *symbol;
+                }
+                *next = next.saturating_add(1);
+            }
+        }
+        symbols.copy_from_slice(scratch);
+        shift = shift.saturating_add(8);
+    }
+    for run in symbols.chunk_by_mut(|a, b| a.offset == b.offset) {
+        if run.len() > 1 {
+            run.sort_unstable_by_key(|symbol| symbol.size);
+        }
+    }
+}
+
 impl AddressMap {
     fn text(&self, (start, end): (u32, u32)) -> &str {
         self.names.get(start as usize..end as usize).unwrap_or("?")
@@ -652,5 +700,39 @@ mod tests {
                 ("value".into(), 0x9008, 8),
             ]
         );
+    }
+
+    #[test]
+    fn the_radix_sort_orders_as_a_comparison_sort_does() {
+        // A fixed pseudo-random sequence: offsets across all four bytes,
+        // with repeats, and sizes that differ at one offset.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut symbols: Vec<MappedSymbol> = (0..1000u32)
+            .map(|at| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let offset = match at % 4 {
+                    0 => (state as u32) & 0xff,
+                    1 => (state as u32) & 0xffff,
+                    _ => state as u32 >> 1,
+                };
+                MappedSymbol {
+                    offset,
+                    size: (state >> 40) as u32 & 3,
+                    name: (at, at),
+                }
+            })
+            .collect();
+        let mut expected = symbols.clone();
+        expected.sort_by_key(|symbol| (symbol.offset, symbol.size));
+        sort_by_offset(&mut symbols, &mut Vec::new());
+        let key = |symbols: &[MappedSymbol]| -> Vec<(u32, u32)> {
+            symbols
+                .iter()
+                .map(|symbol| (symbol.offset, symbol.size))
+                .collect()
+        };
+        assert_eq!(key(&symbols), key(&expected));
     }
 }

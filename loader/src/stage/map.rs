@@ -58,26 +58,20 @@ pub(super) fn address_map(
             (load(&placement), target, placement.size),
         );
     }
-    let named = || {
-        object.symbols.iter().filter_map(|symbol| {
-            let position = positions.get(symbol.shndx as usize).copied().flatten()?;
-            let wanted = !matches!(symbol.kind, STT_SECTION | STT_FILE | STT_TLS)
-                && !symbol.name.is_empty()
-                && !symbol.name.starts_with('$')
-                && !symbol.name.starts_with(".L");
-            wanted.then_some((position, symbol))
-        })
-    };
-    // Sized once, so neither table grows while it fills.
-    let (count, name_bytes) = named().fold((0usize, 0usize), |(count, bytes), (_, symbol)| {
-        (
-            count.saturating_add(1),
-            bytes.saturating_add(symbol.name.len()),
-        )
-    });
-    map.reserve_symbols(count, name_bytes);
-    for (position, symbol) in named() {
-        map.symbol(position, symbol.name, symbol.value, symbol.size);
+    // At most every symbol, with names from the string table (a joined
+    // set's names are in its members' tables: its table grows instead).
+    map.reserve_symbols(object.symbols.len(), object.strings.len());
+    for symbol in &object.symbols {
+        let Some(position) = positions.get(symbol.shndx as usize).copied().flatten() else {
+            continue;
+        };
+        let wanted = !matches!(symbol.kind, STT_SECTION | STT_FILE | STT_TLS)
+            && !symbol.name.is_empty()
+            && !symbol.name.starts_with('$')
+            && !symbol.name.starts_with(".L");
+        if wanted {
+            map.symbol(position, symbol.name, symbol.value, symbol.size);
+        }
     }
     map.finish()
 }

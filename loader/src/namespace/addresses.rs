@@ -105,6 +105,14 @@ struct MappedSymbol {
     name: (u32, u32),
 }
 
+impl MappedSymbol {
+    const EMPTY: Self = Self {
+        offset: 0,
+        size: 0,
+        name: (0, 0),
+    };
+}
+
 /// A module's sections and symbols by address. Built once per load.
 #[derive(Debug, Default)]
 pub(crate) struct AddressMap {
@@ -288,46 +296,58 @@ impl AddressMapBuilder {
 }
 /// Sorts one section's symbols by offset, and at one offset by size: a
 /// radix sort on the offset's bytes (linear, where a comparison sort of a
-/// large module's thousands of symbols cost more than the rest of the map),
-/// then the rare runs of one offset by size.
+/// large module's thousands of symbols in hash order cost more than the rest
+/// of the map), then the rare runs of one offset by size.
 fn sort_by_offset(symbols: &mut [MappedSymbol], scratch: &mut Vec<MappedSymbol>) {
     if symbols.len() <= 32 {
         symbols.sort_unstable_by_key(|symbol| (symbol.offset, symbol.size));
         return;
     }
-    let highest = symbols
-        .iter()
-        .map(|symbol| symbol.offset)
-        .max()
-        .unwrap_or(0);
+    // Every byte's histogram in one read.
+    let mut counts = [[0u32; 256]; 4];
+    for symbol in symbols.iter() {
+        for (byte, histogram) in symbol.offset.to_le_bytes().iter().zip(&mut counts) {
+            if let Some(count) = histogram.get_mut(usize::from(*byte)) {
+                *count = count.wrapping_add(1);
+            }
+        }
+    }
     scratch.clear();
-    scratch.extend_from_slice(symbols);
-    let mut shift = 0u32;
-    // One stable counting pass per byte the offsets use.
-    while shift < 32 && highest >> shift != 0 {
-        let digit = |symbol: &MappedSymbol| ((symbol.offset >> shift) & 0xff) as usize;
-        let mut starts = [0usize; 257];
-        for symbol in symbols.iter() {
-            if let Some(count) = starts.get_mut(digit(symbol).saturating_add(1)) {
-                *count = count.saturating_add(1);
-            }
+    scratch.resize(symbols.len(), MappedSymbol::EMPTY);
+    let total = u32::try_from(symbols.len()).unwrap_or(u32::MAX);
+    let (mut from, mut to) = (&mut *symbols, scratch.as_mut_slice());
+    let mut in_scratch = false;
+    for (position, histogram) in counts.iter().enumerate() {
+        // A byte all offsets share orders nothing.
+        if histogram.contains(&total) {
+            continue;
         }
-        for at in 1..starts.len() {
-            let before = starts.get(at.saturating_sub(1)).copied().unwrap_or(0);
-            if let Some(start) = starts.get_mut(at) {
-                *start = start.saturating_add(before);
-            }
+        let mut next = [0u32; 256];
+        let mut sum = 0u32;
+        for (start, count) in next.iter_mut().zip(histogram) {
+            *start = sum;
+            sum = sum.wrapping_add(*count);
         }
-        for symbol in symbols.iter() {
-            if let Some(next) = starts.get_mut(digit(symbol)) {
-                if let Some(slot) = scratch.get_mut(*next) {
+        // A stable pass: equal bytes keep their order.
+        for symbol in from.iter() {
+            let byte = symbol
+                .offset
+                .to_le_bytes()
+                .get(position)
+                .copied()
+                .unwrap_or(0);
+            if let Some(at) = next.get_mut(usize::from(byte)) {
+                if let Some(slot) = to.get_mut(*at as usize) {
                     *slot = *symbol;
                 }
-                *next = next.saturating_add(1);
+                *at = at.wrapping_add(1);
             }
         }
-        symbols.copy_from_slice(scratch);
-        shift = shift.saturating_add(8);
+        core::mem::swap(&mut from, &mut to);
+        in_scratch = !in_scratch;
+    }
+    if in_scratch {
+        to.copy_from_slice(from);
     }
     for run in symbols.chunk_by_mut(|a, b| a.offset == b.offset) {
         if run.len() > 1 {

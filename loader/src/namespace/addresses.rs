@@ -120,7 +120,7 @@ pub(crate) struct AddressMap {
     sections: Box<[MappedSection]>,
     /// Section by section, each section's sorted by offset.
     symbols: Box<[MappedSymbol]>,
-    /// Symbol names, then section names.
+    /// Section and symbol names.
     names: Box<str>,
 }
 
@@ -130,8 +130,8 @@ pub(crate) struct AddressMapBuilder {
     sections: Vec<MappedSection>,
     /// `(section position, symbol)`.
     symbols: Vec<(u32, MappedSymbol)>,
+    /// Section and symbol names.
     names: String,
-    section_names: String,
 }
 
 /// In a [`RangeKey`]: the range is the load addresses of one segment of
@@ -168,9 +168,9 @@ impl AddressMapBuilder {
             return None;
         }
         // Names are bounded by the loader's limits, far below 4 GiB.
-        let start = u32::try_from(self.section_names.len()).ok()?;
-        self.section_names.push_str(name);
-        let end = u32::try_from(self.section_names.len()).ok()?;
+        let start = u32::try_from(self.names.len()).ok()?;
+        self.names.push_str(name);
+        let end = u32::try_from(self.names.len()).ok()?;
         let position = u32::try_from(self.sections.len()).ok()?;
         self.sections.push(MappedSection {
             name: start..end,
@@ -221,58 +221,30 @@ impl AddressMapBuilder {
     pub(crate) fn finish(self) -> AddressMap {
         let Self {
             mut sections,
-            mut symbols,
-            mut names,
-            section_names,
+            symbols,
+            names,
         } = self;
-        // Sections by load address, and their symbols told where each went.
-        let mut order: Vec<u32> = (0u32..).take(sections.len()).collect();
-        order.sort_unstable_by_key(|position| {
-            sections
-                .get(*position as usize)
-                .map_or(0, |section| section.load)
-        });
-        let mut moved_to = alloc::vec![0u32; sections.len()];
-        for (new, old) in (0u32..).zip(&order) {
-            if let Some(slot) = moved_to.get_mut(*old as usize) {
-                *slot = new;
-            }
-        }
-        let mut sorted: Vec<MappedSection> = order
-            .iter()
-            .filter_map(|old| sections.get(*old as usize).cloned())
-            .collect();
-        sections.clear();
-        // Section names follow the symbols' names.
-        let base = u32::try_from(names.len()).unwrap_or(u32::MAX);
-        names.push_str(&section_names);
-        for section in &mut sorted {
-            section.name =
-                section.name.start.saturating_add(base)..section.name.end.saturating_add(base);
-        }
         // Symbols grouped by section (counted, then placed: linear), then
         // each section's sorted by offset. At one offset the larger symbol
         // comes last, where the search ends, so a function wins over a label
-        // at its start.
-        let mut counts = alloc::vec![0u32; sorted.len()];
-        for (section, _) in &mut symbols {
-            *section = moved_to.get(*section as usize).copied().unwrap_or(u32::MAX);
-            if let Some(count) = counts.get_mut(*section as usize) {
+        // at its start. Each section keeps the range of its own, so the
+        // sections can then be put in address order without moving them.
+        let mut next_of: Vec<u32> = alloc::vec![0; sections.len()];
+        for (section, _) in &symbols {
+            if let Some(count) = next_of.get_mut(*section as usize) {
                 *count = count.saturating_add(1);
             }
         }
         let mut next = 0u32;
-        for (section, count) in sorted.iter_mut().zip(&mut counts) {
+        for (section, count) in sections.iter_mut().zip(&mut next_of) {
             let end = next.saturating_add(*count);
             section.symbols = next..end;
-            // From here on, where the section's next symbol goes.
             *count = next;
             next = end;
         }
-        let mut placed =
-            alloc::vec![MappedSymbol { offset: 0, size: 0, name: (0, 0) }; next as usize];
+        let mut placed = alloc::vec![MappedSymbol::EMPTY; next as usize];
         for (section, symbol) in symbols {
-            let Some(at) = counts.get_mut(section as usize) else {
+            let Some(at) = next_of.get_mut(section as usize) else {
                 continue;
             };
             if let Some(slot) = placed.get_mut(*at as usize) {
@@ -280,6 +252,8 @@ impl AddressMapBuilder {
             }
             *at = at.saturating_add(1);
         }
+        sections.sort_unstable_by_key(|section| section.load);
+        let sorted = sections;
         let mut scratch = Vec::new();
         for section in &sorted {
             let run = section.symbols.start as usize..section.symbols.end as usize;

@@ -26,6 +26,14 @@ pub(super) fn address_map(
     let mut positions = alloc::vec![None; layout.placements.len()];
     let loaded = layout.placements.iter().flatten().count();
     let mut map = AddressMapBuilder::with_capacity(loaded.saturating_add(3));
+    // At most every symbol, with names from the string table (a joined
+    // set's names are in its members' tables: its names grow instead), and
+    // room for the sections' names.
+    let section_names = loaded.saturating_add(3).saturating_mul(16);
+    map.reserve_symbols(
+        object.symbols.len(),
+        object.strings.len().saturating_add(section_names),
+    );
     for (index, placement) in layout.placements.iter().enumerate() {
         let (Some(placement), Some(section)) = (placement, object.sections.get(index)) else {
             continue;
@@ -58,9 +66,6 @@ pub(super) fn address_map(
             (load(&placement), target, placement.size),
         );
     }
-    // At most every symbol, with names from the string table (a joined
-    // set's names are in its members' tables: its table grows instead).
-    map.reserve_symbols(object.symbols.len(), object.strings.len());
     for symbol in &object.symbols {
         let Some(position) = positions.get(symbol.shndx as usize).copied().flatten() else {
             continue;

@@ -1,0 +1,801 @@
+//! Crash reports for `modload run`: a fatal signal (SIGSEGV, SIGBUS,
+//! SIGILL, SIGFPE) prints the signal, the faulting address, the program
+//! counter symbolized against the loaded modules and a frame-pointer
+//! backtrace to stderr, then the process dies of the signal as it would
+//! have without the report (the shell sees 128 + the signal number).
+//!
+//! The handler must work in a process that is already broken, so it only
+//! does what is async-signal-safe: it allocates nothing (each line is
+//! formatted into a fixed buffer on its stack and written with `write(2)`),
+//! asks the namespace with [`Namespace::try_locate`] (which gives up rather
+//! than wait for a lock the crashed code may hold), reads
+//! `/proc/self/maps` with `open`/`read` to name the binary of frames
+//! outside modules, and runs on a stack of its own, so that a stack
+//! overflow still gets its report. The walk reads only frame records that
+//! lie, aligned and in increasing order, between the interrupted stack
+//! pointer and the top of its stack, so it cannot fault however corrupt the
+//! frame chain is. Modules built without frame pointers give a short or
+//! skipping backtrace; the PC line is exact either way.
+
+use std::ffi::{c_int, c_void};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+
+use modload::{Namespace, VirtAddr};
+
+/// The signals a fault in module code raises; all get a report.
+const FATAL_SIGNALS: [c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
+
+/// The handler's own stack: a report needs a few KiB (core::fmt, the
+/// `/proc/self/maps` buffer), with plenty of room to spare.
+const ALTERNATE_STACK_BYTES: usize = 64 * 1024;
+
+/// Frames shown at most (a run of repeats counts as one): a deep stack
+/// would otherwise bury the top of the report.
+const MAX_FRAMES: usize = 48;
+
+/// A frame record is two words: the caller's frame pointer, then the
+/// return address (x86_64 `push rbp; mov rbp, rsp`; AArch64 `stp x29, x30`).
+const WORD: usize = std::mem::size_of::<usize>();
+
+/// Frame pointers are at least this aligned: 8 on x86_64 (16 in practice,
+/// but hand-written code need not keep that), 16 on AArch64, whose stack
+/// pointer is always 16-byte aligned.
+#[cfg(target_arch = "aarch64")]
+const FRAME_ALIGN: usize = 16;
+#[cfg(not(target_arch = "aarch64"))]
+const FRAME_ALIGN: usize = 8;
+
+/// The namespace to symbolize against, set by [`install`].
+static NAMESPACE: AtomicPtr<Namespace> = AtomicPtr::new(std::ptr::null_mut());
+/// The main thread's stack, `[STACK_LOW, STACK_HIGH)`, recorded by [`install`].
+static STACK_LOW: AtomicUsize = AtomicUsize::new(0);
+static STACK_HIGH: AtomicUsize = AtomicUsize::new(0);
+/// Set by the first thread that reports: a second faulting thread waits
+/// for the first to end the process instead of interleaving its report.
+static REPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Installs the crash report handler for the rest of the process: module
+/// code runs from constructors to `main` and on through exit handlers and
+/// destructors, and a fault outside modules is reported too.
+///
+/// The handler's stack is this thread's alternate signal stack; threads
+/// that modules start have none, so their reports use their own stack
+/// (fine unless the fault is an overflow of it).
+pub fn install(namespace: &'static Namespace) -> Result<(), String> {
+    NAMESPACE.store(std::ptr::from_ref(namespace).cast_mut(), Ordering::Release);
+    record_main_stack();
+    install_alternate_stack()?;
+    for signal in FATAL_SIGNALS {
+        // SAFETY: a zeroed `sigaction` is a valid value (no handler, empty
+        // mask, no flags) that is filled in before use.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_fatal_signal as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: `sa_mask` is ours to fill; blocking every signal keeps
+        // other handlers off the report, and a fault inside the handler
+        // then kills the process (a blocked synchronous signal does).
+        unsafe { libc::sigfillset(&mut action.sa_mask) };
+        // SAFETY: `action` is a complete `sigaction` whose handler is an
+        // `extern "C"` function with the SA_SIGINFO signature.
+        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+            return Err(format!(
+                "cannot install the crash report handler: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Records this (the main) thread's stack, the bounds the backtrace walk
+/// keeps to. Without them (pthread_getattr_np failing) the walk falls back
+/// to the mapping that holds the stack pointer, as for other threads.
+fn record_main_stack() {
+    // SAFETY: `attributes` is initialized by pthread_getattr_np before it
+    // is read and destroyed after; the out-pointers are our locals.
+    unsafe {
+        let mut attributes: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attributes) != 0 {
+            return;
+        }
+        let mut low: *mut c_void = std::ptr::null_mut();
+        let mut size: usize = 0;
+        if libc::pthread_attr_getstack(&attributes, &mut low, &mut size) == 0 {
+            STACK_LOW.store(low as usize, Ordering::Release);
+            STACK_HIGH.store((low as usize).saturating_add(size), Ordering::Release);
+        }
+        libc::pthread_attr_destroy(&mut attributes);
+    }
+}
+
+/// Maps a stack for the handler, with a guard page below it, and makes it
+/// this thread's alternate signal stack (replacing the smaller one Rust's
+/// runtime sets up for its stack-overflow message).
+fn install_alternate_stack() -> Result<(), String> {
+    let page = modload_platform::host::host_page_size()
+        .map_err(|error| format!("cannot map the crash handler's stack: {error}"))?
+        .bytes();
+    let guard = usize::try_from(page).unwrap_or(4096);
+    let total = ALTERNATE_STACK_BYTES + guard;
+    // SAFETY: a fresh private anonymous mapping; it touches no memory of ours.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(format!(
+            "cannot map the crash handler's stack: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let stack = base.cast::<u8>().wrapping_add(guard).cast::<c_void>();
+    // SAFETY: `stack` and the ALTERNATE_STACK_BYTES after it are the part of
+    // our new mapping above its guard page.
+    let made_usable = unsafe {
+        libc::mprotect(
+            stack,
+            ALTERNATE_STACK_BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    };
+    let alternate = libc::stack_t {
+        ss_sp: stack,
+        ss_flags: 0,
+        ss_size: ALTERNATE_STACK_BYTES,
+    };
+    // SAFETY: the stack is mapped read-write and never unmapped (it serves
+    // for the rest of the process).
+    if made_usable != 0 || unsafe { libc::sigaltstack(&alternate, std::ptr::null_mut()) } != 0 {
+        return Err(format!(
+            "cannot set up the crash handler's stack: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The handler: reports, then ends the process with the signal.
+extern "C" fn on_fatal_signal(signal: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
+    if REPORTING.swap(true, Ordering::AcqRel) {
+        // Another thread is reporting and will end the process.
+        loop {
+            // SAFETY: pause(2) only waits.
+            unsafe { libc::pause() };
+        }
+    }
+    // SAFETY: the kernel passes a valid siginfo and ucontext to an
+    // SA_SIGINFO handler, for the duration of the call.
+    let (info, registers) = unsafe { (&*info, Registers::of(context)) };
+    report(signal, info, registers.as_ref());
+    die(signal);
+}
+
+/// Restores the signal's default action and raises it again, so that the
+/// process ends as it would have without the report (status, core dump).
+fn die(signal: c_int) -> ! {
+    // SAFETY: plain calls of async-signal-safe functions on our locals.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        let mut unblock: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut unblock);
+        libc::sigaddset(&mut unblock, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &unblock, std::ptr::null_mut());
+        libc::raise(signal);
+        // The default action of these signals ends the process; should it
+        // not (the signal ignored by a debugger), end it anyway.
+        libc::_exit(128 + signal)
+    }
+}
+
+/// The interrupted thread's registers that the report needs.
+struct Registers {
+    pc: usize,
+    sp: usize,
+    frame_pointer: usize,
+    /// The link register (AArch64): the return address of a function that
+    /// faulted before saving it.
+    link: Option<usize>,
+}
+
+impl Registers {
+    /// Reads them from the `ucontext_t` the kernel passed to the handler.
+    ///
+    /// # Safety
+    /// `context` is the handler's third argument.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn of(context: *mut c_void) -> Option<Self> {
+        // SAFETY: the caller passes the kernel's ucontext_t.
+        let context = unsafe { &*context.cast::<libc::ucontext_t>() };
+        let gregs = &context.uc_mcontext.gregs;
+        let register = |index: c_int| {
+            usize::try_from(index)
+                .ok()
+                .and_then(|index| gregs.get(index))
+                .map_or(0, |value| *value as usize)
+        };
+        Some(Self {
+            pc: register(libc::REG_RIP),
+            sp: register(libc::REG_RSP),
+            frame_pointer: register(libc::REG_RBP),
+            link: None,
+        })
+    }
+
+    /// Reads them from the `ucontext_t` the kernel passed to the handler.
+    ///
+    /// # Safety
+    /// `context` is the handler's third argument.
+    #[cfg(target_arch = "aarch64")]
+    unsafe fn of(context: *mut c_void) -> Option<Self> {
+        // SAFETY: the caller passes the kernel's ucontext_t.
+        let context = unsafe { &*context.cast::<libc::ucontext_t>() };
+        let machine = &context.uc_mcontext;
+        let register = |index: usize| machine.regs.get(index).map_or(0, |value| *value as usize);
+        Some(Self {
+            pc: machine.pc as usize,
+            sp: machine.sp as usize,
+            frame_pointer: register(29),
+            link: Some(strip_pointer_authentication(register(30))),
+        })
+    }
+
+    /// No ucontext layout known for this machine: the report has only its
+    /// first line.
+    ///
+    /// # Safety
+    /// Nothing is read.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    unsafe fn of(_context: *mut c_void) -> Option<Self> {
+        None
+    }
+}
+
+/// A return address as stored, with any pointer authentication code (the
+/// bits above the 48-bit user address space) removed.
+#[cfg(target_arch = "aarch64")]
+fn strip_pointer_authentication(address: usize) -> usize {
+    address & ((1 << 48) - 1)
+}
+#[cfg(not(target_arch = "aarch64"))]
+fn strip_pointer_authentication(address: usize) -> usize {
+    address
+}
+
+/// Writes the whole report.
+fn report(signal: c_int, info: &libc::siginfo_t, registers: Option<&Registers>) {
+    let mut line = Line::new();
+    let _ = write!(line, "modload: {}", describe_signal(signal, info.si_code));
+    // A signal sent with kill(2) (si_code <= 0) has no faulting address.
+    let fault_address = (info.si_code > 0).then(|| {
+        // SAFETY: for a signal the kernel raised on a fault, si_addr is
+        // the field the siginfo holds.
+        unsafe { info.si_addr() as usize }
+    });
+    if let Some(address) = fault_address {
+        let _ = write!(line, " at address {address:#x}");
+        // Data of a module is worth naming: `counter+0x8 [a.o]`.
+        if registers.is_some_and(|registers| registers.pc != address) {
+            let mut name = Line::new();
+            if write_module_location(&mut name, address, 0) == Lookup::Found {
+                let _ = write!(line, " ({})", name.text());
+            }
+        }
+    } else {
+        let _ = write!(line, ", sent by a process");
+    }
+    let Some(registers) = registers else {
+        line.emit();
+        return;
+    };
+    let mut pc_line = Line::new();
+    let _ = write!(pc_line, "  pc {:#x}  ", registers.pc);
+    let pc_lookup = write_code_location(&mut pc_line, registers.pc, 0);
+    let _ = match pc_lookup {
+        Lookup::Found => write!(line, ", in a module"),
+        Lookup::NotFound | Lookup::NotCode => write!(line, ", not in a module"),
+        Lookup::Busy => write!(line, ", in a module or not (the namespace is busy)"),
+    };
+    if signal == libc::SIGSEGV
+        && fault_address.is_some_and(|address| overflows_stack(address, registers.sp))
+    {
+        let _ = write!(line, " (a stack overflow)");
+    }
+    line.emit();
+    pc_line.emit();
+    // A jump or call to a bad address faults on the fetch, before the
+    // callee saved anything.
+    let fetch_fault = signal == libc::SIGSEGV && fault_address == Some(registers.pc);
+    backtrace(registers, fetch_fault);
+}
+
+/// Whether a fault at `address` is the stack outgrowing its mapping: the
+/// address is unmapped and next to the stack pointer (a push, a call, or a
+/// frame's first store).
+fn overflows_stack(address: usize, sp: usize) -> bool {
+    const NEAR: usize = 64 * 1024;
+    address.abs_diff(sp) <= NEAR && find_mapping(address).is_none()
+}
+
+/// Walks the frame records from the interrupted frame pointer and prints
+/// one line per return address.
+fn backtrace(registers: &Registers, fetch_fault: bool) {
+    let Some((mut low, high)) = stack_bounds(registers.sp, registers.frame_pointer) else {
+        let mut line = Line::new();
+        let _ = write!(
+            line,
+            "  (no backtrace: the stack pointer {:#x} is in no known stack)",
+            registers.sp
+        );
+        line.emit();
+        return;
+    };
+    let mut frames = Frames::default();
+    // A fetch fault comes before the callee saved anything: the caller's
+    // return address is still where the call put it (on the stack, or in
+    // the link register), and the frame pointer is still the caller's.
+    if fetch_fault {
+        let return_address = match registers.link {
+            Some(link) => Some(link),
+            None if registers.sp % WORD == 0 && registers.sp >= low && registers.sp < high => {
+                // SAFETY: the word at sp lies within the interrupted
+                // thread's stack, between its stack pointer and its top.
+                Some(unsafe { std::ptr::read(registers.sp as *const usize) })
+            }
+            None => None,
+        };
+        if let Some(return_address) = return_address.filter(|address| *address != 0) {
+            if !frames.push(return_address) {
+                frames.finish();
+                return;
+            }
+        }
+    }
+    let mut frame = registers.frame_pointer;
+    loop {
+        let record_fits = frame.checked_add(2 * WORD).is_some_and(|end| end <= high);
+        if frame % FRAME_ALIGN != 0 || frame < low || !record_fits {
+            break;
+        }
+        // SAFETY: the two-word record lies, aligned, between the interrupted
+        // stack pointer (or the previous record) and the stack's top: memory
+        // of the stack that is mapped and readable.
+        let (caller_frame, return_address) = unsafe {
+            (
+                std::ptr::read(frame as *const usize),
+                std::ptr::read((frame + WORD) as *const usize),
+            )
+        };
+        let return_address = strip_pointer_authentication(return_address);
+        if return_address == 0 || !frames.push(return_address) {
+            break;
+        }
+        // Each caller's record is above its callee's: anything else is a
+        // broken chain (or the end of it), and following it could loop.
+        // So the walk ends, at the latest, at the top of the stack.
+        if caller_frame <= frame {
+            break;
+        }
+        low = frame + 2 * WORD;
+        frame = caller_frame;
+    }
+    frames.finish();
+}
+
+/// The backtrace's lines: at most [`MAX_FRAMES`], and a run of frames with
+/// the same return address (a recursion) as one line.
+#[derive(Default)]
+struct Frames {
+    /// The number of the next frame (the PC is frame 0).
+    depth: usize,
+    shown: usize,
+    previous: usize,
+    repeats: usize,
+    cut: bool,
+}
+
+impl Frames {
+    /// Shows (or counts) the frame that returns to `return_address`; false
+    /// where the walk should stop: too many frames, or the address is not
+    /// in code, so the chain led elsewhere (into code without frame pointers).
+    fn push(&mut self, return_address: usize) -> bool {
+        self.depth += 1;
+        if return_address == self.previous {
+            self.repeats += 1;
+            return true;
+        }
+        self.show_repeats();
+        if self.shown == MAX_FRAMES {
+            self.cut = true;
+            return false;
+        }
+        self.shown += 1;
+        self.previous = return_address;
+        print_frame(self.depth, return_address)
+    }
+
+    fn show_repeats(&mut self) {
+        if self.repeats > 0 {
+            let mut line = Line::new();
+            let _ = write!(
+                line,
+                "  ... the frame above {} more times (to #{})",
+                self.repeats,
+                self.depth - 1
+            );
+            line.emit();
+            self.repeats = 0;
+        }
+    }
+
+    fn finish(&mut self) {
+        self.show_repeats();
+        let mut line = Line::new();
+        if self.cut {
+            let _ = write!(line, "  ... (more frames not shown)");
+            line.emit();
+        } else if self.shown == 0 {
+            let _ = write!(
+                line,
+                "  (no frame records: code built without frame pointers?)"
+            );
+            line.emit();
+        }
+    }
+}
+
+/// Prints frame `depth`: its return address and where it points. Returns
+/// false if that is not code.
+fn print_frame(depth: usize, return_address: usize) -> bool {
+    let mut line = Line::new();
+    let _ = write!(line, "  #{depth} {return_address:#x}  ");
+    // The call is the instruction before the return address; a call that
+    // ends a function (to a `noreturn` one) returns past its end.
+    let lookup = write_code_location(&mut line, return_address, 1);
+    line.emit();
+    lookup != Lookup::NotCode
+}
+
+/// What a lookup of an address found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// In a module (or, for [`write_code_location`], in executable memory).
+    Found,
+    /// In no module; for [`write_code_location`], in a mapped binary or
+    /// executable memory outside modules.
+    NotFound,
+    /// Not in executable memory.
+    NotCode,
+    /// The namespace's lock is held: unknown.
+    Busy,
+}
+
+/// Writes where code address `address` is: `function+0x14 [module.o]`, or
+/// outside modules the binary it is in, `(libc.so.6)`. The symbol is that of
+/// `address - before` (1 for return addresses), the offset that of `address`.
+fn write_code_location(line: &mut Line, address: usize, before: usize) -> Lookup {
+    match write_module_location(line, address, before) {
+        Lookup::Found => return Lookup::Found,
+        Lookup::Busy => {
+            let _ = write!(line, "(namespace busy) ");
+        }
+        Lookup::NotFound | Lookup::NotCode => {}
+    }
+    match find_mapping(address) {
+        Some(mapping) => {
+            let name = mapping.name();
+            let _ = match name.is_empty() {
+                true => write!(line, "(anonymous memory)"),
+                false => write!(
+                    line,
+                    "({})",
+                    std::str::from_utf8(name).unwrap_or("a non-UTF-8 path")
+                ),
+            };
+            match mapping.executable {
+                true => Lookup::NotFound,
+                false => {
+                    let _ = write!(line, ", not code");
+                    Lookup::NotCode
+                }
+            }
+        }
+        None => {
+            let _ = write!(line, "(unmapped)");
+            Lookup::NotCode
+        }
+    }
+}
+
+/// Writes `symbol+0x14 [module.o]` for an address in a loaded module.
+fn write_module_location(line: &mut Line, address: usize, before: usize) -> Lookup {
+    let namespace = NAMESPACE.load(Ordering::Acquire);
+    if namespace.is_null() {
+        return Lookup::NotFound;
+    }
+    // SAFETY: set by `install` from a `&'static Namespace`.
+    let namespace = unsafe { &*namespace };
+    let _ = (
+        namespace,
+        line,
+        VirtAddr::new(address.wrapping_sub(before) as u64),
+    );
+    Lookup::NotFound
+}
+
+/// The part of the interrupted thread's stack the walk may read: from its
+/// stack pointer to the top of the main thread's stack recorded at install,
+/// or, for another thread, to the end of the mapping that holds its stack
+/// pointer. After a stack overflow the stack pointer is past the end of its
+/// stack: then from the frame pointer to the end of its mapping.
+fn stack_bounds(sp: usize, frame_pointer: usize) -> Option<(usize, usize)> {
+    let low = STACK_LOW.load(Ordering::Acquire);
+    let high = STACK_HIGH.load(Ordering::Acquire);
+    if low <= sp && sp < high {
+        return Some((sp, high));
+    }
+    [sp, frame_pointer].into_iter().find_map(|start| {
+        find_mapping(start)
+            .filter(|mapping| mapping.readable)
+            .map(|mapping| (start, mapping.end))
+    })
+}
+
+/// One line of `/proc/self/maps`, the parts the report uses.
+struct Mapping {
+    end: usize,
+    readable: bool,
+    executable: bool,
+    /// The line's bytes; the path is `path_start..line_len`.
+    line: [u8; LINE_BYTES],
+    path_start: usize,
+    line_len: usize,
+}
+
+/// A `/proc/self/maps` line is about 75 bytes before its path; a longer
+/// path is cut, which only shortens the name shown.
+const LINE_BYTES: usize = 512;
+
+impl Mapping {
+    /// The file name of the mapped path, or `[stack]`, `[heap]`...; empty
+    /// for anonymous memory.
+    fn name(&self) -> &[u8] {
+        let path = self
+            .line
+            .get(self.path_start..self.line_len)
+            .unwrap_or_default();
+        match path.iter().rposition(|&byte| byte == b'/') {
+            Some(slash) => path.get(slash + 1..).unwrap_or_default(),
+            None => path,
+        }
+    }
+}
+
+/// The mapping that holds `address`, read from `/proc/self/maps` with
+/// plain system calls into buffers on the stack.
+fn find_mapping(address: usize) -> Option<Mapping> {
+    // SAFETY: open(2) of a NUL-terminated literal path.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let mut chunk = [0u8; 1024];
+    let mut mapping = Mapping {
+        end: 0,
+        readable: false,
+        executable: false,
+        line: [0; LINE_BYTES],
+        path_start: 0,
+        line_len: 0,
+    };
+    let mut found = false;
+    'reading: loop {
+        // SAFETY: read(2) into our buffer, at most its length.
+        let read = unsafe { libc::read(fd, chunk.as_mut_ptr().cast::<c_void>(), chunk.len()) };
+        let Ok(read) = usize::try_from(read) else {
+            break;
+        };
+        if read == 0 {
+            break;
+        }
+        for &byte in chunk.get(..read).unwrap_or_default() {
+            if byte != b'\n' {
+                if let Some(slot) = mapping.line.get_mut(mapping.line_len) {
+                    *slot = byte;
+                    mapping.line_len += 1;
+                }
+                continue;
+            }
+            if parse_mapping(&mut mapping, address) {
+                found = true;
+                break 'reading;
+            }
+            mapping.line_len = 0;
+        }
+    }
+    // SAFETY: our own descriptor, closed once.
+    unsafe { libc::close(fd) };
+    found.then_some(mapping)
+}
+
+/// Parses the line in `mapping.line` (`start-end perms offset dev inode
+/// path`); true, with the fields filled in, if it holds `address`.
+fn parse_mapping(mapping: &mut Mapping, address: usize) -> bool {
+    let line = mapping.line.get(..mapping.line_len).unwrap_or_default();
+    let mut fields = line.split(|&byte| byte == b' ');
+    let Some(range) = fields.next() else {
+        return false;
+    };
+    let mut bounds = range.split(|&byte| byte == b'-');
+    let (Some(start), Some(end)) = (
+        bounds.next().and_then(parse_hex),
+        bounds.next().and_then(parse_hex),
+    ) else {
+        return false;
+    };
+    if address < start || address >= end {
+        return false;
+    }
+    let permissions = fields.next().unwrap_or_default();
+    mapping.end = end;
+    mapping.readable = permissions.first() == Some(&b'r');
+    mapping.executable = permissions.get(2) == Some(&b'x');
+    // The path begins after the fifth field and the spaces that pad it.
+    let mut spaces = 0;
+    let mut path_start = mapping.line_len;
+    let mut previous_space = false;
+    for (index, &byte) in line.iter().enumerate() {
+        let space = byte == b' ';
+        if space && !previous_space {
+            spaces += 1;
+        }
+        if !space && spaces >= 5 {
+            path_start = index;
+            break;
+        }
+        previous_space = space;
+    }
+    mapping.path_start = path_start;
+    true
+}
+
+/// A hexadecimal number without prefix, as `/proc/self/maps` writes them.
+fn parse_hex(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0usize, |value, &digit| {
+        let digit = char::from(digit).to_digit(16)?;
+        value.checked_mul(16)?.checked_add(digit as usize)
+    })
+}
+
+/// The signal's name and meaning, with the kernel's reason when it gives one.
+fn describe_signal(signal: c_int, code: c_int) -> SignalText {
+    let (name, meaning) = match signal {
+        libc::SIGSEGV => ("SIGSEGV", "invalid memory reference"),
+        libc::SIGBUS => ("SIGBUS", "bus error"),
+        libc::SIGILL => ("SIGILL", "illegal instruction"),
+        libc::SIGFPE => ("SIGFPE", "arithmetic exception"),
+        _ => ("signal", "fatal signal"),
+    };
+    let reason = match (signal, code) {
+        (libc::SIGSEGV, 1) => "address not mapped",
+        (libc::SIGSEGV, 2) => "no permission for the access",
+        (libc::SIGBUS, 1) => "misaligned address",
+        (libc::SIGBUS, 2) => "nonexistent physical address",
+        (libc::SIGBUS, 3) => "hardware error",
+        (libc::SIGILL, 1) => "illegal opcode",
+        (libc::SIGILL, 2) => "illegal operand",
+        (libc::SIGILL, 3) => "illegal addressing mode",
+        (libc::SIGILL, 4) => "illegal trap",
+        (libc::SIGILL, 5) => "privileged opcode",
+        (libc::SIGFPE, 1) => "integer divide by zero",
+        (libc::SIGFPE, 2) => "integer overflow",
+        (libc::SIGFPE, 3) => "floating-point divide by zero",
+        (libc::SIGFPE, 4) => "floating-point overflow",
+        (libc::SIGFPE, 5) => "floating-point underflow",
+        (libc::SIGFPE, 6) => "floating-point inexact result",
+        (libc::SIGFPE, 7) => "invalid floating-point operation",
+        _ => "",
+    };
+    SignalText {
+        name,
+        meaning,
+        reason,
+        number: signal,
+    }
+}
+
+/// `SIGSEGV (invalid memory reference: address not mapped)`.
+struct SignalText {
+    name: &'static str,
+    meaning: &'static str,
+    reason: &'static str,
+    number: c_int,
+}
+
+impl std::fmt::Display for SignalText {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.name == "signal" {
+            write!(formatter, "signal {}", self.number)?;
+        } else {
+            write!(formatter, "{}", self.name)?;
+        }
+        write!(formatter, " ({}", self.meaning)?;
+        if !self.reason.is_empty() {
+            write!(formatter, ": {}", self.reason)?;
+        }
+        write!(formatter, ")")
+    }
+}
+
+/// One line of the report, formatted in place: no allocation. What does
+/// not fit is cut.
+struct Line {
+    bytes: [u8; LINE_BYTES],
+    len: usize,
+}
+
+impl Line {
+    fn new() -> Self {
+        Self {
+            bytes: [0; LINE_BYTES],
+            len: 0,
+        }
+    }
+
+    fn text(&self) -> &str {
+        self.bytes
+            .get(..self.len)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes the line and a newline to stderr, and empties it.
+    fn emit(&mut self) {
+        // The newline always fits: `write_str` keeps the last byte for it.
+        if let Some(end) = self.bytes.get_mut(self.len) {
+            *end = b'\n';
+            self.len += 1;
+        }
+        let mut written = 0;
+        while written < self.len {
+            let rest = self.bytes.get(written..self.len).unwrap_or_default();
+            // SAFETY: write(2) from our buffer, at most its length.
+            let result = unsafe { libc::write(2, rest.as_ptr().cast::<c_void>(), rest.len()) };
+            match usize::try_from(result) {
+                Ok(count) if count > 0 => written += count,
+                _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+                _ => break,
+            }
+        }
+        self.len = 0;
+    }
+}
+
+impl std::fmt::Write for Line {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let room = (LINE_BYTES - 1).saturating_sub(self.len);
+        let take = text.len().min(room);
+        if let Some(slots) = self.bytes.get_mut(self.len..self.len + take) {
+            if let Some(source) = text.as_bytes().get(..take) {
+                slots.copy_from_slice(source);
+                self.len += take;
+            }
+        }
+        // Cutting is not an error: the rest of the report still goes out.
+        Ok(())
+    }
+}

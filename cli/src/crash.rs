@@ -284,6 +284,7 @@ fn report(signal: c_int, info: &libc::siginfo_t, registers: Option<&Registers>) 
         if registers.is_some_and(|registers| registers.pc != address) {
             let mut name = Line::new();
             if write_module_location(&mut name, address, 0) == Lookup::Found {
+                write_module_section(&mut name, address);
                 let _ = write!(line, " ({})", name.text());
             }
         }
@@ -339,28 +340,34 @@ fn backtrace(registers: &Registers, fetch_fault: bool) {
     let mut frames = Frames::default();
     // A fetch fault comes before the callee saved anything: the caller's
     // return address is still where the call put it (on the stack, or in
-    // the link register), and the frame pointer is still the caller's.
-    if fetch_fault {
-        let return_address = match registers.link {
+    // the link register), and the frame pointer is still the caller's. So
+    // it is for a function that has no frame record of its own.
+    let unrecorded_caller = if fetch_fault {
+        match registers.link {
             Some(link) => Some(link),
-            None if registers.sp % WORD == 0 && registers.sp >= low && registers.sp < high => {
+            None if registers.sp.is_multiple_of(WORD)
+                && registers.sp >= low
+                && registers.sp < high =>
+            {
                 // SAFETY: the word at sp lies within the interrupted
                 // thread's stack, between its stack pointer and its top.
                 Some(unsafe { std::ptr::read(registers.sp as *const usize) })
             }
             None => None,
-        };
-        if let Some(return_address) = return_address.filter(|address| *address != 0) {
-            if !frames.push(return_address) {
-                frames.finish();
-                return;
-            }
+        }
+    } else {
+        frameless_caller(registers, low, high)
+    };
+    if let Some(return_address) = unrecorded_caller.filter(|address| *address != 0) {
+        if !frames.push(return_address) {
+            frames.finish();
+            return;
         }
     }
     let mut frame = registers.frame_pointer;
     loop {
         let record_fits = frame.checked_add(2 * WORD).is_some_and(|end| end <= high);
-        if frame % FRAME_ALIGN != 0 || frame < low || !record_fits {
+        if !frame.is_multiple_of(FRAME_ALIGN) || frame < low || !record_fits {
             break;
         }
         // SAFETY: the two-word record lies, aligned, between the interrupted
@@ -373,7 +380,10 @@ fn backtrace(registers: &Registers, fetch_fault: bool) {
             )
         };
         let return_address = strip_pointer_authentication(return_address);
-        if return_address == 0 || !frames.push(return_address) {
+        let already_shown = frames.shown == 1
+            && unrecorded_caller == Some(return_address)
+            && frame == registers.frame_pointer;
+        if return_address == 0 || (!already_shown && !frames.push(return_address)) {
             break;
         }
         // Each caller's record is above its callee's: anything else is a
@@ -513,20 +523,205 @@ fn write_code_location(line: &mut Line, address: usize, before: usize) -> Lookup
     }
 }
 
-/// Writes `symbol+0x14 [module.o]` for an address in a loaded module.
-fn write_module_location(line: &mut Line, address: usize, before: usize) -> Lookup {
+/// The namespace [`install`] was given.
+fn namespace() -> Option<&'static Namespace> {
     let namespace = NAMESPACE.load(Ordering::Acquire);
-    if namespace.is_null() {
+    // SAFETY: null, or set by `install` from a `&'static Namespace`.
+    unsafe { namespace.as_ref() }
+}
+
+/// Writes `symbol+0x14 [module.o]` for an address in a loaded module (the
+/// symbol of `address - before`, the offset of `address`).
+fn write_module_location(line: &mut Line, address: usize, before: usize) -> Lookup {
+    let Some(namespace) = namespace() else {
         return Lookup::NotFound;
-    }
-    // SAFETY: set by `install` from a `&'static Namespace`.
-    let namespace = unsafe { &*namespace };
-    let _ = (
-        namespace,
-        line,
+    };
+    let looked_up = namespace.try_locate(
         VirtAddr::new(address.wrapping_sub(before) as u64),
+        |location| {
+            let Some(location) = location else {
+                return false;
+            };
+            let (name, offset) = match &location.symbol {
+                Some(symbol) => (symbol.name, symbol.offset),
+                None => (location.section, location.section_offset),
+            };
+            let _ = write!(
+                line,
+                "{name}+{:#x} [{}]",
+                offset.wrapping_add(before as u64),
+                file_name(location.module_name)
+            );
+            true
+        },
     );
-    Lookup::NotFound
+    match looked_up {
+        Some(true) => Lookup::Found,
+        Some(false) => Lookup::NotFound,
+        None => Lookup::Busy,
+    }
+}
+
+/// Writes ` in .data` for a data address in a loaded module: with the
+/// symbol line, `counter+0x8 [a.o] in .data`.
+fn write_module_section(line: &mut Line, address: usize) {
+    if let Some(namespace) = namespace() {
+        namespace.try_locate(VirtAddr::new(address as u64), |location| {
+            if let Some(location) = location {
+                let _ = write!(line, " in {}", location.section);
+            }
+        });
+    }
+}
+
+/// The last part of a module's name: `bad.o` for `build/bad.o`.
+fn file_name(module_name: &str) -> &str {
+    module_name.rsplit('/').next().unwrap_or(module_name)
+}
+
+/// Where a code address is in a module: its function's bounds and how
+/// far into its section it is.
+#[derive(Clone, Copy)]
+// Only x86_64 reads a function's bytes (its prologue, the call before a
+// return address); AArch64 has the link register instead.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct CodeSpot {
+    function_start: usize,
+    function_size: usize,
+    section_offset: usize,
+}
+
+fn locate_code(address: usize) -> Option<CodeSpot> {
+    namespace()?
+        .try_locate(VirtAddr::new(address as u64), |location| {
+            let location = location?;
+            let symbol = location.symbol?;
+            Some(CodeSpot {
+                function_start: address.checked_sub(usize::try_from(symbol.offset).ok()?)?,
+                function_size: usize::try_from(symbol.size).ok()?,
+                section_offset: usize::try_from(location.section_offset).ok()?,
+            })
+        })
+        .flatten()
+}
+
+/// The return address of the function that faulted, where that function
+/// has no frame record of its own (yet): a leaf function, which gcc builds
+/// without one even with `-fno-omit-frame-pointer`, or a fault in a
+/// prologue. The frame pointer is then still the caller's, and the walk
+/// from it would skip the caller. Only for module code, whose functions
+/// the namespace knows; `None` where the function's frame is in place or
+/// nothing proves the candidate is a return address.
+fn frameless_caller(registers: &Registers, low: usize, high: usize) -> Option<usize> {
+    let function = locate_code(registers.pc)?;
+    let candidate = caller_of_frameless(registers, function, low, high)?;
+    // A return address into the function itself is a call it made (AArch64's
+    // link register after a `bl` returned), not its caller.
+    match locate_code(candidate.wrapping_sub(1)) {
+        Some(caller) => (caller.function_start != function.function_start).then_some(candidate),
+        // A module function called from outside modules (a thread's start
+        // routine, a callback from libc).
+        None => find_mapping(candidate)
+            .is_some_and(|mapping| mapping.executable)
+            .then_some(candidate),
+    }
+}
+
+/// On AArch64 a call leaves the return address in the link register, where
+/// a function without a frame record keeps it; with a frame record in
+/// place the register holds the same address as the record, or one inside
+/// the function itself.
+#[cfg(target_arch = "aarch64")]
+fn caller_of_frameless(
+    registers: &Registers,
+    _function: CodeSpot,
+    _low: usize,
+    _high: usize,
+) -> Option<usize> {
+    registers.link
+}
+
+/// On x86_64 a function with a frame starts `push %rbp; mov %rsp, %rbp`
+/// (after an `endbr64`); before those ran, or in a function without them
+/// that moved no stack pointer, the return address is at the stack pointer
+/// (after the push, one word above). A function without them that did move
+/// it leaves a local there: the candidate must be right after a call.
+#[cfg(target_arch = "x86_64")]
+fn caller_of_frameless(
+    registers: &Registers,
+    function: CodeSpot,
+    low: usize,
+    high: usize,
+) -> Option<usize> {
+    const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
+    const FRAME_PROLOGUE: [u8; 4] = [0x55, 0x48, 0x89, 0xe5];
+    let code = |offset: usize| read_code(function, offset);
+    let starts_with = |at: usize, bytes: &[u8]| {
+        bytes
+            .iter()
+            .enumerate()
+            .all(|(index, byte)| code(at + index) == Some(*byte))
+    };
+    let prologue = if starts_with(0, &ENDBR64) { 4 } else { 0 };
+    let stack_word = |index: usize| {
+        let address = registers.sp.checked_add(index * WORD)?;
+        let fits =
+            address.is_multiple_of(WORD) && address >= low && address.checked_add(WORD)? <= high;
+        // SAFETY: the word lies within the interrupted thread's stack,
+        // between its stack pointer and its top.
+        fits.then(|| unsafe { std::ptr::read(address as *const usize) })
+    };
+    let pc_offset = registers.pc.wrapping_sub(function.function_start);
+    if starts_with(prologue, &FRAME_PROLOGUE) {
+        return match pc_offset {
+            offset if offset <= prologue => stack_word(0),
+            offset if offset == prologue + 1 => stack_word(1),
+            _ => None,
+        };
+    }
+    stack_word(0).filter(|candidate| follows_call(*candidate))
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn caller_of_frameless(
+    _registers: &Registers,
+    _function: CodeSpot,
+    _low: usize,
+    _high: usize,
+) -> Option<usize> {
+    None
+}
+
+/// Byte `offset` of a module function, if it is inside the function.
+#[cfg(target_arch = "x86_64")]
+fn read_code(function: CodeSpot, offset: usize) -> Option<u8> {
+    (offset < function.function_size).then(|| {
+        // SAFETY: the byte is inside a function of a loaded module, whose
+        // code is mapped readable (r-x) while the module is loaded.
+        unsafe { std::ptr::read((function.function_start + offset) as *const u8) }
+    })
+}
+
+/// Whether code address `address` follows a call instruction, direct or
+/// indirect (through the GOT, a register, memory).
+#[cfg(target_arch = "x86_64")]
+fn follows_call(address: usize) -> bool {
+    let before = match locate_code(address) {
+        Some(spot) => spot.section_offset,
+        None => match find_mapping(address) {
+            Some(mapping) if mapping.readable && mapping.executable => address - mapping.start,
+            _ => return false,
+        },
+    };
+    // SAFETY: the bytes read are before `address` in its module section or
+    // mapping (at most `before` back), which is code mapped readable.
+    let byte = |back: usize| unsafe { std::ptr::read((address - back) as *const u8) };
+    // `call rel32`, or `ff /2`: an indirect call, whose ModRM byte (reg
+    // field 2) and displacement make it 2 to 7 bytes long.
+    (before >= 5 && byte(5) == 0xe8)
+        || (2..=7).any(|length| {
+            before >= length && byte(length) == 0xff && (byte(length - 1) >> 3) & 7 == 2
+        })
 }
 
 /// The part of the interrupted thread's stack the walk may read: from its
@@ -549,6 +744,7 @@ fn stack_bounds(sp: usize, frame_pointer: usize) -> Option<(usize, usize)> {
 
 /// One line of `/proc/self/maps`, the parts the report uses.
 struct Mapping {
+    start: usize,
     end: usize,
     readable: bool,
     executable: bool,
@@ -592,6 +788,7 @@ fn find_mapping(address: usize) -> Option<Mapping> {
     }
     let mut chunk = [0u8; 1024];
     let mut mapping = Mapping {
+        start: 0,
         end: 0,
         readable: false,
         executable: false,
@@ -648,6 +845,7 @@ fn parse_mapping(mapping: &mut Mapping, address: usize) -> bool {
         return false;
     }
     let permissions = fields.next().unwrap_or_default();
+    mapping.start = start;
     mapping.end = end;
     mapping.readable = permissions.first() == Some(&b'r');
     mapping.executable = permissions.get(2) == Some(&b'x');
@@ -797,5 +995,114 @@ impl std::fmt::Write for Line {
         }
         // Cutting is not an error: the rest of the report still goes out.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping_line(text: &str) -> Mapping {
+        let mut mapping = Mapping {
+            start: 0,
+            end: 0,
+            readable: false,
+            executable: false,
+            line: [0; LINE_BYTES],
+            path_start: 0,
+            line_len: text.len(),
+        };
+        mapping.line[..text.len()].copy_from_slice(text.as_bytes());
+        mapping
+    }
+
+    #[test]
+    fn maps_lines() {
+        let text = "7f12a4c28000-7f12a4d7d000 r-xp 00028000 fe:01 1312 \
+                    /usr/lib/x86_64-linux-gnu/libc.so.6";
+        let mut mapping = mapping_line(text);
+        assert!(!parse_mapping(&mut mapping, 0x7f12a4c27fff));
+        assert!(!parse_mapping(&mut mapping, 0x7f12a4d7d000));
+        assert!(parse_mapping(&mut mapping, 0x7f12a4d7cfff));
+        assert_eq!(
+            (mapping.start, mapping.end),
+            (0x7f12a4c28000, 0x7f12a4d7d000)
+        );
+        assert!(mapping.readable && mapping.executable);
+        assert_eq!(mapping.name(), b"libc.so.6");
+
+        let mut stack = mapping_line("7ffd1000-7ffd3000 rw-p 00000000 00:00 0          [stack]");
+        assert!(parse_mapping(&mut stack, 0x7ffd2000));
+        assert!(stack.readable && !stack.executable);
+        assert_eq!(stack.name(), b"[stack]");
+
+        let mut anonymous = mapping_line("40000000-40010000 ---p 00000000 00:00 0 ");
+        assert!(parse_mapping(&mut anonymous, 0x40000000));
+        assert!(!anonymous.readable);
+        assert_eq!(anonymous.name(), b"");
+
+        assert!(!parse_mapping(&mut mapping_line("garbage"), 0));
+        assert!(!parse_mapping(&mut mapping_line(""), 0));
+    }
+
+    #[test]
+    fn the_mapping_of_this_code_is_this_binary() {
+        let mapping = find_mapping(maps_lines as *const () as usize).expect("this code is mapped");
+        assert!(mapping.readable && mapping.executable);
+        let path = std::env::current_exe().expect("the test binary's path");
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("");
+        assert_eq!(mapping.name(), name.as_bytes());
+        assert!(find_mapping(0x10).is_none());
+    }
+
+    #[test]
+    fn hex_numbers() {
+        assert_eq!(parse_hex(b"7f12a4c28000"), Some(0x7f12a4c28000));
+        assert_eq!(parse_hex(b"0"), Some(0));
+        assert_eq!(parse_hex(b""), None);
+        assert_eq!(parse_hex(b"12g"), None);
+        assert_eq!(parse_hex(b"1ffffffffffffffff"), None);
+    }
+
+    #[test]
+    fn signal_descriptions() {
+        let text = |signal, code| describe_signal(signal, code).to_string();
+        assert_eq!(
+            text(libc::SIGSEGV, 1),
+            "SIGSEGV (invalid memory reference: address not mapped)"
+        );
+        assert_eq!(
+            text(libc::SIGFPE, 1),
+            "SIGFPE (arithmetic exception: integer divide by zero)"
+        );
+        assert_eq!(text(libc::SIGBUS, 0), "SIGBUS (bus error)");
+        assert_eq!(text(libc::SIGTERM, 0), "signal 15 (fatal signal)");
+    }
+
+    #[test]
+    fn long_lines_are_cut_with_room_for_the_newline() {
+        let mut line = Line::new();
+        let long = "x".repeat(LINE_BYTES * 2);
+        let _ = write!(line, "{long}");
+        assert_eq!(line.text().len(), LINE_BYTES - 1);
+        let mut short = Line::new();
+        let function = "main";
+        let _ = write!(short, "pc {:#x}  {function}+{:#x}", 0x1234, 8);
+        assert_eq!(short.text(), "pc 0x1234  main+0x8");
+    }
+
+    #[test]
+    fn stack_overflow_is_a_fault_next_to_the_stack_pointer_in_no_mapping() {
+        assert!(overflows_stack(0x1000_0000 - 8, 0x1000_0000));
+        assert!(!overflows_stack(0x10, 0x1000_0000));
+        let local = 0u64;
+        let here = std::ptr::from_ref(&local) as usize;
+        assert!(
+            !overflows_stack(here, here),
+            "a mapped address is no overflow"
+        );
     }
 }

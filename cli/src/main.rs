@@ -24,6 +24,7 @@ mod json;
 mod libsearch;
 mod link;
 mod order;
+mod perf_map;
 mod plan;
 mod run;
 mod sign;

@@ -1,5 +1,5 @@
 //! Crash reports for `modload run`: a fatal signal (SIGSEGV, SIGBUS,
-//! SIGILL, SIGFPE) prints the signal, the faulting address, the program
+//! SIGILL, SIGFPE, SIGTRAP) prints the signal, the faulting address, the program
 //! counter symbolized against the loaded modules and a frame-pointer
 //! backtrace to stderr, then the process dies of the signal as it would
 //! have without the report (the shell sees 128 + the signal number).
@@ -23,8 +23,17 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use modload::{Namespace, VirtAddr};
 
-/// The signals a fault in module code raises; all get a report.
-const FATAL_SIGNALS: [c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
+/// The signals a fault in module code raises; all get a report. SIGTRAP
+/// is what `__builtin_trap()` raises on AArch64 (`brk`), where x86_64
+/// raises SIGILL (`ud2`); a debugger still sees its breakpoints' traps
+/// first (ptrace stops come before handlers).
+const FATAL_SIGNALS: [c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+];
 
 /// The handler's own stack: a report needs a few KiB (core::fmt, the
 /// `/proc/self/maps` buffer), with plenty of room to spare.
@@ -886,6 +895,7 @@ fn describe_signal(signal: c_int, code: c_int) -> SignalText {
         libc::SIGBUS => ("SIGBUS", "bus error"),
         libc::SIGILL => ("SIGILL", "illegal instruction"),
         libc::SIGFPE => ("SIGFPE", "arithmetic exception"),
+        libc::SIGTRAP => ("SIGTRAP", "trace or breakpoint trap"),
         _ => ("signal", "fatal signal"),
     };
     let reason = match (signal, code) {
@@ -906,6 +916,8 @@ fn describe_signal(signal: c_int, code: c_int) -> SignalText {
         (libc::SIGFPE, 5) => "floating-point underflow",
         (libc::SIGFPE, 6) => "floating-point inexact result",
         (libc::SIGFPE, 7) => "invalid floating-point operation",
+        (libc::SIGTRAP, 1) => "breakpoint",
+        (libc::SIGTRAP, 2) => "trace",
         _ => "",
     };
     SignalText {

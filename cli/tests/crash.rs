@@ -11,57 +11,13 @@ mod common;
 
 const MODLOAD: &str = env!("CARGO_BIN_EXE_modload");
 
-/// Each mode faults in a function called by another function of the module.
-const FAULTS: &str = r#"
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-__attribute__((noinline)) int crash_here(int *pointer) { return *pointer + 1; }
-__attribute__((noinline)) int caller(long address) { return crash_here((int *)address) * 2; }
-
-__attribute__((noinline)) int divide(int a, int b) { return a / b; }
-__attribute__((noinline)) int divide_caller(int zero) { return divide(7, zero) + 1; }
-
-__attribute__((noinline)) void trap_here(void) { __builtin_trap(); }
-__attribute__((noinline)) int trap_caller(void) { trap_here(); return 3; }
-
-__attribute__((noinline)) int jump_to(long address) { return ((int (*)(void))address)() + 1; }
-
-static void *thread_main(void *pointer) { *(int *)pointer = 1; return 0; }
-
-static const char *mode = "";
-volatile int sink;
-
-__attribute__((constructor)) static void early(void) {
-    if (getenv("CRASH_IN_CONSTRUCTOR"))
-        sink = caller(0x20);
-}
-
-int main(int argc, char **argv) {
-    mode = argc > 1 ? argv[1] : "";
-    printf("mode %s\n", mode);
-    fflush(stdout);
-    if (!strcmp(mode, "segv")) return caller(0x10) + 1;
-    if (!strcmp(mode, "fpe")) return divide_caller(argc - 2) + 1;
-    if (!strcmp(mode, "ill")) return trap_caller() + 1;
-    if (!strcmp(mode, "jump")) return jump_to(0x30) + 1;
-    if (!strcmp(mode, "thread")) {
-        pthread_t thread;
-        pthread_create(&thread, 0, thread_main, (void *)0x40);
-        pthread_join(thread, 0);
-    }
-    return 0;
-}
-"#;
-
-/// Compiles `source` to `dir/name.o` with frame pointers, as a crash report
-/// needs for its backtrace.
-fn compile(dir: &Path, name: &str, source: &str) -> PathBuf {
-    let c = dir.join(format!("{name}.c"));
-    let object = dir.join(format!("{name}.o"));
-    std::fs::write(&c, source).expect("write the C source");
+/// Compiles `tests/fixtures/crash.c` (each of its faults happens in a
+/// function another calls) to `dir/crash.o`, with frame pointers, as a
+/// crash report needs for its backtrace, and without sibling calls, which
+/// would take the callers out of the stack.
+fn compile(dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/crash.c");
+    let object = dir.join("crash.o");
     let output = Command::new("gcc")
         .args([
             "-c",
@@ -69,14 +25,15 @@ fn compile(dir: &Path, name: &str, source: &str) -> PathBuf {
             "-fno-omit-frame-pointer",
             "-fno-optimize-sibling-calls",
         ])
-        .arg(&c)
+        .arg(&source)
         .arg("-o")
         .arg(&object)
         .output()
         .expect("gcc must be installed to run these tests");
     assert!(
         output.status.success(),
-        "gcc failed on {name}.c: {}",
+        "gcc failed on {}: {}",
+        source.display(),
         String::from_utf8_lossy(&output.stderr)
     );
     object
@@ -129,7 +86,7 @@ fn names(line: &str, function: &str, module: &str) {
 #[test]
 fn segfault_names_function_module_and_callers() {
     let dir = common::workdir("crash", "segv");
-    let object = compile(&dir, "faults", FAULTS);
+    let object = compile(&dir);
     let output = run(&object, "segv", &[]);
     let lines = report(&output, libc::SIGSEGV);
     assert_eq!(String::from_utf8_lossy(&output.stdout), "mode segv\n");
@@ -141,9 +98,9 @@ fn segfault_names_function_module_and_callers() {
         ),
         "{lines:#?}"
     );
-    names(line(&lines, "pc "), "crash_here", "faults.o");
-    names(line(&lines, "#1 "), "caller", "faults.o");
-    names(line(&lines, "#2 "), "main", "faults.o");
+    names(line(&lines, "pc "), "crash_here", "crash.o");
+    names(line(&lines, "#1 "), "caller", "crash.o");
+    names(line(&lines, "#2 "), "main", "crash.o");
     // Then modload's own frames, outside modules.
     assert!(line(&lines, "#3 ").ends_with("(modload)"), "{lines:#?}");
 }
@@ -151,7 +108,7 @@ fn segfault_names_function_module_and_callers() {
 #[test]
 fn constructors_are_covered() {
     let dir = common::workdir("crash", "constructor");
-    let object = compile(&dir, "faults", FAULTS);
+    let object = compile(&dir);
     let output = run(&object, "none", &[("CRASH_IN_CONSTRUCTOR", "1")]);
     let lines = report(&output, libc::SIGSEGV);
     assert_eq!(
@@ -165,16 +122,16 @@ fn constructors_are_covered() {
             .is_some_and(|first| first.contains("at address 0x20, in a module")),
         "{lines:#?}"
     );
-    names(line(&lines, "pc "), "crash_here", "faults.o");
-    names(line(&lines, "#1 "), "caller", "faults.o");
-    names(line(&lines, "#2 "), "early", "faults.o");
+    names(line(&lines, "pc "), "crash_here", "crash.o");
+    names(line(&lines, "#1 "), "caller", "crash.o");
+    names(line(&lines, "#2 "), "early", "crash.o");
 }
 
 #[test]
 #[cfg(target_arch = "x86_64")]
 fn divide_by_zero_is_sigfpe() {
     let dir = common::workdir("crash", "fpe");
-    let object = compile(&dir, "faults", FAULTS);
+    let object = compile(&dir);
     let lines = report(&run(&object, "fpe", &[]), libc::SIGFPE);
     assert!(
         lines.first().is_some_and(|first| first.starts_with(
@@ -182,16 +139,16 @@ fn divide_by_zero_is_sigfpe() {
         ) && first.ends_with(", in a module")),
         "{lines:#?}"
     );
-    names(line(&lines, "pc "), "divide", "faults.o");
-    names(line(&lines, "#1 "), "divide_caller", "faults.o");
-    names(line(&lines, "#2 "), "main", "faults.o");
+    names(line(&lines, "pc "), "divide", "crash.o");
+    names(line(&lines, "#1 "), "divide_caller", "crash.o");
+    names(line(&lines, "#2 "), "main", "crash.o");
 }
 
 #[test]
 #[cfg(target_arch = "x86_64")]
 fn trap_is_sigill() {
     let dir = common::workdir("crash", "ill");
-    let object = compile(&dir, "faults", FAULTS);
+    let object = compile(&dir);
     let lines = report(&run(&object, "ill", &[]), libc::SIGILL);
     assert!(
         lines.first().is_some_and(|first| first
@@ -199,8 +156,8 @@ fn trap_is_sigill() {
             && first.ends_with(", in a module")),
         "{lines:#?}"
     );
-    names(line(&lines, "pc "), "trap_here", "faults.o");
-    names(line(&lines, "#1 "), "trap_caller", "faults.o");
+    names(line(&lines, "pc "), "trap_here", "crash.o");
+    names(line(&lines, "#1 "), "trap_caller", "crash.o");
 }
 
 /// A call to a bad address faults outside any module, before the callee
@@ -208,7 +165,7 @@ fn trap_is_sigill() {
 #[test]
 fn jump_to_a_bad_address_is_not_in_a_module() {
     let dir = common::workdir("crash", "jump");
-    let object = compile(&dir, "faults", FAULTS);
+    let object = compile(&dir);
     let lines = report(&run(&object, "jump", &[]), libc::SIGSEGV);
     assert!(
         lines
@@ -217,15 +174,15 @@ fn jump_to_a_bad_address_is_not_in_a_module() {
         "{lines:#?}"
     );
     assert_eq!(line(&lines, "pc "), "  pc 0x30  (unmapped)");
-    names(line(&lines, "#1 "), "jump_to", "faults.o");
-    names(line(&lines, "#2 "), "main", "faults.o");
+    names(line(&lines, "#1 "), "jump_to", "crash.o");
+    names(line(&lines, "#2 "), "main", "crash.o");
 }
 
 /// Another thread than the one `modload` installed the handler on.
 #[test]
 fn faults_in_other_threads_are_reported() {
     let dir = common::workdir("crash", "thread");
-    let object = compile(&dir, "faults", FAULTS);
+    let object = compile(&dir);
     let lines = report(&run(&object, "thread", &[]), libc::SIGSEGV);
     assert!(
         lines
@@ -233,5 +190,5 @@ fn faults_in_other_threads_are_reported() {
             .is_some_and(|first| first.ends_with("at address 0x40, in a module")),
         "{lines:#?}"
     );
-    names(line(&lines, "pc "), "thread_main", "faults.o");
+    names(line(&lines, "pc "), "thread_main", "crash.o");
 }

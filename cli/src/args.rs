@@ -58,7 +58,7 @@ Options for run:
                         `perf report` (written before any module code runs)
   --                    Pass the words after it to the program
 
-A fatal signal in a run (SIGSEGV, SIGBUS, SIGILL, SIGFPE) prints a crash
+A fatal signal in a run (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP) prints a
 report: the faulting address, the PC as function+offset [module] and a
 frame-pointer backtrace (build modules with -fno-omit-frame-pointer); the
 process then dies of the signal.

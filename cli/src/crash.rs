@@ -281,13 +281,17 @@ fn strip_pointer_authentication(address: usize) -> usize {
 fn report(signal: c_int, info: &libc::siginfo_t, registers: Option<&Registers>) {
     let mut line = Line::new();
     let _ = write!(line, "modload: {}", describe_signal(signal, info.si_code));
-    // A signal sent with kill(2) (si_code <= 0) has no faulting address.
-    let fault_address = (info.si_code > 0).then(|| {
+    // A signal sent with kill(2) (si_code <= 0) has no faulting address,
+    // nor has an x86_64 general protection fault (SI_KERNEL), which a
+    // non-canonical address causes.
+    let fault_address = (info.si_code > 0 && info.si_code != libc::SI_KERNEL).then(|| {
         // SAFETY: for a signal the kernel raised on a fault, si_addr is
         // the field the siginfo holds.
         unsafe { info.si_addr() as usize }
     });
-    if let Some(address) = fault_address {
+    if info.si_code == libc::SI_KERNEL {
+        let _ = write!(line, " at an unknown address (a general protection fault)");
+    } else if let Some(address) = fault_address {
         let _ = write!(line, " at address {address:#x}");
         // Data of a module is worth naming: `counter+0x8 [a.o]`.
         if registers.is_some_and(|registers| registers.pc != address) {

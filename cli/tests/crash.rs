@@ -178,6 +178,44 @@ fn jump_to_a_bad_address_is_not_in_a_module() {
     names(line(&lines, "#2 "), "main", "crash.o");
 }
 
+/// A write to a module's constant: the address is named too.
+#[test]
+fn write_to_module_constant_names_the_data() {
+    let dir = common::workdir("crash", "rodata");
+    let object = compile(&dir);
+    let lines = report(&run(&object, "rodata", &[]), libc::SIGSEGV);
+    let first = lines.first().map_or("", String::as_str);
+    assert!(
+        first.starts_with(
+            "modload: SIGSEGV (invalid memory reference: no permission for the access) at address 0x"
+        ) && first.ends_with(" (answer+0x0 [crash.o] in .rodata), in a module"),
+        "{lines:#?}"
+    );
+    names(line(&lines, "pc "), "overwrite", "crash.o");
+    names(line(&lines, "#1 "), "overwrite_answer", "crash.o");
+    names(line(&lines, "#2 "), "main", "crash.o");
+}
+
+/// A non-canonical address raises a general protection fault, whose
+/// siginfo has no address: the report must not make one up.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn general_protection_fault_has_no_address() {
+    let dir = common::workdir("crash", "noncanonical");
+    let object = compile(&dir);
+    let lines = report(&run(&object, "noncanonical", &[]), libc::SIGSEGV);
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some(
+            "modload: SIGSEGV (invalid memory reference) at an unknown address \
+             (a general protection fault), in a module"
+        ),
+        "{lines:#?}"
+    );
+    names(line(&lines, "pc "), "crash_here", "crash.o");
+    names(line(&lines, "#1 "), "caller", "crash.o");
+}
+
 /// Another thread than the one `modload` installed the handler on.
 #[test]
 fn faults_in_other_threads_are_reported() {

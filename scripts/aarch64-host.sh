@@ -181,6 +181,8 @@ crash_case none 139 "$segv 0x20, in a module" "$(in_crash_o crash_here)" "$(in_c
 crash_case jump 139 "$segv 0x30, not in a module" '\(unmapped\)' "$(in_crash_o jump_to)"
 crash_case rodata 139 'modload: SIGSEGV \(invalid memory reference: no permission for the access\) at address 0x[0-9a-f]+ \(answer\+0x0 \[crash\.o\] in \.rodata\), in a module' \
     "$(in_crash_o overwrite)" "$(in_crash_o overwrite_answer)"
+crash_case overflow 139 'modload: SIGSEGV \(invalid memory reference: [a-z ]+\) at address 0x[0-9a-f]+, in a module \(a stack overflow\)' \
+    "$(in_crash_o recurse)" "$(in_crash_o recurse)"
 crash_case ill 133 'modload: SIGTRAP \(trace or breakpoint trap: breakpoint\) at address 0x[0-9a-f]+, in a module' \
     "$(in_crash_o trap_here)" "$(in_crash_o trap_caller)"
 

@@ -330,11 +330,12 @@ fn report(signal: c_int, info: &libc::siginfo_t, registers: Option<&Registers>) 
 }
 
 /// Whether a fault at `address` is the stack outgrowing its mapping: the
-/// address is unmapped and next to the stack pointer (a push, a call, or a
-/// frame's first store).
+/// address is next to the stack pointer (a push, a call, or a frame's
+/// first store) and unmapped (the main thread's guard gap) or mapped
+/// inaccessible (a thread's guard page).
 fn overflows_stack(address: usize, sp: usize) -> bool {
     const NEAR: usize = 64 * 1024;
-    address.abs_diff(sp) <= NEAR && find_mapping(address).is_none()
+    address.abs_diff(sp) <= NEAR && find_mapping(address).is_none_or(|mapping| !mapping.readable)
 }
 
 /// Walks the frame records from the interrupted frame pointer and prints
@@ -433,7 +434,7 @@ impl Frames {
             self.repeats += 1;
             return true;
         }
-        self.show_repeats();
+        self.show_repeats(self.depth - 1);
         if self.shown == MAX_FRAMES {
             self.cut = true;
             return false;
@@ -443,14 +444,14 @@ impl Frames {
         print_frame(self.depth, return_address)
     }
 
-    fn show_repeats(&mut self) {
+    /// Shows the run of repeats that ended with frame `last`, if any.
+    fn show_repeats(&mut self, last: usize) {
         if self.repeats > 0 {
             let mut line = Line::new();
             let _ = write!(
                 line,
-                "  ... the frame above {} more times (to #{})",
-                self.repeats,
-                self.depth - 1
+                "  ... the frame above {} more times (to #{last})",
+                self.repeats
             );
             line.emit();
             self.repeats = 0;
@@ -458,7 +459,7 @@ impl Frames {
     }
 
     fn finish(&mut self) {
-        self.show_repeats();
+        self.show_repeats(self.depth);
         let mut line = Line::new();
         if self.cut {
             let _ = write!(line, "  ... (more frames not shown)");

@@ -216,6 +216,41 @@ fn general_protection_fault_has_no_address() {
     names(line(&lines, "#1 "), "caller", "crash.o");
 }
 
+/// A stack overflow is reported from the handler's own stack, and the
+/// recursion shows as one line with a count, then the frames below it.
+#[test]
+fn stack_overflow_is_reported_with_the_recursion_folded() {
+    let dir = common::workdir("crash", "overflow");
+    let object = compile(&dir);
+    let lines = report(&run(&object, "overflow", &[]), libc::SIGSEGV);
+    assert!(
+        lines
+            .first()
+            .is_some_and(|first| first.ends_with(", in a module (a stack overflow)")),
+        "{lines:#?}"
+    );
+    names(line(&lines, "pc "), "recurse", "crash.o");
+    names(line(&lines, "#1 "), "recurse", "crash.o");
+    let folded = line(&lines, "... the frame above ");
+    // `... the frame above N more times (to #M)`: N frames after #1.
+    let numbers: Vec<usize> = folded
+        .split(|character: char| !character.is_ascii_digit())
+        .filter_map(|digits| digits.parse().ok())
+        .collect();
+    let [repeats, last] = numbers[..] else {
+        panic!("{folded}");
+    };
+    assert!(repeats > 1000, "{folded}");
+    assert_eq!(last, repeats + 1, "{folded}");
+    names(
+        line(&lines, &format!("#{} ", last + 1)),
+        "overflow",
+        "crash.o",
+    );
+    names(line(&lines, &format!("#{} ", last + 2)), "main", "crash.o");
+    assert!(lines.len() < 20, "{lines:#?}");
+}
+
 /// Another thread than the one `modload` installed the handler on.
 #[test]
 fn faults_in_other_threads_are_reported() {

@@ -12,8 +12,8 @@ mod common;
 const MODLOAD: &str = env!("CARGO_BIN_EXE_modload");
 
 /// A loop-heavy program: nearly all its time is in `hot_loop`. It prints
-/// its process id (the map is named after it) and the address `hot_loop`
-/// runs at.
+/// its process id (the map is named after it), the address `hot_loop`
+/// runs at, and whether its constructor found the map.
 const LOOP: &str = r#"
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +30,18 @@ __attribute__((noinline)) unsigned long hot_loop(unsigned long rounds) {
 
 __attribute__((noinline)) static int cold_helper(int x) { return x * 3 + 1; }
 
+/* Whether the map was there before any module code ran. */
+static int map_seen = -1;
+__attribute__((constructor)) static void look_for_the_map(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/perf-%d.map", (int)getpid());
+    map_seen = access(path, R_OK) == 0;
+}
+
 int main(int argc, char **argv) {
     unsigned long rounds = argc > 1 ? strtoul(argv[1], 0, 10) : 1000;
     table[argc & 63] = (unsigned long)argc;
-    printf("pid %d hot_loop %p\n", (int)getpid(), (void *)hot_loop);
+    printf("pid %d hot_loop %p map_seen %d\n", (int)getpid(), (void *)hot_loop, map_seen);
     printf("result %lu\n", hot_loop(rounds) + cold_helper(argc));
     return 0;
 }
@@ -58,14 +66,16 @@ fn compile(dir: &Path) -> PathBuf {
     object
 }
 
-/// The pid and `hot_loop`'s address the program printed.
-fn printed(output: &Output) -> (u32, u64) {
+/// What the program printed: its pid, `hot_loop`'s address, and whether
+/// the map was there when its constructor ran.
+fn printed(output: &Output) -> (u32, u64, bool) {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let words: Vec<&str> = stdout.split_whitespace().collect();
     match words.as_slice() {
-        ["pid", pid, "hot_loop", address, "result", _] => (
+        ["pid", pid, "hot_loop", address, "map_seen", seen @ ("0" | "1"), "result", _] => (
             pid.parse().expect("a pid"),
             u64::from_str_radix(address.trim_start_matches("0x"), 16).expect("an address"),
+            *seen == "1",
         ),
         _ => panic!(
             "unexpected output: {stdout}; stderr: {}",
@@ -159,8 +169,9 @@ fn perf_map_holds_every_function_where_it_runs() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let (pid, hot_loop) = printed(&output);
+    let (pid, hot_loop, map_seen) = printed(&output);
     let map = read_map(&MapFile::of(pid));
+    assert!(map_seen, "the map must be written before constructors run");
 
     let symbols = nm_symbols(&object);
     let functions: Vec<_> = symbols
@@ -198,9 +209,13 @@ fn no_map_without_the_option() {
         .arg(&object)
         .output()
         .expect("run the modload binary");
-    let (pid, _) = printed(&output);
+    let (pid, _, map_seen) = printed(&output);
     let map = MapFile::of(pid);
-    assert!(!map.0.exists(), "{} was written", map.0.display());
+    assert!(
+        !map_seen && !map.0.exists(),
+        "{} was written",
+        map.0.display()
+    );
 }
 
 /// Says, past the test harness's capture, that perf could not run: the
@@ -252,7 +267,7 @@ fn perf_report_names_the_hot_function() {
         .args(["--", "150000000"])
         .output()
         .expect("run perf record");
-    let (pid, _) = printed(&output);
+    let (pid, _, _) = printed(&output);
     let _map = MapFile::of(pid);
     assert!(
         output.status.success(),

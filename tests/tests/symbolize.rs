@@ -253,3 +253,113 @@ fn the_debug_object_puts_each_loaded_section_where_it_runs() {
     );
     unload(module);
 }
+
+/// Every symbol of every module answers for its own first byte.
+fn assert_each_symbol_found(
+    namespace: &modload::Namespace,
+    modules: &[(&modload::Module<'_>, &str)],
+) {
+    for (module, name) in modules {
+        let symbols = module.symbols();
+        assert!(!symbols.is_empty(), "{name} lists symbols");
+        for symbol in symbols {
+            let found = namespace.locate(symbol.address, |found| {
+                found.map(|location| {
+                    (
+                        location.module_name.to_string(),
+                        location.symbol.map(|symbol| symbol.name.to_string()),
+                    )
+                })
+            });
+            assert_eq!(
+                found,
+                Some((name.to_string(), Some(symbol.name.to_string()))),
+                "{} at {}",
+                symbol.name,
+                symbol.address
+            );
+        }
+    }
+}
+
+#[test]
+fn grouped_modules_answer_in_each_segment() {
+    let env = Env::anywhere();
+    let loader = env.loader().grouped();
+    let load = |source: &str| {
+        let path = compile_c(&fixture(source), CModel::Pic, &[]);
+        let bytes = modload_tests::read(&path);
+        // SAFETY: the fixtures are this project's own test code.
+        unsafe { loader.load(&module_name(&path), &bytes) }.unwrap()
+    };
+    let first = load("m1.c");
+    let second = load("m2.c");
+    assert_each_symbol_found(env.namespace, &[(&first, "m1.o"), (&second, "m2.o")]);
+    unload(second);
+    unload(first);
+    env.assert_back_to_baseline();
+}
+
+#[test]
+fn packed_modules_sharing_pages_answer_each_for_its_own() {
+    use modload_platform::host::{new_packed_region, Placement};
+    let packed = new_packed_region(8 << 20, Placement::Anywhere).expect("packed region");
+    let namespace: &'static modload::Namespace = Box::leak(Box::new(modload::Namespace::new()));
+    for (name, function) in [
+        ("host_add", host_add as *const ()),
+        ("host_mul", host_mul as *const ()),
+    ] {
+        namespace.add_host_export(name, address(function)).unwrap();
+    }
+    let loader = modload::Loader::new(
+        namespace,
+        packed.region,
+        &modload_platform::host::HOST_PROTECTION,
+    )
+    .packed(packed.writer);
+    let load = |source: &str| {
+        let path = compile_c(&fixture(source), CModel::Pic, &[]);
+        let bytes = modload_tests::read(&path);
+        // SAFETY: the fixtures are this project's own test code.
+        unsafe { loader.load(&module_name(&path), &bytes) }.unwrap()
+    };
+    let first = load("m1.c");
+    let second = load("m2.c");
+    // Both modules' code shares one page, so addresses interleave by module.
+    let page =
+        |module: &modload::Module<'_>, name: &str| module.symbol(name).unwrap().as_u64() >> 12;
+    assert_eq!(
+        page(&first, "m1_value"),
+        page(&second, "m2_scale"),
+        "code packed into one page"
+    );
+    assert_each_symbol_found(namespace, &[(&first, "m1.o"), (&second, "m2.o")]);
+    unload(second);
+    unload(first);
+}
+
+#[test]
+fn the_debug_object_of_a_module_with_its_unwind_tables_kept() {
+    // A kept `.eh_frame` is loaded 4 bytes longer, for its terminator:
+    // the header's size is still the object's.
+    let env = Env::anywhere();
+    let path = compile_c(
+        &fixture("m1.c"),
+        CModel::Pic,
+        &["-g", "-fasynchronous-unwind-tables"],
+    );
+    let bytes = modload_tests::read(&path);
+    let loader = env.loader().keep_unwind_tables();
+    // SAFETY: the fixtures are this project's own test code.
+    let module = unsafe { loader.load("m1.o", &bytes) }.unwrap();
+    assert!(!module.unwind_tables().is_empty());
+    let debug = module.debug_object(&bytes).unwrap();
+    let elf = Elf::parse(&debug).unwrap();
+    let frames = elf
+        .section_headers
+        .iter()
+        .find(|header| elf.shdr_strtab.get_at(header.sh_name) == Some(".eh_frame"))
+        .unwrap();
+    assert_eq!(VirtAddr::new(frames.sh_addr), module.unwind_tables()[0]);
+    unload(module);
+}

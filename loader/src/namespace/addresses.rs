@@ -84,9 +84,11 @@ pub(crate) struct MappedSection {
     /// Where it was linked to run.
     target: u64,
     size: u64,
-    /// Which member of a joined set, and the section's index there; `None`
-    /// for the GOT, stubs and COMMON, which no object has a header for.
-    header: Option<(u32, u32)>,
+    /// Which member of a joined set, the section's index there and the
+    /// size its header gives (a loaded unwind table is longer by its
+    /// terminator); `None` for the GOT, stubs and COMMON, which no object
+    /// has a header for.
+    header: Option<(u32, u32, u64)>,
     /// Its symbols, in the map's `symbols`.
     symbols: Range<u32>,
 }
@@ -135,12 +137,12 @@ impl AddressMapBuilder {
     }
 
     /// Adds a section of `size` bytes placed at `load` and linked for
-    /// `target`; `header` is `(member, index)` of its section header.
+    /// `target`; `header` is `(member, index, size)` of its section header.
     /// Returns its position, for [`AddressMapBuilder::symbol`].
     pub(crate) fn section(
         &mut self,
         name: &str,
-        header: Option<(u32, u32)>,
+        header: Option<(u32, u32, u64)>,
         load: u64,
         target: u64,
         size: u64,
@@ -158,8 +160,17 @@ impl AddressMapBuilder {
         position
     }
 
-    /// Adds a symbol at `offset` into the section at `section`.
+    /// Adds a symbol at `offset` into the section at `section`. One that
+    /// does not start inside the section (an end marker, or a broken
+    /// object) names no byte of it and is left out.
     pub(crate) fn symbol(&mut self, section: u32, name: &str, offset: u64, size: u64) {
+        let inside = self
+            .sections
+            .get(section as usize)
+            .is_some_and(|section| offset < section.size);
+        if !inside {
+            return;
+        }
         let name = self.intern(name);
         self.symbols
             .push((section, MappedSymbol { offset, size, name }));
@@ -282,12 +293,16 @@ impl AddressMap {
         all
     }
 
-    /// `(member, index, target, size)` of every section that has a header.
+    /// `(member, index, target, header size)` of every section that has a
+    /// header and bytes (an empty section tells a debugger nothing).
     pub(crate) fn headers(&self) -> impl Iterator<Item = (u32, u32, u64, u64)> + '_ {
-        self.sections.iter().filter_map(|section| {
-            let (member, index) = section.header?;
-            Some((member, index, section.target, section.size))
-        })
+        self.sections
+            .iter()
+            .filter(|section| section.size > 0)
+            .filter_map(|section| {
+                let (member, index, size) = section.header?;
+                Some((member, index, section.target, size))
+            })
     }
 }
 
@@ -399,13 +414,14 @@ mod tests {
 
     fn map() -> AddressMap {
         let mut builder = AddressMapBuilder::default();
-        let text = builder.section(".text", Some((0, 1)), 0x1000, 0x1000, 0x100);
-        let data = builder.section(".data", Some((0, 2)), 0x2000, 0x9000, 0x20);
+        let text = builder.section(".text", Some((0, 1, 0x100)), 0x1000, 0x1000, 0x100);
+        let data = builder.section(".data", Some((0, 2, 0x20)), 0x2000, 0x9000, 0x20);
         builder.symbol(text, "second", 0x40, 0x10);
         builder.symbol(text, "first", 0x0, 0x20);
         builder.symbol(text, "label", 0x80, 0);
         builder.symbol(text, "after_label", 0xc0, 4);
         builder.symbol(data, "value", 0x8, 8);
+        builder.symbol(data, "__stop_data", 0x20, 0);
         builder.finish()
     }
 

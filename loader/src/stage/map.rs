@@ -31,7 +31,8 @@ pub(super) fn address_map(
             continue;
         };
         let target = targets.sections.get(index).copied().unwrap_or(0);
-        let header = member_index(object, index);
+        let header =
+            member_index(object, index).map(|(member, index)| (member, index, section.size));
         let position = map.section(
             section.name,
             header,

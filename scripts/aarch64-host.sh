@@ -11,7 +11,10 @@
 #     them; modload must lend its own), built by gcc and by clang, run on a
 #     CPU with LSE atomics and on one without (the helpers' two paths);
 #   - the multi-file program again on kernels with 16 and 64 KiB pages
-#     (qemu-aarch64 -p), where modules are laid out in those pages.
+#     (qemu-aarch64 -p), where modules are laid out in those pages;
+#   - crash reports (tests/fixtures/crash.c): a fault in a module names the
+#     signal, the function, its caller and the module, and the process dies
+#     of the signal.
 # Prints "N passed, N failed" and exits non-zero if anything failed.
 # Cold, the cross build (std from source, then the tool) dominates: 2 min 20 s
 # on 2 cores shared with other work (4 min 40 s when they were busier); with
@@ -139,6 +142,49 @@ for page in 16384 65536; do
         compare "prog $flags with $((page / 1024)) KiB pages" "$dir"
     done
 done
+
+# Crash reports (tests/fixtures/crash.c): qemu-user delivers the fault with
+# a real AArch64 ucontext, so the report reads the PC, frame pointer and
+# link register from it as on hardware. Each must name the signal, where
+# the PC is and the caller in crash.o, and the process must die of the
+# signal (128 + its number). __builtin_trap is `brk` here: SIGTRAP.
+dir=$out/crash
+mkdir -p "$dir"
+aarch64-linux-gnu-gcc -O1 -fno-omit-frame-pointer -fno-optimize-sibling-calls \
+    -c -o "$dir/crash.o" tests/fixtures/crash.c
+# in_crash_o FUNCTION: a regular expression for `FUNCTION+0x14 [crash.o]`.
+in_crash_o() { printf '%s\\+0x[0-9a-f]+ \\[crash\\.o\\]' "$1"; }
+# crash_case MODE STATUS FIRST PC CALLER [ENV=VALUE]: FIRST, PC and CALLER
+# are regular expressions for the report's first line, for where its pc
+# line points and for where frame #1 points.
+crash_case() {
+    local mode=$1 status=$2 first=$3 pc=$4 caller=$5 setting=${6:-}
+    local report="$dir/$mode"
+    [ -n "$setting" ] && report="$report-${setting%%=*}"
+    # The shell's own "Segmentation fault" notice is noise here: the status is checked.
+    # shellcheck disable=SC2086 # an empty setting is no word
+    { record "$report" env $setting timeout 120 qemu-aarch64 -L "$sysroot" "$modload" run "$dir/crash.o" -- "$mode"; } 2>/dev/null
+    if [ "$(cat "$report.status")" = "$status" ] &&
+        head -n1 "$report.err" | grep -qE "^$first\$" &&
+        grep -qE "^  pc 0x[0-9a-f]+  $pc\$" "$report.err" &&
+        grep -qE "^  #1 0x[0-9a-f]+  $caller\$" "$report.err"; then
+        pass "crash report: $mode${setting:+ ($setting)}, exit $status: $(grep -E '^  (pc|#1) ' "$report.err" | sed -E 's/^ +//; s/ 0x[0-9a-f]+ //' | paste -sd';' - | sed 's/;/; /g')"
+    else
+        fail "crash report: $mode${setting:+ ($setting)}: want exit $status, /$first/, pc /$pc/, #1 /$caller/"
+        echo "  exit $(cat "$report.status")"
+        head -8 "$report.err" | sed 's/^/  stderr: /'
+    fi
+}
+segv='modload: SIGSEGV \(invalid memory reference: address not mapped\) at address'
+crash_case segv 139 "$segv 0x10, in a module" "$(in_crash_o crash_here)" "$(in_crash_o caller)"
+crash_case none 139 "$segv 0x20, in a module" "$(in_crash_o crash_here)" "$(in_crash_o caller)" CRASH_IN_CONSTRUCTOR=1
+crash_case jump 139 "$segv 0x30, not in a module" '\(unmapped\)' "$(in_crash_o jump_to)"
+crash_case rodata 139 'modload: SIGSEGV \(invalid memory reference: no permission for the access\) at address 0x[0-9a-f]+ \(answer\+0x0 \[crash\.o\] in \.rodata\), in a module' \
+    "$(in_crash_o overwrite)" "$(in_crash_o overwrite_answer)"
+crash_case overflow 139 'modload: SIGSEGV \(invalid memory reference: [a-z ]+\) at address 0x[0-9a-f]+, in a module \(a stack overflow\)' \
+    "$(in_crash_o recurse)" "$(in_crash_o recurse)"
+crash_case ill 133 'modload: SIGTRAP \(trace or breakpoint trap: breakpoint\) at address 0x[0-9a-f]+, in a module' \
+    "$(in_crash_o trap_here)" "$(in_crash_o trap_caller)"
 
 echo "aarch64-host: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

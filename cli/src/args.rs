@@ -54,7 +54,14 @@ Options for run:
   --region-size BYTES   Memory for all modules (default 64M; suffixes K, M, G;
                         0x for hexadecimal)
   -v, --verbose         Say which objects load as one module set, and why
+  --perf-map            Write /tmp/perf-PID.map, the modules' symbols for
+                        `perf report` (written before any module code runs)
   --                    Pass the words after it to the program
+
+A fatal signal in a run (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP) prints a
+report: the faulting address, the PC as function+offset [module] and a
+frame-pointer backtrace (build modules with -fno-omit-frame-pointer); the
+process then dies of the signal.
 
 Options for plan:
   --json                Print the plan as one JSON object
@@ -105,6 +112,8 @@ pub struct RunArgs {
     pub trusted_keys: Vec<PathBuf>,
     /// Say which objects load together as a module set, and why.
     pub verbose: bool,
+    /// Write `/tmp/perf-PID.map` for `perf report`.
+    pub perf_map: bool,
 }
 
 /// A shared library named on the command line.
@@ -157,6 +166,7 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String
         program_args: Vec::new(),
         trusted_keys: Vec::new(),
         verbose: false,
+        perf_map: false,
     };
     while let Some(arg) = args.next() {
         let Some(text) = arg.to_str() else {
@@ -188,6 +198,8 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String
             run.libraries.push(Library::Name(name));
         } else if text == "-v" || text == "--verbose" {
             run.verbose = true;
+        } else if text == "--perf-map" {
+            run.perf_map = true;
         } else if text == "-h" || text == "--help" {
             return Ok(Command::Help);
         } else if text.starts_with('-') && text != "-" {
@@ -516,6 +528,18 @@ mod tests {
         );
         assert_eq!(run.region_size, 1 << 20);
         assert_eq!(run.program_args, args(&["-v", "--entry"]));
+    }
+
+    #[test]
+    fn perf_map_option() {
+        let parsed = |words: &[&str]| match parse(args(words)) {
+            Ok(Command::Run(run)) => run.perf_map,
+            other => panic!("run should parse: {other:?}"),
+        };
+        assert!(!parsed(&["run", "a.o"]));
+        assert!(parsed(&["run", "a.o", "--perf-map"]));
+        // After `--` it is the program's argument.
+        assert!(!parsed(&["run", "a.o", "--", "--perf-map"]));
     }
 
     #[test]

@@ -18,11 +18,13 @@
 mod args;
 mod atomics;
 mod copies;
+mod crash;
 mod dl;
 mod json;
 mod libsearch;
 mod link;
 mod order;
+mod perf_map;
 mod plan;
 mod run;
 mod sign;

@@ -92,6 +92,12 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
     if let Some(failure) = order::still_unresolved(&NAMESPACE) {
         return Err(failure);
     }
+    if args.perf_map {
+        crate::perf_map::write(&modules)?;
+    }
+    // A fault in module code, from the first constructor on, gets a report
+    // naming the module and function (`crate::crash`).
+    crate::crash::install(&NAMESPACE).map_err(Failure::message)?;
     // Registered before any module code runs, so that handlers the modules
     // register with `atexit` run first, while their code is still mapped.
     // SAFETY: `unload_all` is an `extern "C" fn()` that never unwinds.

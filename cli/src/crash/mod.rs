@@ -1,0 +1,481 @@
+//! Crash reports for `modload run`: a fatal signal (SIGSEGV, SIGBUS,
+//! SIGILL, SIGFPE, SIGTRAP) prints the signal, the faulting address, the program
+//! counter symbolized against the loaded modules and a frame-pointer
+//! backtrace to stderr, then the process dies of the signal as it would
+//! have without the report (the shell sees 128 + the signal number).
+//!
+//! The handler must work in a process that is already broken, so it only
+//! does what is async-signal-safe: it allocates nothing (each line is
+//! formatted into a fixed buffer on its stack and written with `write(2)`),
+//! asks the namespace with [`Namespace::try_locate`] (which gives up rather
+//! than wait for a lock the crashed code may hold), reads
+//! `/proc/self/maps` with `open`/`read` to name the binary of frames
+//! outside modules, and runs on a stack of its own, so that a stack
+//! overflow still gets its report. The walk reads only frame records that
+//! lie, aligned and in increasing order, between the interrupted stack
+//! pointer and the top of its stack, so it cannot fault however corrupt the
+//! frame chain is. Modules built without frame pointers give a short or
+//! skipping backtrace; the PC line is exact either way.
+
+mod frames;
+mod maps;
+mod symbols;
+mod text;
+
+use std::ffi::{c_int, c_void};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use modload::Namespace;
+
+use frames::{frameless_caller, strip_pointer_authentication, Registers, FRAME_ALIGN, WORD};
+use maps::find_mapping;
+use symbols::{write_module_location, write_module_section, Lookup};
+use text::{describe_signal, Line};
+
+/// The signals a fault in module code raises; all get a report. SIGTRAP
+/// is what `__builtin_trap()` raises on AArch64 (`brk`), where x86_64
+/// raises SIGILL (`ud2`); a debugger still sees its breakpoints' traps
+/// first (ptrace stops come before handlers).
+const FATAL_SIGNALS: [c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+];
+
+/// The handler's own stack: a report needs a few KiB (core::fmt, the
+/// `/proc/self/maps` buffer), with plenty of room to spare.
+const ALTERNATE_STACK_BYTES: usize = 64 * 1024;
+
+/// Frames shown at most (a run of repeats counts as one): a deep stack
+/// would otherwise bury the top of the report.
+const MAX_FRAMES: usize = 48;
+
+/// The main thread's stack, `[STACK_LOW, STACK_HIGH)`, recorded by [`install`].
+static STACK_LOW: AtomicUsize = AtomicUsize::new(0);
+static STACK_HIGH: AtomicUsize = AtomicUsize::new(0);
+/// Set by the first thread that reports: a second faulting thread waits
+/// for the first to end the process instead of interleaving its report.
+static REPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Installs the crash report handler for the rest of the process: module
+/// code runs from constructors to `main` and on through exit handlers and
+/// destructors, and a fault outside modules is reported too.
+///
+/// The handler's stack is this thread's alternate signal stack; threads
+/// that modules start have none, so their reports use their own stack
+/// (fine unless the fault is an overflow of it).
+pub fn install(namespace: &'static Namespace) -> Result<(), String> {
+    symbols::set_namespace(namespace);
+    record_main_stack();
+    install_alternate_stack()?;
+    for signal in FATAL_SIGNALS {
+        // SAFETY: a zeroed `sigaction` is a valid value (no handler, empty
+        // mask, no flags) that is filled in before use.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_fatal_signal as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: `sa_mask` is ours to fill; blocking every signal keeps
+        // other handlers off the report, and a fault inside the handler
+        // then kills the process (a blocked synchronous signal does).
+        unsafe { libc::sigfillset(&mut action.sa_mask) };
+        // SAFETY: `action` is a complete `sigaction` whose handler is an
+        // `extern "C"` function with the SA_SIGINFO signature.
+        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+            return Err(format!(
+                "cannot install the crash report handler: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Records this (the main) thread's stack, the bounds the backtrace walk
+/// keeps to. Without them (pthread_getattr_np failing) the walk falls back
+/// to the mapping that holds the stack pointer, as for other threads.
+fn record_main_stack() {
+    // SAFETY: `attributes` is initialized by pthread_getattr_np before it
+    // is read and destroyed after; the out-pointers are our locals.
+    unsafe {
+        let mut attributes: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attributes) != 0 {
+            return;
+        }
+        let mut low: *mut c_void = std::ptr::null_mut();
+        let mut size: usize = 0;
+        if libc::pthread_attr_getstack(&attributes, &mut low, &mut size) == 0 {
+            STACK_LOW.store(low as usize, Ordering::Release);
+            STACK_HIGH.store((low as usize).saturating_add(size), Ordering::Release);
+        }
+        libc::pthread_attr_destroy(&mut attributes);
+    }
+}
+
+/// Maps a stack for the handler, with a guard page below it, and makes it
+/// this thread's alternate signal stack (replacing the smaller one Rust's
+/// runtime sets up for its stack-overflow message).
+fn install_alternate_stack() -> Result<(), String> {
+    let page = modload_platform::host::host_page_size()
+        .map_err(|error| format!("cannot map the crash handler's stack: {error}"))?
+        .bytes();
+    let guard = usize::try_from(page).unwrap_or(4096);
+    let total = ALTERNATE_STACK_BYTES + guard;
+    // SAFETY: a fresh private anonymous mapping; it touches no memory of ours.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(format!(
+            "cannot map the crash handler's stack: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let stack = base.cast::<u8>().wrapping_add(guard).cast::<c_void>();
+    // SAFETY: `stack` and the ALTERNATE_STACK_BYTES after it are the part of
+    // our new mapping above its guard page.
+    let made_usable = unsafe {
+        libc::mprotect(
+            stack,
+            ALTERNATE_STACK_BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    };
+    let alternate = libc::stack_t {
+        ss_sp: stack,
+        ss_flags: 0,
+        ss_size: ALTERNATE_STACK_BYTES,
+    };
+    // SAFETY: the stack is mapped read-write and never unmapped (it serves
+    // for the rest of the process).
+    if made_usable != 0 || unsafe { libc::sigaltstack(&alternate, std::ptr::null_mut()) } != 0 {
+        return Err(format!(
+            "cannot set up the crash handler's stack: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The handler: reports, then ends the process with the signal.
+extern "C" fn on_fatal_signal(signal: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
+    if REPORTING.swap(true, Ordering::AcqRel) {
+        // Another thread is reporting and will end the process.
+        loop {
+            // SAFETY: pause(2) only waits.
+            unsafe { libc::pause() };
+        }
+    }
+    // SAFETY: the kernel passes a valid siginfo and ucontext to an
+    // SA_SIGINFO handler, for the duration of the call.
+    let (info, registers) = unsafe { (&*info, Registers::of(context)) };
+    report(signal, info, registers.as_ref());
+    die(signal);
+}
+
+/// Restores the signal's default action and raises it again, so that the
+/// process ends as it would have without the report (status, core dump).
+fn die(signal: c_int) -> ! {
+    // SAFETY: plain calls of async-signal-safe functions on our locals.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        let mut unblock: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut unblock);
+        libc::sigaddset(&mut unblock, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &unblock, std::ptr::null_mut());
+        libc::raise(signal);
+        // The default action of these signals ends the process; should it
+        // not (the signal ignored by a debugger), end it anyway.
+        libc::_exit(128 + signal)
+    }
+}
+
+/// Writes the whole report.
+fn report(signal: c_int, info: &libc::siginfo_t, registers: Option<&Registers>) {
+    let mut line = Line::new();
+    let _ = write!(line, "modload: {}", describe_signal(signal, info.si_code));
+    // A signal sent with kill(2) (si_code <= 0) has no faulting address,
+    // nor has an x86_64 general protection fault (SI_KERNEL), which a
+    // non-canonical address causes.
+    let fault_address = (info.si_code > 0 && info.si_code != libc::SI_KERNEL).then(|| {
+        // SAFETY: for a signal the kernel raised on a fault, si_addr is
+        // the field the siginfo holds.
+        unsafe { info.si_addr() as usize }
+    });
+    if info.si_code == libc::SI_KERNEL {
+        let _ = write!(line, " at an unknown address (a general protection fault)");
+    } else if let Some(address) = fault_address {
+        let _ = write!(line, " at address {address:#x}");
+        // Data of a module is worth naming: `counter+0x8 [a.o]`.
+        if registers.is_some_and(|registers| registers.pc != address) {
+            let mut name = Line::new();
+            if write_module_location(&mut name, address, 0) == Lookup::Found {
+                write_module_section(&mut name, address);
+                let _ = write!(line, " ({})", name.text());
+            }
+        }
+    } else {
+        let _ = write!(line, ", sent by a process");
+    }
+    let Some(registers) = registers else {
+        line.emit();
+        return;
+    };
+    let mut pc_line = Line::new();
+    let _ = write!(pc_line, "  pc {:#x}  ", registers.pc);
+    let pc_lookup = write_code_location(&mut pc_line, registers.pc, 0);
+    let _ = match pc_lookup {
+        Lookup::Found => write!(line, ", in a module"),
+        Lookup::NotFound | Lookup::NotCode => write!(line, ", not in a module"),
+        Lookup::Busy => write!(line, ", in a module or not (the namespace is busy)"),
+    };
+    if signal == libc::SIGSEGV
+        && fault_address.is_some_and(|address| overflows_stack(address, registers.sp))
+    {
+        let _ = write!(line, " (a stack overflow)");
+    }
+    line.emit();
+    pc_line.emit();
+    // A jump or call to a bad address faults on the fetch, before the
+    // callee saved anything.
+    let fetch_fault = signal == libc::SIGSEGV && fault_address == Some(registers.pc);
+    backtrace(registers, fetch_fault);
+}
+
+/// Whether a fault at `address` is the stack outgrowing its mapping: the
+/// address is next to the stack pointer (a push, a call, or a frame's
+/// first store) and unmapped (the main thread's guard gap) or mapped
+/// inaccessible (a thread's guard page).
+fn overflows_stack(address: usize, sp: usize) -> bool {
+    const NEAR: usize = 64 * 1024;
+    address.abs_diff(sp) <= NEAR && find_mapping(address).is_none_or(|mapping| !mapping.readable)
+}
+
+/// Walks the frame records from the interrupted frame pointer and prints
+/// one line per return address.
+fn backtrace(registers: &Registers, fetch_fault: bool) {
+    let Some((mut low, high)) = stack_bounds(registers.sp, registers.frame_pointer) else {
+        let mut line = Line::new();
+        let _ = write!(
+            line,
+            "  (no backtrace: the stack pointer {:#x} is in no known stack)",
+            registers.sp
+        );
+        line.emit();
+        return;
+    };
+    let mut frames = Frames::default();
+    // A fetch fault comes before the callee saved anything: the caller's
+    // return address is still where the call put it (on the stack, or in
+    // the link register), and the frame pointer is still the caller's. So
+    // it is for a function that has no frame record of its own.
+    let unrecorded_caller = if fetch_fault {
+        match registers.link {
+            Some(link) => Some(link),
+            None if registers.sp.is_multiple_of(WORD)
+                && registers.sp >= low
+                && registers.sp < high =>
+            {
+                // SAFETY: the word at sp lies within the interrupted
+                // thread's stack, between its stack pointer and its top.
+                Some(unsafe { std::ptr::read(registers.sp as *const usize) })
+            }
+            None => None,
+        }
+    } else {
+        frameless_caller(registers, low, high)
+    };
+    if let Some(return_address) = unrecorded_caller.filter(|address| *address != 0) {
+        if !frames.push(return_address) {
+            frames.finish();
+            return;
+        }
+    }
+    let mut frame = registers.frame_pointer;
+    loop {
+        let record_fits = frame.checked_add(2 * WORD).is_some_and(|end| end <= high);
+        if !frame.is_multiple_of(FRAME_ALIGN) || frame < low || !record_fits {
+            break;
+        }
+        // SAFETY: the two-word record lies, aligned, between the interrupted
+        // stack pointer (or the previous record) and the stack's top: memory
+        // of the stack that is mapped and readable.
+        let (caller_frame, return_address) = unsafe {
+            (
+                std::ptr::read(frame as *const usize),
+                std::ptr::read((frame + WORD) as *const usize),
+            )
+        };
+        let return_address = strip_pointer_authentication(return_address);
+        let already_shown = frames.shown == 1
+            && unrecorded_caller == Some(return_address)
+            && frame == registers.frame_pointer;
+        if return_address == 0 || (!already_shown && !frames.push(return_address)) {
+            break;
+        }
+        // Each caller's record is above its callee's: anything else is a
+        // broken chain (or the end of it), and following it could loop.
+        // So the walk ends, at the latest, at the top of the stack.
+        if caller_frame <= frame {
+            break;
+        }
+        low = frame + 2 * WORD;
+        frame = caller_frame;
+    }
+    frames.finish();
+}
+
+/// The backtrace's lines: at most [`MAX_FRAMES`], and a run of frames with
+/// the same return address (a recursion) as one line.
+#[derive(Default)]
+struct Frames {
+    /// The number of the next frame (the PC is frame 0).
+    depth: usize,
+    shown: usize,
+    previous: usize,
+    repeats: usize,
+    cut: bool,
+}
+
+impl Frames {
+    /// Shows (or counts) the frame that returns to `return_address`; false
+    /// where the walk should stop: too many frames, or the address is not
+    /// in code, so the chain led elsewhere (into code without frame pointers).
+    fn push(&mut self, return_address: usize) -> bool {
+        self.depth += 1;
+        if return_address == self.previous {
+            self.repeats += 1;
+            return true;
+        }
+        self.show_repeats(self.depth - 1);
+        if self.shown == MAX_FRAMES {
+            self.cut = true;
+            return false;
+        }
+        self.shown += 1;
+        self.previous = return_address;
+        print_frame(self.depth, return_address)
+    }
+
+    /// Shows the run of repeats that ended with frame `last`, if any.
+    fn show_repeats(&mut self, last: usize) {
+        if self.repeats > 0 {
+            let mut line = Line::new();
+            let _ = write!(
+                line,
+                "  ... the frame above {} more times (to #{last})",
+                self.repeats
+            );
+            line.emit();
+            self.repeats = 0;
+        }
+    }
+
+    fn finish(&mut self) {
+        self.show_repeats(self.depth);
+        let mut line = Line::new();
+        if self.cut {
+            let _ = write!(line, "  ... (more frames not shown)");
+            line.emit();
+        } else if self.shown == 0 {
+            let _ = write!(
+                line,
+                "  (no frame records: code built without frame pointers?)"
+            );
+            line.emit();
+        }
+    }
+}
+
+/// Prints frame `depth`: its return address and where it points. Returns
+/// false if that is not code.
+fn print_frame(depth: usize, return_address: usize) -> bool {
+    let mut line = Line::new();
+    let _ = write!(line, "  #{depth} {return_address:#x}  ");
+    // The call is the instruction before the return address; a call that
+    // ends a function (to a `noreturn` one) returns past its end.
+    let lookup = write_code_location(&mut line, return_address, 1);
+    line.emit();
+    lookup != Lookup::NotCode
+}
+
+/// Writes where code address `address` is: `function+0x14 [module.o]`, or
+/// outside modules the binary it is in, `(libc.so.6)`. The symbol is that of
+/// `address - before` (1 for return addresses), the offset that of `address`.
+fn write_code_location(line: &mut Line, address: usize, before: usize) -> Lookup {
+    match write_module_location(line, address, before) {
+        Lookup::Found => return Lookup::Found,
+        Lookup::Busy => {
+            let _ = write!(line, "(namespace busy) ");
+        }
+        Lookup::NotFound | Lookup::NotCode => {}
+    }
+    match find_mapping(address) {
+        Some(mapping) => {
+            let name = mapping.name();
+            let _ = match name.is_empty() {
+                true => write!(line, "(anonymous memory)"),
+                false => write!(
+                    line,
+                    "({})",
+                    std::str::from_utf8(name).unwrap_or("a non-UTF-8 path")
+                ),
+            };
+            match mapping.executable {
+                true => Lookup::NotFound,
+                false => {
+                    let _ = write!(line, ", not code");
+                    Lookup::NotCode
+                }
+            }
+        }
+        None => {
+            let _ = write!(line, "(unmapped)");
+            Lookup::NotCode
+        }
+    }
+}
+
+/// The part of the interrupted thread's stack the walk may read: from its
+/// stack pointer to the top of the main thread's stack recorded at install,
+/// or, for another thread, to the end of the mapping that holds its stack
+/// pointer. After a stack overflow the stack pointer is past the end of its
+/// stack: then from the frame pointer to the end of its mapping.
+fn stack_bounds(sp: usize, frame_pointer: usize) -> Option<(usize, usize)> {
+    let low = STACK_LOW.load(Ordering::Acquire);
+    let high = STACK_HIGH.load(Ordering::Acquire);
+    if low <= sp && sp < high {
+        return Some((sp, high));
+    }
+    [sp, frame_pointer].into_iter().find_map(|start| {
+        find_mapping(start)
+            .filter(|mapping| mapping.readable)
+            .map(|mapping| (start, mapping.end))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_overflow_is_a_fault_next_to_the_stack_pointer_in_no_mapping() {
+        assert!(overflows_stack(0x1000_0000 - 8, 0x1000_0000));
+        assert!(!overflows_stack(0x10, 0x1000_0000));
+        let local = 0u64;
+        let here = std::ptr::from_ref(&local) as usize;
+        assert!(
+            !overflows_stack(here, here),
+            "a mapped address is no overflow"
+        );
+    }
+}

@@ -79,7 +79,7 @@ pub struct JitDescriptor {
 
 /// The descriptor GDB reads, under the name the GDB manual gives it.
 ///
-/// Only this module writes it, under [`LIST_LOCK`]; everything else should
+/// Only this module writes it, under its lock; everything else should
 /// treat it as GDB's.
 #[no_mangle]
 #[used]

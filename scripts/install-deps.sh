@@ -3,7 +3,7 @@
 # machine. Each package is installed only when missing, so a second run is
 # quick and touches the network not at all.
 #
-# Usage: install-deps.sh [host] [cross] [kernel] [bench] [real]   (default: all)
+# Usage: install-deps.sh [host] [cross] [kernel] [bench] [real] [debug]   (default: all)
 #   host    gcc, g++, binutils, python3: the x86_64 host fixtures
 #   cross   clang-22, lld-22, llvm-22 tools: AArch64 fixtures and the lld oracle
 #   kernel  Debian's rustc-web/cargo-web/rust-web-src (also the AArch64 Rust
@@ -15,7 +15,7 @@
 set -euo pipefail
 
 groups=("$@")
-((${#groups[@]})) || groups=(host cross kernel bench real)
+((${#groups[@]})) || groups=(host cross kernel bench real debug)
 
 have() { command -v "$1" >/dev/null 2>&1; }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
@@ -43,6 +43,9 @@ for group in "${groups[@]}"; do
         ;;
     bench) want llvm-22-dev hyperfine valgrind jq zlib1g-dev libzstd-dev libxml2-dev ;;
     real) want gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ;;
+    # GDB on the host (the JIT interface of `modload run`) and through
+    # QEMU's gdbstub for both kernels; perf for the perf map.
+    debug) want gdb gdb-multiarch linux-perf ;;
     *)
         echo "install-deps: unknown group '$group'" >&2
         exit 2

@@ -60,8 +60,23 @@ fn load_and_unload(loader: modload::Loader<'static>, data: &[u8], whole_pages: b
     assert_eq!(report.relocations_applied, plan.relocation_total());
     if let Ok(finalized) = relocated.finalize() {
         if let Ok(module) = finalized.publish() {
+            // Whatever the symbol table says, each listed symbol is found
+            // at its own address, in this module, and the debug object of
+            // the module's own bytes is built.
+            let namespace = loader.namespace();
+            for symbol in module.symbols() {
+                let found = namespace.locate(symbol.address, |found| {
+                    found.map(|location| location.module == module.id())
+                });
+                assert_eq!(found, Some(true), "{} not found at its address", symbol.name);
+            }
+            assert!(module.debug_object(data).is_ok(), "debug object refused");
             // Nothing can depend on it, so unloading must work.
+            let address = module.symbols().first().map(|symbol| symbol.address);
             assert!(module.unload().is_ok(), "unload refused");
+            if let Some(address) = address {
+                assert_eq!(namespace.locate(address, |found| found.is_some()), false);
+            }
         }
     }
 }

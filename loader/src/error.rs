@@ -550,3 +550,42 @@ impl fmt::Display for UnloadError {
 }
 
 impl core::error::Error for UnloadError {}
+
+/// Why [`Module::debug_object`](crate::Module::debug_object) could not
+/// describe a module with the bytes it was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DebugObjectError {
+    /// Not a 64-bit little-endian relocatable ELF object.
+    NotAnObject,
+    /// The section headers lie outside the bytes.
+    BadSectionHeaders,
+    /// The module was loaded from a set with fewer members.
+    NoSuchMember {
+        /// The member asked for.
+        member: usize,
+    },
+    /// A section the module loaded has no header in these bytes, or one of
+    /// another size: the bytes are not the object the module was loaded from.
+    NotTheLoadedObject {
+        /// The section's index.
+        section: u32,
+    },
+}
+
+impl fmt::Display for DebugObjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAnObject => f.write_str("not a 64-bit little-endian ELF relocatable object"),
+            Self::BadSectionHeaders => f.write_str("the section headers lie outside the file"),
+            Self::NoSuchMember { member } => {
+                write!(f, "the module has no member {member}")
+            }
+            Self::NotTheLoadedObject { section } => write!(
+                f,
+                "section {section} differs from the one loaded: not the module's object"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for DebugObjectError {}

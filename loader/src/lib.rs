@@ -98,8 +98,8 @@ mod unbound;
 pub use addr::{Alignment, PageSize, VirtAddr};
 pub use arch::{Machine, RelocationProblem, RelocationType};
 pub use error::{
-    Definer, DuplicateExport, ErrorKind, LoadError, RelocationFailure, SectionProblem, SectionRef,
-    SignatureProblem, SymbolProblem, UnloadError,
+    DebugObjectError, Definer, DuplicateExport, ErrorKind, LoadError, RelocationFailure,
+    SectionProblem, SectionRef, SignatureProblem, SymbolProblem, UnloadError,
 };
 pub use kinds::{Extent, Permissions, SectionKind, Segment, MAX_ALIGNMENT, MAX_MODULE_SIZE};
 pub use limits::{Limit, Limits};
@@ -108,7 +108,10 @@ pub use memory::protection::{MemoryProtection, NoProtection, PageWriter, Protect
 pub use memory::region::Region;
 pub use memory::usage::{GroupedUsage, PackedUsage, RegionError, RegionUsage};
 pub use module::{Module, Refused, Symbol};
-pub use namespace::{ImportStatus, ModuleId, Namespace, UnboundCall, UnboundHook};
+pub use namespace::{
+    ImportStatus, LocatedSymbol, Location, ModuleId, ModuleSymbol, Namespace, UnboundCall,
+    UnboundHook,
+};
 pub use object::Object;
 pub use plan::Plan;
 pub use stage::{Constructors, Finalized, LoadReport, Placed, PlacedPiece, Planned, Relocated};

@@ -5,8 +5,8 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use crate::addr::VirtAddr;
-use crate::error::UnloadError;
-use crate::namespace::{ImportStatus, ModuleId, Namespace};
+use crate::error::{DebugObjectError, UnloadError};
+use crate::namespace::{ImportStatus, ModuleId, ModuleSymbol, Namespace};
 
 /// A loaded module. Dropping the handle keeps the module loaded (it belongs to
 /// its namespace); [`Module::unload`] removes it and frees its memory.
@@ -100,6 +100,52 @@ impl<'n> Module<'n> {
     /// that binding writes, in a page that is read-only once finalized.
     pub fn import_slot(&self, name: &str) -> Option<VirtAddr> {
         self.namespace.import_slot(self.id, name)
+    }
+
+    /// The module's symbols (local ones too) at their target addresses,
+    /// sorted by address: for a profiler's map or a listing.
+    pub fn symbols(&self) -> Vec<ModuleSymbol> {
+        self.namespace.module_symbols(self.id)
+    }
+
+    /// A copy of `elf`, the object this module was loaded from, with each
+    /// loaded section's address (`sh_addr`) set to its target address: what
+    /// a debugger reads to show the module's functions and source lines
+    /// where they run (GDB's JIT interface takes it as it is). Fails if
+    /// `elf` is not that object.
+    ///
+    /// A module loaded from a set ([`Object::join`](crate::Object::join))
+    /// has one such object per member: see [`Module::member_debug_object`].
+    pub fn debug_object(&self, elf: &[u8]) -> Result<Vec<u8>, DebugObjectError> {
+        self.member_debug_object(0, elf)
+    }
+
+    /// [`Module::debug_object`] for member `member` of a module loaded from
+    /// a set, `elf` being that member's bytes.
+    pub fn member_debug_object(
+        &self,
+        member: usize,
+        elf: &[u8],
+    ) -> Result<Vec<u8>, DebugObjectError> {
+        let headers = self
+            .namespace
+            .module_section_headers(self.id)
+            .unwrap_or_default();
+        let members = headers
+            .iter()
+            .map(|(owner, ..)| (*owner as usize).saturating_add(1))
+            .max()
+            .unwrap_or(1);
+        if member >= members {
+            return Err(DebugObjectError::NoSuchMember { member });
+        }
+        crate::object::debug::with_section_addresses(
+            elf,
+            headers
+                .into_iter()
+                .filter(|(owner, ..)| *owner as usize == member)
+                .map(|(_, index, target, size)| (index, target, size)),
+        )
     }
 
     /// Where the module's unwind tables are, if its loader kept them

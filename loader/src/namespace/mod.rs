@@ -20,6 +20,7 @@ use crate::error::{Definer, DuplicateExport, ErrorKind, UnloadError};
 use crate::names::{name_hash, NameMap, NAME_HASHER};
 use crate::plan::Existing;
 
+mod addresses;
 mod index;
 pub(crate) mod late;
 mod names;
@@ -33,6 +34,8 @@ pub(crate) use records::ModuleRecord;
 use records::{Export, HostExport, Owner, MAX_MODULE_SLOTS};
 use state::{definer, duplicate_error, find, owner_name, unlink, State};
 
+pub(crate) use addresses::{AddressMap, AddressMapBuilder};
+pub use addresses::{LocatedSymbol, Location, ModuleSymbol};
 pub use late::{ImportStatus, UnboundCall, UnboundHook};
 
 /// Identifies a loaded module within its namespace. Never reused: ids are
@@ -96,6 +99,7 @@ impl Namespace {
                 waiting: BTreeMap::new(),
                 contexts: BTreeMap::new(),
                 hook: None,
+                ranges: BTreeMap::new(),
             }),
         }
     }
@@ -292,6 +296,7 @@ impl Namespace {
             }
             record.dependencies = dependencies;
         }
+        state.index_addresses(slot);
         state.bind_on_publish(id);
         Ok(id)
     }
@@ -357,6 +362,7 @@ impl Namespace {
         for signature in &record.comdats {
             state.comdats.remove(&**signature);
         }
+        state.unindex_addresses(id.slot, &record.addresses);
         state.forget_pending(id, &record);
         state.release(&record.dependencies);
         state.free.push(id.slot);

@@ -8,7 +8,7 @@ use crate::memory::protection::MemoryProtection;
 use crate::memory::ModuleMemory;
 use crate::namespace::index::Hashed;
 use crate::namespace::late::PendingImport;
-use crate::namespace::{late, ModuleNames};
+use crate::namespace::{late, AddressMap, ModuleNames};
 use crate::ModuleId;
 
 /// Who provides a name in the export table.
@@ -165,6 +165,8 @@ pub(crate) struct ModuleRecord {
     pub(crate) dso_handle: Option<VirtAddr>,
     /// Where its unwind tables are, if the loader kept them.
     pub(crate) unwind_tables: Vec<VirtAddr>,
+    /// Its sections and symbols by address.
+    pub(crate) addresses: AddressMap,
     /// Held for its `Drop`, which returns the memory to the region; binding
     /// a pending import writes its GOT slot.
     pub(crate) memory: ModuleMemory,
@@ -195,6 +197,7 @@ impl ModuleRecord {
             protection,
             dso_handle: None,
             unwind_tables: Vec::new(),
+            addresses: AddressMap::default(),
             memory,
         }
     }
@@ -207,6 +210,12 @@ impl ModuleRecord {
     ) -> Self {
         self.pending = pending.into_iter().map(late::Slot::new).collect();
         self.dso_handle = dso_handle;
+        self
+    }
+
+    /// Sets the module's sections and symbols by address.
+    pub fn with_addresses(mut self, addresses: AddressMap) -> Self {
+        self.addresses = addresses;
         self
     }
 

@@ -8,6 +8,7 @@ use hashbrown::HashTable;
 
 use crate::error::{Definer, ErrorKind};
 use crate::names::NameMap;
+use crate::namespace::addresses::RangeKey;
 use crate::namespace::index::HashIndex;
 use crate::namespace::names::{name_bytes, Definition};
 use crate::namespace::records::{Export, Exported, HostExport, Owner, Shadowed, Slots, Waiting};
@@ -35,6 +36,9 @@ pub(crate) struct State {
     pub(crate) contexts: BTreeMap<u64, ModuleId>,
     /// Told about calls to pending imports that are still unbound.
     pub(crate) hook: Option<UnboundHook>,
+    /// Every loaded section's address ranges, to the range's end: what
+    /// [`Namespace::locate`](crate::Namespace::locate) searches.
+    pub(crate) ranges: BTreeMap<RangeKey, u64>,
 }
 
 /// The export of `name` (hashed as `hash`), if any.

@@ -1,6 +1,7 @@
 //! Reading a relocatable object: goblin parses, this file checks every offset,
 //! size and index the later stages rely on, so they can index without panicking.
 
+pub(crate) mod debug;
 pub(crate) mod join;
 
 mod read;

@@ -18,7 +18,7 @@ use crate::loader::Loader;
 use crate::memory::ModuleMemory;
 use crate::module::Module;
 use crate::namespace::late::PendingImport;
-use crate::namespace::{ModuleNames, ModuleRecord, Pins};
+use crate::namespace::{AddressMap, ModuleNames, ModuleRecord, Pins};
 use crate::object::Object;
 use crate::plan::{Binding, Layout, Placement, Plan};
 
@@ -76,6 +76,8 @@ struct Parts<'l> {
     unwind_tables: Vec<VirtAddr>,
     /// The module's `__dso_handle`, if it refers to one.
     dso_handle: Option<VirtAddr>,
+    /// Its sections and symbols by address.
+    addresses: AddressMap,
 }
 
 /// The constructors of a module published by [`Finalized::start_later`], in
@@ -449,6 +451,7 @@ impl<'l, 'a> Placed<'l, 'a> {
             ));
         }
         let symbols = definitions(globals, &layout, &targets, &values);
+        let addresses = map::address_map(&object, &layout, &targets, &memory);
         // Where code will execute, piece by piece: sections may have been
         // mapped apart, and each target range needs its instruction cache synced.
         let code_targets = targets
@@ -478,6 +481,7 @@ impl<'l, 'a> Placed<'l, 'a> {
             fini,
             pins: resolution.pins,
             pending,
+            addresses,
             unwind_tables: layout
                 .unwind
                 .iter()
@@ -666,6 +670,7 @@ impl<'l> Finalized<'l> {
             pending,
             dso_handle,
             unwind_tables,
+            addresses,
             ..
         } = parts;
         let fini = if runs_here { fini } else { Vec::new() };
@@ -678,7 +683,8 @@ impl<'l> Finalized<'l> {
             loader.protection,
         )
         .with_late_parts(pending, dso_handle)
-        .with_unwind_tables(unwind_tables);
+        .with_unwind_tables(unwind_tables)
+        .with_addresses(addresses);
         let id = loader
             .namespace
             .publish(record, pins)
@@ -688,4 +694,5 @@ impl<'l> Finalized<'l> {
     }
 }
 pub(crate) mod entry;
+mod map;
 pub(crate) mod sets;

@@ -54,6 +54,9 @@ Options for run:
   --region-size BYTES   Memory for all modules (default 64M; suffixes K, M, G;
                         0x for hexadecimal)
   -v, --verbose         Say which objects load as one module set, and why
+  --gdb                 Register each module with GDB's JIT interface, for a
+                        debugger that attaches later (gdb -p); on anyway when
+                        a debugger runs modload (gdb --args modload run ...)
   --                    Pass the words after it to the program
 
 Options for plan:
@@ -105,6 +108,9 @@ pub struct RunArgs {
     pub trusted_keys: Vec<PathBuf>,
     /// Say which objects load together as a module set, and why.
     pub verbose: bool,
+    /// Register modules with GDB's JIT interface even when no debugger
+    /// traces the process at start.
+    pub gdb: bool,
 }
 
 /// A shared library named on the command line.
@@ -157,6 +163,7 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String
         program_args: Vec::new(),
         trusted_keys: Vec::new(),
         verbose: false,
+        gdb: false,
     };
     while let Some(arg) = args.next() {
         let Some(text) = arg.to_str() else {
@@ -188,6 +195,8 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String
             run.libraries.push(Library::Name(name));
         } else if text == "-v" || text == "--verbose" {
             run.verbose = true;
+        } else if text == "--gdb" {
+            run.gdb = true;
         } else if text == "-h" || text == "--help" {
             return Ok(Command::Help);
         } else if text.starts_with('-') && text != "-" {
@@ -491,6 +500,7 @@ mod tests {
             "a.o",
             "-lm",
             "b.o",
+            "--gdb",
             "--entry=start",
             "-l",
             "z",
@@ -515,6 +525,7 @@ mod tests {
             ]
         );
         assert_eq!(run.region_size, 1 << 20);
+        assert!(run.gdb);
         assert_eq!(run.program_args, args(&["-v", "--entry"]));
     }
 

@@ -18,6 +18,7 @@
 mod args;
 mod atomics;
 mod copies;
+mod debugger;
 mod dl;
 mod json;
 mod libsearch;

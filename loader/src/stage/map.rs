@@ -21,11 +21,11 @@ pub(super) fn address_map(
     targets: &Targets,
     memory: &ModuleMemory,
 ) -> AddressMap {
-    let loaded = layout.placements.iter().flatten().count();
-    let mut map = AddressMapBuilder::with_capacity(loaded.saturating_add(3), object.symbols.len());
     let load = |placement: &Placement| memory.target(placement.kind.segment(), placement.offset);
-    // Position in the map of each section index, where placed.
+    // Position in the map of each section index, where placed and not empty.
     let mut positions = alloc::vec![None; layout.placements.len()];
+    let loaded = layout.placements.iter().flatten().count();
+    let mut map = AddressMapBuilder::with_capacity(loaded.saturating_add(3));
     for (index, placement) in layout.placements.iter().enumerate() {
         let (Some(placement), Some(section)) = (placement, object.sections.get(index)) else {
             continue;
@@ -33,15 +33,15 @@ pub(super) fn address_map(
         let target = targets.sections.get(index).copied().unwrap_or(0);
         let header =
             member_index(object, index).map(|(member, index)| (member, index, section.size));
+        let segment = placement.kind.segment();
         let position = map.section(
             section.name,
             header,
-            load(placement),
-            target,
-            placement.size,
+            segment,
+            (load(placement), target, placement.size),
         );
         if let Some(slot) = positions.get_mut(index) {
-            *slot = Some(position);
+            *slot = position;
         }
     }
     let areas = [
@@ -50,22 +50,34 @@ pub(super) fn address_map(
         ("COMMON", layout.common, targets.common),
     ];
     for (name, placement, target) in areas {
-        if placement.size > 0 {
-            map.section(name, None, load(&placement), target, placement.size);
-        }
+        let segment = placement.kind.segment();
+        map.section(
+            name,
+            None,
+            segment,
+            (load(&placement), target, placement.size),
+        );
     }
-    for symbol in &object.symbols {
-        if matches!(symbol.kind, STT_SECTION | STT_FILE | STT_TLS)
-            || symbol.name.is_empty()
-            || symbol.name.starts_with('$')
-            || symbol.name.starts_with(".L")
-        {
-            continue;
-        }
-        let Some(Some(position)) = positions.get(symbol.shndx as usize) else {
-            continue;
-        };
-        map.symbol(*position, symbol.name, symbol.value, symbol.size);
+    let named = || {
+        object.symbols.iter().filter_map(|symbol| {
+            let position = positions.get(symbol.shndx as usize).copied().flatten()?;
+            let wanted = !matches!(symbol.kind, STT_SECTION | STT_FILE | STT_TLS)
+                && !symbol.name.is_empty()
+                && !symbol.name.starts_with('$')
+                && !symbol.name.starts_with(".L");
+            wanted.then_some((position, symbol))
+        })
+    };
+    // Sized once, so neither table grows while it fills.
+    let (count, name_bytes) = named().fold((0usize, 0usize), |(count, bytes), (_, symbol)| {
+        (
+            count.saturating_add(1),
+            bytes.saturating_add(symbol.name.len()),
+        )
+    });
+    map.reserve_symbols(count, name_bytes);
+    for (position, symbol) in named() {
+        map.symbol(position, symbol.name, symbol.value, symbol.size);
     }
     map.finish()
 }

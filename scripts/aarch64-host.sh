@@ -14,7 +14,10 @@
 #     (qemu-aarch64 -p), where modules are laid out in those pages;
 #   - crash reports (tests/fixtures/crash.c): a fault in a module names the
 #     signal, the function, its caller and the module, and the process dies
-#     of the signal.
+#     of the signal;
+#   - GDB (gdb-multiarch on qemu-aarch64's gdbstub): with `run --gdb`, a
+#     pending breakpoint in a module stops at its source line, with the
+#     caller in the module loaded before it (as cli/tests/gdb.rs on x86_64).
 # Prints "N passed, N failed" and exits non-zero if anything failed.
 # Cold, the cross build (std from source, then the tool) dominates: 2 min 20 s
 # on 2 cores shared with other work (4 min 40 s when they were busier); with
@@ -22,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh host cross real >&2
+scripts/install-deps.sh host cross real debug >&2
 
 modload=${MODLOAD_AARCH64:-$(scripts/build-cli-aarch64.sh | tail -n1)}
 sysroot=/usr/aarch64-linux-gnu
@@ -123,6 +126,43 @@ for cc in aarch64-linux-gnu-gcc clang-22; do
         compare "atomics $cc -cpu $cpu" "$dir"
     done
 done
+
+# GDB through qemu-aarch64's gdbstub, on the two modules of cli/tests/gdb.rs
+# built with -g: main (first module) calls gdb_scale (second). Nothing
+# ptrace()s modload under qemu-user, so `--gdb` turns on its registration
+# with GDB's JIT interface. The breakpoint is set before the modules load.
+dir=$out/gdb
+mkdir -p "$dir"
+for name in caller callee; do
+    aarch64-linux-gnu-gcc -O0 -g -fno-omit-frame-pointer -fPIC -c \
+        -o "$dir/$name.o" "tests/fixtures/gdb/gdb_$name.c"
+done
+caller_line=$(grep -n 'CALLER LINE' tests/fixtures/gdb/gdb_caller.c | cut -d: -f1)
+callee_line=$(grep -n 'CALLEE LINE' tests/fixtures/gdb/gdb_callee.c | cut -d: -f1)
+# A port nothing listens on (a connection to it is refused).
+port=$((20000 + RANDOM % 20000))
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    port=$((20000 + RANDOM % 20000))
+done
+qemu -g "$port" "$modload" run --gdb "$dir/caller.o" "$dir/callee.o" >"$dir/modload.out" 2>&1 &
+qemu_pid=$!
+timeout 120 gdb-multiarch -batch -nx \
+    -ex "set sysroot $sysroot" -ex 'set breakpoint pending on' \
+    -ex 'set tcp auto-retry on' -ex 'set tcp connect-timeout 30' \
+    -ex "file $modload" -ex "target remote 127.0.0.1:$port" \
+    -ex 'break gdb_scale' -ex continue -ex 'bt 2' -ex continue \
+    >"$dir/gdb.out" 2>"$dir/gdb.err" || true
+kill "$qemu_pid" 2>/dev/null || true
+wait "$qemu_pid" 2>/dev/null || true
+if grep -q "^Breakpoint 1, gdb_scale (value=7) at .*gdb_callee\.c:$callee_line\$" "$dir/gdb.out" &&
+    grep -q "^#1 .* in main () at .*gdb_caller\.c:$caller_line\$" "$dir/gdb.out" &&
+    grep -q 'exited normally' "$dir/gdb.out"; then
+    pass "gdb: a pending breakpoint stops at gdb_callee.c:$callee_line, called from gdb_caller.c:$caller_line"
+else
+    fail "gdb: no stop at gdb_callee.c:$callee_line with main at gdb_caller.c:$caller_line as caller"
+    sed 's/^/  gdb: /' "$dir/gdb.out" | head -20
+    grep -v '^warning' "$dir/gdb.err" | head -5 | sed 's/^/  gdb stderr: /'
+fi
 
 # Kernels with 16 and 64 KiB pages (as some AArch64 kernels are): the region
 # takes the kernel's page size, so the program runs and prints what it prints

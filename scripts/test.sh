@@ -28,6 +28,8 @@ echo "== cargo test"
 cargo test --workspace --all-features
 echo "== QEMU test kernels (x86_64, aarch64)"
 cargo xtask test
+echo "== GDB on the QEMU kernels through the gdbstub (x86_64, aarch64)"
+cargo xtask debug-test
 echo "== examples: the host program and the minimal kernels (examples/README.md)"
 scripts/examples.sh
 echo "== real programs through modload run, x86_64 (tests/real/README.md)"

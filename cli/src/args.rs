@@ -56,6 +56,9 @@ Options for run:
   -v, --verbose         Say which objects load as one module set, and why
   --perf-map            Write /tmp/perf-PID.map, the modules' symbols for
                         `perf report` (written before any module code runs)
+  --gdb                 Register each module with GDB's JIT interface, for a
+                        debugger that attaches later (gdb -p); on anyway when
+                        a debugger runs modload (gdb --args modload run ...)
   --                    Pass the words after it to the program
 
 A fatal signal in a run (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP) prints a
@@ -114,6 +117,9 @@ pub struct RunArgs {
     pub verbose: bool,
     /// Write `/tmp/perf-PID.map` for `perf report`.
     pub perf_map: bool,
+    /// Register modules with GDB's JIT interface even when no debugger
+    /// traces the process at start.
+    pub gdb: bool,
 }
 
 /// A shared library named on the command line.
@@ -167,6 +173,7 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String
         trusted_keys: Vec::new(),
         verbose: false,
         perf_map: false,
+        gdb: false,
     };
     while let Some(arg) = args.next() {
         let Some(text) = arg.to_str() else {
@@ -200,6 +207,8 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Command, String
             run.verbose = true;
         } else if text == "--perf-map" {
             run.perf_map = true;
+        } else if text == "--gdb" {
+            run.gdb = true;
         } else if text == "-h" || text == "--help" {
             return Ok(Command::Help);
         } else if text.starts_with('-') && text != "-" {
@@ -503,6 +512,7 @@ mod tests {
             "a.o",
             "-lm",
             "b.o",
+            "--gdb",
             "--entry=start",
             "-l",
             "z",
@@ -527,6 +537,7 @@ mod tests {
             ]
         );
         assert_eq!(run.region_size, 1 << 20);
+        assert!(run.gdb);
         assert_eq!(run.program_args, args(&["-v", "--entry"]));
     }
 

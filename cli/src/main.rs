@@ -19,6 +19,7 @@ mod args;
 mod atomics;
 mod copies;
 mod crash;
+mod debugger;
 mod dl;
 mod json;
 mod libsearch;

@@ -39,6 +39,7 @@ type EntryPoint = extern "C" fn(c_int, *const *const c_char, *const *const c_cha
 /// the entry point's return value.
 pub fn command(args: &RunArgs) -> Result<(), Failure> {
     let objects = crate::read_objects(&args.objects)?;
+    crate::debugger::enable(args.gdb);
 
     // With trusted keys, every signature is checked before any object is
     // parsed, here to fail early; the loader checks again as it loads.
@@ -231,7 +232,9 @@ fn load_unit(
     }
     // SAFETY: running the objects' code is what the user asked for; the
     // loader mapped it with W^X permissions where it runs.
-    unsafe { finalized.start_later() }.inspect_err(|_| deregister_frames(&tables))
+    unsafe { finalized.start_later() }
+        .inspect(|(module, _)| crate::debugger::loaded(module, &members))
+        .inspect_err(|_| deregister_frames(&tables))
 }
 
 extern "C" {
@@ -393,5 +396,10 @@ fn unload_with_finalize(module: Module<'static>) -> bool {
     // Unused, so the unload goes through: the unwinder forgets the module
     // while its tables are still there to read.
     deregister_frames(&module.unwind_tables());
-    module.unload().is_ok()
+    let id = module.id();
+    let unloaded = module.unload().is_ok();
+    if unloaded {
+        crate::debugger::unloaded(id);
+    }
+    unloaded
 }

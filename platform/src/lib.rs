@@ -10,6 +10,8 @@
 //!   invalidation by page, icache maintenance only where mapped.
 //! - `x86_64` (feature `x86_64`): a kernel's 4 KiB page tables through the
 //!   `x86_64` crate, `NO_EXECUTE` and `WRITABLE` per page.
+//! - `gdb_jit` (feature `gdb-jit`): GDB's JIT interface, which tells an
+//!   attached GDB where loaded modules' symbols and source lines are.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(
@@ -19,10 +21,16 @@
     clippy::missing_safety_doc
 )]
 
+#[cfg(feature = "gdb-jit")]
+extern crate alloc;
+
 #[cfg(feature = "aarch64")]
 #[cfg_attr(docsrs, doc(cfg(feature = "aarch64")))]
 pub mod aarch64;
 pub mod cache;
+#[cfg(feature = "gdb-jit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gdb-jit")))]
+pub mod gdb_jit;
 #[cfg(feature = "host")]
 #[cfg_attr(docsrs, doc(cfg(feature = "host")))]
 pub mod host;

@@ -12,6 +12,7 @@ extern crate alloc;
 mod console;
 mod arch;
 mod archive;
+mod debugger;
 mod exports;
 mod scenario;
 mod writer;

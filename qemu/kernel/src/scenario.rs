@@ -125,7 +125,9 @@ fn module_bytes(name: &str) -> Result<&'static [u8], String> {
 fn load(loader: Loader<'static>, name: &str) -> Result<Module<'static>, String> {
     let bytes = module_bytes(name)?;
     // SAFETY: the archive's modules are built for this kernel and its exports.
-    unsafe { loader.load(name, bytes) }.map_err(|error| format!("{error}"))
+    let module = unsafe { loader.load(name, bytes) }.map_err(|error| format!("{error}"))?;
+    crate::debugger::loaded(&NAMESPACE, &module, bytes);
+    Ok(module)
 }
 
 /// A module's function, typed.

@@ -15,8 +15,9 @@ pub struct Outcome {
     pub timed_out: bool,
 }
 
-fn qemu(arch: Arch, kernel: &Path) -> Command {
-    let mut command = match arch {
+/// QEMU for `arch`'s machine, before the console and kernel options.
+pub fn machine(arch: Arch) -> Command {
+    match arch {
         Arch::X86_64 => {
             let mut command = Command::new("qemu-system-x86_64");
             command.args([
@@ -32,7 +33,11 @@ fn qemu(arch: Arch, kernel: &Path) -> Command {
             command.args(["-M", "virt", "-cpu", "cortex-a57", "-m", "512M"]);
             command
         }
-    };
+    }
+}
+
+fn qemu(arch: Arch, kernel: &Path) -> Command {
+    let mut command = machine(arch);
     command
         .args([
             "-display",

@@ -120,6 +120,8 @@ fn compile_c(arch: Arch, source: &Path, object: &Path) -> Result<(), String> {
             "-fno-asynchronous-unwind-tables",
             "-mgeneral-regs-only",
             "-O2",
+            // DWARF for GDB (`cargo xtask debug`); the loader skips it.
+            "-g",
             "-c",
         ])
         .arg(source)
@@ -166,6 +168,11 @@ fn newest(dir: &Path, stem: &str, extension: &str) -> Result<PathBuf, String> {
 
 /// Builds every module, the archive, and the kernel; returns the kernel ELF.
 pub fn kernel_with_modules(arch: Arch) -> Result<PathBuf, String> {
+    kernel_with_features(arch, &[])
+}
+
+/// [`kernel_with_modules`], with the kernel's cargo `features` (`gdb`).
+pub fn kernel_with_features(arch: Arch, features: &[&str]) -> Result<PathBuf, String> {
     let out = output_dir(arch);
     let objects = out.join("modules");
     std::fs::create_dir_all(&objects).map_err(|error| format!("{}: {error}", objects.display()))?;
@@ -204,6 +211,7 @@ pub fn kernel_with_modules(arch: Arch) -> Result<PathBuf, String> {
         .args(["build", "--release", "--quiet", "--target"])
         .arg(arch.rust_target())
         .args(BUILD_STD)
+        .args(features.iter().flat_map(|feature| ["--features", feature]))
         .env("MODLOAD_MODULE_ARCHIVE", &archive_path);
     run(command, &format!("building the {} kernel", arch.name()))?;
     Ok(target_dir

@@ -5,11 +5,14 @@
 //! ```text
 //! cargo xtask run [--arch x86_64|aarch64] [--timeout SECONDS]   watch one scenario
 //! cargo xtask test [--timeout SECONDS]                          both, fail on any failed or missing step
+//! cargo xtask debug [--arch x86_64|aarch64]                     GDB on QEMU's gdbstub (src/debug.rs)
+//! cargo xtask debug-test [--arch ...] [--timeout SECONDS]       GDB breaks in a module by name, both by default
 //! ```
 
 mod archive;
 mod boot;
 mod build;
+mod debug;
 mod report;
 
 use std::process::ExitCode;
@@ -18,7 +21,9 @@ use std::time::Duration;
 use build::Arch;
 
 const USAGE: &str = "usage: cargo xtask run [--arch x86_64|aarch64] [--timeout SECONDS]
-       cargo xtask test [--timeout SECONDS]";
+       cargo xtask test [--timeout SECONDS]
+       cargo xtask debug [--arch x86_64|aarch64]
+       cargo xtask debug-test [--arch x86_64|aarch64] [--timeout SECONDS]";
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -38,7 +43,7 @@ fn run(args: Vec<String>) -> Result<bool, String> {
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "run" | "test" if command.is_none() => command = Some(arg),
+            "run" | "test" | "debug" | "debug-test" if command.is_none() => command = Some(arg),
             "--arch" => {
                 let name = args.next().ok_or("--arch needs a value")?;
                 arches.push(Arch::parse(&name).ok_or_else(|| format!("unknown arch {name}"))?);
@@ -60,9 +65,14 @@ fn run(args: Vec<String>) -> Result<bool, String> {
     let command = command.ok_or(USAGE)?;
     if arches.is_empty() {
         arches = match command.as_str() {
-            "test" => vec![Arch::X86_64, Arch::Aarch64],
+            "test" | "debug-test" => vec![Arch::X86_64, Arch::Aarch64],
             _ => vec![Arch::X86_64],
         };
+    }
+    match command.as_str() {
+        "debug" => return debug::interactive(arches.first().copied().unwrap_or(Arch::X86_64)),
+        "debug-test" => return debug_test(&arches, timeout),
+        _ => {}
     }
     let mut all_passed = true;
     for arch in arches {
@@ -80,6 +90,15 @@ fn run(args: Vec<String>) -> Result<bool, String> {
                 }
             }
         }
+    }
+    Ok(all_passed)
+}
+
+/// `cargo xtask debug-test`: the GDB check on each machine.
+fn debug_test(arches: &[Arch], timeout: Duration) -> Result<bool, String> {
+    let mut all_passed = true;
+    for &arch in arches {
+        all_passed &= debug::check(arch, timeout)?;
     }
     Ok(all_passed)
 }

@@ -1,0 +1,85 @@
+//! GDB support for `modload run`: each loaded module's debug object (its ELF
+//! file with every loaded section's address set to where it was placed) is
+//! registered through GDB's JIT interface (`modload_platform::gdb_jit`), so
+//! GDB breaks in modules by name, pending breakpoints included, and shows
+//! their source lines. Unloading a module unregisters it.
+//!
+//! It costs nothing unless asked for: registration is on with `--gdb` (for a
+//! debugger that attaches later, `gdb -p`) or when a debugger already traces
+//! the process as it starts (`gdb --args modload run ...`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use modload::{Module, ModuleId};
+use modload_platform::gdb_jit::{self, Registration};
+
+/// Whether modules are registered in this run.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// The debug objects registered, by the module they describe.
+static REGISTRATIONS: Mutex<Vec<(ModuleId, Registration)>> = Mutex::new(Vec::new());
+
+/// Turns registration on if `requested` (`--gdb`) or a debugger traces this
+/// process now. Call once, before any module loads.
+pub fn enable(requested: bool) {
+    if requested || traced() {
+        ENABLED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether a debugger traces this process: `TracerPid` in
+/// `/proc/self/status` is not 0.
+fn traced() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("TracerPid:"))
+        .is_some_and(|pid| pid.trim() != "0")
+}
+
+/// Registers `module`'s debug object, made from the bytes of the objects it
+/// was loaded from (`members`: one, or a module set's several), when
+/// registration is on. A module without one is reported and runs anyway:
+/// only the debugger misses it.
+pub fn loaded(module: &Module<'_>, members: &[(&str, &[u8])]) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut objects = Vec::new();
+    for (member, (name, bytes)) in members.iter().enumerate() {
+        match module.member_debug_object(member, bytes) {
+            Ok(object) => objects.push(object),
+            Err(error) => eprintln!("modload: no debug object for GDB from {name}: {error}"),
+        }
+    }
+    let Ok(mut registrations) = REGISTRATIONS.lock() else {
+        return;
+    };
+    for object in objects {
+        registrations.push((module.id(), gdb_jit::register(object)));
+    }
+}
+
+/// Unregisters the debug objects of the module `id`, which has just unloaded.
+pub fn unloaded(id: ModuleId) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    let gone: Vec<Registration> = match REGISTRATIONS.lock() {
+        Ok(mut registrations) => {
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *registrations)
+                .into_iter()
+                .partition(|(module, _)| *module == id);
+            *registrations = kept;
+            gone.into_iter()
+                .map(|(_, registration)| registration)
+                .collect()
+        }
+        Err(_) => return,
+    };
+    // Dropping each tells the debugger, outside the lock.
+    drop(gone);
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::archive;
+use crate::ksyms;
 
 /// The two kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +120,10 @@ fn compile_c(arch: Arch, source: &Path, object: &Path) -> Result<(), String> {
             "-fno-stack-protector",
             "-fno-asynchronous-unwind-tables",
             "-mgeneral-regs-only",
+            // Frame pointers in every function, leaves too, so the kernels'
+            // fault reports walk through module frames.
+            "-fno-omit-frame-pointer",
+            "-mno-omit-leaf-frame-pointer",
             "-O2",
             "-c",
         ])
@@ -176,7 +181,7 @@ pub fn kernel_with_modules(arch: Arch) -> Result<PathBuf, String> {
         members.push((name.to_owned(), bytes));
         Ok(())
     };
-    for module in ["a", "c", "e", "f", "stress", "unresolved"] {
+    for module in ["a", "c", "e", "f", "g", "stress", "unresolved"] {
         let object = objects.join(format!("{module}.o"));
         compile_c(arch, &sources.join(format!("{module}.c")), &object)?;
         add(&format!("{module}.o"), &object)?;
@@ -198,15 +203,67 @@ pub fn kernel_with_modules(arch: Arch) -> Result<PathBuf, String> {
         .map_err(|error| format!("{}: {error}", archive_path.display()))?;
 
     let target_dir = out.join("kernel");
-    let mut command = bare_metal_cargo(&target_dir);
-    command
-        .current_dir(root().join("qemu/kernel"))
-        .args(["build", "--release", "--quiet", "--target"])
-        .arg(arch.rust_target())
-        .args(BUILD_STD)
-        .env("MODLOAD_MODULE_ARCHIVE", &archive_path);
-    run(command, &format!("building the {} kernel", arch.name()))?;
-    Ok(target_dir
+    let kernel = target_dir
         .join(arch.rust_target())
-        .join("release/modload-test-kernel"))
+        .join("release/modload-test-kernel");
+    let build = || -> Result<(), String> {
+        let mut command = bare_metal_cargo(&target_dir);
+        command
+            .current_dir(root().join("qemu/kernel"))
+            .args(["build", "--release", "--quiet", "--target"])
+            .arg(arch.rust_target())
+            .args(BUILD_STD)
+            .env("MODLOAD_MODULE_ARCHIVE", &archive_path)
+            .env("MODLOAD_KERNEL_SYMBOLS", out.join("kernel-symbols.bin"));
+        run(command, &format!("building the {} kernel", arch.name()))
+    };
+    with_symbol_table(&out, &kernel, build)?;
+    Ok(kernel)
+}
+
+/// Builds the kernel so that its `.kernel_symbols` section holds the table of
+/// its own functions ([`ksyms`]). The table of the previous run is included
+/// first; if the kernel's functions differ from it, the new table is written
+/// and the kernel built again, which must leave every other symbol where it
+/// was. An unchanged kernel costs one (no-op) build, a changed one two.
+fn with_symbol_table(
+    out: &Path,
+    kernel: &Path,
+    build: impl Fn() -> Result<(), String>,
+) -> Result<(), String> {
+    let table_path = out.join("kernel-symbols.bin");
+    let write = |bytes: &[u8]| {
+        std::fs::write(&table_path, bytes)
+            .map_err(|error| format!("{}: {error}", table_path.display()))
+    };
+    let included = match std::fs::read(&table_path) {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let empty = ksyms::encode(&[])?;
+            write(&empty)?;
+            empty
+        }
+    };
+    build()?;
+    let first = ksyms::read_symbols(kernel)?;
+    let table = ksyms::encode(&ksyms::functions(&first)?)?;
+    if table != included {
+        write(&table)?;
+        build()?;
+        let second = ksyms::read_symbols(kernel)?;
+        ksyms::same_addresses(&first, &second)?;
+        if ksyms::encode(&ksyms::functions(&second)?)? != table {
+            return Err("the kernel's functions changed when its symbol table was added".into());
+        }
+    }
+    let embedded = ksyms::section_bytes(kernel, ".kernel_symbols", &out.join("section.bin"))?;
+    if embedded != table {
+        return Err(format!(
+            "{}: .kernel_symbols holds {} bytes that are not the kernel's table ({} bytes)",
+            kernel.display(),
+            embedded.len(),
+            table.len()
+        ));
+    }
+    Ok(())
 }

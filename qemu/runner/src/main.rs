@@ -10,6 +10,7 @@
 mod archive;
 mod boot;
 mod build;
+mod ksyms;
 mod report;
 
 use std::process::ExitCode;

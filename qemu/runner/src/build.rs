@@ -217,7 +217,8 @@ pub fn kernel_with_modules(arch: Arch) -> Result<PathBuf, String> {
             .env("MODLOAD_KERNEL_SYMBOLS", out.join("kernel-symbols.bin"));
         run(command, &format!("building the {} kernel", arch.name()))
     };
-    with_symbol_table(&out, &kernel, build)?;
+    let table = with_symbol_table(&out, &kernel, build)?;
+    println!("== {}: {table}", arch.name());
     Ok(kernel)
 }
 
@@ -226,11 +227,12 @@ pub fn kernel_with_modules(arch: Arch) -> Result<PathBuf, String> {
 /// first; if the kernel's functions differ from it, the new table is written
 /// and the kernel built again, which must leave every other symbol where it
 /// was. An unchanged kernel costs one (no-op) build, a changed one two.
+/// Returns what it did, for the log.
 fn with_symbol_table(
     out: &Path,
     kernel: &Path,
     build: impl Fn() -> Result<(), String>,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let table_path = out.join("kernel-symbols.bin");
     let write = |bytes: &[u8]| {
         std::fs::write(&table_path, bytes)
@@ -244,12 +246,21 @@ fn with_symbol_table(
             empty
         }
     };
+    let started = std::time::Instant::now();
     build()?;
     let first = ksyms::read_symbols(kernel)?;
+    let functions = ksyms::functions(&first)?.len();
     let table = ksyms::encode(&ksyms::functions(&first)?)?;
+    let mut relinked = String::new();
     if table != included {
         write(&table)?;
+        let first_build = started.elapsed();
         build()?;
+        relinked = format!(
+            "; the functions changed, so it was built again ({:.1} s, then {:.1} s) and no symbol moved",
+            first_build.as_secs_f64(),
+            (started.elapsed() - first_build).as_secs_f64()
+        );
         let second = ksyms::read_symbols(kernel)?;
         ksyms::same_addresses(&first, &second)?;
         if ksyms::encode(&ksyms::functions(&second)?)? != table {
@@ -265,5 +276,8 @@ fn with_symbol_table(
             table.len()
         ));
     }
-    Ok(())
+    Ok(format!(
+        "kernel symbol table: {functions} functions in {} bytes{relinked}",
+        table.len()
+    ))
 }

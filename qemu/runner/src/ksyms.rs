@@ -55,12 +55,21 @@ pub fn parse_nm(output: &str) -> Result<Vec<NmSymbol>, String> {
 }
 
 /// Drops the `.llvm.<digits>` suffix LLVM gives local symbols it promotes
-/// across codegen units (demangled: ` (.llvm.<digits>)`): a hash of the unit's
-/// contents, which differs between the two links though the symbol does not.
+/// across codegen units (demangled: ` (.llvm.<digits>)` or, after a
+/// disambiguator, ` (.0.llvm.<digits>)`): a hash of the unit's contents,
+/// which differs between the two links though the symbol does not.
 fn without_llvm_suffix(name: &str) -> &str {
     let digits = |text: &str| !text.is_empty() && text.chars().all(|c| c.is_ascii_digit());
-    if let Some((path, suffix)) = name.rsplit_once(" (.llvm.") {
-        if suffix.strip_suffix(')').is_some_and(digits) {
+    let llvm_suffix = |suffix: &str| {
+        suffix.rsplit_once(".llvm.").is_some_and(|(before, hash)| {
+            digits(hash)
+                && before
+                    .split('.')
+                    .all(|part| part.is_empty() || digits(part))
+        })
+    };
+    if let Some((path, suffix)) = name.rsplit_once(" (") {
+        if suffix.strip_suffix(')').is_some_and(llvm_suffix) {
             return path;
         }
     }
@@ -189,18 +198,20 @@ fn placed_before_table(symbols: &[NmSymbol]) -> Result<Vec<&NmSymbol>, String> {
         .collect())
 }
 
-/// Fails unless every symbol before the table has the same address (and
-/// size) in both links, naming the first few that moved.
+/// Fails unless every symbol before the table has the same address, size and
+/// kind in both links, naming the first few that moved. Names are not
+/// compared: LLVM's suffixes for promoted locals may differ between links.
 pub fn same_addresses(first: &[NmSymbol], second: &[NmSymbol]) -> Result<(), String> {
     let first = placed_before_table(first)?;
     let second = placed_before_table(second)?;
-    if first == second {
+    let place = |symbol: &&NmSymbol| (symbol.address, symbol.size, symbol.kind);
+    if first.len() == second.len() && first.iter().map(place).eq(second.iter().map(place)) {
         return Ok(());
     }
     let moved: Vec<String> = first
         .iter()
         .zip(&second)
-        .filter(|(one, two)| one != two)
+        .filter(|(one, two)| place(one) != place(two))
         .take(5)
         .map(|(one, two)| {
             format!(
@@ -229,6 +240,8 @@ mod tests {
 00000000001010d0 00000000000001a1 t modload_test_kernel::scenario::step13::h0123456789abcdef
 0000000000101280 0000000000000010 t <alloc::raw_vec::RawVecInner>::finish_grow (.llvm.460274754563838581)
 0000000000101290 0000000000000010 t anon.965b83e3e5d1ddb6588c80cead9eadb5.7.llvm.2854121644247622666
+00000000001012a0 0000000000000010 t modload_test_kernel::faults::report (.0.llvm.17919417080454498473)
+00000000001012b0 0000000000000010 t <T as core::fmt::Debug>::fmt (.keep)
 0000000000102000 0000000000000008 r some_rodata
 0000000000102000 0000000000000000 T __text_end
 0000000000103000 0000000000000000 t after_text
@@ -237,7 +250,7 @@ mod tests {
     #[test]
     fn functions_are_text_symbols_sorted_without_hashes_or_aliases() {
         let symbols = parse_nm(NM).unwrap();
-        assert_eq!(symbols.len(), 10);
+        assert_eq!(symbols.len(), 12);
         let functions = functions(&symbols).unwrap();
         assert_eq!(
             functions,
@@ -262,6 +275,16 @@ mod tests {
                     0x101290,
                     0x10,
                     "anon.965b83e3e5d1ddb6588c80cead9eadb5.7".to_owned()
+                ),
+                (
+                    0x1012a0,
+                    0x10,
+                    "modload_test_kernel::faults::report".to_owned()
+                ),
+                (
+                    0x1012b0,
+                    0x10,
+                    "<T as core::fmt::Debug>::fmt (.keep)".to_owned()
                 ),
             ]
         );

@@ -22,7 +22,8 @@ fn main() {
         Ok(table) => PathBuf::from(table),
         Err(_) => {
             // An empty table: the magic, no symbols, no names.
-            let empty = PathBuf::from(env::var("OUT_DIR").unwrap_or_default()).join("no-symbols.bin");
+            let empty =
+                PathBuf::from(env::var("OUT_DIR").unwrap_or_default()).join("no-symbols.bin");
             let mut bytes = b"KSYM".to_vec();
             bytes.extend_from_slice(&[0; 8]);
             if let Err(error) = std::fs::write(&empty, bytes) {

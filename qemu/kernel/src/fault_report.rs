@@ -114,12 +114,16 @@ pub fn write_report(out: &mut dyn Write, fault: &Fault<'_>) -> fmt::Result {
     write_code(out, fault.pc, false)?;
     out.write_str("\n")?;
     let mut result = Ok(());
-    walk_frames(fault.frame_pointer, &arch::stacks(), |depth, return_address| {
-        result = result
-            .and_then(|()| write!(out, "  #{depth} "))
-            .and_then(|()| write_code(out, return_address, true))
-            .and_then(|()| out.write_str("\n"));
-    });
+    walk_frames(
+        fault.frame_pointer,
+        &arch::stacks(),
+        |depth, return_address| {
+            result = result
+                .and_then(|()| write!(out, "  #{depth} "))
+                .and_then(|()| write_code(out, return_address, true))
+                .and_then(|()| out.write_str("\n"));
+        },
+    );
     result
 }
 

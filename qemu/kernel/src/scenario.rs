@@ -13,8 +13,8 @@ use modload::{
 };
 
 use crate::arch::{self, Access};
-use crate::fault_report;
 use crate::exports::{ALLOCATED, COUNTER, FINI_NOTES, PRINTS};
+use crate::fault_report;
 
 /// The architecture's name, as the runner expects it.
 #[cfg(target_arch = "x86_64")]
@@ -735,7 +735,8 @@ fn step13(state: &State) -> Step {
     let (run, run_size) = find("g_run")?;
     let (banner, _) = find("g_banner")?;
     let _ = fault_report::take_kept();
-    let fault = arch::probe_reporting(Access::Execute, run).ok_or("g_run returned without a fault")?;
+    let fault =
+        arch::probe_reporting(Access::Execute, run).ok_or("g_run returned without a fault")?;
     let report = fault_report::take_kept().ok_or("the handler kept no report")?;
     expect("faulting address", fault.address, banner)?;
     if !(poke..poke + poke_size).contains(&fault.pc) {
@@ -771,10 +772,18 @@ fn step13(state: &State) -> Step {
     {
         return Err(format!("no kernel frame in step13 among {frames:?}"));
     }
-    expect("g_value after the fault", function::<Int>(&g, "g_value")?(), 13)?;
+    expect(
+        "g_value after the fault",
+        function::<Int>(&g, "g_value")?(),
+        13,
+    )?;
     // SAFETY: g_banner is 16 bytes of G's rodata, still mapped (G is loaded).
     let banner_bytes = unsafe { core::slice::from_raw_parts(banner as *const u8, 9) };
-    expect("g_banner after the refused write", banner_bytes, b"read-only")?;
+    expect(
+        "g_banner after the refused write",
+        banner_bytes,
+        b"read-only",
+    )?;
     g.ok_or("G is not loaded")?
         .unload()
         .map_err(|refused| format!("G: {:?}", refused.error))?;

@@ -143,7 +143,9 @@ fn compile_rust(arch: Arch, krate: &str, object: &Path) -> Result<(), String> {
         .args(["rustc", "--release", "--quiet", "-p", krate, "--target"])
         .arg(arch.rust_target())
         .args(BUILD_STD)
-        .args(["--", "--emit=obj", "-C", "relocation-model=static"]);
+        .args(["--", "--emit=obj", "-C", "relocation-model=static"])
+        // Frame records, for the kernels' fault reports (as the C modules).
+        .args(["-C", "force-frame-pointers=yes"]);
     run(command, &format!("building the Rust module {krate}"))?;
     let deps = target_dir.join(arch.rust_target()).join("release/deps");
     let built = newest(&deps, krate, "o")?;

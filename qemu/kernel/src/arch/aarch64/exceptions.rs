@@ -304,11 +304,12 @@ fn report_unexpected(kind: u64, frame: &ExceptionFrame) {
     let origin = ORIGINS.get((kind / 4) as usize).copied().unwrap_or("?");
     let type_ = TYPES.get((kind % 4) as usize).copied().unwrap_or("?");
     let class = (frame.esr >> 26) & 0x3f;
-    let what: &dyn core::fmt::Display = if kind % 4 == 0 && matches!(class, 0x20 | 0x21 | 0x24 | 0x25) {
-        &abort_kind(frame.esr)
-    } else {
-        &"Exception"
-    };
+    let what: &dyn core::fmt::Display =
+        if kind % 4 == 0 && matches!(class, 0x20 | 0x21 | 0x24 | 0x25) {
+            &abort_kind(frame.esr)
+        } else {
+            &"Exception"
+        };
     fault_report::report("UNEXPECTED ", &frame.fault(what), false);
     super::uart::print(format_args!(
         "  {type_} exception ({origin}): {}\n  ESR_EL1={:#x} FAR_EL1={:#x} ELR_EL1={:#x} SPSR_EL1={:#x} SP_EL0={:#x}\n",

@@ -59,7 +59,7 @@ fn symbolized(text: &str) -> Option<(&str, u64, &str)> {
 /// Write fault at 0x801000 (g.o: g_banner+0x0 in .rodata), pc g_poke+0x4 [g.o]
 ///   #1 g_run+0x10 [g.o]
 ///   #2 probe_access+0x34 [kernel]
-///   #3 modload_test_kernel::scenario::step13+0x485 [kernel]
+///   #3 modload_test_kernel::scenario::fault_step::step13+0x485 [kernel]
 ///   ...
 /// STEP 13 PASS ...
 /// ```
@@ -125,7 +125,7 @@ fn fault_report_problems(console: &str) -> Vec<String> {
     }
     if !frames
         .iter()
-        .any(|(name, _, place)| *place == "kernel" && name.ends_with("scenario::step13"))
+        .any(|(name, _, place)| *place == "kernel" && name.ends_with("::step13"))
     {
         problem(format!("no frame in the kernel's step13 among {frames:?}"));
     }
@@ -154,7 +154,7 @@ mod tests {
         "Write fault at 0x801000 (g.o: g_banner+0x0 in .rodata), pc g_poke+0x4 [g.o]",
         "  #1 g_run+0x10 [g.o]",
         "  #2 probe_access+0x34 [kernel]",
-        "  #3 modload_test_kernel::scenario::step13+0x485 [kernel]",
+        "  #3 modload_test_kernel::scenario::fault_step::step13+0x485 [kernel]",
         "  #4 modload_test_kernel::scenario::run+0x5e14 [kernel]",
     ];
 

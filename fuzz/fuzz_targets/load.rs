@@ -70,7 +70,9 @@ fn load_and_unload(loader: modload::Loader<'static>, data: &[u8], whole_pages: b
                 });
                 assert_eq!(found, Some(true), "{} not found at its address", symbol.name);
             }
-            assert!(module.debug_object(data).is_ok(), "debug object refused");
+            if let Err(error) = module.debug_object(data) {
+                panic!("debug object refused: {error}");
+            }
             // Nothing can depend on it, so unloading must work.
             let address = module.symbols().first().map(|symbol| symbol.address);
             assert!(module.unload().is_ok(), "unload refused");

@@ -15,6 +15,7 @@ use core::fmt;
 use core::ops::Range;
 
 use crate::addr::VirtAddr;
+use crate::kinds::Segment;
 use crate::namespace::state::State;
 use crate::namespace::{ModuleId, Namespace};
 
@@ -84,6 +85,7 @@ pub(crate) struct MappedSection {
     /// Where it was linked to run.
     target: u64,
     size: u64,
+    segment: Segment,
     /// Which member of a joined set, the section's index there and the
     /// size its header gives (a loaded unwind table is longer by its
     /// terminator); `None` for the GOT, stubs and COMMON, which no object
@@ -93,19 +95,32 @@ pub(crate) struct MappedSection {
     symbols: Range<u32>,
 }
 
+/// Sixteen bytes: a module is below 2 GiB, so offsets and sizes fit.
 #[derive(Clone, Copy, Debug)]
 struct MappedSymbol {
-    offset: u64,
-    size: u64,
+    offset: u32,
+    /// Cut to what is left of the section.
+    size: u32,
+    /// The name, in the map's `names`.
     name: (u32, u32),
+}
+
+impl MappedSymbol {
+    const EMPTY: Self = Self {
+        offset: 0,
+        size: 0,
+        name: (0, 0),
+    };
 }
 
 /// A module's sections and symbols by address. Built once per load.
 #[derive(Debug, Default)]
 pub(crate) struct AddressMap {
+    /// Sorted by load address; empty sections are left out.
     sections: Box<[MappedSection]>,
     /// Section by section, each section's sorted by offset.
     symbols: Box<[MappedSymbol]>,
+    /// Section and symbol names.
     names: Box<str>,
 }
 
@@ -115,124 +130,258 @@ pub(crate) struct AddressMapBuilder {
     sections: Vec<MappedSection>,
     /// `(section position, symbol)`.
     symbols: Vec<(u32, MappedSymbol)>,
+    /// Section and symbol names.
     names: String,
 }
 
+/// In a [`RangeKey`]: the range is the load addresses of one segment of
+/// the module, whose sections are searched by address.
+const SEGMENT_SPAN: u32 = u32::MAX;
+
 impl AddressMapBuilder {
-    /// A builder for about `sections` sections and `symbols` symbols.
-    pub(crate) fn with_capacity(sections: usize, symbols: usize) -> Self {
+    /// A builder for about `sections` sections.
+    pub(crate) fn with_capacity(sections: usize) -> Self {
         Self {
             sections: Vec::with_capacity(sections),
-            symbols: Vec::with_capacity(symbols),
-            names: String::new(),
+            ..Self::default()
         }
     }
 
-    fn intern(&mut self, name: &str) -> (u32, u32) {
-        // Names are bounded by the loader's limits, far below 4 GiB.
-        let start = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        self.names.push_str(name);
-        let end = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        (start, end)
+    /// Makes room for `symbols` more symbols whose names take `name_bytes`.
+    pub(crate) fn reserve_symbols(&mut self, symbols: usize, name_bytes: usize) {
+        self.symbols.reserve_exact(symbols);
+        self.names.reserve_exact(name_bytes);
     }
 
     /// Adds a section of `size` bytes placed at `load` and linked for
     /// `target`; `header` is `(member, index, size)` of its section header.
-    /// Returns its position, for [`AddressMapBuilder::symbol`].
+    /// Returns its position, for [`AddressMapBuilder::symbol`], or `None`
+    /// for an empty section, which holds no address.
     pub(crate) fn section(
         &mut self,
         name: &str,
         header: Option<(u32, u32, u64)>,
-        load: u64,
-        target: u64,
-        size: u64,
-    ) -> u32 {
-        let (start, end) = self.intern(name);
-        let position = u32::try_from(self.sections.len()).unwrap_or(u32::MAX);
+        segment: Segment,
+        (load, target, size): (u64, u64, u64),
+    ) -> Option<u32> {
+        if size == 0 {
+            return None;
+        }
+        // Names are bounded by the loader's limits, far below 4 GiB.
+        let start = u32::try_from(self.names.len()).ok()?;
+        self.names.push_str(name);
+        let end = u32::try_from(self.names.len()).ok()?;
+        let position = u32::try_from(self.sections.len()).ok()?;
         self.sections.push(MappedSection {
             name: start..end,
             load,
             target,
             size,
+            segment,
             header,
             symbols: 0..0,
         });
-        position
+        Some(position)
     }
 
     /// Adds a symbol at `offset` into the section at `section`. One that
     /// does not start inside the section (an end marker, or a broken
     /// object) names no byte of it and is left out.
     pub(crate) fn symbol(&mut self, section: u32, name: &str, offset: u64, size: u64) {
-        let inside = self
+        let Some(section_size) = self
             .sections
             .get(section as usize)
-            .is_some_and(|section| offset < section.size);
-        if !inside {
+            .map(|section| section.size)
+        else {
+            return;
+        };
+        // Sections are below `MAX_MODULE_SIZE` (2 GiB), so inside one the
+        // offset and the size left fit 32 bits.
+        let (Ok(offset32), Ok(start)) = (u32::try_from(offset), u32::try_from(self.names.len()))
+        else {
+            return;
+        };
+        if offset >= section_size {
             return;
         }
-        let name = self.intern(name);
-        self.symbols
-            .push((section, MappedSymbol { offset, size, name }));
+        let left = section_size.wrapping_sub(offset);
+        let size = u32::try_from(size.min(left)).unwrap_or(u32::MAX);
+        self.names.push_str(name);
+        let end = u32::try_from(self.names.len()).unwrap_or(start);
+        self.symbols.push((
+            section,
+            MappedSymbol {
+                offset: offset32,
+                size,
+                name: (start, end),
+            },
+        ));
     }
 
     pub(crate) fn finish(self) -> AddressMap {
         let Self {
             mut sections,
-            mut symbols,
+            symbols,
             names,
         } = self;
-        // By section, then offset; at one offset the larger symbol first,
-        // so a sized function wins over a label at its start.
-        symbols.sort_unstable_by(|(a_section, a), (b_section, b)| {
-            (a_section, a.offset, b.size).cmp(&(b_section, b.offset, a.size))
-        });
-        // Each section's symbols follow the previous section's.
-        let mut start = 0u32;
-        for (position, section) in (0u32..).zip(sections.iter_mut()) {
-            let rest = symbols.get(start as usize..).unwrap_or_default();
-            let count = rest.partition_point(|(owner, _)| *owner <= position);
-            let end = start.saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
-            section.symbols = start..end;
-            start = end;
+        // Symbols grouped by section (counted, then placed: linear), then
+        // each section's sorted by offset. At one offset the larger symbol
+        // comes last, where the search ends, so a function wins over a label
+        // at its start. Each section keeps the range of its own, so the
+        // sections can then be put in address order without moving them.
+        let mut next_of: Vec<u32> = alloc::vec![0; sections.len()];
+        for (section, _) in &symbols {
+            if let Some(count) = next_of.get_mut(*section as usize) {
+                *count = count.saturating_add(1);
+            }
+        }
+        let mut next = 0u32;
+        for (section, count) in sections.iter_mut().zip(&mut next_of) {
+            let end = next.saturating_add(*count);
+            section.symbols = next..end;
+            *count = next;
+            next = end;
+        }
+        let mut placed = alloc::vec![MappedSymbol::EMPTY; next as usize];
+        for (section, symbol) in symbols {
+            let Some(at) = next_of.get_mut(section as usize) else {
+                continue;
+            };
+            if let Some(slot) = placed.get_mut(*at as usize) {
+                *slot = symbol;
+            }
+            *at = at.saturating_add(1);
+        }
+        sections.sort_unstable_by_key(|section| section.load);
+        let sorted = sections;
+        let mut scratch = Vec::new();
+        for section in &sorted {
+            let run = section.symbols.start as usize..section.symbols.end as usize;
+            if let Some(run) = placed.get_mut(run) {
+                sort_by_offset(run, &mut scratch);
+            }
         }
         AddressMap {
-            sections: sections.into_boxed_slice(),
-            symbols: symbols.into_iter().map(|(_, symbol)| symbol).collect(),
+            sections: sorted.into_boxed_slice(),
+            symbols: placed.into_boxed_slice(),
             names: names.into_boxed_str(),
+        }
+    }
+}
+/// Sorts one section's symbols by offset, and at one offset by size: a
+/// radix sort on the offset's bytes (linear, where a comparison sort of a
+/// large module's thousands of symbols in hash order cost more than the rest
+/// of the map), then the rare runs of one offset by size.
+fn sort_by_offset(symbols: &mut [MappedSymbol], scratch: &mut Vec<MappedSymbol>) {
+    if symbols.len() <= 32 {
+        symbols.sort_unstable_by_key(|symbol| (symbol.offset, symbol.size));
+        return;
+    }
+    // Every byte's histogram in one read.
+    let mut counts = [[0u32; 256]; 4];
+    for symbol in symbols.iter() {
+        for (byte, histogram) in symbol.offset.to_le_bytes().iter().zip(&mut counts) {
+            if let Some(count) = histogram.get_mut(usize::from(*byte)) {
+                *count = count.wrapping_add(1);
+            }
+        }
+    }
+    scratch.clear();
+    scratch.resize(symbols.len(), MappedSymbol::EMPTY);
+    let total = u32::try_from(symbols.len()).unwrap_or(u32::MAX);
+    let (mut from, mut to) = (&mut *symbols, scratch.as_mut_slice());
+    let mut in_scratch = false;
+    for (position, histogram) in counts.iter().enumerate() {
+        // A byte all offsets share orders nothing.
+        if histogram.contains(&total) {
+            continue;
+        }
+        let mut next = [0u32; 256];
+        let mut sum = 0u32;
+        for (start, count) in next.iter_mut().zip(histogram) {
+            *start = sum;
+            sum = sum.wrapping_add(*count);
+        }
+        // A stable pass: equal bytes keep their order.
+        for symbol in from.iter() {
+            let byte = symbol
+                .offset
+                .to_le_bytes()
+                .get(position)
+                .copied()
+                .unwrap_or(0);
+            if let Some(at) = next.get_mut(usize::from(byte)) {
+                if let Some(slot) = to.get_mut(*at as usize) {
+                    *slot = *symbol;
+                }
+                *at = at.wrapping_add(1);
+            }
+        }
+        core::mem::swap(&mut from, &mut to);
+        in_scratch = !in_scratch;
+    }
+    if in_scratch {
+        to.copy_from_slice(from);
+    }
+    for run in symbols.chunk_by_mut(|a, b| a.offset == b.offset) {
+        if run.len() > 1 {
+            run.sort_unstable_by_key(|symbol| symbol.size);
         }
     }
 }
 
 impl AddressMap {
-    fn name(&self, range: (u32, u32)) -> &str {
-        self.names
-            .get(range.0 as usize..range.1 as usize)
-            .unwrap_or("?")
+    fn text(&self, (start, end): (u32, u32)) -> &str {
+        self.names.get(start as usize..end as usize).unwrap_or("?")
     }
 
-    /// Every address range to index: each section's load range, and its
-    /// target range where that differs. `(start, end, section position)`.
+    fn section_name(&self, section: &MappedSection) -> &str {
+        self.text((section.name.start, section.name.end))
+    }
+
+    /// Every address range to index, `(start, end, tag)`: the load
+    /// addresses of each segment's sections (a module's segment lies in one
+    /// reservation or piece of its own, so no other module's section is
+    /// inside), tagged [`SEGMENT_SPAN`]; and each section's target range
+    /// where that differs from its load range, tagged with its position.
     pub(crate) fn ranges(&self) -> impl Iterator<Item = (u64, u64, u32)> + '_ {
-        self.sections
+        let spans = Segment::ALL.into_iter().filter_map(|segment| {
+            let mut sections = self
+                .sections
+                .iter()
+                .filter(move |section| section.segment == segment);
+            let first = sections.next()?;
+            let end = |section: &MappedSection| section.load.saturating_add(section.size);
+            let last = sections.fold(end(first), |last, section| last.max(end(section)));
+            Some((first.load, last, SEGMENT_SPAN))
+        });
+        let targets = self
+            .sections
             .iter()
             .zip(0u32..)
-            .filter(|(section, _)| section.size > 0)
-            .flat_map(|(section, position)| {
-                let range = |start: u64| (start, start.saturating_add(section.size), position);
-                let target = (section.target != section.load).then(|| range(section.target));
-                core::iter::once(range(section.load)).chain(target)
-            })
+            .filter(|(section, _)| section.target != section.load)
+            .map(|(section, position)| {
+                let end = section.target.saturating_add(section.size);
+                (section.target, end, position)
+            });
+        spans.chain(targets)
     }
 
-    /// The section at `position`: its name, and its offset for `address`
-    /// in whichever of its ranges holds it.
-    fn section_at(&self, position: u32, address: u64) -> Option<(&MappedSection, u64, u64)> {
-        let section = self.sections.get(position as usize)?;
-        [section.target, section.load]
-            .into_iter()
-            .find(|start| (*start..start.saturating_add(section.size)).contains(&address))
-            .map(|start| (section, start, address.wrapping_sub(start)))
+    /// The section the range tagged `tag` finds `address` in, the start of
+    /// the range it is in, and the offset.
+    fn section_at(&self, tag: u32, address: u64) -> Option<(&MappedSection, u64, u64)> {
+        let (section, start) = if tag == SEGMENT_SPAN {
+            let after = self
+                .sections
+                .partition_point(|section| section.load <= address);
+            let section = self.sections.get(after.checked_sub(1)?)?;
+            (section, section.load)
+        } else {
+            let section = self.sections.get(tag as usize)?;
+            (section, section.target)
+        };
+        let offset = address.checked_sub(start)?;
+        (offset < section.size).then_some((section, start, offset))
     }
 
     /// The symbol holding `offset` in `section`: the last one starting at
@@ -242,29 +391,27 @@ impl AddressMap {
         let symbols = self
             .symbols
             .get(section.symbols.start as usize..section.symbols.end as usize)?;
-        let after = symbols.partition_point(|symbol| symbol.offset <= offset);
+        let after = symbols.partition_point(|symbol| u64::from(symbol.offset) <= offset);
         let candidate = symbols.get(after.checked_sub(1)?)?;
         // The candidate starts at or before `offset`.
-        let into = offset.wrapping_sub(candidate.offset);
-        (candidate.size == 0 || into < candidate.size).then(|| LocatedSymbol {
-            name: self.name(candidate.name),
+        let into = offset.wrapping_sub(u64::from(candidate.offset));
+        (candidate.size == 0 || into < u64::from(candidate.size)).then(|| LocatedSymbol {
+            name: self.text(candidate.name),
             offset: into,
-            size: candidate.size,
+            size: u64::from(candidate.size),
         })
     }
 
-    /// Where `address` is, within section `position`.
-    fn locate(
-        &self,
-        position: u32,
-        address: u64,
-    ) -> Option<(&str, u64, u64, Option<LocatedSymbol<'_>>)> {
-        let (section, start, offset) = self.section_at(position, address)?;
-        let name = self
-            .names
-            .get(section.name.start as usize..section.name.end as usize)
-            .unwrap_or("?");
-        Some((name, start, offset, self.symbol_at(section, offset)))
+    /// Where `address` is, found by the range tagged `tag`: the section's
+    /// name, the range's start, the offset, and the symbol.
+    fn locate(&self, tag: u32, address: u64) -> Option<Found<'_>> {
+        let (section, start, offset) = self.section_at(tag, address)?;
+        Some((
+            self.section_name(section),
+            start,
+            offset,
+            self.symbol_at(section, offset),
+        ))
     }
 
     /// Every symbol at its target address, sorted by address.
@@ -273,18 +420,17 @@ impl AddressMap {
             .sections
             .iter()
             .flat_map(|section| {
-                let section_name = self
-                    .names
-                    .get(section.name.start as usize..section.name.end as usize)
-                    .unwrap_or("?");
+                let section_name = self.section_name(section);
                 self.symbols
                     .get(section.symbols.start as usize..section.symbols.end as usize)
                     .unwrap_or_default()
                     .iter()
                     .map(move |symbol| ModuleSymbol {
-                        name: self.name(symbol.name).into(),
-                        address: VirtAddr::new(section.target.wrapping_add(symbol.offset)),
-                        size: symbol.size,
+                        name: self.text(symbol.name).into(),
+                        address: VirtAddr::new(
+                            section.target.wrapping_add(u64::from(symbol.offset)),
+                        ),
+                        size: u64::from(symbol.size),
                         section: section_name.into(),
                     })
             })
@@ -293,14 +439,22 @@ impl AddressMap {
         all
     }
 
-    /// `(member, index, target, header size)` of every section that has a header.
+    /// `(member, index, target, header size)` of every section that has a
+    /// header and bytes (an empty section tells a debugger nothing).
     pub(crate) fn headers(&self) -> impl Iterator<Item = (u32, u32, u64, u64)> + '_ {
-        self.sections.iter().filter_map(|section| {
-            let (member, index, size) = section.header?;
-            Some((member, index, section.target, size))
-        })
+        self.sections
+            .iter()
+            .filter(|section| section.size > 0)
+            .filter_map(|section| {
+                let (member, index, size) = section.header?;
+                Some((member, index, section.target, size))
+            })
     }
 }
+
+/// What a module's map says of an address: the section's name, the
+/// matched range's start, the offset into it, and the symbol.
+type Found<'a> = (&'a str, u64, u64, Option<LocatedSymbol<'a>>);
 
 /// The key of one indexed range: its start, then whose it is, so that two
 /// ranges starting at one address (target addresses are the caller's
@@ -328,7 +482,7 @@ impl State {
     fn locate(&self, address: u64) -> Option<Location<'_>> {
         // The range starting last at or before the address; where ranges
         // overlap (only target addresses can), the one starting latest.
-        let (&(_, slot, position), &end) = self
+        let (&(_, slot, tag), &end) = self
             .ranges
             .range(..=(address, u32::MAX, u32::MAX))
             .next_back()?;
@@ -340,8 +494,7 @@ impl State {
             serial: record.serial,
             slot,
         };
-        let (section, start, section_offset, symbol) =
-            record.addresses.locate(position, address)?;
+        let (section, start, section_offset, symbol) = record.addresses.locate(tag, address)?;
         Some(Location {
             module,
             module_name: &record.name,
@@ -410,30 +563,50 @@ mod tests {
 
     fn map() -> AddressMap {
         let mut builder = AddressMapBuilder::default();
-        let text = builder.section(".text", Some((0, 1, 0x100)), 0x1000, 0x1000, 0x100);
-        let data = builder.section(".data", Some((0, 2, 0x20)), 0x2000, 0x9000, 0x20);
+        // Added out of address order, as an object's headers may be.
+        let data = builder
+            .section(
+                ".data",
+                Some((0, 2, 0x20)),
+                Segment::Writable,
+                (0x2000, 0x9000, 0x20),
+            )
+            .unwrap();
+        let text = builder
+            .section(
+                ".text",
+                Some((0, 1, 0x100)),
+                Segment::Code,
+                (0x1000, 0x1000, 0x100),
+            )
+            .unwrap();
+        let empty = (0x1100, 0x1100, 0);
+        assert_eq!(builder.section(".empty", None, Segment::Code, empty), None);
         builder.symbol(text, "second", 0x40, 0x10);
         builder.symbol(text, "first", 0x0, 0x20);
         builder.symbol(text, "label", 0x80, 0);
         builder.symbol(text, "after_label", 0xc0, 4);
         builder.symbol(data, "value", 0x8, 8);
         builder.symbol(data, "__stop_data", 0x20, 0);
+        // A label where a function starts: the function is the answer.
+        builder.symbol(text, "second_label", 0x40, 0);
         builder.finish()
     }
 
     /// The section, the offset in it, and the symbol and offset in that.
-    type Found = (String, u64, Option<(String, u64)>);
+    type Owned = (String, u64, Option<(String, u64)>);
 
-    fn find(map: &AddressMap, address: u64) -> Option<Found> {
-        let (position, _) = map
-            .sections
-            .iter()
-            .zip(0u32..)
-            .find(|(section, position)| {
-                map.section_at(*position, address).is_some() && section.size > 0
-            })
-            .map(|(_, position)| (position, ()))?;
-        let (section, _, offset, symbol) = map.locate(position, address)?;
+    /// As the namespace finds it: the range starting last at or before
+    /// the address, then the map.
+    fn find(map: &AddressMap, address: u64) -> Option<Owned> {
+        let (_, end, tag) = map
+            .ranges()
+            .filter(|(start, ..)| *start <= address)
+            .max_by_key(|(start, ..)| *start)?;
+        if address >= end {
+            return None;
+        }
+        let (section, _, offset, symbol) = map.locate(tag, address)?;
         Some((
             section.into(),
             offset,
@@ -514,11 +687,46 @@ mod tests {
             names,
             [
                 ("first".into(), 0x1000, 0x20),
+                ("second_label".into(), 0x1040, 0),
                 ("second".into(), 0x1040, 0x10),
                 ("label".into(), 0x1080, 0),
                 ("after_label".into(), 0x10c0, 4),
                 ("value".into(), 0x9008, 8),
             ]
         );
+    }
+
+    #[test]
+    fn the_radix_sort_orders_as_a_comparison_sort_does() {
+        // A fixed pseudo-random sequence: offsets across all four bytes,
+        // with repeats, and sizes that differ at one offset.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut symbols: Vec<MappedSymbol> = (0..1000u32)
+            .map(|at| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let offset = match at % 4 {
+                    0 => (state as u32) & 0xff,
+                    1 => (state as u32) & 0xffff,
+                    _ => state as u32 >> 1,
+                };
+                MappedSymbol {
+                    offset,
+                    size: (state >> 40) as u32 & 3,
+                    name: (at, at),
+                }
+            })
+            .collect();
+        let mut expected = symbols.clone();
+        expected.sort_by_key(|symbol| (symbol.offset, symbol.size));
+        sort_by_offset(&mut symbols, &mut Vec::new());
+        let key = |symbols: &[MappedSymbol]| -> Vec<(u32, u32)> {
+            symbols
+                .iter()
+                .map(|symbol| (symbol.offset, symbol.size))
+                .collect()
+        };
+        assert_eq!(key(&symbols), key(&expected));
     }
 }

@@ -21,11 +21,19 @@ pub(super) fn address_map(
     targets: &Targets,
     memory: &ModuleMemory,
 ) -> AddressMap {
-    let loaded = layout.placements.iter().flatten().count();
-    let mut map = AddressMapBuilder::with_capacity(loaded.saturating_add(3), object.symbols.len());
     let load = |placement: &Placement| memory.target(placement.kind.segment(), placement.offset);
-    // Position in the map of each section index, where placed.
+    // Position in the map of each section index, where placed and not empty.
     let mut positions = alloc::vec![None; layout.placements.len()];
+    let loaded = layout.placements.iter().flatten().count();
+    let mut map = AddressMapBuilder::with_capacity(loaded.saturating_add(3));
+    // At most every symbol, with names from the string table (a joined
+    // set's names are in its members' tables: its names grow instead), and
+    // room for the sections' names.
+    let section_names = loaded.saturating_add(3).saturating_mul(16);
+    map.reserve_symbols(
+        object.symbols.len(),
+        object.strings.len().saturating_add(section_names),
+    );
     for (index, placement) in layout.placements.iter().enumerate() {
         let (Some(placement), Some(section)) = (placement, object.sections.get(index)) else {
             continue;
@@ -33,15 +41,15 @@ pub(super) fn address_map(
         let target = targets.sections.get(index).copied().unwrap_or(0);
         let header =
             member_index(object, index).map(|(member, index)| (member, index, section.size));
+        let segment = placement.kind.segment();
         let position = map.section(
             section.name,
             header,
-            load(placement),
-            target,
-            placement.size,
+            segment,
+            (load(placement), target, placement.size),
         );
         if let Some(slot) = positions.get_mut(index) {
-            *slot = Some(position);
+            *slot = position;
         }
     }
     let areas = [
@@ -50,22 +58,25 @@ pub(super) fn address_map(
         ("COMMON", layout.common, targets.common),
     ];
     for (name, placement, target) in areas {
-        if placement.size > 0 {
-            map.section(name, None, load(&placement), target, placement.size);
-        }
+        let segment = placement.kind.segment();
+        map.section(
+            name,
+            None,
+            segment,
+            (load(&placement), target, placement.size),
+        );
     }
     for symbol in &object.symbols {
-        if matches!(symbol.kind, STT_SECTION | STT_FILE | STT_TLS)
-            || symbol.name.is_empty()
-            || symbol.name.starts_with('$')
-            || symbol.name.starts_with(".L")
-        {
-            continue;
-        }
-        let Some(Some(position)) = positions.get(symbol.shndx as usize) else {
+        let Some(position) = positions.get(symbol.shndx as usize).copied().flatten() else {
             continue;
         };
-        map.symbol(*position, symbol.name, symbol.value, symbol.size);
+        let wanted = !matches!(symbol.kind, STT_SECTION | STT_FILE | STT_TLS)
+            && !symbol.name.is_empty()
+            && !symbol.name.starts_with('$')
+            && !symbol.name.starts_with(".L");
+        if wanted {
+            map.symbol(position, symbol.name, symbol.value, symbol.size);
+        }
     }
     map.finish()
 }

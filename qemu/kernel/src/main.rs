@@ -14,6 +14,8 @@ mod arch;
 mod archive;
 mod debugger;
 mod exports;
+mod fault_report;
+mod ksyms;
 mod scenario;
 mod writer;
 
@@ -41,7 +43,11 @@ pub fn kernel_main() -> ! {
         HEAP.lock()
             .init(core::ptr::addr_of_mut!(HEAP_MEMORY).cast(), HEAP_SIZE)
     };
-    println!("modload test kernel ({}) up", scenario::ARCH);
+    println!(
+        "modload test kernel ({}) up, {} functions in its symbol table",
+        scenario::ARCH,
+        ksyms::count()
+    );
     let passed = scenario::run();
     arch::exit(passed)
 }

@@ -27,8 +27,11 @@ static NEAR: Region = Region::new();
 /// Module memory beyond direct reach of the kernel, where there is one
 /// (AArch64: more than 128 MiB away, so calls into the kernel use veneers).
 static FAR: Region = Region::new();
-/// Every module and the kernel's exports: outlives every loader.
-static NAMESPACE: Namespace = Namespace::new();
+/// Every module and the kernel's exports: outlives every loader. The fault
+/// reports name module addresses through it.
+pub(crate) static NAMESPACE: Namespace = Namespace::new();
+
+mod fault_step;
 
 type Step = Result<String, String>;
 
@@ -62,6 +65,11 @@ pub fn run() -> bool {
     report(10, "grouped segments", step10(&state));
     report(11, "late binding: E calls F before F loads", step11(&state));
     report(12, "signed modules", step12());
+    report(
+        13,
+        "a fault in a module is reported",
+        fault_step::step13(&state),
+    );
     println!("SCENARIO {}", if passed { "PASS" } else { "FAIL" });
     passed
 }

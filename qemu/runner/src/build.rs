@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::archive;
+use crate::ksyms;
 
 /// The two kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +120,10 @@ fn compile_c(arch: Arch, source: &Path, object: &Path) -> Result<(), String> {
             "-fno-stack-protector",
             "-fno-asynchronous-unwind-tables",
             "-mgeneral-regs-only",
+            // Frame pointers in every function, leaves too, so the kernels'
+            // fault reports walk through module frames.
+            "-fno-omit-frame-pointer",
+            "-mno-omit-leaf-frame-pointer",
             "-O2",
             // DWARF for GDB (`cargo xtask debug`); the loader skips it.
             "-g",
@@ -140,7 +145,9 @@ fn compile_rust(arch: Arch, krate: &str, object: &Path) -> Result<(), String> {
         .args(["rustc", "--release", "--quiet", "-p", krate, "--target"])
         .arg(arch.rust_target())
         .args(BUILD_STD)
-        .args(["--", "--emit=obj", "-C", "relocation-model=static"]);
+        .args(["--", "--emit=obj", "-C", "relocation-model=static"])
+        // Frame records, for the kernels' fault reports (as the C modules).
+        .args(["-C", "force-frame-pointers=yes"]);
     run(command, &format!("building the Rust module {krate}"))?;
     let deps = target_dir.join(arch.rust_target()).join("release/deps");
     let built = newest(&deps, krate, "o")?;
@@ -183,7 +190,7 @@ pub fn kernel_with_features(arch: Arch, features: &[&str]) -> Result<PathBuf, St
         members.push((name.to_owned(), bytes));
         Ok(())
     };
-    for module in ["a", "c", "e", "f", "stress", "unresolved"] {
+    for module in ["a", "c", "e", "f", "g", "stress", "unresolved"] {
         let object = objects.join(format!("{module}.o"));
         compile_c(arch, &sources.join(format!("{module}.c")), &object)?;
         add(&format!("{module}.o"), &object)?;
@@ -205,16 +212,91 @@ pub fn kernel_with_features(arch: Arch, features: &[&str]) -> Result<PathBuf, St
         .map_err(|error| format!("{}: {error}", archive_path.display()))?;
 
     let target_dir = out.join("kernel");
-    let mut command = bare_metal_cargo(&target_dir);
-    command
-        .current_dir(root().join("qemu/kernel"))
-        .args(["build", "--release", "--quiet", "--target"])
-        .arg(arch.rust_target())
-        .args(BUILD_STD)
-        .args(features.iter().flat_map(|feature| ["--features", feature]))
-        .env("MODLOAD_MODULE_ARCHIVE", &archive_path);
-    run(command, &format!("building the {} kernel", arch.name()))?;
-    Ok(target_dir
+    let kernel = target_dir
         .join(arch.rust_target())
-        .join("release/modload-test-kernel"))
+        .join("release/modload-test-kernel");
+    // A table per feature set: each set's kernel has functions of its own,
+    // and one table would be rebuilt whenever the set changes.
+    let symbols = out.join(
+        core::iter::once("kernel-symbols")
+            .chain(features.iter().copied())
+            .collect::<Vec<_>>()
+            .join("-")
+            + ".bin",
+    );
+    let build = || -> Result<(), String> {
+        let mut command = bare_metal_cargo(&target_dir);
+        command
+            .current_dir(root().join("qemu/kernel"))
+            .args(["build", "--release", "--quiet", "--target"])
+            .arg(arch.rust_target())
+            .args(BUILD_STD)
+            .args(features.iter().flat_map(|feature| ["--features", feature]))
+            .env("MODLOAD_MODULE_ARCHIVE", &archive_path)
+            .env("MODLOAD_KERNEL_SYMBOLS", &symbols);
+        run(command, &format!("building the {} kernel", arch.name()))
+    };
+    let table = with_symbol_table(&out, &symbols, &kernel, build)?;
+    println!("== {}: {table}", arch.name());
+    Ok(kernel)
+}
+
+/// Builds the kernel so that its `.kernel_symbols` section holds the table of
+/// its own functions ([`ksyms`]). The table of the previous run is included
+/// first; if the kernel's functions differ from it, the new table is written
+/// and the kernel built again, which must leave every other symbol where it
+/// was. An unchanged kernel costs one (no-op) build, a changed one two.
+/// Returns what it did, for the log.
+fn with_symbol_table(
+    out: &Path,
+    table_path: &Path,
+    kernel: &Path,
+    build: impl Fn() -> Result<(), String>,
+) -> Result<String, String> {
+    let write = |bytes: &[u8]| {
+        std::fs::write(table_path, bytes)
+            .map_err(|error| format!("{}: {error}", table_path.display()))
+    };
+    let included = match std::fs::read(table_path) {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let empty = ksyms::encode(&[])?;
+            write(&empty)?;
+            empty
+        }
+    };
+    let started = std::time::Instant::now();
+    build()?;
+    let first = ksyms::read_symbols(kernel)?;
+    let functions = ksyms::functions(&first)?.len();
+    let table = ksyms::encode(&ksyms::functions(&first)?)?;
+    let mut relinked = String::new();
+    if table != included {
+        write(&table)?;
+        let first_build = started.elapsed();
+        build()?;
+        relinked = format!(
+            "; the functions changed, so it was built again ({:.1} s, then {:.1} s) and no symbol moved",
+            first_build.as_secs_f64(),
+            (started.elapsed() - first_build).as_secs_f64()
+        );
+        let second = ksyms::read_symbols(kernel)?;
+        ksyms::same_addresses(&first, &second)?;
+        if ksyms::encode(&ksyms::functions(&second)?)? != table {
+            return Err("the kernel's functions changed when its symbol table was added".into());
+        }
+    }
+    let embedded = ksyms::section_bytes(kernel, ".kernel_symbols", &out.join("section.bin"))?;
+    if embedded != table {
+        return Err(format!(
+            "{}: .kernel_symbols holds {} bytes that are not the kernel's table ({} bytes)",
+            kernel.display(),
+            embedded.len(),
+            table.len()
+        ));
+    }
+    Ok(format!(
+        "kernel symbol table: {functions} functions in {} bytes{relinked}",
+        table.len()
+    ))
 }

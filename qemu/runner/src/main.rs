@@ -13,6 +13,7 @@ mod archive;
 mod boot;
 mod build;
 mod debug;
+mod ksyms;
 mod report;
 
 use std::process::ExitCode;

@@ -29,6 +29,8 @@ pub struct Fault {
     pub access: Access,
     /// The faulting address (`CR2`, `FAR_EL1`).
     pub address: u64,
+    /// The faulting instruction's address (`RIP`, `ELR_EL1`).
+    pub pc: u64,
     /// The page-fault error code on x86-64, `ESR_EL1` on AArch64.
     pub syndrome: u64,
 }

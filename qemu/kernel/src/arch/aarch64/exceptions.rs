@@ -13,6 +13,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use aarch64_cpu::registers::{Writeable, VBAR_EL1};
 
 use crate::arch::{Access, Fault};
+use crate::fault_report;
 
 /// The probe's state, shared with the assembly: offsets are fixed (`repr(C)`).
 #[repr(C)]
@@ -26,6 +27,10 @@ struct ProbeState {
     /// The fault's ESR_EL1 and FAR_EL1.
     syndrome: AtomicU64,
     address: AtomicU64,
+    /// Non-zero if the running probe's fault is to be reported.
+    reporting: AtomicU64,
+    /// The fault's ELR_EL1.
+    pc: AtomicU64,
 }
 
 static PROBE: ProbeState = ProbeState {
@@ -34,6 +39,8 @@ static PROBE: ProbeState = ProbeState {
     armed: AtomicU64::new(0),
     syndrome: AtomicU64::new(0),
     address: AtomicU64::new(0),
+    reporting: AtomicU64::new(0),
+    pc: AtomicU64::new(0),
 };
 
 /// The registers the vector entry saves, as the assembly lays them out.
@@ -195,6 +202,20 @@ pub fn init() {
 /// exception during the access, such as an undefined instruction reached by an
 /// execute probe, is reported and ends the run.
 pub fn probe(access: Access, address: u64) -> Option<Fault> {
+    probe_with(access, address, false)
+}
+
+/// [`probe`], and a fault is reported on the console as an unexpected one
+/// would be (symbolized, with a backtrace) and kept for
+/// [`crate::fault_report::take_kept`].
+pub fn probe_reporting(access: Access, address: u64) -> Option<Fault> {
+    probe_with(access, address, true)
+}
+
+fn probe_with(access: Access, address: u64, reporting: bool) -> Option<Fault> {
+    PROBE
+        .reporting
+        .store(u64::from(reporting), Ordering::SeqCst);
     let kind = match access {
         Access::Read => 0,
         Access::Write => 1,
@@ -207,10 +228,12 @@ pub fn probe(access: Access, address: u64) -> Option<Fault> {
     // returns normally. A fault resumes at the landing pad with the saved
     // stack pointer and callee-saved registers, as if the call had returned.
     let faulted = unsafe { modload_probe_access(kind, address) } != 0;
+    PROBE.reporting.store(0, Ordering::SeqCst);
     faulted.then(|| Fault {
         access,
         address: PROBE.address.load(Ordering::SeqCst),
         syndrome: PROBE.syndrome.load(Ordering::SeqCst),
+        pc: PROBE.pc.load(Ordering::SeqCst),
     })
 }
 
@@ -229,8 +252,12 @@ extern "C" fn handle_exception(kind: u64, frame: &mut ExceptionFrame) {
     // execute probe ran code it should not have, which is reported instead.
     let abort = class == EC_INSTRUCTION_ABORT_CURRENT || class == EC_DATA_ABORT_CURRENT;
     if kind == SYNCHRONOUS_CURRENT_SP0 && abort && PROBE.armed.swap(0, Ordering::SeqCst) != 0 {
+        if PROBE.reporting.load(Ordering::SeqCst) != 0 {
+            fault_report::report("", &frame.fault(&abort_kind(frame.esr)), true);
+        }
         PROBE.syndrome.store(frame.esr, Ordering::SeqCst);
         PROBE.address.store(frame.far, Ordering::SeqCst);
+        PROBE.pc.store(frame.elr, Ordering::SeqCst);
         frame.elr = PROBE.landing.load(Ordering::SeqCst);
         frame.sp_el0 = PROBE.stack.load(Ordering::SeqCst);
         return;
@@ -239,7 +266,33 @@ extern "C" fn handle_exception(kind: u64, frame: &mut ExceptionFrame) {
     super::exit(false);
 }
 
-/// Prints what the exception was, lock-free (the console lock may be held).
+/// "Read fault", "Write fault" or "Execute fault" for an abort's `ESR_EL1`.
+fn abort_kind(esr: u64) -> &'static str {
+    match (esr >> 26) & 0x3f {
+        0x20 | 0x21 => "Execute fault",
+        // WnR: the abort came from a write.
+        _ if esr & (1 << 6) != 0 => "Write fault",
+        _ => "Read fault",
+    }
+}
+
+impl ExceptionFrame {
+    /// The fault as a report shows it: the accessed address (`FAR_EL1`, for
+    /// aborts only), the return address as pc, and `x29` as frame pointer.
+    fn fault<'a>(&self, what: &'a dyn core::fmt::Display) -> fault_report::Fault<'a> {
+        let class = (self.esr >> 26) & 0x3f;
+        let aborts = [0x20, 0x21, 0x24, 0x25];
+        fault_report::Fault {
+            what,
+            address: aborts.contains(&class).then_some(self.far),
+            pc: self.elr,
+            frame_pointer: self.registers[29],
+        }
+    }
+}
+
+/// Prints what the exception was, lock-free (the console lock may be held):
+/// the symbolized report, then the registers.
 fn report_unexpected(kind: u64, frame: &ExceptionFrame) {
     const ORIGINS: [&str; 4] = [
         "current EL, SP_EL0",
@@ -250,8 +303,16 @@ fn report_unexpected(kind: u64, frame: &ExceptionFrame) {
     const TYPES: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
     let origin = ORIGINS.get((kind / 4) as usize).copied().unwrap_or("?");
     let type_ = TYPES.get((kind % 4) as usize).copied().unwrap_or("?");
+    let class = (frame.esr >> 26) & 0x3f;
+    let what: &dyn core::fmt::Display =
+        if kind % 4 == 0 && matches!(class, 0x20 | 0x21 | 0x24 | 0x25) {
+            &abort_kind(frame.esr)
+        } else {
+            &"Exception"
+        };
+    fault_report::report("UNEXPECTED ", &frame.fault(what), false);
     super::uart::print(format_args!(
-        "UNEXPECTED {type_} exception ({origin}): {}\n  ESR_EL1={:#x} FAR_EL1={:#x} ELR_EL1={:#x} SPSR_EL1={:#x} SP_EL0={:#x}\n",
+        "  {type_} exception ({origin}): {}\n  ESR_EL1={:#x} FAR_EL1={:#x} ELR_EL1={:#x} SPSR_EL1={:#x} SP_EL0={:#x}\n",
         describe(frame.esr),
         frame.esr,
         frame.far,

@@ -47,6 +47,8 @@ extern "C" {
     static __module_region_end: u8;
     static __module_region_far_start: u8;
     static __module_region_far_end: u8;
+    static __kernel_symbols_start: u8;
+    static __kernel_symbols_end: u8;
 }
 
 macro_rules! symbol {
@@ -66,6 +68,14 @@ pub fn module_regions() -> (Range<u64>, Range<u64>) {
 /// See [`ALIAS_WINDOW`].
 pub fn alias_window() -> Range<u64> {
     ALIAS_WINDOW
+}
+
+/// The kernel stack and the exception stack.
+pub fn stacks() -> [Range<u64>; 2] {
+    [
+        symbol!(__stack_bottom)..symbol!(__stack_top),
+        symbol!(__exception_stack_bottom)..symbol!(__exception_stack_top),
+    ]
 }
 
 /// Whether `address` is in the unmapped guard page below the kernel stack.
@@ -113,6 +123,12 @@ pub fn init() -> Result<(), MapError> {
             symbol!(__exception_stack_top),
             Permissions::READ_WRITE,
         ),
+        // The kernel's symbol table, after the module regions.
+        (
+            symbol!(__kernel_symbols_start),
+            symbol!(__kernel_symbols_end),
+            Permissions::READ_ONLY,
+        ),
     ];
     for (start, end, permissions) in sections {
         tables.identity_map(start, end, permissions, normal)?;
@@ -129,8 +145,8 @@ pub fn init() -> Result<(), MapError> {
     }
     // SAFETY: we are at EL1 with the MMU off (boot enters here once, checked
     // above), and the tables identity-map everything the kernel touches from
-    // now on: its code, rodata, data and bss (with the pool), both stacks, the
-    // UART and the module regions.
+    // now on: its code, rodata, data and bss (with the pool), both stacks, its
+    // symbol table, the UART and the module regions.
     unsafe { modload_platform::aarch64::enable_mmu(&tables) };
     // SAFETY: these tables are now in TTBR0_EL1, on the only core, for good.
     unsafe { PROTECTION.install(tables) }.map_err(|_| MapError::AlreadyMapped)

@@ -16,7 +16,7 @@ use core::ops::Range;
 
 use modload::{MemoryProtection, Permissions};
 
-pub use exceptions::probe;
+pub use exceptions::{probe, probe_reporting};
 #[allow(unused_imports)]
 pub use selftest::self_test;
 
@@ -78,6 +78,12 @@ pub fn unmap_alias(alias: u64, len: u64) {
 /// [`map_alias`]. Beyond direct-call reach of the kernel text.
 pub fn alias_window() -> Range<u64> {
     memory::alias_window()
+}
+
+/// The stacks a backtrace may read: the kernel's (`SP_EL0`) and the
+/// exception handlers' (`SP_EL1`).
+pub fn stacks() -> [Range<u64>; 2] {
+    memory::stacks()
 }
 
 /// The near module region (within ±128 MiB of all kernel text) and the far one

@@ -3,13 +3,16 @@
 //! stack pointer saved before the access, so `probe` returns the fault. Any
 //! other exception ends the run with a report.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::arch::asm;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Once;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
 use crate::arch::{Access, Fault};
+use crate::fault_report;
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
@@ -21,6 +24,9 @@ static PROBE_LANDING: AtomicU64 = AtomicU64::new(0);
 static PROBE_STACK: AtomicU64 = AtomicU64::new(0);
 static FAULT_ADDRESS: AtomicU64 = AtomicU64::new(0);
 static FAULT_CODE: AtomicU64 = AtomicU64::new(0);
+static FAULT_PC: AtomicU64 = AtomicU64::new(0);
+/// Whether the running probe's fault is to be reported.
+static PROBE_REPORTING: AtomicBool = AtomicBool::new(false);
 
 pub fn init() {
     let idt = IDT.call_once(|| {
@@ -39,10 +45,23 @@ core::arch::global_asm!(
     r#"
     .section .text.probe, "ax"
     .global probe_access
-/* u64 probe_access(u64 kind, u64 address): 0 if the access completed, 1 if it faulted. */
+    .type probe_access, @function
+/* u64 probe_access(u64 kind, u64 address): 0 if the access completed, 1 if it
+ * faulted. A frame record (rbp) makes it one frame of a fault's backtrace;
+ * every callee-saved register is saved, because a fault inside an executed
+ * target may leave them changed, and the landing pad restores them. */
 probe_access:
+    push %rbp
+    mov %rsp, %rbp
+    push %rbx
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    /* Six pushes after the call's: 16-byte aligned again for `call`. */
+    sub $8, %rsp
     mov %rsp, PROBE_STACK(%rip)
-    lea probe_landing(%rip), %rax
+    lea .Lprobe_landing(%rip), %rax
     mov %rax, PROBE_LANDING(%rip)
     cmp $0, %rdi
     je 1f
@@ -56,11 +75,19 @@ probe_access:
     movb %al, (%rsi)
 3:  movq $0, PROBE_LANDING(%rip)
     xor %eax, %eax
-    ret
-probe_landing:
+    jmp 4f
+.Lprobe_landing:
     movq $0, PROBE_LANDING(%rip)
     mov $1, %eax
+4:  add $8, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbx
+    pop %rbp
     ret
+    .size probe_access, . - probe_access
     "#,
     options(att_syntax)
 );
@@ -71,6 +98,18 @@ extern "C" {
 
 /// Performs `access` at `address`; `Some` with the fault if it faulted.
 pub fn probe(access: Access, address: u64) -> Option<Fault> {
+    probe_with(access, address, false)
+}
+
+/// [`probe`], and a fault is reported on the console as an unexpected one
+/// would be (symbolized, with a backtrace) and kept for
+/// [`crate::fault_report::take_kept`].
+pub fn probe_reporting(access: Access, address: u64) -> Option<Fault> {
+    probe_with(access, address, true)
+}
+
+fn probe_with(access: Access, address: u64, reporting: bool) -> Option<Fault> {
+    PROBE_REPORTING.store(reporting, Ordering::SeqCst);
     let kind = match access {
         Access::Read => 0,
         Access::Write => 1,
@@ -79,28 +118,89 @@ pub fn probe(access: Access, address: u64) -> Option<Fault> {
     // SAFETY: the scenario probes module memory whose protection should make
     // the access fault; if it does not, a read or a same-value write changes
     // nothing, and an execute probe targets data that is never reached unless
-    // W^X is broken (which the step then reports). A fault returns here
+    // W^X is broken (which the step then reports), or a module function that
+    // returns or faults. A fault returns here
     // through the landing pad with the saved stack pointer.
     let faulted = unsafe { probe_access(kind, address) } != 0;
+    PROBE_REPORTING.store(false, Ordering::SeqCst);
     faulted.then(|| Fault {
         access,
         address: FAULT_ADDRESS.load(Ordering::SeqCst),
         syndrome: FAULT_CODE.load(Ordering::SeqCst),
+        pc: FAULT_PC.load(Ordering::SeqCst),
     })
 }
 
+/// The interrupted code's frame pointer, or 0 if it cannot be known.
+///
+/// Built with frame pointers, a handler starts with `push rbp; mov rbp, rsp`
+/// right below what the CPU pushed (LLVM may push one slot first to align the
+/// stack), so its own frame record holds the interrupted `rbp`. That is
+/// checked, not assumed: the record must sit at most one slot below the CPU's
+/// frame and error code, else no backtrace is shown.
+macro_rules! interrupted_frame_pointer {
+    ($frame:expr, $error_code:expr) => {{
+        let own: u64;
+        // SAFETY: reads this handler's frame pointer register; no memory.
+        unsafe { asm!("mov {}, rbp", out(reg) own, options(nomem, nostack, preserves_flags)) };
+        let cpu_frame = &*$frame as *const _ as u64;
+        let nearest = if $error_code { 16 } else { 8 };
+        let distance = cpu_frame.wrapping_sub(own);
+        if own != 0 && (distance == nearest || distance == nearest + 8) {
+            // SAFETY: `own` is this handler's frame record, on the current
+            // stack just below the CPU's frame: it holds the saved `rbp`.
+            unsafe { core::ptr::read_volatile(own as *const u64) }
+        } else {
+            0
+        }
+    }};
+}
+
+/// "Read fault", "Write fault" or "Execute fault", from the error code.
+fn fault_kind(code: PageFaultErrorCode) -> &'static str {
+    if code.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
+        "Execute fault"
+    } else if code.contains(PageFaultErrorCode::CAUSED_BY_WRITE) {
+        "Write fault"
+    } else {
+        "Read fault"
+    }
+}
+
 extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    let frame_pointer = interrupted_frame_pointer!(frame, true);
     let address = Cr2::read_raw();
+    let pc = frame.instruction_pointer.as_u64();
     let landing = PROBE_LANDING.load(Ordering::SeqCst);
     if landing == 0 {
-        println!(
-            "UNEXPECTED page fault at {address:#x} ({code:?}), rip {:#x}",
-            frame.instruction_pointer.as_u64()
+        fault_report::report(
+            "UNEXPECTED ",
+            &fault_report::Fault {
+                what: &fault_kind(code),
+                address: Some(address),
+                pc,
+                frame_pointer,
+            },
+            false,
         );
+        print_unlocked(format_args!("  page fault error code {code:?}\n"));
         super::exit(false);
+    }
+    if PROBE_REPORTING.load(Ordering::SeqCst) {
+        fault_report::report(
+            "",
+            &fault_report::Fault {
+                what: &fault_kind(code),
+                address: Some(address),
+                pc,
+                frame_pointer,
+            },
+            true,
+        );
     }
     FAULT_ADDRESS.store(address, Ordering::SeqCst);
     FAULT_CODE.store(code.bits(), Ordering::SeqCst);
+    FAULT_PC.store(pc, Ordering::SeqCst);
     let stack = PROBE_STACK.load(Ordering::SeqCst);
     // SAFETY: resuming at the landing pad with the stack pointer saved at the
     // probe's start returns from `probe_access` as if the access completed; the
@@ -113,26 +213,52 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
     }
 }
 
-extern "x86-interrupt" fn general_protection(frame: InterruptStackFrame, code: u64) {
-    println!(
-        "UNEXPECTED general protection fault {code:#x} at {:#x}",
-        frame.instruction_pointer.as_u64()
+/// Prints formatted text without taking the console's lock (a fault may have
+/// come while it was held): formatted into a buffer, then written out.
+fn print_unlocked(args: fmt::Arguments<'_>) {
+    let mut text = fault_report::TextBuffer::new();
+    let _ = fmt::Write::write_fmt(&mut text, args);
+    super::serial::write(text.as_bytes());
+}
+
+/// Reports an exception no probe expects and ends the run.
+fn unexpected(what: &dyn fmt::Display, pc: u64, frame_pointer: u64) -> ! {
+    fault_report::report(
+        "UNEXPECTED ",
+        &fault_report::Fault {
+            what,
+            address: None,
+            pc,
+            frame_pointer,
+        },
+        false,
     );
     super::exit(false);
+}
+
+extern "x86-interrupt" fn general_protection(frame: InterruptStackFrame, code: u64) {
+    let frame_pointer = interrupted_frame_pointer!(frame, true);
+    unexpected(
+        &format_args!("General protection fault (code {code:#x})"),
+        frame.instruction_pointer.as_u64(),
+        frame_pointer,
+    );
 }
 
 extern "x86-interrupt" fn invalid_opcode(frame: InterruptStackFrame) {
-    println!(
-        "UNEXPECTED invalid opcode at {:#x}",
-        frame.instruction_pointer.as_u64()
+    let frame_pointer = interrupted_frame_pointer!(frame, false);
+    unexpected(
+        &"Invalid opcode",
+        frame.instruction_pointer.as_u64(),
+        frame_pointer,
     );
-    super::exit(false);
 }
 
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, _code: u64) -> ! {
-    println!(
-        "UNEXPECTED double fault at {:#x}",
-        frame.instruction_pointer.as_u64()
+    let frame_pointer = interrupted_frame_pointer!(frame, true);
+    unexpected(
+        &"Double fault",
+        frame.instruction_pointer.as_u64(),
+        frame_pointer,
     );
-    super::exit(false);
 }

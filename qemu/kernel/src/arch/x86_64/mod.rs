@@ -12,7 +12,7 @@ use core::ops::Range;
 use modload::{MemoryProtection, Permissions};
 use x86_64::instructions::port::Port;
 
-pub use faults::probe;
+pub use faults::{probe, probe_reporting};
 
 /// Console, paging, exceptions. Called once, first.
 pub fn init() {
@@ -66,6 +66,16 @@ pub fn alias_window() -> Range<u64> {
 extern "C" {
     static __module_region_start: u8;
     static __module_region_end: u8;
+    static __stack_bottom: u8;
+    static __stack_top: u8;
+}
+
+/// The stacks a backtrace may read: the kernel's only stack, which the
+/// exception handlers share.
+pub fn stacks() -> [Range<u64>; 1] {
+    let bottom = core::ptr::addr_of!(__stack_bottom) as u64;
+    let top = core::ptr::addr_of!(__stack_top) as u64;
+    [bottom..top]
 }
 
 /// The module region from the linker script. It sits right after the kernel,

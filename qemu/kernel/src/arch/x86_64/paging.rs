@@ -47,6 +47,8 @@ extern "C" {
     static __kernel_end: u8;
     static __module_region_start: u8;
     static __module_region_end: u8;
+    static __kernel_symbols_start: u8;
+    static __kernel_symbols_end: u8;
 }
 
 fn symbol(at: *const u8) -> u64 {
@@ -61,6 +63,8 @@ pub fn init() {
     let kernel_end = symbol(core::ptr::addr_of!(__kernel_end));
     let region_start = symbol(core::ptr::addr_of!(__module_region_start));
     let region_end = symbol(core::ptr::addr_of!(__module_region_end));
+    let symbols_start = symbol(core::ptr::addr_of!(__kernel_symbols_start));
+    let symbols_end = symbol(core::ptr::addr_of!(__kernel_symbols_end));
 
     let mut frames = PoolFrames;
     let Some(root) = frames.allocate_frame() else {
@@ -83,6 +87,8 @@ pub fn init() {
         (text_end, rodata_end, Permissions::READ_ONLY),
         (rodata_end, kernel_end, Permissions::READ_WRITE),
         (region_start, region_end, Permissions::READ_WRITE),
+        // The kernel's symbol table, after the module region.
+        (symbols_start, symbols_end, Permissions::READ_ONLY),
     ];
     for (start, end, permissions) in ranges {
         if let Err(why) = map_identity(&mut tables, &mut frames, start, end, permissions) {

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use modload::{Module, ModuleId};
+use modload::{Module, ModuleId, Namespace};
 use modload_platform::gdb_jit::{self, Registration};
 
 /// Whether modules are registered in this run.
@@ -21,10 +21,12 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static REGISTRATIONS: Mutex<Vec<(ModuleId, Registration)>> = Mutex::new(Vec::new());
 
 /// Turns registration on if `requested` (`--gdb`) or a debugger traces this
-/// process now. Call once, before any module loads.
-pub fn enable(requested: bool) {
+/// process now, and has `namespace` report unloads. Call once, before any
+/// module loads.
+pub fn enable(namespace: &Namespace, requested: bool) {
     if requested || traced() {
         ENABLED.store(true, Ordering::Relaxed);
+        namespace.set_unload_hook(Some(unloaded));
     }
 }
 
@@ -63,11 +65,9 @@ pub fn loaded(module: &Module<'_>, members: &[(&str, &[u8])]) {
     }
 }
 
-/// Unregisters the debug objects of the module `id`, which has just unloaded.
-pub fn unloaded(id: ModuleId) {
-    if !ENABLED.load(Ordering::Relaxed) {
-        return;
-    }
+/// Unregisters the debug objects of the module `id`, which is unloading
+/// (the namespace's unload hook: its memory is not yet free).
+fn unloaded(id: ModuleId) {
     let gone: Vec<Registration> = match REGISTRATIONS.lock() {
         Ok(mut registrations) => {
             let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *registrations)

@@ -39,7 +39,7 @@ type EntryPoint = extern "C" fn(c_int, *const *const c_char, *const *const c_cha
 /// the entry point's return value.
 pub fn command(args: &RunArgs) -> Result<(), Failure> {
     let objects = crate::read_objects(&args.objects)?;
-    crate::debugger::enable(args.gdb);
+    crate::debugger::enable(&NAMESPACE, args.gdb);
 
     // With trusted keys, every signature is checked before any object is
     // parsed, here to fail early; the loader checks again as it loads.
@@ -396,10 +396,5 @@ fn unload_with_finalize(module: Module<'static>) -> bool {
     // Unused, so the unload goes through: the unwinder forgets the module
     // while its tables are still there to read.
     deregister_frames(&module.unwind_tables());
-    let id = module.id();
-    let unloaded = module.unload().is_ok();
-    if unloaded {
-        crate::debugger::unloaded(id);
-    }
-    unloaded
+    module.unload().is_ok()
 }

@@ -110,7 +110,7 @@ pub use memory::usage::{GroupedUsage, PackedUsage, RegionError, RegionUsage};
 pub use module::{Module, Refused, Symbol};
 pub use namespace::{
     ImportStatus, LocatedSymbol, Location, ModuleId, ModuleSymbol, Namespace, UnboundCall,
-    UnboundHook,
+    UnboundHook, UnloadHook,
 };
 pub use object::Object;
 pub use plan::Plan;

@@ -222,6 +222,9 @@ impl<'n> Module<'n> {
             // and the memory is still mapped (the record is dropped below).
             unsafe { crate::call::call_void(*destructor) };
         }
+        if let Some(hook) = self.namespace.unload_hook() {
+            hook(self.id);
+        }
         drop(record);
         Ok(())
     }

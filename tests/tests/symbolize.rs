@@ -363,3 +363,46 @@ fn the_debug_object_of_a_module_with_its_unwind_tables_kept() {
     assert_eq!(VirtAddr::new(frames.sh_addr), module.unwind_tables()[0]);
     unload(module);
 }
+
+/// What the unload hook saw: the module's id, whether the namespace still
+/// found the module's function, and the region's usage.
+static UNLOADS: std::sync::Mutex<Vec<(u64, bool, usize)>> = std::sync::Mutex::new(Vec::new());
+/// The namespace, region and function address the hook checks.
+static HOOK_ENV: std::sync::OnceLock<(&'static modload::Namespace, &'static modload::Region, u64)> =
+    std::sync::OnceLock::new();
+
+fn record_unload(id: modload::ModuleId) {
+    let (namespace, region, function) = *HOOK_ENV.get().unwrap();
+    let found = namespace.locate(VirtAddr::new(function), |found| found.is_some());
+    UNLOADS
+        .lock()
+        .unwrap()
+        .push((id.get(), found, region.usage().used));
+}
+
+#[test]
+fn the_unload_hook_runs_after_the_module_left_and_before_its_memory_did() {
+    let env = Env::anywhere();
+    let module = env.load(&compile_c(&fixture("m1.c"), CModel::Pic, &[]));
+    let function = module.symbol("m1_value").unwrap().as_u64();
+    assert!(HOOK_ENV.set((env.namespace, env.region, function)).is_ok());
+    env.namespace.set_unload_hook(Some(record_unload));
+    let used = env.used();
+    let id = module.id().get();
+    unload(module);
+    assert_eq!(*UNLOADS.lock().unwrap(), [(id, false, used)]);
+    env.assert_back_to_baseline();
+    // A refused unload is not reported.
+    let first = env.load(&compile_c(&fixture("m1.c"), CModel::Pic, &[]));
+    let second = env.load(&compile_c(&fixture("m2.c"), CModel::Pic, &[]));
+    let first = first.unload().unwrap_err().module;
+    assert_eq!(UNLOADS.lock().unwrap().len(), 1);
+    env.namespace.set_unload_hook(None);
+    unload(second);
+    unload(first);
+    assert_eq!(
+        UNLOADS.lock().unwrap().len(),
+        1,
+        "removed hooks are not called"
+    );
+}

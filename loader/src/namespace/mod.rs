@@ -63,6 +63,14 @@ impl core::fmt::Debug for ModuleId {
     }
 }
 
+/// Told that module `id` unloads, from [`Module::unload`](crate::Module::unload):
+/// after its destructors ran and it left the namespace (so
+/// [`Namespace::locate`] no longer finds it), before its memory returns to
+/// the region, with no lock held. What a host keeps about the module, such
+/// as a debugger's registration of it, goes here before another module can
+/// take its memory.
+pub type UnloadHook = fn(ModuleId);
+
 /// The symbols every load resolves against, and the loaded modules.
 ///
 /// Resolution order: host exports, then the exports of modules loaded so far
@@ -99,6 +107,7 @@ impl Namespace {
                 waiting: BTreeMap::new(),
                 contexts: BTreeMap::new(),
                 hook: None,
+                unload_hook: None,
                 ranges: BTreeMap::new(),
             }),
         }
@@ -128,6 +137,16 @@ impl Namespace {
         state.exports.insert(Export::host(hash, position));
         state.bind_waiters(name, address.as_u64(), None);
         Ok(())
+    }
+
+    /// Installs `hook` (or, with `None`, removes it): every module that
+    /// unloads from now on is reported through it.
+    pub fn set_unload_hook(&self, hook: Option<UnloadHook>) {
+        self.state.lock().unload_hook = hook;
+    }
+
+    pub(crate) fn unload_hook(&self) -> Option<UnloadHook> {
+        self.state.lock().unload_hook
     }
 
     /// The address `name` resolves to now, from the host or a loaded module.

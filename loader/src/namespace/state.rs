@@ -13,7 +13,7 @@ use crate::namespace::index::HashIndex;
 use crate::namespace::names::{name_bytes, Definition};
 use crate::namespace::records::{Export, Exported, HostExport, Owner, Shadowed, Slots, Waiting};
 use crate::namespace::{ModuleNames, ModuleRecord};
-use crate::{ModuleId, UnboundHook};
+use crate::{ModuleId, UnboundHook, UnloadHook};
 
 pub(crate) struct State {
     /// Names of the host exports, by position; they never leave.
@@ -36,6 +36,8 @@ pub(crate) struct State {
     pub(crate) contexts: BTreeMap<u64, ModuleId>,
     /// Told about calls to pending imports that are still unbound.
     pub(crate) hook: Option<UnboundHook>,
+    /// Told about each module that unloads, before its memory is freed.
+    pub(crate) unload_hook: Option<UnloadHook>,
     /// Every loaded section's address ranges, to the range's end: what
     /// [`Namespace::locate`](crate::Namespace::locate) searches.
     pub(crate) ranges: BTreeMap<RangeKey, u64>,

@@ -4,9 +4,8 @@
 //! name and shows their source lines. `cargo xtask debug` builds the kernel
 //! with it. Without the feature, these calls do nothing.
 //!
-//! Modules unload in many places of the scenario, so a module's registration
-//! is not dropped at its unload but at the next load after it: until then
-//! GDB still shows the unloaded module's symbols.
+//! A module's registration is dropped when it unloads, through the
+//! namespace's unload hook, before another module can take its memory.
 
 use modload::{Module, Namespace};
 
@@ -20,11 +19,18 @@ mod enabled {
     /// The registered debug objects, by the module they describe.
     static REGISTRATIONS: spin::Mutex<Vec<(ModuleId, Registration)>> = spin::Mutex::new(Vec::new());
 
-    pub fn loaded(namespace: &Namespace, module: &Module<'_>, bytes: &[u8]) {
+    pub fn install(namespace: &Namespace) {
+        namespace.set_unload_hook(Some(unloaded));
+    }
+
+    fn unloaded(gone: ModuleId) {
         let mut registrations = REGISTRATIONS.lock();
-        // First what GDB knows of modules that are gone: the new module may
-        // have taken their memory.
-        registrations.retain(|(id, _)| Module::from_id(namespace, *id).is_some());
+        // Dropping a registration tells the debugger.
+        registrations.retain(|(id, _)| *id != gone);
+    }
+
+    pub fn loaded(module: &Module<'_>, bytes: &[u8]) {
+        let mut registrations = REGISTRATIONS.lock();
         match module.debug_object(bytes) {
             Ok(object) => registrations.push((module.id(), gdb_jit::register(object))),
             Err(error) => println!(
@@ -35,9 +41,16 @@ mod enabled {
     }
 }
 
+/// Has `namespace` tell the debugger about each module that unloads.
+#[cfg_attr(not(feature = "gdb"), allow(unused_variables))]
+pub fn install(namespace: &Namespace) {
+    #[cfg(feature = "gdb")]
+    enabled::install(namespace);
+}
+
 /// Registers `module`, loaded from `bytes`, with an attached debugger.
 #[cfg_attr(not(feature = "gdb"), allow(unused_variables))]
-pub fn loaded(namespace: &Namespace, module: &Module<'_>, bytes: &[u8]) {
+pub fn loaded(module: &Module<'_>, bytes: &[u8]) {
     #[cfg(feature = "gdb")]
-    enabled::loaded(namespace, module, bytes);
+    enabled::loaded(module, bytes);
 }

@@ -85,6 +85,7 @@ struct State {
 }
 
 fn setup() -> Result<State, String> {
+    crate::debugger::install(&NAMESPACE);
     let (near, far) = arch::module_regions();
     // SAFETY: the linker script reserves these ranges for modules alone, the
     // architecture layer maps them read-write, and each is handed to one region once.
@@ -134,7 +135,7 @@ fn load(loader: Loader<'static>, name: &str) -> Result<Module<'static>, String> 
     let bytes = module_bytes(name)?;
     // SAFETY: the archive's modules are built for this kernel and its exports.
     let module = unsafe { loader.load(name, bytes) }.map_err(|error| format!("{error}"))?;
-    crate::debugger::loaded(&NAMESPACE, &module, bytes);
+    crate::debugger::loaded(&module, bytes);
     Ok(module)
 }
 

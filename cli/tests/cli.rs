@@ -18,22 +18,12 @@ fn workdir(test: &str) -> WorkDir {
 /// Compiles `source` to `dir/name.o` with gcc and `flags`.
 fn compile(dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
     let c = dir.join(format!("{name}.c"));
-    let object = dir.join(format!("{name}.o"));
     std::fs::write(&c, source).expect("write the C source");
-    let output = Command::new("gcc")
-        .args(["-c", "-O1", "-fno-asynchronous-unwind-tables"])
-        .args(flags)
-        .arg(&c)
-        .arg("-o")
-        .arg(&object)
-        .output()
-        .expect("gcc must be installed to run these tests");
-    assert!(
-        output.status.success(),
-        "gcc failed on {name}.c: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    object
+    let flags: Vec<&str> = ["-O1", "-fno-asynchronous-unwind-tables"]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .collect();
+    common::gcc(&c, dir.join(format!("{name}.o")), &flags)
 }
 
 fn modload(args: &[&str]) -> Output {

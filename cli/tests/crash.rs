@@ -17,26 +17,12 @@ const MODLOAD: &str = env!("CARGO_BIN_EXE_modload");
 /// would take the callers out of the stack.
 fn compile(dir: &Path) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/crash.c");
-    let object = dir.join("crash.o");
-    let output = Command::new("gcc")
-        .args([
-            "-c",
-            "-O1",
-            "-fno-omit-frame-pointer",
-            "-fno-optimize-sibling-calls",
-        ])
-        .arg(&source)
-        .arg("-o")
-        .arg(&object)
-        .output()
-        .expect("gcc must be installed to run these tests");
-    assert!(
-        output.status.success(),
-        "gcc failed on {}: {}",
-        source.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    object
+    let flags = [
+        "-O1",
+        "-fno-omit-frame-pointer",
+        "-fno-optimize-sibling-calls",
+    ];
+    common::gcc(&source, dir.join("crash.o"), &flags)
 }
 
 fn run(object: &Path, mode: &str, environment: &[(&str, &str)]) -> Output {

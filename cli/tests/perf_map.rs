@@ -49,21 +49,8 @@ int main(int argc, char **argv) {
 
 fn compile(dir: &Path) -> PathBuf {
     let c = dir.join("loop.c");
-    let object = dir.join("loop.o");
     std::fs::write(&c, LOOP).expect("write the C source");
-    let output = Command::new("gcc")
-        .args(["-c", "-O1", "-fno-omit-frame-pointer"])
-        .arg(&c)
-        .arg("-o")
-        .arg(&object)
-        .output()
-        .expect("gcc must be installed to run these tests");
-    assert!(
-        output.status.success(),
-        "gcc failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    object
+    common::gcc(&c, dir.join("loop.o"), &["-O1", "-fno-omit-frame-pointer"])
 }
 
 /// What the program printed: its pid, `hot_loop`'s address, and whether

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A fresh directory for one test, so tests can run in parallel. Removed when
 /// the test passes; kept when it fails, to look at the objects.
@@ -29,4 +30,24 @@ pub fn workdir(suite: &str, test: &str) -> WorkDir {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the test directory");
     WorkDir(dir)
+}
+
+/// Compiles the C file `source` to `object` with `gcc -c` and `flags`,
+/// failing the test with gcc's message if it fails; returns `object`.
+pub fn gcc(source: &Path, object: PathBuf, flags: &[&str]) -> PathBuf {
+    let output = Command::new("gcc")
+        .arg("-c")
+        .args(flags)
+        .arg(source)
+        .arg("-o")
+        .arg(&object)
+        .output()
+        .expect("gcc must be installed to run these tests");
+    assert!(
+        output.status.success(),
+        "gcc failed on {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    object
 }

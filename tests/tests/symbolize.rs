@@ -282,18 +282,20 @@ fn assert_each_symbol_found(
     }
 }
 
+/// Loads the fixture `source`, built position-independent, with `loader`.
+fn load_with(loader: modload::Loader<'static>, source: &str) -> modload::Module<'static> {
+    let path = compile_c(&fixture(source), CModel::Pic, &[]);
+    let bytes = modload_tests::read(&path);
+    // SAFETY: the fixtures are this project's own test code.
+    unsafe { loader.load(&module_name(&path), &bytes) }.unwrap()
+}
+
 #[test]
 fn grouped_modules_answer_in_each_segment() {
     let env = Env::anywhere();
     let loader = env.loader().grouped();
-    let load = |source: &str| {
-        let path = compile_c(&fixture(source), CModel::Pic, &[]);
-        let bytes = modload_tests::read(&path);
-        // SAFETY: the fixtures are this project's own test code.
-        unsafe { loader.load(&module_name(&path), &bytes) }.unwrap()
-    };
-    let first = load("m1.c");
-    let second = load("m2.c");
+    let first = load_with(loader, "m1.c");
+    let second = load_with(loader, "m2.c");
     assert_each_symbol_found(env.namespace, &[(&first, "m1.o"), (&second, "m2.o")]);
     unload(second);
     unload(first);
@@ -317,14 +319,8 @@ fn packed_modules_sharing_pages_answer_each_for_its_own() {
         &modload_platform::host::HOST_PROTECTION,
     )
     .packed(packed.writer);
-    let load = |source: &str| {
-        let path = compile_c(&fixture(source), CModel::Pic, &[]);
-        let bytes = modload_tests::read(&path);
-        // SAFETY: the fixtures are this project's own test code.
-        unsafe { loader.load(&module_name(&path), &bytes) }.unwrap()
-    };
-    let first = load("m1.c");
-    let second = load("m2.c");
+    let first = load_with(loader, "m1.c");
+    let second = load_with(loader, "m2.c");
     // Both modules' code shares one page, so addresses interleave by module.
     let page =
         |module: &modload::Module<'_>, name: &str| module.symbol(name).unwrap().as_u64() >> 12;

@@ -19,6 +19,17 @@ pub(super) struct Mapping {
 }
 
 impl Mapping {
+    /// No mapping yet: a line is read into it.
+    const EMPTY: Self = Self {
+        start: 0,
+        end: 0,
+        readable: false,
+        executable: false,
+        line: [0; LINE_BYTES],
+        path_start: 0,
+        line_len: 0,
+    };
+
     /// The file name of the mapped path, or `[stack]`, `[heap]`...; empty
     /// for anonymous memory.
     pub(super) fn name(&self) -> &[u8] {
@@ -47,15 +58,7 @@ pub(super) fn find_mapping(address: usize) -> Option<Mapping> {
         return None;
     }
     let mut chunk = [0u8; 1024];
-    let mut mapping = Mapping {
-        start: 0,
-        end: 0,
-        readable: false,
-        executable: false,
-        line: [0; LINE_BYTES],
-        path_start: 0,
-        line_len: 0,
-    };
+    let mut mapping = Mapping::EMPTY;
     let mut found = false;
     'reading: loop {
         // SAFETY: read(2) into our buffer, at most its length.
@@ -145,13 +148,8 @@ mod tests {
 
     fn mapping_line(text: &str) -> Mapping {
         let mut mapping = Mapping {
-            start: 0,
-            end: 0,
-            readable: false,
-            executable: false,
-            line: [0; LINE_BYTES],
-            path_start: 0,
             line_len: text.len(),
+            ..Mapping::EMPTY
         };
         mapping.line[..text.len()].copy_from_slice(text.as_bytes());
         mapping

@@ -33,22 +33,7 @@ fn compile_fixture(dir: &Path, name: &str, driver: &str, flags: &[&str]) -> Vec<
         .iter()
         .map(|source| {
             let stem = source.file_stem().expect("a file name");
-            let object = dir.join(stem).with_extension("o");
-            let output = Command::new(driver)
-                .arg("-c")
-                .args(flags)
-                .arg(source)
-                .arg("-o")
-                .arg(&object)
-                .output()
-                .unwrap_or_else(|error| panic!("cannot run {driver}: {error}"));
-            assert!(
-                output.status.success(),
-                "{driver} {flags:?} {}: {}",
-                source.display(),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            object
+            common::compile_with(driver, source, dir.join(stem).with_extension("o"), flags)
         })
         .collect()
 }

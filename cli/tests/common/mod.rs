@@ -35,17 +35,24 @@ pub fn workdir(suite: &str, test: &str) -> WorkDir {
 /// Compiles the C file `source` to `object` with `gcc -c` and `flags`,
 /// failing the test with gcc's message if it fails; returns `object`.
 pub fn gcc(source: &Path, object: PathBuf, flags: &[&str]) -> PathBuf {
-    let output = Command::new("gcc")
+    compile_with("gcc", source, object, flags)
+}
+
+/// Compiles `source` to `object` with `driver -c` (gcc, g++, clang...) and
+/// `flags`, failing the test with the driver's message if it fails;
+/// returns `object`.
+pub fn compile_with(driver: &str, source: &Path, object: PathBuf, flags: &[&str]) -> PathBuf {
+    let output = Command::new(driver)
         .arg("-c")
         .args(flags)
         .arg(source)
         .arg("-o")
         .arg(&object)
         .output()
-        .expect("gcc must be installed to run these tests");
+        .unwrap_or_else(|error| panic!("cannot run {driver}: {error}"));
     assert!(
         output.status.success(),
-        "gcc failed on {}: {}",
+        "{driver} {flags:?} {}: {}",
         source.display(),
         String::from_utf8_lossy(&output.stderr)
     );

@@ -207,8 +207,8 @@ impl<'n> Module<'n> {
     /// Otherwise its symbols leave the namespace, its destructors run (in reverse
     /// order of `.fini_array`), and its memory returns to the region.
     pub fn unload(self) -> Result<(), Refused<'n>> {
-        let record = match self.namespace.remove(self.id) {
-            Ok(record) => record,
+        let fini = match self.namespace.begin_unload(self.id) {
+            Ok(fini) => fini,
             Err(error) => {
                 return Err(Refused {
                     module: self,
@@ -216,12 +216,13 @@ impl<'n> Module<'n> {
                 })
             }
         };
-        for destructor in &record.fini {
+        for destructor in &fini {
             // SAFETY: `start` obliged its caller to guarantee the module's code
             // may run; fini_array entries are `extern "C" fn()` by the ELF ABI,
             // and the memory is still mapped (the record is dropped below).
             unsafe { crate::call::call_void(*destructor) };
         }
+        let record = self.namespace.finish_unload(self.id);
         if let Some(hook) = self.namespace.unload_hook() {
             hook(self.id);
         }

@@ -402,3 +402,37 @@ fn the_unload_hook_runs_after_the_module_left_and_before_its_memory_did() {
         "removed hooks are not called"
     );
 }
+
+/// The namespace `host_where_am_i` asks, and what it answered.
+static WHERE_NAMESPACE: std::sync::OnceLock<&'static modload::Namespace> =
+    std::sync::OnceLock::new();
+static WHERE_ANSWERS: std::sync::Mutex<Vec<Option<String>>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn host_where_am_i(address: *const ()) {
+    let namespace = WHERE_NAMESPACE.get().unwrap();
+    let answer = namespace.locate(VirtAddr::from_ptr(address), |found| {
+        found.map(ToString::to_string)
+    });
+    WHERE_ANSWERS.lock().unwrap().push(answer);
+}
+
+#[test]
+fn a_module_is_still_located_while_its_destructors_run() {
+    let env = Env::anywhere();
+    assert!(WHERE_NAMESPACE.set(env.namespace).is_ok());
+    env.namespace
+        .add_host_export("host_where_am_i", address(host_where_am_i as *const ()))
+        .unwrap();
+    let module = env.load(&compile_c(&fixture("fini_locate.c"), CModel::Pic, &[]));
+    assert_eq!(call0(&module, "fini_locate_value"), 7);
+    let id = module.id();
+    unload(module);
+    assert_eq!(
+        *WHERE_ANSWERS.lock().unwrap(),
+        [Some("fini_locate_goodbye+0x0 [fini_locate.o]".to_string())]
+    );
+    // Once unloaded it is gone, and its id names nothing.
+    assert!(modload::Module::from_id(env.namespace, id).is_none());
+    assert!(env.namespace.modules().is_empty());
+    env.assert_back_to_baseline();
+}

@@ -165,7 +165,7 @@ impl Namespace {
             .iter()
             .zip(0u32..)
             .filter_map(|(record, slot)| {
-                let record = record.as_ref()?;
+                let record = record.as_ref().filter(|record| !record.unloading)?;
                 let id = ModuleId {
                     serial: record.serial,
                     slot,
@@ -342,11 +342,15 @@ impl Namespace {
         self.state.lock().record(id).is_some()
     }
 
-    /// Removes module `id` unless another module uses it. The caller runs the
-    /// record's fini functions and then drops it, which frees its memory.
+    /// Starts unloading module `id` unless another module uses it: its
+    /// names, COMDAT groups, pending imports and dependencies leave the
+    /// namespace, so nothing new binds to it and lookups by id no longer see
+    /// it, but it keeps its slot, its memory and its address ranges (a fault
+    /// in a destructor is still located). Returns its fini functions, for
+    /// the caller to run before [`Namespace::finish_unload`].
     ///
     /// Visits only the module's own names (and the lists they wait in).
-    pub(crate) fn remove(&self, id: ModuleId) -> Result<ModuleRecord, UnloadError> {
+    pub(crate) fn begin_unload(&self, id: ModuleId) -> Result<Vec<VirtAddr>, UnloadError> {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let record = state.record(id).ok_or(UnloadError::NotLoaded)?;
@@ -355,7 +359,8 @@ impl Namespace {
                 users: state.users_of(id),
             });
         }
-        let record = state
+        // Out of its slot while the tables are changed, then back.
+        let mut record = state
             .modules
             .get_mut(id.slot as usize)
             .and_then(Option::take)
@@ -381,11 +386,34 @@ impl Namespace {
         for signature in &record.comdats {
             state.comdats.remove(&**signature);
         }
-        state.unindex_addresses(id.slot, &record.addresses);
         state.forget_pending(id, &record);
-        state.release(&record.dependencies);
+        let dependencies = core::mem::take(&mut record.dependencies);
+        state.release(&dependencies);
+        let fini = core::mem::take(&mut record.fini);
+        record.unloading = true;
+        if let Some(place) = state.modules.get_mut(id.slot as usize) {
+            *place = Some(record);
+        }
+        Ok(fini)
+    }
+
+    /// Ends the unload [`Namespace::begin_unload`] started: the record leaves
+    /// its slot and its address ranges leave the index. The caller drops
+    /// it, which frees its memory.
+    pub(crate) fn finish_unload(&self, id: ModuleId) -> Option<ModuleRecord> {
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        let place = state.modules.get_mut(id.slot as usize)?;
+        if !place
+            .as_ref()
+            .is_some_and(|record| record.serial == id.serial && record.unloading)
+        {
+            return None;
+        }
+        let record = place.take()?;
+        state.unindex_addresses(id.slot, &record.addresses);
         state.free.push(id.slot);
-        Ok(record)
+        Some(record)
     }
 }
 

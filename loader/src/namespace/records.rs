@@ -167,6 +167,10 @@ pub(crate) struct ModuleRecord {
     pub(crate) unwind_tables: Vec<VirtAddr>,
     /// Its sections and symbols by address.
     pub(crate) addresses: AddressMap,
+    /// Its destructors are running: it has left the namespace's names, but
+    /// keeps its slot, memory and address ranges until they return, so a
+    /// fault in one is still located.
+    pub(crate) unloading: bool,
     /// Held for its `Drop`, which returns the memory to the region; binding
     /// a pending import writes its GOT slot.
     pub(crate) memory: ModuleMemory,
@@ -198,6 +202,7 @@ impl ModuleRecord {
             dso_handle: None,
             unwind_tables: Vec::new(),
             addresses: AddressMap::default(),
+            unloading: false,
             memory,
         }
     }

@@ -240,7 +240,7 @@ impl State {
         self.modules
             .get(id.slot as usize)?
             .as_ref()
-            .filter(|record| record.serial == id.serial)
+            .filter(|record| record.serial == id.serial && !record.unloading)
     }
 
     #[inline]
@@ -248,12 +248,16 @@ impl State {
         self.modules
             .get_mut(id.slot as usize)?
             .as_mut()
-            .filter(|record| record.serial == id.serial)
+            .filter(|record| record.serial == id.serial && !record.unloading)
     }
 
     #[inline]
     pub(crate) fn id_of(&self, slot: u32) -> Option<ModuleId> {
-        let record = self.modules.get(slot as usize)?.as_ref()?;
+        let record = self
+            .modules
+            .get(slot as usize)?
+            .as_ref()
+            .filter(|record| !record.unloading)?;
         Some(ModuleId {
             serial: record.serial,
             slot,
@@ -266,7 +270,7 @@ impl State {
             .modules
             .iter()
             .flatten()
-            .filter(|other| other.dependencies.contains(&id))
+            .filter(|other| !other.unloading && other.dependencies.contains(&id))
             .map(|other| (other.serial, other.name.clone()))
             .collect();
         users.sort_unstable_by_key(|(serial, _)| *serial);

@@ -200,7 +200,9 @@ fn step2(state: &mut State) -> Step {
     let used = relocated.report().stubs_used;
     let finalized = relocated.finalize().map_err(|error| format!("{error}"))?;
     // SAFETY: built for this kernel; it runs where it was loaded.
-    state.b = Some(unsafe { finalized.start() }.map_err(|error| format!("{error}"))?);
+    let b = unsafe { finalized.start() }.map_err(|error| format!("{error}"))?;
+    crate::debugger::loaded(&b, module_bytes("b.o")?);
+    state.b = Some(b);
     let counter = COUNTER.load(Ordering::Relaxed);
     expect(
         "b_compute (A's value * 2 + 1)",
@@ -340,7 +342,10 @@ fn step5(state: &mut State) -> Step {
     }
     state.d_alias = Some((alias, plan.size()));
     // SAFETY: the code is present and executable at the alias, mapped above.
-    state.d = Some(unsafe { finalized.start() }.map_err(|error| format!("{error}"))?);
+    let d = unsafe { finalized.start() }.map_err(|error| format!("{error}"))?;
+    // Its debug object puts it at the alias, where it runs.
+    crate::debugger::loaded(&d, module_bytes("d.o")?);
+    state.d = Some(d);
     let compute = symbol(&state.d, "d_compute")?;
     if !window.contains(&compute) {
         return Err(format!(
@@ -709,6 +714,7 @@ fn step12() -> Step {
     }
     // SAFETY: as above, and signed by the trusted key.
     let module = unsafe { loader.load("stress.o", &signed) }.map_err(|e| format!("{e}"))?;
+    crate::debugger::loaded(&module, &signed);
     {
         // SAFETY: `stress_value` is `unsigned long stress_value(unsigned long)`.
         let stress_value =

@@ -146,6 +146,33 @@ fn trap_is_sigill() {
     names(line(&lines, "#1 "), "trap_caller", "crash.o");
 }
 
+/// An `int3` raises SIGTRAP with SI_KERNEL, as a general protection fault
+/// raises SIGSEGV: the report must call it a breakpoint, and name the
+/// function of the int3, which is the function's last instruction (the
+/// saved pc is one past it, outside the function).
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn int3_is_a_breakpoint_in_its_function() {
+    let dir = common::workdir("crash", "int3");
+    let object = compile(&dir);
+    let lines = report(&run(&object, "int3", &[]), libc::SIGTRAP);
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some(
+            "modload: SIGTRAP (trace or breakpoint trap: int3 breakpoint instruction), in a module"
+        ),
+        "{lines:#?}"
+    );
+    let pc = line(&lines, "pc ");
+    names(pc, "breakpoint_here", "crash.o");
+    assert!(
+        pc.ends_with("(the int3; the saved pc is one past it)"),
+        "{pc}"
+    );
+    names(line(&lines, "#1 "), "breakpoint_caller", "crash.o");
+    names(line(&lines, "#2 "), "main", "crash.o");
+}
+
 /// A call to a bad address faults outside any module, before the callee
 /// could save anything: the caller still shows.
 #[test]

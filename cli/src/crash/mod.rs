@@ -203,16 +203,23 @@ fn die(signal: c_int) -> ! {
 fn report(signal: c_int, info: &libc::siginfo_t, registers: Option<&Registers>) {
     let mut line = Line::new();
     let _ = write!(line, "modload: {}", describe_signal(signal, info.si_code));
-    // A signal sent with kill(2) (si_code <= 0) has no faulting address,
-    // nor has an x86_64 general protection fault (SI_KERNEL), which a
-    // non-canonical address causes.
-    let fault_address = (info.si_code > 0 && info.si_code != libc::SI_KERNEL).then(|| {
+    // On x86_64 the kernel's own signals with SI_KERNEL carry no address:
+    // SIGSEGV for a general protection fault (which a non-canonical address
+    // causes), SIGTRAP for an `int3`.
+    let kernel_raised = info.si_code == libc::SI_KERNEL;
+    let int3 = cfg!(target_arch = "x86_64") && kernel_raised && signal == libc::SIGTRAP;
+    // A signal sent with kill(2) (si_code <= 0) has no faulting address either.
+    let fault_address = (info.si_code > 0 && !kernel_raised).then(|| {
         // SAFETY: for a signal the kernel raised on a fault, si_addr is
         // the field the siginfo holds.
         unsafe { info.si_addr() as usize }
     });
-    if info.si_code == libc::SI_KERNEL {
+    if int3 {
+        // Said by describe_signal: `int3 breakpoint instruction`.
+    } else if kernel_raised && signal == libc::SIGSEGV {
         let _ = write!(line, " at an unknown address (a general protection fault)");
+    } else if kernel_raised {
+        let _ = write!(line, " at an unknown address");
     } else if let Some(address) = fault_address {
         let _ = write!(line, " at address {address:#x}");
         // Data of a module is worth naming: `counter+0x8 [a.o]`.
@@ -230,9 +237,21 @@ fn report(signal: c_int, info: &libc::siginfo_t, registers: Option<&Registers>) 
         line.emit();
         return;
     };
+    // The PC saved for an `int3` is one past it: the report is about the
+    // instruction, which may be the last of its function.
+    let registers = &Registers {
+        pc: match int3 {
+            true => registers.pc.wrapping_sub(1),
+            false => registers.pc,
+        },
+        ..*registers
+    };
     let mut pc_line = Line::new();
     let _ = write!(pc_line, "  pc {:#x}  ", registers.pc);
     let pc_lookup = write_code_location(&mut pc_line, registers.pc, 0);
+    if int3 {
+        let _ = write!(pc_line, "  (the int3; the saved pc is one past it)");
+    }
     let _ = match pc_lookup {
         Lookup::Found => write!(line, ", in a module"),
         Lookup::NotFound | Lookup::NotCode => write!(line, ", not in a module"),

@@ -264,6 +264,84 @@ fn stack_overflow_is_reported_with_the_recursion_folded() {
     assert!(lines.len() < 20, "{lines:#?}");
 }
 
+/// The numbers in `line`, in order.
+fn numbers(line: &str) -> Vec<usize> {
+    line.split(|character: char| !character.is_ascii_digit())
+        .filter_map(|digits| digits.parse().ok())
+        .collect()
+}
+
+/// Mutual recursion (ping and pong calling each other) folds into one line
+/// too, so the frames that started it still show.
+#[test]
+fn mutual_recursion_overflow_is_folded_down_to_main() {
+    let dir = common::workdir("crash", "mutual");
+    let object = compile(&dir);
+    let lines = report(&run(&object, "mutual", &[]), libc::SIGSEGV);
+    assert!(
+        lines
+            .first()
+            .is_some_and(|first| first.ends_with(", in a module (a stack overflow)")),
+        "{lines:#?}"
+    );
+    let pc = line(&lines, "pc ");
+    let (first, second) = match pc.contains(" ping+0x") {
+        true => ("pong", "ping"),
+        false => ("ping", "pong"),
+    };
+    names(line(&lines, "#1 "), first, "crash.o");
+    names(line(&lines, "#2 "), second, "crash.o");
+    // `... the 2 frames above repeat, N more frames (to #M)`.
+    let folded = line(&lines, "... the 2 frames above repeat, ");
+    let [2, repeats, last] = numbers(folded)[..] else {
+        panic!("{folded}");
+    };
+    assert!(repeats > 1000, "{folded}");
+    assert_eq!(last, repeats + 2, "{folded}");
+    names(
+        line(&lines, &format!("#{} ", last + 1)),
+        "ping_pong",
+        "crash.o",
+    );
+    names(line(&lines, &format!("#{} ", last + 2)), "main", "crash.o");
+    assert!(lines.len() < 20, "{lines:#?}");
+}
+
+/// A cycle longer than the report folds fills the frames it shows; then
+/// the last frames, where the recursion started, still show.
+#[test]
+fn a_cut_backtrace_ends_with_the_bottom_of_the_stack() {
+    let dir = common::workdir("crash", "rounds");
+    let object = compile(&dir);
+    let lines = report(&run(&object, "rounds", &[]), libc::SIGSEGV);
+    let last_shown = line(&lines, "#48 ");
+    assert!(
+        (1..=5).any(|round| last_shown.contains(&format!(" round{round}+0x"))),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|line| line.starts_with("  #49 ")),
+        "{lines:#?}"
+    );
+    let cut = line(&lines, "... ");
+    let [hidden, last] = numbers(cut)[..] else {
+        panic!("{cut}");
+    };
+    assert!(
+        cut.ends_with(&format!(" more frames not shown (to #{last})")),
+        "{cut}"
+    );
+    assert!(hidden > 1000, "{cut}");
+    assert_eq!(last, 48 + hidden, "{cut}");
+    names(
+        line(&lines, &format!("#{} ", last + 1)),
+        "rounds",
+        "crash.o",
+    );
+    names(line(&lines, &format!("#{} ", last + 2)), "main", "crash.o");
+    assert!(lines.len() < 60, "{lines:#?}");
+}
+
 /// Another thread than the one `modload` installed the handler on.
 #[test]
 fn faults_in_other_threads_are_reported() {

@@ -17,6 +17,7 @@
 //! frame chain is. Modules built without frame pointers give a short or
 //! skipping backtrace; the PC line is exact either way.
 
+mod folding;
 mod frames;
 mod maps;
 mod symbols;
@@ -28,9 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use modload::Namespace;
 
+use folding::{Folder, Run};
 use frames::{frameless_caller, strip_pointer_authentication, Registers, FRAME_ALIGN, WORD};
 use maps::find_mapping;
-use symbols::{write_module_location, write_module_section, Lookup};
+use symbols::{in_module, write_module_location, write_module_section, Lookup};
 use text::{describe_signal, Line};
 
 /// The signals a fault in module code raises; all get a report. SIGTRAP
@@ -52,6 +54,9 @@ const ALTERNATE_STACK_BYTES: usize = 64 * 1024;
 /// Frames shown at most (a run of repeats counts as one): a deep stack
 /// would otherwise bury the top of the report.
 const MAX_FRAMES: usize = 48;
+
+/// Frames shown after the cut at [`MAX_FRAMES`]: the bottom of the stack.
+const TAIL_FRAMES: usize = 4;
 
 /// The main thread's stack, `[STACK_LOW, STACK_HIGH)`, recorded by [`install`].
 static STACK_LOW: AtomicUsize = AtomicUsize::new(0);
@@ -353,59 +358,121 @@ fn backtrace(registers: &Registers, fetch_fault: bool) {
     frames.finish();
 }
 
-/// The backtrace's lines: at most [`MAX_FRAMES`], and a run of frames with
-/// the same return address (a recursion) as one line.
+/// The backtrace's lines: at most [`MAX_FRAMES`], with a run of frames
+/// that repeats a short cycle (a recursion) as one line; past the limit
+/// the walk goes on to show the last [`TAIL_FRAMES`] frames, where the
+/// thread began.
 #[derive(Default)]
 struct Frames {
-    /// The number of the next frame (the PC is frame 0).
+    folder: Folder,
+    /// The number of the last frame taken (the PC is frame 0).
     depth: usize,
     shown: usize,
-    previous: usize,
-    repeats: usize,
-    cut: bool,
+    /// Frames past the limit: how many, and the last few as
+    /// `(number, return address)`, in a ring.
+    hidden: usize,
+    tail: [(usize, usize); TAIL_FRAMES],
+    /// The last executable mapping outside modules that a hidden frame
+    /// was in: most are in a few binaries, whose maps are read only once.
+    known_code: (usize, usize),
 }
 
 impl Frames {
-    /// Shows (or counts) the frame that returns to `return_address`; false
-    /// where the walk should stop: too many frames, or the address is not
-    /// in code, so the chain led elsewhere (into code without frame pointers).
+    /// Shows (or folds, or keeps for the tail) the frame that returns to
+    /// `return_address`; false where the walk should stop: the address is
+    /// not in code, so the chain led elsewhere (into code without frame
+    /// pointers).
     fn push(&mut self, return_address: usize) -> bool {
         self.depth += 1;
-        if return_address == self.previous {
-            self.repeats += 1;
-            return true;
+        if self.hidden > 0 {
+            return self.hide(self.depth, return_address);
         }
-        self.show_repeats(self.depth - 1);
-        if self.shown == MAX_FRAMES {
-            self.cut = true;
-            return false;
+        let step = self.folder.push(return_address);
+        if let Some(run) = step.ended {
+            if !self.show_run(&run) {
+                return false;
+            }
         }
-        self.shown += 1;
-        self.previous = return_address;
-        print_frame(self.depth, return_address)
+        step.folded || self.show(self.depth, return_address)
     }
 
-    /// Shows the run of repeats that ended with frame `last`, if any.
-    fn show_repeats(&mut self, last: usize) {
-        if self.repeats > 0 {
-            let mut line = Line::new();
-            let _ = write!(
-                line,
-                "  ... the frame above {} more times (to #{last})",
-                self.repeats
-            );
-            line.emit();
-            self.repeats = 0;
+    /// Shows frame `depth`, or past the limit keeps it for the tail.
+    fn show(&mut self, depth: usize, return_address: usize) -> bool {
+        if self.shown == MAX_FRAMES || self.hidden > 0 {
+            return self.hide(depth, return_address);
         }
+        self.shown += 1;
+        print_frame(depth, return_address)
+    }
+
+    /// Keeps a frame past the limit in the tail ring, if it is code.
+    fn hide(&mut self, depth: usize, return_address: usize) -> bool {
+        let (start, end) = self.known_code;
+        let in_code = (start..end).contains(&return_address)
+            || in_module(return_address.wrapping_sub(1))
+            || match find_mapping(return_address) {
+                Some(mapping) if mapping.executable => {
+                    self.known_code = (mapping.start, mapping.end);
+                    true
+                }
+                _ => false,
+            };
+        if in_code {
+            if let Some(slot) = self.tail.get_mut(self.hidden % TAIL_FRAMES) {
+                *slot = (depth, return_address);
+            }
+            self.hidden += 1;
+        }
+        in_code
+    }
+
+    /// Shows a run of repeats: one line, or its frames if it repeated no
+    /// whole cycle.
+    fn show_run(&mut self, run: &Run) -> bool {
+        let mut frames = run.frames_to_show().peekable();
+        if frames.peek().is_none() {
+            let mut line = Line::new();
+            let _ = match run.period {
+                1 => write!(
+                    line,
+                    "  ... the frame above {} more times (to #{})",
+                    run.frames, run.last
+                ),
+                period => write!(
+                    line,
+                    "  ... the {period} frames above repeat, {} more frames (to #{})",
+                    run.frames, run.last
+                ),
+            };
+            line.emit();
+        }
+        frames.all(|(depth, return_address)| self.show(depth, return_address))
     }
 
     fn finish(&mut self) {
-        self.show_repeats(self.depth);
+        if self.hidden == 0 {
+            if let Some(run) = self.folder.finish() {
+                self.show_run(&run);
+            }
+        }
         let mut line = Line::new();
-        if self.cut {
-            let _ = write!(line, "  ... (more frames not shown)");
+        if self.hidden > TAIL_FRAMES {
+            let first = self.tail.iter().map(|(depth, _)| *depth).min().unwrap_or(0);
+            let _ = write!(
+                line,
+                "  ... {} more frames not shown (to #{})",
+                self.hidden - TAIL_FRAMES,
+                first.saturating_sub(1)
+            );
             line.emit();
-        } else if self.shown == 0 {
+        }
+        let kept = self.hidden.min(TAIL_FRAMES);
+        for index in self.hidden - kept..self.hidden {
+            if let Some((depth, return_address)) = self.tail.get(index % TAIL_FRAMES) {
+                print_frame(*depth, *return_address);
+            }
+        }
+        if self.shown == 0 && self.hidden == 0 {
             let _ = write!(
                 line,
                 "  (no frame records: code built without frame pointers?)"

@@ -81,6 +81,16 @@ pub(super) fn write_module_section(line: &mut Line, address: usize) {
     }
 }
 
+/// Whether `address` is in a module (true too if the namespace is busy:
+/// a busy namespace says nothing against it).
+pub(super) fn in_module(address: usize) -> bool {
+    namespace().is_some_and(|namespace| {
+        namespace
+            .try_locate(VirtAddr::new(address as u64), |location| location.is_some())
+            .unwrap_or(true)
+    })
+}
+
 /// The last part of a module's name: `bad.o` for `build/bad.o`.
 pub(super) fn file_name(module_name: &str) -> &str {
     module_name.rsplit('/').next().unwrap_or(module_name)

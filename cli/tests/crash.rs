@@ -356,3 +356,59 @@ fn faults_in_other_threads_are_reported() {
     );
     names(line(&lines, "pc "), "thread_main", "crash.o");
 }
+
+/// A stack overflow in a thread a module started: `modload` gave the thread
+/// an alternate signal stack, so the report comes, names the recursing
+/// function and its thread's start routine, and the process dies of SIGSEGV.
+#[test]
+fn stack_overflow_in_a_module_thread_is_reported() {
+    let dir = common::workdir("crash", "thread_overflow");
+    let object = compile(&dir);
+    let lines = report(&run(&object, "thread_overflow", &[]), libc::SIGSEGV);
+    assert!(
+        lines
+            .first()
+            .is_some_and(|first| first.starts_with("modload: SIGSEGV")
+                && first.ends_with(", in a module (a stack overflow)")),
+        "{lines:#?}"
+    );
+    names(line(&lines, "pc "), "thread_recurse", "crash.o");
+    names(line(&lines, "#1 "), "thread_recurse", "crash.o");
+    let folded = line(&lines, "... the frame above ");
+    let [repeats, last] = numbers(folded)[..] else {
+        panic!("{folded}");
+    };
+    assert!(repeats > 1000, "{folded}");
+    names(
+        line(&lines, &format!("#{} ", last + 1)),
+        "thread_overflow",
+        "crash.o",
+    );
+}
+
+/// Every thread a module starts has the alternate stack, whether it ends by
+/// returning or by `pthread_exit`, and each stack is unmapped when its
+/// thread ends: 100 threads one after another leave no mapping behind.
+#[test]
+fn module_threads_get_an_alternate_stack_and_give_it_back() {
+    let dir = common::workdir("crash", "thread_stacks");
+    let object = compile(&dir);
+    let output = run(&object, "thread_stacks", &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let printed: Vec<&str> = stdout.lines().collect();
+    let ["mode thread_stacks", counts] = printed[..] else {
+        panic!("{stdout}");
+    };
+    let [100, with_stack, gained] = numbers(counts)[..] else {
+        panic!("{stdout}");
+    };
+    assert_eq!(with_stack, 100, "{stdout}");
+    // A stack left behind per thread would add 100 or more (its guard page
+    // and the stack are two mappings); the few others are glibc's.
+    assert!(gained < 20, "{stdout}");
+}

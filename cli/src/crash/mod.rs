@@ -11,7 +11,8 @@
 //! than wait for a lock the crashed code may hold), reads
 //! `/proc/self/maps` with `open`/`read` to name the binary of frames
 //! outside modules, and runs on a stack of its own, so that a stack
-//! overflow still gets its report. The walk reads only frame records that
+//! overflow still gets its report: the main thread's, and one for each
+//! thread a module starts with `pthread_create` (`threads`). The walk reads only frame records that
 //! lie, aligned and in increasing order, between the interrupted stack
 //! pointer and the top of its stack, so it cannot fault however corrupt the
 //! frame chain is. Modules built without frame pointers give a short or
@@ -22,6 +23,7 @@ mod frames;
 mod maps;
 mod symbols;
 mod text;
+mod threads;
 
 use std::ffi::{c_int, c_void};
 use std::fmt::Write as _;
@@ -34,6 +36,8 @@ use frames::{frameless_caller, strip_pointer_authentication, Registers, FRAME_AL
 use maps::find_mapping;
 use symbols::{in_module, write_module_location, write_module_section, Lookup};
 use text::{describe_signal, Line};
+pub use threads::resolve as resolve_stand_in;
+use threads::AlternateStack;
 
 /// The signals a fault in module code raises; all get a report. SIGTRAP
 /// is what `__builtin_trap()` raises on AArch64 (`brk`), where x86_64
@@ -46,10 +50,6 @@ const FATAL_SIGNALS: [c_int; 5] = [
     libc::SIGFPE,
     libc::SIGTRAP,
 ];
-
-/// The handler's own stack: a report needs a few KiB (core::fmt, the
-/// `/proc/self/maps` buffer), with plenty of room to spare.
-const ALTERNATE_STACK_BYTES: usize = 64 * 1024;
 
 /// Frames shown at most (a run of repeats counts as one): a deep stack
 /// would otherwise bury the top of the report.
@@ -70,7 +70,8 @@ static REPORTING: AtomicBool = AtomicBool::new(false);
 /// destructors, and a fault outside modules is reported too.
 ///
 /// The handler's stack is this thread's alternate signal stack; threads
-/// that modules start have none, so their reports use their own stack
+/// that modules start with `pthread_create` get one of their own
+/// ([`resolve_stand_in`]); other threads' reports use their own stack
 /// (fine unless the fault is an overflow of it).
 pub fn install(namespace: &'static Namespace) -> Result<(), String> {
     symbols::set_namespace(namespace);
@@ -121,53 +122,13 @@ fn record_main_stack() {
 
 /// Maps a stack for the handler, with a guard page below it, and makes it
 /// this thread's alternate signal stack (replacing the smaller one Rust's
-/// runtime sets up for its stack-overflow message).
+/// runtime sets up for its stack-overflow message), for the rest of the
+/// process.
 fn install_alternate_stack() -> Result<(), String> {
-    let page = modload_platform::host::host_page_size()
-        .map_err(|error| format!("cannot map the crash handler's stack: {error}"))?
-        .bytes();
-    let guard = usize::try_from(page).unwrap_or(4096);
-    let total = ALTERNATE_STACK_BYTES + guard;
-    // SAFETY: a fresh private anonymous mapping; it touches no memory of ours.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            total,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(format!(
-            "cannot map the crash handler's stack: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let stack = base.cast::<u8>().wrapping_add(guard).cast::<c_void>();
-    // SAFETY: `stack` and the ALTERNATE_STACK_BYTES after it are the part of
-    // our new mapping above its guard page.
-    let made_usable = unsafe {
-        libc::mprotect(
-            stack,
-            ALTERNATE_STACK_BYTES,
-            libc::PROT_READ | libc::PROT_WRITE,
-        )
-    };
-    let alternate = libc::stack_t {
-        ss_sp: stack,
-        ss_flags: 0,
-        ss_size: ALTERNATE_STACK_BYTES,
-    };
-    // SAFETY: the stack is mapped read-write and never unmapped (it serves
-    // for the rest of the process).
-    if made_usable != 0 || unsafe { libc::sigaltstack(&alternate, std::ptr::null_mut()) } != 0 {
-        return Err(format!(
-            "cannot set up the crash handler's stack: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
+    let stack = AlternateStack::map()?;
+    stack.make_current()?;
+    // Kept mapped for good: the main thread may fault until the end.
+    std::mem::forget(stack);
     Ok(())
 }
 

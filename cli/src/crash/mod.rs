@@ -12,10 +12,10 @@
 //! `/proc/self/maps` with `open`/`read` to name the binary of frames
 //! outside modules, and runs on a stack of its own, so that a stack
 //! overflow still gets its report: the main thread's, and one for each
-//! thread a module starts with `pthread_create` (`threads`). The walk reads only frame records that
-//! lie, aligned and in increasing order, between the interrupted stack
-//! pointer and the top of its stack, so it cannot fault however corrupt the
-//! frame chain is. Modules built without frame pointers give a short or
+//! thread a module starts with `pthread_create` (`threads`). The walk
+//! reads only frame records that lie, aligned and in increasing order,
+//! between the interrupted stack pointer and the top of its stack, so it
+//! cannot fault however corrupt the frame chain is. Modules built without frame pointers give a short or
 //! skipping backtrace; the PC line is exact either way.
 
 mod folding;
@@ -55,8 +55,10 @@ const FATAL_SIGNALS: [c_int; 5] = [
 /// would otherwise bury the top of the report.
 const MAX_FRAMES: usize = 48;
 
-/// Frames shown after the cut at [`MAX_FRAMES`]: the bottom of the stack.
-const TAIL_FRAMES: usize = 4;
+/// Frames shown after the cut at [`MAX_FRAMES`]: the bottom of the stack,
+/// deep enough to reach above `main` (below it, an AArch64 `modload` has
+/// about ten frames of its own and libc's).
+const TAIL_FRAMES: usize = 16;
 
 /// The main thread's stack, `[STACK_LOW, STACK_HIGH)`, recorded by [`install`].
 static STACK_LOW: AtomicUsize = AtomicUsize::new(0);

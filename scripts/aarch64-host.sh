@@ -14,7 +14,8 @@
 #     (qemu-aarch64 -p), where modules are laid out in those pages;
 #   - crash reports (tests/fixtures/crash.c): a fault in a module names the
 #     signal, the function, its caller and the module, and the process dies
-#     of the signal;
+#     of the signal; recursions fold; an overflow in a module's thread is
+#     reported (its alternate stack comes from modload's pthread_create);
 #   - GDB (gdb-multiarch on qemu-aarch64's gdbstub): with `run --gdb`, a
 #     pending breakpoint in a module stops at its source line, with the
 #     caller in the module loaded before it (as cli/tests/gdb.rs on x86_64).
@@ -225,6 +226,39 @@ crash_case overflow 139 'modload: SIGSEGV \(invalid memory reference: [a-z ]+\) 
     "$(in_crash_o recurse)" "$(in_crash_o recurse)"
 crash_case ill 133 'modload: SIGTRAP \(trace or breakpoint trap: breakpoint\) at address 0x[0-9a-f]+, in a module' \
     "$(in_crash_o trap_here)" "$(in_crash_o trap_caller)"
+crash_case int3 133 'modload: SIGTRAP \(trace or breakpoint trap: breakpoint\) at address 0x[0-9a-f]+, in a module' \
+    "$(in_crash_o breakpoint_here)" "$(in_crash_o breakpoint_caller)"
+# Recursions: a↔b folds into one line and the frames that started it show;
+# a cycle too long to fold is cut, and the bottom of the stack still shows.
+crash_case mutual 139 'modload: SIGSEGV \(invalid memory reference: [a-z ]+\) at address 0x[0-9a-f]+, in a module \(a stack overflow\)' \
+    "$(in_crash_o '(ping|pong)')" "$(in_crash_o '(ping|pong)')"
+crash_case rounds 139 'modload: SIGSEGV \(invalid memory reference: [a-z ]+\) at address 0x[0-9a-f]+, in a module \(a stack overflow\)' \
+    "$(in_crash_o 'round[1-5]')" "$(in_crash_o 'round[1-5]')"
+# A stack overflow in a thread the module started (its alternate signal
+# stack comes from modload's stand-in for pthread_create).
+crash_case thread_overflow 139 'modload: SIGSEGV \(invalid memory reference: [a-z ]+\) at address 0x[0-9a-f]+, in a module \(a stack overflow\)' \
+    "$(in_crash_o thread_recurse)" "$(in_crash_o thread_recurse)"
+# crash_has MODE WHAT REGEX: some line of MODE's report matches REGEX.
+crash_has() {
+    if grep -qE "$3" "$dir/$1.err"; then
+        pass "crash report: $1 $2"
+    else
+        fail "crash report: $1 $2: no line /$3/"
+    fi
+}
+crash_has mutual "folds the a-b cycle" '^  \.\.\. the 2 frames above repeat, [0-9]+ more frames \(to #[0-9]+\)$'
+crash_has mutual "shows where it began" "^  #[0-9]+ 0x[0-9a-f]+  $(in_crash_o ping_pong)\$"
+crash_has rounds "shows where it began after the cut" "^  #[0-9]+ 0x[0-9a-f]+  $(in_crash_o rounds)\$"
+crash_has thread_overflow "folds the recursion down to the thread's start" "^  #[0-9]+ 0x[0-9a-f]+  $(in_crash_o thread_overflow)\$"
+# Every module thread gets an alternate stack, which is gone when it ends.
+record "$dir/thread_stacks" timeout 120 qemu-aarch64 -L "$sysroot" "$modload" run "$dir/crash.o" -- thread_stacks
+if [ "$(cat "$dir/thread_stacks.status")" = 0 ] &&
+    grep -qE '^threads 100 with an alternate stack 100 mappings gained 1?[0-9]$' "$dir/thread_stacks.out"; then
+    pass "module threads: $(tail -n1 "$dir/thread_stacks.out")"
+else
+    fail "module threads: want 100 with an alternate stack and fewer than 20 mappings gained"
+    cat "$dir/thread_stacks.out" "$dir/thread_stacks.err" | head -5 | sed 's/^/  /'
+fi
 
 echo "aarch64-host: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -85,6 +85,11 @@ impl SymbolResolver for SharedLibraries {
         if let Some(helper) = crate::atomics::resolve(name) {
             return Some(helper);
         }
+        // Library functions this tool stands in for: `pthread_create`, so
+        // that modules' threads get the crash handler's stack.
+        if let Some(stand_in) = crate::crash::resolve_stand_in(name) {
+            return Some(stand_in);
+        }
         let c_name = CString::new(name).ok()?;
         self.handles
             .iter()

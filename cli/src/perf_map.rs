@@ -28,9 +28,14 @@ pub fn write(modules: &[Module<'_>]) -> Result<PathBuf, Failure> {
 /// Appends one line per symbol of a module named `module`; `symbols` are
 /// sorted by address. A symbol of size 0 (an assembly label without
 /// `.size`) reaches to the next symbol of its section; the last one of a
-/// section, whose end is unknown here, is left out rather than guessed.
+/// section, whose end is unknown here, is left out rather than guessed, and
+/// so is one where a sized symbol starts: that symbol already names the
+/// code, and a second, wider entry at its address would contend with it.
 fn append_module(map: &mut String, module: &str, symbols: &[ModuleSymbol]) {
     for (index, symbol) in symbols.iter().enumerate() {
+        if symbol.size == 0 && sized_symbol_starts_at(symbols, symbol) {
+            continue;
+        }
         let size = match symbol.size {
             0 => symbols
                 .iter()
@@ -60,6 +65,17 @@ fn append_module(map: &mut String, module: &str, symbols: &[ModuleSymbol]) {
     }
 }
 
+/// Whether a symbol with a size starts where `label` does, in its section;
+/// `symbols` are sorted by address.
+fn sized_symbol_starts_at(symbols: &[ModuleSymbol], label: &ModuleSymbol) -> bool {
+    let first = symbols.partition_point(|symbol| symbol.address < label.address);
+    symbols
+        .iter()
+        .skip(first)
+        .take_while(|symbol| symbol.address == label.address)
+        .any(|symbol| symbol.size > 0 && symbol.section == label.section)
+}
+
 /// The last part of a module's name: `loop.o` for `build/loop.o`.
 fn file_name(module_name: &str) -> &str {
     module_name.rsplit('/').next().unwrap_or(module_name)
@@ -86,8 +102,10 @@ mod tests {
             &mut map,
             "loop.o",
             &[
+                symbol("entry_label", 0x7f00_0000_1000, 0, ".text"),
                 symbol("hot_loop", 0x7f00_0000_1000, 0x40, ".text"),
                 symbol("label", 0x7f00_0000_1040, 0, ".text"),
+                symbol("inner_label", 0x7f00_0000_1058, 0, ".text"),
                 symbol("after", 0x7f00_0000_1058, 0x8, ".text"),
                 symbol("last_label", 0x7f00_0000_1060, 0, ".text"),
                 symbol("odd\nname", 0x7f00_0000_2000, 0x4, ".data"),

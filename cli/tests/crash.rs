@@ -146,6 +146,33 @@ fn trap_is_sigill() {
     names(line(&lines, "#1 "), "trap_caller", "crash.o");
 }
 
+/// An `int3` raises SIGTRAP with SI_KERNEL, as a general protection fault
+/// raises SIGSEGV: the report must call it a breakpoint, and name the
+/// function of the int3, which is the function's last instruction (the
+/// saved pc is one past it, outside the function).
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn int3_is_a_breakpoint_in_its_function() {
+    let dir = common::workdir("crash", "int3");
+    let object = compile(&dir);
+    let lines = report(&run(&object, "int3", &[]), libc::SIGTRAP);
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some(
+            "modload: SIGTRAP (trace or breakpoint trap: int3 breakpoint instruction), in a module"
+        ),
+        "{lines:#?}"
+    );
+    let pc = line(&lines, "pc ");
+    names(pc, "breakpoint_here", "crash.o");
+    assert!(
+        pc.ends_with("(the int3; the saved pc is one past it)"),
+        "{pc}"
+    );
+    names(line(&lines, "#1 "), "breakpoint_caller", "crash.o");
+    names(line(&lines, "#2 "), "main", "crash.o");
+}
+
 /// A call to a bad address faults outside any module, before the callee
 /// could save anything: the caller still shows.
 #[test]
@@ -237,6 +264,94 @@ fn stack_overflow_is_reported_with_the_recursion_folded() {
     assert!(lines.len() < 20, "{lines:#?}");
 }
 
+/// The numbers in `line`, in order.
+fn numbers(line: &str) -> Vec<usize> {
+    line.split(|character: char| !character.is_ascii_digit())
+        .filter_map(|digits| digits.parse().ok())
+        .collect()
+}
+
+/// Mutual recursion (ping and pong calling each other) folds into one line
+/// too, so the frames that started it still show.
+#[test]
+fn mutual_recursion_overflow_is_folded_down_to_main() {
+    let dir = common::workdir("crash", "mutual");
+    let object = compile(&dir);
+    let lines = report(&run(&object, "mutual", &[]), libc::SIGSEGV);
+    assert!(
+        lines
+            .first()
+            .is_some_and(|first| first.ends_with(", in a module (a stack overflow)")),
+        "{lines:#?}"
+    );
+    let pc = line(&lines, "pc ");
+    let (first, second) = match pc.contains(" ping+0x") {
+        true => ("pong", "ping"),
+        false => ("ping", "pong"),
+    };
+    names(line(&lines, "#1 "), first, "crash.o");
+    names(line(&lines, "#2 "), second, "crash.o");
+    // `... the 2 frames above repeat, N more frames (to #M)`.
+    let folded = line(&lines, "... the 2 frames above repeat, ");
+    let [2, repeats, last] = numbers(folded)[..] else {
+        panic!("{folded}");
+    };
+    assert!(repeats > 1000, "{folded}");
+    assert_eq!(last, repeats + 2, "{folded}");
+    names(
+        line(&lines, &format!("#{} ", last + 1)),
+        "ping_pong",
+        "crash.o",
+    );
+    names(line(&lines, &format!("#{} ", last + 2)), "main", "crash.o");
+    assert!(lines.len() < 20, "{lines:#?}");
+}
+
+/// A cycle longer than the report folds fills the frames it shows; then
+/// the last frames, where the recursion started, still show.
+#[test]
+fn a_cut_backtrace_ends_with_the_bottom_of_the_stack() {
+    let dir = common::workdir("crash", "rounds");
+    let object = compile(&dir);
+    let lines = report(&run(&object, "rounds", &[]), libc::SIGSEGV);
+    let last_shown = line(&lines, "#48 ");
+    assert!(
+        (1..=5).any(|round| last_shown.contains(&format!(" round{round}+0x"))),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|line| line.starts_with("  #49 ")),
+        "{lines:#?}"
+    );
+    let cut = line(&lines, "... ");
+    let [hidden, last] = numbers(cut)[..] else {
+        panic!("{cut}");
+    };
+    assert!(
+        cut.ends_with(&format!(" more frames not shown (to #{last})")),
+        "{cut}"
+    );
+    assert!(hidden > 1000, "{cut}");
+    assert_eq!(last, 48 + hidden, "{cut}");
+    // After the cut: the last frames of the recursion, then its start.
+    let first_after = line(&lines, &format!("#{} ", last + 1));
+    assert!(first_after.contains(" round"), "{lines:#?}");
+    let start = lines
+        .iter()
+        .position(|line| line.contains(" rounds+0x"))
+        .unwrap_or_else(|| panic!("no frame in `rounds`: {lines:#?}"));
+    let number = |line: &str| numbers(line).first().copied();
+    assert!(number(&lines[start]) > Some(last), "{lines:#?}");
+    names(&lines[start], "rounds", "crash.o");
+    names(&lines[start + 1], "main", "crash.o");
+    assert_eq!(
+        number(&lines[start + 1]),
+        number(&lines[start]).map(|n| n + 1),
+        "{lines:#?}"
+    );
+    assert!(lines.len() < 80, "{lines:#?}");
+}
+
 /// Another thread than the one `modload` installed the handler on.
 #[test]
 fn faults_in_other_threads_are_reported() {
@@ -250,4 +365,60 @@ fn faults_in_other_threads_are_reported() {
         "{lines:#?}"
     );
     names(line(&lines, "pc "), "thread_main", "crash.o");
+}
+
+/// A stack overflow in a thread a module started: `modload` gave the thread
+/// an alternate signal stack, so the report comes, names the recursing
+/// function and its thread's start routine, and the process dies of SIGSEGV.
+#[test]
+fn stack_overflow_in_a_module_thread_is_reported() {
+    let dir = common::workdir("crash", "thread_overflow");
+    let object = compile(&dir);
+    let lines = report(&run(&object, "thread_overflow", &[]), libc::SIGSEGV);
+    assert!(
+        lines
+            .first()
+            .is_some_and(|first| first.starts_with("modload: SIGSEGV")
+                && first.ends_with(", in a module (a stack overflow)")),
+        "{lines:#?}"
+    );
+    names(line(&lines, "pc "), "thread_recurse", "crash.o");
+    names(line(&lines, "#1 "), "thread_recurse", "crash.o");
+    let folded = line(&lines, "... the frame above ");
+    let [repeats, last] = numbers(folded)[..] else {
+        panic!("{folded}");
+    };
+    assert!(repeats > 1000, "{folded}");
+    names(
+        line(&lines, &format!("#{} ", last + 1)),
+        "thread_overflow",
+        "crash.o",
+    );
+}
+
+/// Every thread a module starts has the alternate stack, whether it ends by
+/// returning or by `pthread_exit`, and each stack is unmapped when its
+/// thread ends: 100 threads one after another leave no mapping behind.
+#[test]
+fn module_threads_get_an_alternate_stack_and_give_it_back() {
+    let dir = common::workdir("crash", "thread_stacks");
+    let object = compile(&dir);
+    let output = run(&object, "thread_stacks", &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let printed: Vec<&str> = stdout.lines().collect();
+    let ["mode thread_stacks", counts] = printed[..] else {
+        panic!("{stdout}");
+    };
+    let [100, with_stack, gained] = numbers(counts)[..] else {
+        panic!("{stdout}");
+    };
+    assert_eq!(with_stack, 100, "{stdout}");
+    // A stack left behind per thread would add 100 or more (its guard page
+    // and the stack are two mappings); the few others are glibc's.
+    assert!(gained < 20, "{stdout}");
 }

@@ -30,6 +30,17 @@ __attribute__((noinline)) unsigned long hot_loop(unsigned long rounds) {
 
 __attribute__((noinline)) static int cold_helper(int x) { return x * 3 + 1; }
 
+/* An assembly function with a second, unsized label at its start: the map
+   must name the code once, by the sized symbol. */
+__asm__(".pushsection .text\n"
+        ".globl asm_entry\n"
+        ".type asm_entry, %function\n"
+        "asm_entry:\n"
+        "asm_entry_label:\n"
+        "    ret\n"
+        ".size asm_entry, . - asm_entry\n"
+        ".popsection\n");
+
 /* Whether the map was there before any module code ran. */
 static int map_seen = -1;
 __attribute__((constructor)) static void look_for_the_map(void) {
@@ -112,6 +123,15 @@ fn nm_symbols(object: &Path) -> BTreeMap<String, (u64, u64, char)> {
                         kind.chars().next()?,
                     ),
                 )),
+                // GNU nm prints no size for a symbol of size 0.
+                [offset, kind, name] if !name.starts_with('.') => Some((
+                    name.to_owned(),
+                    (
+                        u64::from_str_radix(offset, 16).ok()?,
+                        0,
+                        kind.chars().next()?,
+                    ),
+                )),
                 _ => None,
             },
         )
@@ -160,12 +180,40 @@ fn perf_map_holds_every_function_where_it_runs() {
     let map = read_map(&MapFile::of(pid));
     assert!(map_seen, "the map must be written before constructors run");
 
-    let symbols = nm_symbols(&object);
+    let mut symbols = nm_symbols(&object);
+    // A label of size 0 where a sized symbol of its section starts is left
+    // out of the map: the sized symbol names that code.
+    let shadowed: Vec<String> = symbols
+        .iter()
+        .filter(|(_, (offset, size, kind))| {
+            *size == 0
+                && symbols
+                    .values()
+                    .any(|(other_offset, other_size, other_kind)| {
+                        other_offset == offset
+                            && *other_size > 0
+                            && other_kind.eq_ignore_ascii_case(kind)
+                    })
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    assert_eq!(shadowed, ["asm_entry_label"], "{symbols:#?}");
+    for name in &shadowed {
+        assert!(
+            !map.contains_key(&format!("{name} [loop.o]")),
+            "{name} shadows a sized symbol: {map:#?}"
+        );
+        symbols.remove(name);
+    }
     let functions: Vec<_> = symbols
         .iter()
         .filter(|(_, (_, _, kind))| kind.eq_ignore_ascii_case(&'t'))
         .collect();
-    assert!(functions.len() >= 3, "{symbols:?}");
+    assert!(functions.len() >= 4, "{symbols:?}");
+    assert_eq!(
+        map.get("asm_entry [loop.o]").map(|(_, size)| *size),
+        Some(symbols["asm_entry"].1)
+    );
     let (hot_offset, _, _) = symbols["hot_loop"];
     for (name, (offset, size, _)) in &functions {
         let Some((start, mapped_size)) = map.get(&format!("{name} [loop.o]")) else {

@@ -5,7 +5,7 @@
 use std::ffi::c_void;
 
 use super::maps::find_mapping;
-use super::symbols::{locate_code, CodeSpot};
+use super::symbols::{bytes_before, locate_code, CodeSpot, CALL_BYTES};
 
 /// A frame record is two words: the caller's frame pointer, then the
 /// return address (x86_64 `push rbp; mov rbp, rsp`; AArch64 `stp x29, x30`).
@@ -20,6 +20,7 @@ pub(super) const FRAME_ALIGN: usize = 16;
 pub(super) const FRAME_ALIGN: usize = 8;
 
 /// The interrupted thread's registers that the report needs.
+#[derive(Clone, Copy)]
 pub(super) struct Registers {
     pub(super) pc: usize,
     pub(super) sp: usize,
@@ -143,7 +144,7 @@ fn caller_of_frameless(
 ) -> Option<usize> {
     const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
     const FRAME_PROLOGUE: [u8; 4] = [0x55, 0x48, 0x89, 0xe5];
-    let code = |offset: usize| read_code(function, offset);
+    let code = |offset: usize| function.head_byte(offset);
     let starts_with = |at: usize, bytes: &[u8]| {
         bytes
             .iter()
@@ -180,34 +181,41 @@ fn caller_of_frameless(
     None
 }
 
-/// Byte `offset` of a module function, if it is inside the function.
-#[cfg(target_arch = "x86_64")]
-fn read_code(function: CodeSpot, offset: usize) -> Option<u8> {
-    (offset < function.function_size).then(|| {
-        // SAFETY: the byte is inside a function of a loaded module, whose
-        // code is mapped readable (r-x) while the module is loaded.
-        unsafe { std::ptr::read((function.function_start + offset) as *const u8) }
-    })
-}
-
 /// Whether code address `address` follows a call instruction, direct or
 /// indirect (through the GOT, a register, memory).
 #[cfg(target_arch = "x86_64")]
 fn follows_call(address: usize) -> bool {
-    let before = match locate_code(address) {
-        Some(spot) => spot.section_offset,
+    let (bytes, count) = match bytes_before(address) {
+        Some(found) => found,
         None => match find_mapping(address) {
-            Some(mapping) if mapping.readable && mapping.executable => address - mapping.start,
+            Some(mapping) if mapping.readable && mapping.executable => {
+                let count = (address - mapping.start).min(CALL_BYTES);
+                let mut bytes = [0; CALL_BYTES];
+                for (index, byte) in bytes.iter_mut().enumerate().skip(CALL_BYTES - count) {
+                    // SAFETY: the byte is at most `count` bytes before
+                    // `address` in its mapping, which is code mapped
+                    // readable outside any module (no unload frees it).
+                    *byte =
+                        unsafe { std::ptr::read((address - (CALL_BYTES - index)) as *const u8) };
+                }
+                (bytes, count)
+            }
             _ => return false,
         },
     };
-    // SAFETY: the bytes read are before `address` in its module section or
-    // mapping (at most `before` back), which is code mapped readable.
-    let byte = |back: usize| unsafe { std::ptr::read((address - back) as *const u8) };
+    // `byte(back)` is the byte `back` bytes before `address`.
+    let byte = |back: usize| match back <= count {
+        true => CALL_BYTES
+            .checked_sub(back)
+            .and_then(|index| bytes.get(index))
+            .copied(),
+        false => None,
+    };
     // `call rel32`, or `ff /2`: an indirect call, whose ModRM byte (reg
     // field 2) and displacement make it 2 to 7 bytes long.
-    (before >= 5 && byte(5) == 0xe8)
+    byte(5) == Some(0xe8)
         || (2..=7).any(|length| {
-            before >= length && byte(length) == 0xff && (byte(length - 1) >> 3) & 7 == 2
+            byte(length) == Some(0xff)
+                && byte(length - 1).is_some_and(|modrm| (modrm >> 3) & 7 == 2)
         })
 }

@@ -11,16 +11,19 @@
 //! than wait for a lock the crashed code may hold), reads
 //! `/proc/self/maps` with `open`/`read` to name the binary of frames
 //! outside modules, and runs on a stack of its own, so that a stack
-//! overflow still gets its report. The walk reads only frame records that
-//! lie, aligned and in increasing order, between the interrupted stack
-//! pointer and the top of its stack, so it cannot fault however corrupt the
-//! frame chain is. Modules built without frame pointers give a short or
+//! overflow still gets its report: the main thread's, and one for each
+//! thread a module starts with `pthread_create` (`threads`). The walk
+//! reads only frame records that lie, aligned and in increasing order,
+//! between the interrupted stack pointer and the top of its stack, so it
+//! cannot fault however corrupt the frame chain is. Modules built without frame pointers give a short or
 //! skipping backtrace; the PC line is exact either way.
 
+mod folding;
 mod frames;
 mod maps;
 mod symbols;
 mod text;
+mod threads;
 
 use std::ffi::{c_int, c_void};
 use std::fmt::Write as _;
@@ -28,10 +31,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use modload::Namespace;
 
+use folding::{Folder, Run};
 use frames::{frameless_caller, strip_pointer_authentication, Registers, FRAME_ALIGN, WORD};
 use maps::find_mapping;
-use symbols::{write_module_location, write_module_section, Lookup};
+use symbols::{in_module, write_module_location, write_module_section, Lookup};
 use text::{describe_signal, Line};
+pub use threads::resolve as resolve_stand_in;
+use threads::AlternateStack;
 
 /// The signals a fault in module code raises; all get a report. SIGTRAP
 /// is what `__builtin_trap()` raises on AArch64 (`brk`), where x86_64
@@ -45,13 +51,14 @@ const FATAL_SIGNALS: [c_int; 5] = [
     libc::SIGTRAP,
 ];
 
-/// The handler's own stack: a report needs a few KiB (core::fmt, the
-/// `/proc/self/maps` buffer), with plenty of room to spare.
-const ALTERNATE_STACK_BYTES: usize = 64 * 1024;
-
 /// Frames shown at most (a run of repeats counts as one): a deep stack
 /// would otherwise bury the top of the report.
 const MAX_FRAMES: usize = 48;
+
+/// Frames shown after the cut at [`MAX_FRAMES`]: the bottom of the stack,
+/// deep enough to reach above `main` (below it, an AArch64 `modload` has
+/// about ten frames of its own and libc's).
+const TAIL_FRAMES: usize = 16;
 
 /// The main thread's stack, `[STACK_LOW, STACK_HIGH)`, recorded by [`install`].
 static STACK_LOW: AtomicUsize = AtomicUsize::new(0);
@@ -65,7 +72,8 @@ static REPORTING: AtomicBool = AtomicBool::new(false);
 /// destructors, and a fault outside modules is reported too.
 ///
 /// The handler's stack is this thread's alternate signal stack; threads
-/// that modules start have none, so their reports use their own stack
+/// that modules start with `pthread_create` get one of their own
+/// ([`resolve_stand_in`]); other threads' reports use their own stack
 /// (fine unless the fault is an overflow of it).
 pub fn install(namespace: &'static Namespace) -> Result<(), String> {
     symbols::set_namespace(namespace);
@@ -116,53 +124,13 @@ fn record_main_stack() {
 
 /// Maps a stack for the handler, with a guard page below it, and makes it
 /// this thread's alternate signal stack (replacing the smaller one Rust's
-/// runtime sets up for its stack-overflow message).
+/// runtime sets up for its stack-overflow message), for the rest of the
+/// process.
 fn install_alternate_stack() -> Result<(), String> {
-    let page = modload_platform::host::host_page_size()
-        .map_err(|error| format!("cannot map the crash handler's stack: {error}"))?
-        .bytes();
-    let guard = usize::try_from(page).unwrap_or(4096);
-    let total = ALTERNATE_STACK_BYTES + guard;
-    // SAFETY: a fresh private anonymous mapping; it touches no memory of ours.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            total,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(format!(
-            "cannot map the crash handler's stack: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let stack = base.cast::<u8>().wrapping_add(guard).cast::<c_void>();
-    // SAFETY: `stack` and the ALTERNATE_STACK_BYTES after it are the part of
-    // our new mapping above its guard page.
-    let made_usable = unsafe {
-        libc::mprotect(
-            stack,
-            ALTERNATE_STACK_BYTES,
-            libc::PROT_READ | libc::PROT_WRITE,
-        )
-    };
-    let alternate = libc::stack_t {
-        ss_sp: stack,
-        ss_flags: 0,
-        ss_size: ALTERNATE_STACK_BYTES,
-    };
-    // SAFETY: the stack is mapped read-write and never unmapped (it serves
-    // for the rest of the process).
-    if made_usable != 0 || unsafe { libc::sigaltstack(&alternate, std::ptr::null_mut()) } != 0 {
-        return Err(format!(
-            "cannot set up the crash handler's stack: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
+    let stack = AlternateStack::map()?;
+    stack.make_current()?;
+    // Kept mapped for good: the main thread may fault until the end.
+    std::mem::forget(stack);
     Ok(())
 }
 
@@ -203,16 +171,23 @@ fn die(signal: c_int) -> ! {
 fn report(signal: c_int, info: &libc::siginfo_t, registers: Option<&Registers>) {
     let mut line = Line::new();
     let _ = write!(line, "modload: {}", describe_signal(signal, info.si_code));
-    // A signal sent with kill(2) (si_code <= 0) has no faulting address,
-    // nor has an x86_64 general protection fault (SI_KERNEL), which a
-    // non-canonical address causes.
-    let fault_address = (info.si_code > 0 && info.si_code != libc::SI_KERNEL).then(|| {
+    // On x86_64 the kernel's own signals with SI_KERNEL carry no address:
+    // SIGSEGV for a general protection fault (which a non-canonical address
+    // causes), SIGTRAP for an `int3`.
+    let kernel_raised = info.si_code == libc::SI_KERNEL;
+    let int3 = cfg!(target_arch = "x86_64") && kernel_raised && signal == libc::SIGTRAP;
+    // A signal sent with kill(2) (si_code <= 0) has no faulting address either.
+    let fault_address = (info.si_code > 0 && !kernel_raised).then(|| {
         // SAFETY: for a signal the kernel raised on a fault, si_addr is
         // the field the siginfo holds.
         unsafe { info.si_addr() as usize }
     });
-    if info.si_code == libc::SI_KERNEL {
+    if int3 {
+        // Said by describe_signal: `int3 breakpoint instruction`.
+    } else if kernel_raised && signal == libc::SIGSEGV {
         let _ = write!(line, " at an unknown address (a general protection fault)");
+    } else if kernel_raised {
+        let _ = write!(line, " at an unknown address");
     } else if let Some(address) = fault_address {
         let _ = write!(line, " at address {address:#x}");
         // Data of a module is worth naming: `counter+0x8 [a.o]`.
@@ -230,9 +205,21 @@ fn report(signal: c_int, info: &libc::siginfo_t, registers: Option<&Registers>) 
         line.emit();
         return;
     };
+    // The PC saved for an `int3` is one past it: the report is about the
+    // instruction, which may be the last of its function.
+    let registers = &Registers {
+        pc: match int3 {
+            true => registers.pc.wrapping_sub(1),
+            false => registers.pc,
+        },
+        ..*registers
+    };
     let mut pc_line = Line::new();
     let _ = write!(pc_line, "  pc {:#x}  ", registers.pc);
     let pc_lookup = write_code_location(&mut pc_line, registers.pc, 0);
+    if int3 {
+        let _ = write!(pc_line, "  (the int3; the saved pc is one past it)");
+    }
     let _ = match pc_lookup {
         Lookup::Found => write!(line, ", in a module"),
         Lookup::NotFound | Lookup::NotCode => write!(line, ", not in a module"),
@@ -334,59 +321,121 @@ fn backtrace(registers: &Registers, fetch_fault: bool) {
     frames.finish();
 }
 
-/// The backtrace's lines: at most [`MAX_FRAMES`], and a run of frames with
-/// the same return address (a recursion) as one line.
+/// The backtrace's lines: at most [`MAX_FRAMES`], with a run of frames
+/// that repeats a short cycle (a recursion) as one line; past the limit
+/// the walk goes on to show the last [`TAIL_FRAMES`] frames, where the
+/// thread began.
 #[derive(Default)]
 struct Frames {
-    /// The number of the next frame (the PC is frame 0).
+    folder: Folder,
+    /// The number of the last frame taken (the PC is frame 0).
     depth: usize,
     shown: usize,
-    previous: usize,
-    repeats: usize,
-    cut: bool,
+    /// Frames past the limit: how many, and the last few as
+    /// `(number, return address)`, in a ring.
+    hidden: usize,
+    tail: [(usize, usize); TAIL_FRAMES],
+    /// The last executable mapping outside modules that a hidden frame
+    /// was in: most are in a few binaries, whose maps are read only once.
+    known_code: (usize, usize),
 }
 
 impl Frames {
-    /// Shows (or counts) the frame that returns to `return_address`; false
-    /// where the walk should stop: too many frames, or the address is not
-    /// in code, so the chain led elsewhere (into code without frame pointers).
+    /// Shows (or folds, or keeps for the tail) the frame that returns to
+    /// `return_address`; false where the walk should stop: the address is
+    /// not in code, so the chain led elsewhere (into code without frame
+    /// pointers).
     fn push(&mut self, return_address: usize) -> bool {
         self.depth += 1;
-        if return_address == self.previous {
-            self.repeats += 1;
-            return true;
+        if self.hidden > 0 {
+            return self.hide(self.depth, return_address);
         }
-        self.show_repeats(self.depth - 1);
-        if self.shown == MAX_FRAMES {
-            self.cut = true;
-            return false;
+        let step = self.folder.push(return_address);
+        if let Some(run) = step.ended {
+            if !self.show_run(&run) {
+                return false;
+            }
         }
-        self.shown += 1;
-        self.previous = return_address;
-        print_frame(self.depth, return_address)
+        step.folded || self.show(self.depth, return_address)
     }
 
-    /// Shows the run of repeats that ended with frame `last`, if any.
-    fn show_repeats(&mut self, last: usize) {
-        if self.repeats > 0 {
-            let mut line = Line::new();
-            let _ = write!(
-                line,
-                "  ... the frame above {} more times (to #{last})",
-                self.repeats
-            );
-            line.emit();
-            self.repeats = 0;
+    /// Shows frame `depth`, or past the limit keeps it for the tail.
+    fn show(&mut self, depth: usize, return_address: usize) -> bool {
+        if self.shown == MAX_FRAMES || self.hidden > 0 {
+            return self.hide(depth, return_address);
         }
+        self.shown += 1;
+        print_frame(depth, return_address)
+    }
+
+    /// Keeps a frame past the limit in the tail ring, if it is code.
+    fn hide(&mut self, depth: usize, return_address: usize) -> bool {
+        let (start, end) = self.known_code;
+        let in_code = (start..end).contains(&return_address)
+            || in_module(return_address.wrapping_sub(1))
+            || match find_mapping(return_address) {
+                Some(mapping) if mapping.executable => {
+                    self.known_code = (mapping.start, mapping.end);
+                    true
+                }
+                _ => false,
+            };
+        if in_code {
+            if let Some(slot) = self.tail.get_mut(self.hidden % TAIL_FRAMES) {
+                *slot = (depth, return_address);
+            }
+            self.hidden += 1;
+        }
+        in_code
+    }
+
+    /// Shows a run of repeats: one line, or its frames if it repeated no
+    /// whole cycle.
+    fn show_run(&mut self, run: &Run) -> bool {
+        let mut frames = run.frames_to_show().peekable();
+        if frames.peek().is_none() {
+            let mut line = Line::new();
+            let _ = match run.period {
+                1 => write!(
+                    line,
+                    "  ... the frame above {} more times (to #{})",
+                    run.frames, run.last
+                ),
+                period => write!(
+                    line,
+                    "  ... the {period} frames above repeat, {} more frames (to #{})",
+                    run.frames, run.last
+                ),
+            };
+            line.emit();
+        }
+        frames.all(|(depth, return_address)| self.show(depth, return_address))
     }
 
     fn finish(&mut self) {
-        self.show_repeats(self.depth);
+        if self.hidden == 0 {
+            if let Some(run) = self.folder.finish() {
+                self.show_run(&run);
+            }
+        }
         let mut line = Line::new();
-        if self.cut {
-            let _ = write!(line, "  ... (more frames not shown)");
+        if self.hidden > TAIL_FRAMES {
+            let first = self.tail.iter().map(|(depth, _)| *depth).min().unwrap_or(0);
+            let _ = write!(
+                line,
+                "  ... {} more frames not shown (to #{})",
+                self.hidden - TAIL_FRAMES,
+                first.saturating_sub(1)
+            );
             line.emit();
-        } else if self.shown == 0 {
+        }
+        let kept = self.hidden.min(TAIL_FRAMES);
+        for index in self.hidden - kept..self.hidden {
+            if let Some((depth, return_address)) = self.tail.get(index % TAIL_FRAMES) {
+                print_frame(*depth, *return_address);
+            }
+        }
+        if self.shown == 0 && self.hidden == 0 {
             let _ = write!(
                 line,
                 "  (no frame records: code built without frame pointers?)"

@@ -81,33 +81,102 @@ pub(super) fn write_module_section(line: &mut Line, address: usize) {
     }
 }
 
+/// Whether `address` is in a module (true too if the namespace is busy:
+/// a busy namespace says nothing against it).
+pub(super) fn in_module(address: usize) -> bool {
+    namespace().is_some_and(|namespace| {
+        namespace
+            .try_locate(VirtAddr::new(address as u64), |location| location.is_some())
+            .unwrap_or(true)
+    })
+}
+
 /// The last part of a module's name: `bad.o` for `build/bad.o`.
 pub(super) fn file_name(module_name: &str) -> &str {
     module_name.rsplit('/').next().unwrap_or(module_name)
 }
 
-/// Where a code address is in a module: its function's bounds and how
-/// far into its section it is.
+/// The first bytes of a function that [`CodeSpot`] holds: enough for an
+/// x86_64 frame prologue after an `endbr64`.
+const HEAD_BYTES: usize = 8;
+/// The bytes before a return address that [`bytes_before`] reads: the
+/// longest call instruction it recognizes.
+pub(super) const CALL_BYTES: usize = 7;
+
+/// Where a code address is in a module: its function's start, and the
+/// function's first bytes. The bytes are
+/// copied while the namespace is locked: the lock is what keeps a module's
+/// memory mapped (unloading takes it), so module code is never read after
+/// the lookup has let go of it.
 #[derive(Clone, Copy)]
 // Only x86_64 reads a function's bytes (its prologue, the call before a
 // return address); AArch64 has the link register instead.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct CodeSpot {
     pub(super) function_start: usize,
-    pub(super) function_size: usize,
-    pub(super) section_offset: usize,
+    head: [u8; HEAD_BYTES],
+    head_len: usize,
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+impl CodeSpot {
+    /// Byte `offset` of the function, if it is among the first few and
+    /// inside the function.
+    pub(super) fn head_byte(&self, offset: usize) -> Option<u8> {
+        self.head.get(..self.head_len)?.get(offset).copied()
+    }
+}
+
+/// The function of a module that code address `address` is in.
 pub(super) fn locate_code(address: usize) -> Option<CodeSpot> {
     namespace()?
         .try_locate(VirtAddr::new(address as u64), |location| {
             let location = location?;
             let symbol = location.symbol?;
+            let function_start = address.checked_sub(usize::try_from(symbol.offset).ok()?)?;
+            let function_size = usize::try_from(symbol.size).ok()?;
+            let mut head = [0; HEAD_BYTES];
+            let head_len = function_size.min(HEAD_BYTES);
+            for (offset, byte) in head.iter_mut().enumerate().take(head_len) {
+                // SAFETY: the byte is inside a function of a module that
+                // the namespace's lock, held here, keeps loaded: its code
+                // is mapped readable (r-x).
+                *byte = unsafe { std::ptr::read((function_start + offset) as *const u8) };
+            }
             Some(CodeSpot {
-                function_start: address.checked_sub(usize::try_from(symbol.offset).ok()?)?,
-                function_size: usize::try_from(symbol.size).ok()?,
-                section_offset: usize::try_from(location.section_offset).ok()?,
+                function_start,
+                head,
+                head_len,
             })
+        })
+        .flatten()
+}
+
+/// Up to [`CALL_BYTES`] bytes of module code right before `address` (a
+/// return address), nearest last, as far back as its section goes; read
+/// under the namespace's lock, as [`CodeSpot`]'s are. `None` if `address - 1`
+/// is in no module (or the namespace is busy).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) fn bytes_before(address: usize) -> Option<([u8; CALL_BYTES], usize)> {
+    // The call is the instruction before the return address, which may
+    // be the first byte past its section (a call that ends it).
+    let last = address.checked_sub(1)?;
+    namespace()?
+        .try_locate(VirtAddr::new(last as u64), |location| {
+            let location = location?;
+            let in_section = usize::try_from(location.section_offset)
+                .ok()?
+                .checked_add(1)?;
+            let count = in_section.min(CALL_BYTES);
+            let mut bytes = [0; CALL_BYTES];
+            for (index, byte) in bytes.iter_mut().enumerate().skip(CALL_BYTES - count) {
+                // SAFETY: `address - (CALL_BYTES - index)` is at most `count`
+                // bytes before `address`, so within the section that holds
+                // `address - 1`, of a module the namespace's lock, held
+                // here, keeps loaded and mapped readable.
+                *byte = unsafe { std::ptr::read((address - (CALL_BYTES - index)) as *const u8) };
+            }
+            Some((bytes, count))
         })
         .flatten()
 }

@@ -37,6 +37,10 @@ pub(super) fn describe_signal(signal: c_int, code: c_int) -> SignalText {
         (libc::SIGFPE, 6) => "floating-point inexact result",
         (libc::SIGFPE, 7) => "invalid floating-point operation",
         (libc::SIGTRAP, 1) => "breakpoint",
+        // x86_64 raises it so for an `int3` (`__builtin_debugtrap()`).
+        (libc::SIGTRAP, libc::SI_KERNEL) if cfg!(target_arch = "x86_64") => {
+            "int3 breakpoint instruction"
+        }
         (libc::SIGTRAP, 2) => "trace",
         _ => "",
     };

@@ -130,6 +130,17 @@ fn wait_until(child: &mut Child, deadline: Instant) -> bool {
     }
 }
 
+/// Reads `pipe` to its end on a thread of its own; the text is the thread's result.
+fn drain<P: Read + Send + 'static>(pipe: Option<P>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    })
+}
+
 /// `cargo xtask debug-test` for one machine: true if GDB stopped where it
 /// should, with the caller on the stack.
 pub fn check(arch: Arch, timeout: Duration) -> Result<bool, String> {
@@ -180,16 +191,13 @@ pub fn check(arch: Arch, timeout: Duration) -> Result<bool, String> {
             return Err(format!("cannot start {GDB}: {error}"));
         }
     };
-    // GDB's output is small; read it after it exits (or is killed).
+    // Drained as GDB writes: a full pipe would stall it until the deadline.
+    let stdout = drain(gdb.stdout.take());
+    let stderr = drain(gdb.stderr.take());
     let finished = wait_until(&mut gdb, deadline);
-    let mut output = String::new();
-    if let Some(mut stdout) = gdb.stdout.take() {
-        let _ = stdout.read_to_string(&mut output);
-    }
-    let mut errors = String::new();
-    if let Some(mut stderr) = gdb.stderr.take() {
-        let _ = stderr.read_to_string(&mut errors);
-    }
+    // GDB is gone (exited or killed), so both pipes reach their end.
+    let output = stdout.join().unwrap_or_default();
+    let errors = stderr.join().unwrap_or_default();
     let _ = qemu.kill();
     let _ = qemu.wait();
     print!("{output}");

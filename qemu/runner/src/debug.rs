@@ -9,10 +9,11 @@
 //!   quitting GDB stops QEMU and Ctrl-C interrupts the kernel. The kernel's
 //!   console goes to `target/qemu/<arch>/debug-console.log`.
 //! - `cargo xtask debug-test`: on both kernels, `gdb-multiarch -batch` sets
-//!   a pending breakpoint on `f_square` (module F), which module E's
-//!   `e_call` calls in step 11, continues, and checks that the stop names
-//!   `f_square` at its line of `f.c` and that `bt` shows `e_call` at its
-//!   line of `e.c` as the caller.
+//!   pending breakpoints on `b_compute` (module B, Rust, loaded through the
+//!   staged API in step 2) and `f_square` (module F), which module E's
+//!   `e_call` calls in step 11, continues, and checks that it stops in
+//!   `b_compute`, then that the stop names `f_square` at its line of `f.c`
+//!   and that `bt` shows `e_call` at its line of `e.c` as the caller.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -30,6 +31,10 @@ const GDB: &str = "gdb-multiarch";
 /// The kernel's cargo feature that registers modules with GDB.
 const FEATURES: &[&str] = &["gdb"];
 
+/// A function of B, the Rust module loaded through the staged API in step 2:
+/// the check breaks there first, so every way the kernel loads a module is
+/// seen registered.
+const FIRST_BREAK_AT: &str = "b_compute";
 /// The function the check breaks on, its module's source, and its caller.
 const BREAK_AT: (&str, &str) = ("f_square", "f.c");
 const CALLER: (&str, &str) = ("e_call", "e.c");
@@ -158,7 +163,7 @@ pub fn check(arch: Arch, timeout: Duration) -> Result<bool, String> {
         .map_err(|error| format!("cannot start QEMU for {}: {error}", arch.name()))?;
     let deadline = Instant::now() + timeout;
     println!(
-        "== {}: {GDB} -batch on QEMU's gdbstub: break {}, continue, bt",
+        "== {}: {GDB} -batch on QEMU's gdbstub: break {FIRST_BREAK_AT} and {}, continue twice, bt",
         arch.name(),
         BREAK_AT.0
     );
@@ -175,7 +180,12 @@ pub fn check(arch: Arch, timeout: Duration) -> Result<bool, String> {
         .arg("-ex")
         .arg(format!("target remote 127.0.0.1:{port}"))
         .arg("-ex")
+        .arg(format!("break {FIRST_BREAK_AT}"))
+        .arg("-ex")
         .arg(format!("break {}", BREAK_AT.0))
+        .args(["-ex", "continue"])
+        // B is called again in later steps.
+        .args(["-ex", "delete 1"])
         .args(["-ex", "continue"])
         .args(["-ex", "bt 3"])
         .args(["-ex", "kill"])
@@ -227,9 +237,18 @@ fn problems(output: &str, finished: bool) -> Result<Vec<String>, String> {
     if !finished {
         problems.push("GDB did not finish before the timeout".to_owned());
     }
+    // B has no line table to show; its name is enough.
+    let first = output
+        .lines()
+        .find(|each| each.starts_with("Breakpoint 1, "));
+    if !first.is_some_and(|stop| stop.contains(&format!("{FIRST_BREAK_AT} ("))) {
+        problems.push(format!(
+            "GDB did not stop first in {FIRST_BREAK_AT}: {first:?}"
+        ));
+    }
     let stop = output
         .lines()
-        .find(|each| each.starts_with(&format!("Breakpoint 1, {function} (")));
+        .find(|each| each.starts_with(&format!("Breakpoint 2, {function} (")));
     match stop {
         Some(stop) if stop.ends_with(&format!("/{file}:{line}")) => {}
         Some(stop) => problems.push(format!("the stop is not at {file}:{line}: {stop}")),

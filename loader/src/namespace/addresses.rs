@@ -514,6 +514,11 @@ impl Namespace {
     /// A search over every loaded section, then a binary search over one
     /// section's symbols; nothing is allocated.
     ///
+    /// Load addresses never overlap. Target addresses are the caller's
+    /// choice: where two modules were linked for overlapping ranges, the
+    /// range that starts last at or before `address` answers, and if it
+    /// ends before `address`, nothing does.
+    ///
     /// ```
     /// # let namespace = modload::Namespace::new();
     /// let name = namespace.locate(modload::VirtAddr::new(0x1234), |found| {

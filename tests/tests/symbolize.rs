@@ -436,3 +436,48 @@ fn a_module_is_still_located_while_its_destructors_run() {
     assert!(env.namespace.modules().is_empty());
     env.assert_back_to_baseline();
 }
+
+#[test]
+fn a_set_has_a_debug_object_per_member() {
+    let env = Env::anywhere();
+    let members: Vec<(String, Vec<u8>)> = ["m1.c", "m2.c"]
+        .iter()
+        .map(|source| {
+            let path = compile_c(&fixture(source), CModel::Pic, &["-g"]);
+            (module_name(&path), modload_tests::read(&path))
+        })
+        .collect();
+    let borrowed: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+        .collect();
+    // SAFETY: the fixtures are this project's own test code.
+    let set = unsafe { env.loader().load_set("set", &borrowed) }.unwrap();
+    for (member, (name, function)) in [("m1.o", "m1_value"), ("m2.o", "m2_scale")]
+        .into_iter()
+        .enumerate()
+    {
+        let bytes = &members[member].1;
+        assert_eq!(members[member].0, name);
+        let elf_bytes = set.member_debug_object(member, bytes).unwrap();
+        let elf = Elf::parse(&elf_bytes).unwrap();
+        // Each member's own function sits where the set placed it.
+        let symbol = elf
+            .syms
+            .iter()
+            .find(|symbol| elf.strtab.get_at(symbol.st_name) == Some(function))
+            .unwrap();
+        let section = &elf.section_headers[symbol.st_shndx];
+        assert_eq!(
+            section.sh_addr + symbol.st_value,
+            set.symbol(function).unwrap().as_u64(),
+            "{function} in {name}"
+        );
+    }
+    assert_eq!(
+        set.member_debug_object(2, &members[0].1).unwrap_err(),
+        DebugObjectError::NoSuchMember { member: 2 }
+    );
+    unload(set);
+    env.assert_back_to_baseline();
+}

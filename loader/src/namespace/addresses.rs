@@ -79,7 +79,7 @@ pub struct ModuleSymbol {
 #[derive(Clone, Debug)]
 pub(crate) struct MappedSection {
     /// In the map's `names`.
-    name: Range<u32>,
+    name: (u32, u32),
     /// Where its bytes were placed in the region.
     load: u64,
     /// Where it was linked to run.
@@ -173,7 +173,7 @@ impl AddressMapBuilder {
         let end = u32::try_from(self.names.len()).ok()?;
         let position = u32::try_from(self.sections.len()).ok()?;
         self.sections.push(MappedSection {
-            name: start..end,
+            name: (start, end),
             load,
             target,
             size,
@@ -335,10 +335,6 @@ impl AddressMap {
         self.names.get(start as usize..end as usize).unwrap_or("?")
     }
 
-    fn section_name(&self, section: &MappedSection) -> &str {
-        self.text((section.name.start, section.name.end))
-    }
-
     /// Every address range to index, `(start, end, tag)`: the load
     /// addresses of each segment's sections (a module's segment lies in one
     /// reservation or piece of its own, so no other module's section is
@@ -407,7 +403,7 @@ impl AddressMap {
     fn locate(&self, tag: u32, address: u64) -> Option<Found<'_>> {
         let (section, start, offset) = self.section_at(tag, address)?;
         Some((
-            self.section_name(section),
+            self.text(section.name),
             start,
             offset,
             self.symbol_at(section, offset),
@@ -420,7 +416,7 @@ impl AddressMap {
             .sections
             .iter()
             .flat_map(|section| {
-                let section_name = self.section_name(section);
+                let section_name = self.text(section.name);
                 self.symbols
                     .get(section.symbols.start as usize..section.symbols.end as usize)
                     .unwrap_or_default()
@@ -440,15 +436,12 @@ impl AddressMap {
     }
 
     /// `(member, index, target, header size)` of every section that has a
-    /// header and bytes (an empty section tells a debugger nothing).
+    /// header (the map holds no empty section: it tells a debugger nothing).
     pub(crate) fn headers(&self) -> impl Iterator<Item = (u32, u32, u64, u64)> + '_ {
-        self.sections
-            .iter()
-            .filter(|section| section.size > 0)
-            .filter_map(|section| {
-                let (member, index, size) = section.header?;
-                Some((member, index, section.target, size))
-            })
+        self.sections.iter().filter_map(|section| {
+            let (member, index, size) = section.header?;
+            Some((member, index, section.target, size))
+        })
     }
 }
 

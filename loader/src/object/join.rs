@@ -223,16 +223,21 @@ impl<'a> Object<'a> {
                 .all(|signer| signer.is_some_and(|signer| keys.contains(&signer)))
     }
 
+    /// The member of a joined object that section `index` came from, and
+    /// its position among the members.
+    pub(crate) fn member_of_section(&self, index: usize) -> Option<(usize, &Member)> {
+        self.members
+            .iter()
+            .enumerate()
+            .find(|(_, member)| member.sections.contains(&index))
+    }
+
     /// [`Object::error`] for a joined object: names the member a section or
     /// symbol belongs to and gives its index in that member.
     #[cold]
     #[inline(never)]
     pub(crate) fn member_error(&self, kind: ErrorKind) -> LoadError {
-        let of_section = |index: usize| {
-            self.members
-                .iter()
-                .find(|member| member.sections.contains(&index))
-        };
+        let of_section = |index: usize| self.member_of_section(index).map(|(_, member)| member);
         let (member, kind) = match kind {
             ErrorKind::Section {
                 mut section,

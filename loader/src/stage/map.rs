@@ -52,12 +52,7 @@ pub(super) fn address_map(
             *slot = position;
         }
     }
-    let areas = [
-        (".got", layout.got, targets.got),
-        (".stubs", layout.stubs, targets.stubs),
-        ("COMMON", layout.common, targets.common),
-    ];
-    for (name, placement, target) in areas {
+    for (name, placement, target) in super::loader_areas(layout, targets) {
         let segment = placement.kind.segment();
         map.section(
             name,
@@ -87,14 +82,9 @@ fn member_index(object: &Object<'_>, index: usize) -> Option<(u32, u32)> {
     if object.members.is_empty() {
         return Some((0, u32::try_from(index).ok()?));
     }
-    let (member, range) = object
-        .members
-        .iter()
-        .enumerate()
-        .find(|(_, member)| member.sections.contains(&index))
-        .map(|(member, found)| (member, found.sections.clone()))?;
+    let (position, member) = object.member_of_section(index)?;
     Some((
-        u32::try_from(member).ok()?,
-        u32::try_from(index.checked_sub(range.start)?).ok()?,
+        u32::try_from(position).ok()?,
+        u32::try_from(index.checked_sub(member.sections.start)?).ok()?,
     ))
 }

@@ -368,12 +368,7 @@ impl<'l, 'a> Placed<'l, 'a> {
                 })
             })
             .collect();
-        let areas = [
-            (".got", self.layout.got, self.targets.got),
-            (".stubs", self.layout.stubs, self.targets.stubs),
-            ("COMMON", self.layout.common, self.targets.common),
-        ];
-        for (name, placement, target) in areas {
+        for (name, placement, target) in loader_areas(&self.layout, &self.targets) {
             if placement.size > 0 {
                 pieces.push(PlacedPiece {
                     section: None,
@@ -693,6 +688,16 @@ impl<'l> Finalized<'l> {
         Ok((Module::new(loader.namespace, id), init))
     }
 }
+/// The areas the loader adds to a module, which no section header
+/// describes: each with its name, placement and target address.
+fn loader_areas(layout: &Layout<'_>, targets: &Targets) -> [(&'static str, Placement, u64); 3] {
+    [
+        (".got", layout.got, targets.got),
+        (".stubs", layout.stubs, targets.stubs),
+        ("COMMON", layout.common, targets.common),
+    ]
+}
+
 pub(crate) mod entry;
 mod map;
 pub(crate) mod sets;

@@ -168,7 +168,7 @@ fn link_unit(
     let with_late = |loader: Loader<'static>| if late { loader.late_binding() } else { loader };
     let sizing = with_late(Loader::new(
         namespace,
-        crate::plan::scratch_region(args.page_size)?,
+        crate::plan::scratch_region(args.page_size),
         &NoProtection,
     ));
     let plan = match sizing.plan(parse(&sizing).map_err(load)?) {

@@ -4,8 +4,6 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use std::sync::OnceLock;
-
 use modload::{
     LoadError, Loader, Machine, Namespace, NoProtection, Object, PageSize, Permissions, Plan,
     Region, SectionKind, Segment,
@@ -39,20 +37,15 @@ pub fn heap_region(bytes: usize, page: PageSize) -> Result<&'static Region, Fail
 
 /// An empty region of each page size for sizing plans: planning allocates
 /// nothing, but its layout follows the region's page size.
-pub fn scratch_region(page: PageSize) -> Result<&'static Region, Failure> {
-    static SCRATCH_4K: OnceLock<&'static Region> = OnceLock::new();
-    static SCRATCH_16K: OnceLock<&'static Region> = OnceLock::new();
-    static SCRATCH_64K: OnceLock<&'static Region> = OnceLock::new();
-    let slot = match page {
+pub fn scratch_region(page: PageSize) -> &'static Region {
+    static SCRATCH_4K: Region = Region::with_page_size(PageSize::Size4KiB);
+    static SCRATCH_16K: Region = Region::with_page_size(PageSize::Size16KiB);
+    static SCRATCH_64K: Region = Region::with_page_size(PageSize::Size64KiB);
+    match page {
         PageSize::Size4KiB => &SCRATCH_4K,
         PageSize::Size16KiB => &SCRATCH_16K,
         PageSize::Size64KiB => &SCRATCH_64K,
-    };
-    if let Some(region) = slot.get() {
-        return Ok(region);
     }
-    let region = heap_region(page.bytes() as usize, page)?;
-    Ok(slot.get_or_init(|| region))
 }
 
 /// An object's plan and machine, worked out on its own.
@@ -79,7 +72,7 @@ pub fn plan_alone(name: &str, bytes: &[u8], region: &'static Region) -> Result<P
 pub fn command(args: &PlanArgs) -> Result<(), Failure> {
     let name = args.object.to_string_lossy();
     let bytes = std::fs::read(&args.object).map_err(|error| Failure::io(&name, &error))?;
-    let region = scratch_region(args.page_size)?;
+    let region = scratch_region(args.page_size);
     let planned = plan_alone(&name, &bytes, region).map_err(|error| Failure::load(&error))?;
     let output = if args.json {
         json(&name, &planned)

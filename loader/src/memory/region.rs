@@ -128,7 +128,20 @@ impl Heap {
 impl Region {
     /// An empty region; give it memory with [`Region::init`].
     pub const fn new() -> Self {
-        let page = PageSize::Size4KiB;
+        Self::with_page_size(PageSize::Size4KiB)
+    }
+
+    /// An empty region whose plans are laid out in pages of `page`, before
+    /// it has memory: for sizing modules for a machine with those pages
+    /// (`modload plan --page-size`). [`Region::init_with_page_size`] sets
+    /// the page size again when memory comes.
+    ///
+    /// ```
+    /// use modload::{PageSize, Region};
+    /// static SIXTEEN: Region = Region::with_page_size(PageSize::Size16KiB);
+    /// assert_eq!(SIXTEEN.page_size(), PageSize::Size16KiB);
+    /// ```
+    pub const fn with_page_size(page: PageSize) -> Self {
         Self {
             heap: Mutex::new(Heap::empty()),
             page_shift: AtomicU8::new(page as u8),

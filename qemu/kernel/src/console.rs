@@ -21,6 +21,12 @@ pub fn print(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);
 }
 
+/// Prints without taking the console's lock, for fault handlers (a fault
+/// may come while it is held): lines may interleave, nothing waits.
+pub fn print_unlocked(args: fmt::Arguments<'_>) {
+    let _ = Console.write_fmt(args);
+}
+
 #[allow(unused_macros)]
 macro_rules! print {
     ($($arg:tt)*) => { $crate::console::print(format_args!($($arg)*)) };

@@ -74,6 +74,26 @@ impl Write for TextBuffer {
 static KEPT: spin::Mutex<TextBuffer> = spin::Mutex::new(TextBuffer::new());
 /// Set while a report is written: a fault inside one is not reported again.
 static REPORTING: AtomicBool = AtomicBool::new(false);
+/// Set while a probe from [`probe_reporting`] runs: its fault is reported
+/// and kept.
+static PROBE_REPORTS: AtomicBool = AtomicBool::new(false);
+
+/// [`arch::probe`], and a fault is reported on the console as an unexpected
+/// one would be (symbolized, with a backtrace) and kept for [`take_kept`].
+pub fn probe_reporting(access: arch::Access, address: u64) -> Option<arch::Fault> {
+    PROBE_REPORTS.store(true, Ordering::SeqCst);
+    let fault = arch::probe(access, address);
+    PROBE_REPORTS.store(false, Ordering::SeqCst);
+    fault
+}
+
+/// Called by the handlers with a probe's fault: reported and kept if the
+/// probe came from [`probe_reporting`].
+pub fn probe_fault(fault: &Fault<'_>) {
+    if PROBE_REPORTS.load(Ordering::SeqCst) {
+        report("", fault, true);
+    }
+}
 
 /// Prints the report of `fault` on the console, `prefix` first (such as
 /// `"UNEXPECTED "`); with `keep`, also keeps it for [`take_kept`].
@@ -82,14 +102,15 @@ pub fn report(prefix: &str, fault: &Fault<'_>, keep: bool) {
         arch::write_console(b"(a fault while reporting a fault)\n");
         return;
     }
+    // Written once (the walk and the lookups are the costly part), shown
+    // after the prefix and kept without it.
     let mut text = TextBuffer::new();
-    let _ = text.write_str(prefix);
     let _ = write_report(&mut text, fault);
+    arch::write_console(prefix.as_bytes());
     arch::write_console(text.as_bytes());
     if keep {
         if let Some(mut kept) = KEPT.try_lock() {
-            *kept = TextBuffer::new();
-            let _ = write_report(&mut *kept, fault);
+            *kept = text;
         }
     }
     REPORTING.store(false, Ordering::SeqCst);

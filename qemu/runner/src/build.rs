@@ -60,7 +60,8 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn output_dir(arch: Arch) -> PathBuf {
+/// Where an architecture's modules, kernel builds and logs go.
+pub fn output_dir(arch: Arch) -> PathBuf {
     root().join("target/qemu").join(arch.name())
 }
 
@@ -208,8 +209,13 @@ pub fn kernel_with_features(arch: Arch, features: &[&str]) -> Result<PathBuf, St
         add(name, &object)?;
     }
     let archive_path = out.join("modules.a");
-    std::fs::write(&archive_path, archive::write(&members)?)
-        .map_err(|error| format!("{}: {error}", archive_path.display()))?;
+    let archive = archive::write(&members)?;
+    // Rewritten only when it changes: the kernel includes it, and a new
+    // file would make cargo build an unchanged kernel again.
+    if std::fs::read(&archive_path).ok().as_deref() != Some(archive.as_slice()) {
+        std::fs::write(&archive_path, archive)
+            .map_err(|error| format!("{}: {error}", archive_path.display()))?;
+    }
 
     let target_dir = out.join("kernel");
     let kernel = target_dir
@@ -217,13 +223,11 @@ pub fn kernel_with_features(arch: Arch, features: &[&str]) -> Result<PathBuf, St
         .join("release/modload-test-kernel");
     // A table per feature set: each set's kernel has functions of its own,
     // and one table would be rebuilt whenever the set changes.
-    let symbols = out.join(
-        core::iter::once("kernel-symbols")
-            .chain(features.iter().copied())
-            .collect::<Vec<_>>()
-            .join("-")
-            + ".bin",
-    );
+    let suffix: String = features
+        .iter()
+        .map(|feature| format!("-{feature}"))
+        .collect();
+    let symbols = out.join(format!("kernel-symbols{suffix}.bin"));
     let build = || -> Result<(), String> {
         let mut command = bare_metal_cargo(&target_dir);
         command
@@ -268,8 +272,8 @@ fn with_symbol_table(
     let started = std::time::Instant::now();
     build()?;
     let first = ksyms::read_symbols(kernel)?;
-    let functions = ksyms::functions(&first)?.len();
-    let table = ksyms::encode(&ksyms::functions(&first)?)?;
+    let functions = ksyms::functions(&first)?;
+    let table = ksyms::encode(&functions)?;
     let mut relinked = String::new();
     if table != included {
         write(&table)?;
@@ -296,7 +300,8 @@ fn with_symbol_table(
         ));
     }
     Ok(format!(
-        "kernel symbol table: {functions} functions in {} bytes{relinked}",
+        "kernel symbol table: {} functions in {} bytes{relinked}",
+        functions.len(),
         table.len()
     ))
 }

@@ -54,10 +54,7 @@ fn qemu(arch: Arch, kernel: &Path, console: &Path, gdbstub: &str) -> Command {
 }
 
 fn console_log(arch: Arch) -> PathBuf {
-    build::root()
-        .join("target/qemu")
-        .join(arch.name())
-        .join("debug-console.log")
+    build::output_dir(arch).join("debug-console.log")
 }
 
 /// `word` quoted for `sh`, which runs the command of GDB's `target remote |`.

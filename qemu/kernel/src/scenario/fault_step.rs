@@ -30,8 +30,8 @@ pub(super) fn step13(state: &State) -> Step {
     let (run, run_size) = find("g_run")?;
     let (banner, _) = find("g_banner")?;
     let _ = fault_report::take_kept();
-    let fault =
-        arch::probe_reporting(Access::Execute, run).ok_or("g_run returned without a fault")?;
+    let fault = crate::fault_report::probe_reporting(Access::Execute, run)
+        .ok_or("g_run returned without a fault")?;
     let report = fault_report::take_kept().ok_or("the handler kept no report")?;
     expect("faulting address", fault.address, banner)?;
     if !(poke..poke + poke_size).contains(&fault.pc) {

@@ -27,8 +27,6 @@ struct ProbeState {
     /// The fault's ESR_EL1 and FAR_EL1.
     syndrome: AtomicU64,
     address: AtomicU64,
-    /// Non-zero if the running probe's fault is to be reported.
-    reporting: AtomicU64,
     /// The fault's ELR_EL1.
     pc: AtomicU64,
 }
@@ -39,7 +37,6 @@ static PROBE: ProbeState = ProbeState {
     armed: AtomicU64::new(0),
     syndrome: AtomicU64::new(0),
     address: AtomicU64::new(0),
-    reporting: AtomicU64::new(0),
     pc: AtomicU64::new(0),
 };
 
@@ -202,20 +199,6 @@ pub fn init() {
 /// exception during the access, such as an undefined instruction reached by an
 /// execute probe, is reported and ends the run.
 pub fn probe(access: Access, address: u64) -> Option<Fault> {
-    probe_with(access, address, false)
-}
-
-/// [`probe`], and a fault is reported on the console as an unexpected one
-/// would be (symbolized, with a backtrace) and kept for
-/// [`crate::fault_report::take_kept`].
-pub fn probe_reporting(access: Access, address: u64) -> Option<Fault> {
-    probe_with(access, address, true)
-}
-
-fn probe_with(access: Access, address: u64, reporting: bool) -> Option<Fault> {
-    PROBE
-        .reporting
-        .store(u64::from(reporting), Ordering::SeqCst);
     let kind = match access {
         Access::Read => 0,
         Access::Write => 1,
@@ -228,7 +211,6 @@ fn probe_with(access: Access, address: u64, reporting: bool) -> Option<Fault> {
     // returns normally. A fault resumes at the landing pad with the saved
     // stack pointer and callee-saved registers, as if the call had returned.
     let faulted = unsafe { modload_probe_access(kind, address) } != 0;
-    PROBE.reporting.store(0, Ordering::SeqCst);
     faulted.then(|| Fault {
         access,
         address: PROBE.address.load(Ordering::SeqCst),
@@ -240,21 +222,40 @@ fn probe_with(access: Access, address: u64, reporting: bool) -> Option<Fault> {
 /// Vector index: synchronous exception from the current EL on SP_EL0.
 const SYNCHRONOUS_CURRENT_SP0: u64 = 0;
 
+/// `ESR_EL1.EC`: instruction abort from a lower exception level.
+const EC_INSTRUCTION_ABORT_LOWER: u64 = 0x20;
 /// `ESR_EL1.EC`: instruction abort taken without a change of exception level.
 const EC_INSTRUCTION_ABORT_CURRENT: u64 = 0x21;
+/// `ESR_EL1.EC`: data abort from a lower exception level.
+const EC_DATA_ABORT_LOWER: u64 = 0x24;
 /// `ESR_EL1.EC`: data abort taken without a change of exception level.
 const EC_DATA_ABORT_CURRENT: u64 = 0x25;
 
+/// The exception class (`ESR_EL1.EC`) of an `ESR_EL1` value.
+fn class(esr: u64) -> u64 {
+    (esr >> 26) & 0x3f
+}
+
+/// Whether exception class `class` is an instruction or data abort, from
+/// any exception level: the exceptions with an accessed address.
+fn is_abort(class: u64) -> bool {
+    matches!(
+        class,
+        EC_INSTRUCTION_ABORT_LOWER
+            | EC_INSTRUCTION_ABORT_CURRENT
+            | EC_DATA_ABORT_LOWER
+            | EC_DATA_ABORT_CURRENT
+    )
+}
+
 /// Called by the common vector path with the entry's index and the frame.
 extern "C" fn handle_exception(kind: u64, frame: &mut ExceptionFrame) {
-    let class = (frame.esr >> 26) & 0x3f;
+    let class = class(frame.esr);
     // Only aborts count as a probe's fault: an undefined instruction means an
     // execute probe ran code it should not have, which is reported instead.
     let abort = class == EC_INSTRUCTION_ABORT_CURRENT || class == EC_DATA_ABORT_CURRENT;
     if kind == SYNCHRONOUS_CURRENT_SP0 && abort && PROBE.armed.swap(0, Ordering::SeqCst) != 0 {
-        if PROBE.reporting.load(Ordering::SeqCst) != 0 {
-            fault_report::report("", &frame.fault(&abort_kind(frame.esr)), true);
-        }
+        fault_report::probe_fault(&frame.fault(&abort_kind(frame.esr)));
         PROBE.syndrome.store(frame.esr, Ordering::SeqCst);
         PROBE.address.store(frame.far, Ordering::SeqCst);
         PROBE.pc.store(frame.elr, Ordering::SeqCst);
@@ -268,8 +269,8 @@ extern "C" fn handle_exception(kind: u64, frame: &mut ExceptionFrame) {
 
 /// "Read fault", "Write fault" or "Execute fault" for an abort's `ESR_EL1`.
 fn abort_kind(esr: u64) -> &'static str {
-    match (esr >> 26) & 0x3f {
-        0x20 | 0x21 => "Execute fault",
+    match class(esr) {
+        EC_INSTRUCTION_ABORT_LOWER | EC_INSTRUCTION_ABORT_CURRENT => "Execute fault",
         // WnR: the abort came from a write.
         _ if esr & (1 << 6) != 0 => "Write fault",
         _ => "Read fault",
@@ -280,11 +281,9 @@ impl ExceptionFrame {
     /// The fault as a report shows it: the accessed address (`FAR_EL1`, for
     /// aborts only), the return address as pc, and `x29` as frame pointer.
     fn fault<'a>(&self, what: &'a dyn core::fmt::Display) -> fault_report::Fault<'a> {
-        let class = (self.esr >> 26) & 0x3f;
-        let aborts = [0x20, 0x21, 0x24, 0x25];
         fault_report::Fault {
             what,
-            address: aborts.contains(&class).then_some(self.far),
+            address: is_abort(class(self.esr)).then_some(self.far),
             pc: self.elr,
             frame_pointer: self.registers[29],
         }
@@ -303,13 +302,12 @@ fn report_unexpected(kind: u64, frame: &ExceptionFrame) {
     const TYPES: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
     let origin = ORIGINS.get((kind / 4) as usize).copied().unwrap_or("?");
     let type_ = TYPES.get((kind % 4) as usize).copied().unwrap_or("?");
-    let class = (frame.esr >> 26) & 0x3f;
-    let what: &dyn core::fmt::Display =
-        if kind % 4 == 0 && matches!(class, 0x20 | 0x21 | 0x24 | 0x25) {
-            &abort_kind(frame.esr)
-        } else {
-            &"Exception"
-        };
+    let class = class(frame.esr);
+    let what: &dyn core::fmt::Display = if kind % 4 == 0 && is_abort(class) {
+        &abort_kind(frame.esr)
+    } else {
+        &"Exception"
+    };
     fault_report::report("UNEXPECTED ", &frame.fault(what), false);
     super::uart::print(format_args!(
         "  {type_} exception ({origin}): {}\n  ESR_EL1={:#x} FAR_EL1={:#x} ELR_EL1={:#x} SPSR_EL1={:#x} SP_EL0={:#x}\n",
@@ -320,15 +318,14 @@ fn report_unexpected(kind: u64, frame: &ExceptionFrame) {
         frame.spsr,
         frame.sp_el0,
     ));
-    if super::memory::is_stack_guard(frame.far) && (frame.esr >> 26) & 0x3f == EC_DATA_ABORT_CURRENT
-    {
+    if super::memory::is_stack_guard(frame.far) && class == EC_DATA_ABORT_CURRENT {
         super::uart::print(format_args!("  (kernel stack overflow)\n"));
     }
 }
 
 /// The exception class of an `ESR_EL1` value, and for aborts their kind.
 pub fn describe(esr: u64) -> &'static str {
-    let class = (esr >> 26) & 0x3f;
+    let class = class(esr);
     // Data and instruction fault status codes share the encoding of bits [5:2].
     let status = (esr & 0x3f) >> 2;
     match (class, status) {

@@ -16,7 +16,7 @@ use core::ops::Range;
 
 use modload::{MemoryProtection, Permissions};
 
-pub use exceptions::{probe, probe_reporting};
+pub use exceptions::probe;
 #[allow(unused_imports)]
 pub use selftest::self_test;
 

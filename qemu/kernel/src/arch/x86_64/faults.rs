@@ -5,7 +5,7 @@
 
 use core::arch::asm;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Once;
 use x86_64::registers::control::Cr2;
@@ -25,8 +25,6 @@ static PROBE_STACK: AtomicU64 = AtomicU64::new(0);
 static FAULT_ADDRESS: AtomicU64 = AtomicU64::new(0);
 static FAULT_CODE: AtomicU64 = AtomicU64::new(0);
 static FAULT_PC: AtomicU64 = AtomicU64::new(0);
-/// Whether the running probe's fault is to be reported.
-static PROBE_REPORTING: AtomicBool = AtomicBool::new(false);
 
 pub fn init() {
     let idt = IDT.call_once(|| {
@@ -98,18 +96,6 @@ extern "C" {
 
 /// Performs `access` at `address`; `Some` with the fault if it faulted.
 pub fn probe(access: Access, address: u64) -> Option<Fault> {
-    probe_with(access, address, false)
-}
-
-/// [`probe`], and a fault is reported on the console as an unexpected one
-/// would be (symbolized, with a backtrace) and kept for
-/// [`crate::fault_report::take_kept`].
-pub fn probe_reporting(access: Access, address: u64) -> Option<Fault> {
-    probe_with(access, address, true)
-}
-
-fn probe_with(access: Access, address: u64, reporting: bool) -> Option<Fault> {
-    PROBE_REPORTING.store(reporting, Ordering::SeqCst);
     let kind = match access {
         Access::Read => 0,
         Access::Write => 1,
@@ -122,7 +108,6 @@ fn probe_with(access: Access, address: u64, reporting: bool) -> Option<Fault> {
     // returns or faults. A fault returns here
     // through the landing pad with the saved stack pointer.
     let faulted = unsafe { probe_access(kind, address) } != 0;
-    PROBE_REPORTING.store(false, Ordering::SeqCst);
     faulted.then(|| Fault {
         access,
         address: FAULT_ADDRESS.load(Ordering::SeqCst),
@@ -172,32 +157,18 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
     let address = Cr2::read_raw();
     let pc = frame.instruction_pointer.as_u64();
     let landing = PROBE_LANDING.load(Ordering::SeqCst);
+    let fault = fault_report::Fault {
+        what: &fault_kind(code),
+        address: Some(address),
+        pc,
+        frame_pointer,
+    };
     if landing == 0 {
-        fault_report::report(
-            "UNEXPECTED ",
-            &fault_report::Fault {
-                what: &fault_kind(code),
-                address: Some(address),
-                pc,
-                frame_pointer,
-            },
-            false,
-        );
-        print_unlocked(format_args!("  page fault error code {code:?}\n"));
+        fault_report::report("UNEXPECTED ", &fault, false);
+        crate::console::print_unlocked(format_args!("  page fault error code {code:?}\n"));
         super::exit(false);
     }
-    if PROBE_REPORTING.load(Ordering::SeqCst) {
-        fault_report::report(
-            "",
-            &fault_report::Fault {
-                what: &fault_kind(code),
-                address: Some(address),
-                pc,
-                frame_pointer,
-            },
-            true,
-        );
-    }
+    fault_report::probe_fault(&fault);
     FAULT_ADDRESS.store(address, Ordering::SeqCst);
     FAULT_CODE.store(code.bits(), Ordering::SeqCst);
     FAULT_PC.store(pc, Ordering::SeqCst);
@@ -211,14 +182,6 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
             frame.stack_pointer = x86_64::VirtAddr::new(stack);
         });
     }
-}
-
-/// Prints formatted text without taking the console's lock (a fault may have
-/// come while it was held): formatted into a buffer, then written out.
-fn print_unlocked(args: fmt::Arguments<'_>) {
-    let mut text = fault_report::TextBuffer::new();
-    let _ = fmt::Write::write_fmt(&mut text, args);
-    super::serial::write(text.as_bytes());
 }
 
 /// Reports an exception no probe expects and ends the run.

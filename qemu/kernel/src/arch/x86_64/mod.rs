@@ -12,7 +12,7 @@ use core::ops::Range;
 use modload::{MemoryProtection, Permissions};
 use x86_64::instructions::port::Port;
 
-pub use faults::{probe, probe_reporting};
+pub use faults::probe;
 
 /// Console, paging, exceptions. Called once, first.
 pub fn init() {

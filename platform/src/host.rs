@@ -157,16 +157,20 @@ pub fn map_region_with_page_size(
     placement: Placement,
     page: PageSize,
 ) -> io::Result<()> {
-    let slack = alignment_slack(page)?;
-    let mapped = size
-        .checked_add(slack)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
+    let mapped = mapped_size(size, page)?;
     let memory = map_placed(mapped, placement, None)?;
     give_to(region, memory, size, page).inspect_err(|_| {
         // SAFETY: the mapping is fresh, and the region refused it, so nothing
         // refers to it: unmapping it leaks nothing and breaks nothing.
         unsafe { libc::munmap(memory, mapped) };
     })
+}
+
+/// Bytes to map for a region of `size` bytes in pages of `page`: room
+/// beyond it (see [`alignment_slack`]) for its `page`-aligned start.
+fn mapped_size(size: usize, page: PageSize) -> io::Result<usize> {
+    size.checked_add(alignment_slack(page)?)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))
 }
 
 /// Bytes to map beyond a region's size so that a mapping, aligned to the
@@ -337,12 +341,9 @@ pub fn new_packed_region_with_page_size(
     placement: Placement,
     page: PageSize,
 ) -> io::Result<PackedRegion> {
-    let slack = alignment_slack(page)?;
-    let size = size
-        .checked_add(slack)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
-    let fd = memfd(size)?;
-    let memory = match map_placed(size, placement, Some(fd)) {
+    let mapped = mapped_size(size, page)?;
+    let fd = memfd(mapped)?;
+    let memory = match map_placed(mapped, placement, Some(fd)) {
         Ok(memory) => memory,
         Err(error) => {
             // SAFETY: `fd` is the descriptor just created, used by nothing else.
@@ -353,11 +354,11 @@ pub fn new_packed_region_with_page_size(
     let region: &'static Region = Box::leak(Box::new(Region::new()));
     // The descriptor stays open with the mapping: both live as long as the
     // process. The writers reach the whole mapping, from its file offset 0.
-    give_to(region, memory, size - slack, page)?;
+    give_to(region, memory, size, page)?;
     let writer = MemfdWriter {
         fd,
         base: VirtAddr::from_ptr(memory.cast::<u8>().cast_const()).as_u64(),
-        size: size as u64,
+        size: mapped as u64,
         page: page_size()?,
         path: WritePath::File,
     };

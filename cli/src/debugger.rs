@@ -9,16 +9,15 @@
 //! the process as it starts (`gdb --args modload run ...`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use modload::{Module, ModuleId, Namespace};
-use modload_platform::gdb_jit::{self, Registration};
+use modload_platform::gdb_jit::ModuleRegistrations;
 
 /// Whether modules are registered in this run.
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// The debug objects registered, by the module they describe.
-static REGISTRATIONS: Mutex<Vec<(ModuleId, Registration)>> = Mutex::new(Vec::new());
+static REGISTRATIONS: ModuleRegistrations = ModuleRegistrations::new();
 
 /// Turns registration on if `requested` (`--gdb`) or a debugger traces this
 /// process now, and has `namespace` report unloads. Call once, before any
@@ -50,36 +49,15 @@ pub fn loaded(module: &Module<'_>, members: &[(&str, &[u8])]) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    let mut objects = Vec::new();
     for (member, (name, bytes)) in members.iter().enumerate() {
-        match module.member_debug_object(member, bytes) {
-            Ok(object) => objects.push(object),
-            Err(error) => eprintln!("modload: no debug object for GDB from {name}: {error}"),
+        if let Err(error) = REGISTRATIONS.loaded(module, member, bytes) {
+            eprintln!("modload: no debug object for GDB from {name}: {error}");
         }
-    }
-    let Ok(mut registrations) = REGISTRATIONS.lock() else {
-        return;
-    };
-    for object in objects {
-        registrations.push((module.id(), gdb_jit::register(object)));
     }
 }
 
 /// Unregisters the debug objects of the module `id`, which is unloading
 /// (the namespace's unload hook: its memory is not yet free).
 fn unloaded(id: ModuleId) {
-    let gone: Vec<Registration> = match REGISTRATIONS.lock() {
-        Ok(mut registrations) => {
-            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *registrations)
-                .into_iter()
-                .partition(|(module, _)| *module == id);
-            *registrations = kept;
-            gone.into_iter()
-                .map(|(_, registration)| registration)
-                .collect()
-        }
-        Err(_) => return,
-    };
-    // Dropping each tells the debugger, outside the lock.
-    drop(gone);
+    REGISTRATIONS.unloaded(id);
 }

@@ -35,6 +35,8 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr::{self, NonNull};
 
+use modload::{DebugObjectError, Module, ModuleId};
+
 /// What the last change to the list was, in [`JitDescriptor::action_flag`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +193,55 @@ pub fn register(object: Vec<u8>) -> Registration {
     }
     __jit_debug_register_code();
     Registration { entry, object }
+}
+
+/// The registrations of loaded modules, by module: what a host keeps so
+/// that each module's debug objects leave the debugger when it unloads.
+/// It can be a `static`; call [`ModuleRegistrations::unloaded`] from the
+/// namespace's unload hook (`Namespace::set_unload_hook`).
+pub struct ModuleRegistrations {
+    list: spin::Mutex<Vec<(ModuleId, Registration)>>,
+}
+
+impl Default for ModuleRegistrations {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ModuleRegistrations {
+    /// None yet.
+    pub const fn new() -> Self {
+        Self {
+            list: spin::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Registers the debug object of member `member` of `module`
+    /// (`Module::member_debug_object`; 0 for a module of one object), made
+    /// from `elf`, the bytes it was loaded from.
+    pub fn loaded(
+        &self,
+        module: &Module<'_>,
+        member: usize,
+        elf: &[u8],
+    ) -> Result<(), DebugObjectError> {
+        let object = module.member_debug_object(member, elf)?;
+        let registration = register(object);
+        self.list.lock().push((module.id(), registration));
+        Ok(())
+    }
+
+    /// Unregisters every debug object of module `id`.
+    pub fn unloaded(&self, id: ModuleId) {
+        let gone: Vec<_> = self
+            .list
+            .lock()
+            .extract_if(.., |(module, _)| *module == id)
+            .collect();
+        // Dropping each tells the debugger, outside this list's lock.
+        drop(gone);
+    }
 }
 
 /// How many objects are registered now.

@@ -11,32 +11,26 @@ use modload::{Module, Namespace};
 
 #[cfg(feature = "gdb")]
 mod enabled {
-    use alloc::vec::Vec;
-
     use modload::{Module, ModuleId, Namespace};
-    use modload_platform::gdb_jit::{self, Registration};
+    use modload_platform::gdb_jit::ModuleRegistrations;
 
     /// The registered debug objects, by the module they describe.
-    static REGISTRATIONS: spin::Mutex<Vec<(ModuleId, Registration)>> = spin::Mutex::new(Vec::new());
+    static REGISTRATIONS: ModuleRegistrations = ModuleRegistrations::new();
 
     pub fn install(namespace: &Namespace) {
         namespace.set_unload_hook(Some(unloaded));
     }
 
     fn unloaded(gone: ModuleId) {
-        let mut registrations = REGISTRATIONS.lock();
-        // Dropping a registration tells the debugger.
-        registrations.retain(|(id, _)| *id != gone);
+        REGISTRATIONS.unloaded(gone);
     }
 
     pub fn loaded(module: &Module<'_>, bytes: &[u8]) {
-        let mut registrations = REGISTRATIONS.lock();
-        match module.debug_object(bytes) {
-            Ok(object) => registrations.push((module.id(), gdb_jit::register(object))),
-            Err(error) => println!(
+        if let Err(error) = REGISTRATIONS.loaded(module, 0, bytes) {
+            println!(
                 "gdb: no debug object for {}: {error}",
                 module.name().unwrap_or_default()
-            ),
+            );
         }
     }
 }

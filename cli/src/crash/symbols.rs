@@ -57,7 +57,7 @@ pub(super) fn write_module_location(line: &mut Line, address: usize, before: usi
                 line,
                 "{name}+{:#x} [{}]",
                 offset.wrapping_add(before as u64),
-                file_name(location.module_name)
+                crate::module_file_name(location.module_name)
             );
             true
         },
@@ -89,11 +89,6 @@ pub(super) fn in_module(address: usize) -> bool {
             .try_locate(VirtAddr::new(address as u64), |location| location.is_some())
             .unwrap_or(true)
     })
-}
-
-/// The last part of a module's name: `bad.o` for `build/bad.o`.
-pub(super) fn file_name(module_name: &str) -> &str {
-    module_name.rsplit('/').next().unwrap_or(module_name)
 }
 
 /// The first bytes of a function that [`CodeSpot`] holds: enough for an

@@ -5,7 +5,7 @@
 use std::ffi::c_void;
 
 use super::maps::find_mapping;
-use super::symbols::{bytes_before, locate_code, CodeSpot, CALL_BYTES};
+use super::symbols::{bytes_before, locate_code, read_before, CodeSpot, CALL_BYTES};
 
 /// A frame record is two words: the caller's frame pointer, then the
 /// return address (x86_64 `push rbp; mov rbp, rsp`; AArch64 `stp x29, x30`).
@@ -190,15 +190,10 @@ fn follows_call(address: usize) -> bool {
         None => match find_mapping(address) {
             Some(mapping) if mapping.readable && mapping.executable => {
                 let count = (address - mapping.start).min(CALL_BYTES);
-                let mut bytes = [0; CALL_BYTES];
-                for (index, byte) in bytes.iter_mut().enumerate().skip(CALL_BYTES - count) {
-                    // SAFETY: the byte is at most `count` bytes before
-                    // `address` in its mapping, which is code mapped
-                    // readable outside any module (no unload frees it).
-                    *byte =
-                        unsafe { std::ptr::read((address - (CALL_BYTES - index)) as *const u8) };
-                }
-                (bytes, count)
+                // SAFETY: the `count` bytes before `address` are in its
+                // mapping, which is code mapped readable outside any module
+                // (no unload frees it).
+                (unsafe { read_before(address, count) }, count)
             }
             _ => return false,
         },

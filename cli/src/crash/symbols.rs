@@ -147,6 +147,25 @@ pub(super) fn locate_code(address: usize) -> Option<CodeSpot> {
         .flatten()
 }
 
+/// The `count` bytes (at most [`CALL_BYTES`]) right before `address`, nearest
+/// last, at the end of the array; the bytes not read stay zero.
+///
+/// # Safety
+///
+/// The `count` bytes before `address` must be mapped readable and stay so
+/// while this reads them.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) unsafe fn read_before(address: usize, count: usize) -> [u8; CALL_BYTES] {
+    let count = count.min(CALL_BYTES);
+    let mut bytes = [0; CALL_BYTES];
+    for (index, byte) in bytes.iter_mut().enumerate().skip(CALL_BYTES - count) {
+        // SAFETY: `address - (CALL_BYTES - index)` is at most `count` bytes
+        // before `address`, readable as the caller guarantees.
+        *byte = unsafe { std::ptr::read((address - (CALL_BYTES - index)) as *const u8) };
+    }
+    bytes
+}
+
 /// Up to [`CALL_BYTES`] bytes of module code right before `address` (a
 /// return address), nearest last, as far back as its section goes; read
 /// under the namespace's lock, as [`CodeSpot`]'s are. `None` if `address - 1`
@@ -163,14 +182,10 @@ pub(super) fn bytes_before(address: usize) -> Option<([u8; CALL_BYTES], usize)> 
                 .ok()?
                 .checked_add(1)?;
             let count = in_section.min(CALL_BYTES);
-            let mut bytes = [0; CALL_BYTES];
-            for (index, byte) in bytes.iter_mut().enumerate().skip(CALL_BYTES - count) {
-                // SAFETY: `address - (CALL_BYTES - index)` is at most `count`
-                // bytes before `address`, so within the section that holds
-                // `address - 1`, of a module the namespace's lock, held
-                // here, keeps loaded and mapped readable.
-                *byte = unsafe { std::ptr::read((address - (CALL_BYTES - index)) as *const u8) };
-            }
+            // SAFETY: the `count` bytes before `address` are within the
+            // section that holds `address - 1`, of a module the namespace's
+            // lock, held here, keeps loaded and mapped readable.
+            let bytes = unsafe { read_before(address, count) };
             Some((bytes, count))
         })
         .flatten()

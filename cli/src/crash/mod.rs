@@ -34,7 +34,7 @@ use modload::Namespace;
 use folding::{Folder, Run};
 use frames::{frameless_caller, strip_pointer_authentication, Registers, FRAME_ALIGN, WORD};
 use maps::find_mapping;
-use symbols::{in_module, write_module_location, write_module_section, Lookup};
+use symbols::{in_module, write_module_location, Lookup, Section};
 use text::{describe_signal, Line};
 pub use threads::resolve as resolve_stand_in;
 use threads::AlternateStack;
@@ -193,8 +193,7 @@ fn report(signal: c_int, info: &libc::siginfo_t, registers: Option<&Registers>) 
         // Data of a module is worth naming: `counter+0x8 [a.o]`.
         if registers.is_some_and(|registers| registers.pc != address) {
             let mut name = Line::new();
-            if write_module_location(&mut name, address, 0) == Lookup::Found {
-                write_module_section(&mut name, address);
+            if write_module_location(&mut name, address, 0, Section::Named) == Lookup::Found {
                 let _ = write!(line, " ({})", name.text());
             }
         }
@@ -461,7 +460,7 @@ fn print_frame(depth: usize, return_address: usize) -> bool {
 /// outside modules the binary it is in, `(libc.so.6)`. The symbol is that of
 /// `address - before` (1 for return addresses), the offset that of `address`.
 fn write_code_location(line: &mut Line, address: usize, before: usize) -> Lookup {
-    match write_module_location(line, address, before) {
+    match write_module_location(line, address, before, Section::Unnamed) {
         Lookup::Found => return Lookup::Found,
         Lookup::Busy => {
             let _ = write!(line, "(namespace busy) ");

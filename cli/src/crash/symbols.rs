@@ -37,9 +37,24 @@ fn namespace() -> Option<&'static Namespace> {
     unsafe { namespace.as_ref() }
 }
 
+/// Whether [`write_module_location`] names the section too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Section {
+    /// `counter+0x8 [a.o]`.
+    Unnamed,
+    /// `counter+0x8 [a.o] in .data`: for data addresses.
+    Named,
+}
+
 /// Writes `symbol+0x14 [module.o]` for an address in a loaded module (the
-/// symbol of `address - before`, the offset of `address`).
-pub(super) fn write_module_location(line: &mut Line, address: usize, before: usize) -> Lookup {
+/// symbol of `address - before`, the offset of `address`), followed by
+/// ` in .data` (the section of `address - before`) if `section` says so.
+pub(super) fn write_module_location(
+    line: &mut Line,
+    address: usize,
+    before: usize,
+    section: Section,
+) -> Lookup {
     let Some(namespace) = namespace() else {
         return Lookup::NotFound;
     };
@@ -59,6 +74,9 @@ pub(super) fn write_module_location(line: &mut Line, address: usize, before: usi
                 offset.wrapping_add(before as u64),
                 crate::module_file_name(location.module_name)
             );
+            if section == Section::Named {
+                let _ = write!(line, " in {}", location.section);
+            }
             true
         },
     );
@@ -66,18 +84,6 @@ pub(super) fn write_module_location(line: &mut Line, address: usize, before: usi
         Some(true) => Lookup::Found,
         Some(false) => Lookup::NotFound,
         None => Lookup::Busy,
-    }
-}
-
-/// Writes ` in .data` for a data address in a loaded module: with the
-/// symbol line, `counter+0x8 [a.o] in .data`.
-pub(super) fn write_module_section(line: &mut Line, address: usize) {
-    if let Some(namespace) = namespace() {
-        namespace.try_locate(VirtAddr::new(address as u64), |location| {
-            if let Some(location) = location {
-                let _ = write!(line, " in {}", location.section);
-            }
-        });
     }
 }
 

@@ -130,6 +130,17 @@ fn caller_of_frameless(
     registers.link
 }
 
+/// The word `index` words above the stack pointer `sp`, if it lies, aligned,
+/// within `[low, high)`: the interrupted thread's stack from its stack
+/// pointer to its top, which the caller found mapped readable.
+pub(super) fn stack_word(sp: usize, index: usize, low: usize, high: usize) -> Option<usize> {
+    let address = sp.checked_add(index.checked_mul(WORD)?)?;
+    let fits = address.is_multiple_of(WORD) && address >= low && address.checked_add(WORD)? <= high;
+    // SAFETY: the word lies within the interrupted thread's stack, between
+    // its stack pointer and its top.
+    fits.then(|| unsafe { std::ptr::read(address as *const usize) })
+}
+
 /// On x86_64 a function with a frame starts `push %rbp; mov %rsp, %rbp`
 /// (after an `endbr64`); before those ran, or in a function without them
 /// that moved no stack pointer, the return address is at the stack pointer
@@ -152,14 +163,7 @@ fn caller_of_frameless(
             .all(|(index, byte)| code(at + index) == Some(*byte))
     };
     let prologue = if starts_with(0, &ENDBR64) { 4 } else { 0 };
-    let stack_word = |index: usize| {
-        let address = registers.sp.checked_add(index * WORD)?;
-        let fits =
-            address.is_multiple_of(WORD) && address >= low && address.checked_add(WORD)? <= high;
-        // SAFETY: the word lies within the interrupted thread's stack,
-        // between its stack pointer and its top.
-        fits.then(|| unsafe { std::ptr::read(address as *const usize) })
-    };
+    let stack_word = |index: usize| stack_word(registers.sp, index, low, high);
     let pc_offset = registers.pc.wrapping_sub(function.function_start);
     if starts_with(prologue, &FRAME_PROLOGUE) {
         return match pc_offset {

@@ -32,7 +32,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use modload::Namespace;
 
 use folding::{Folder, Run};
-use frames::{frameless_caller, strip_pointer_authentication, Registers, FRAME_ALIGN, WORD};
+use frames::{
+    frameless_caller, stack_word, strip_pointer_authentication, Registers, FRAME_ALIGN, WORD,
+};
 use maps::find_mapping;
 use symbols::{in_module, write_module_location, Lookup, Section};
 use text::{describe_signal, Line};
@@ -265,18 +267,9 @@ fn backtrace(registers: &Registers, fetch_fault: bool) {
     // the link register), and the frame pointer is still the caller's. So
     // it is for a function that has no frame record of its own.
     let unrecorded_caller = if fetch_fault {
-        match registers.link {
-            Some(link) => Some(link),
-            None if registers.sp.is_multiple_of(WORD)
-                && registers.sp >= low
-                && registers.sp < high =>
-            {
-                // SAFETY: the word at sp lies within the interrupted
-                // thread's stack, between its stack pointer and its top.
-                Some(unsafe { std::ptr::read(registers.sp as *const usize) })
-            }
-            None => None,
-        }
+        registers
+            .link
+            .or_else(|| stack_word(registers.sp, 0, low, high))
     } else {
         frameless_caller(registers, low, high)
     };

@@ -5,7 +5,11 @@
 use std::ffi::c_void;
 
 use super::maps::find_mapping;
-use super::symbols::{bytes_before, locate_code, read_before, CodeSpot, CALL_BYTES};
+use super::symbols::{locate_code, CodeSpot};
+// Only x86_64 reads the call before a return address; AArch64 has the link
+// register.
+#[cfg(target_arch = "x86_64")]
+use super::symbols::{bytes_before, read_before, CALL_BYTES};
 
 /// A frame record is two words: the caller's frame pointer, then the
 /// return address (x86_64 `push rbp; mov rbp, rsp`; AArch64 `stp x29, x30`).

@@ -324,7 +324,7 @@ impl Copies {
                 }
             }
         }
-        redirect_libraries(&copies.copies, &maps)?;
+        redirect_libraries(&copies.copies, &maps, page)?;
         Ok(copies)
     }
 
@@ -539,7 +539,7 @@ fn dynamic_relocations(object: &LoadedObject) -> Vec<(u64, u64, i64)> {
 
 /// Points every loaded object's GOT entries for the originals at the copies,
 /// as `ld.so` binds a library's references to an executable's copy.
-fn redirect_libraries(copies: &[Copy], maps: &Mappings) -> Result<(), Failure> {
+fn redirect_libraries(copies: &[Copy], maps: &Mappings, page: u64) -> Result<(), Failure> {
     for object in loaded_objects() {
         for (r_offset, r_info, _) in dynamic_relocations(&object) {
             let r_type = r_info as u32;
@@ -553,7 +553,7 @@ fn redirect_libraries(copies: &[Copy], maps: &Mappings) -> Result<(), Failure> {
             // SAFETY: the slot lies inside a mapped segment of the object.
             let value = unsafe { read_word(slot) };
             if let Some(redirected) = copies.iter().find_map(|copy| copy.redirect(value)) {
-                maps.write_word(slot, redirected)?;
+                maps.write_word(slot, redirected, page)?;
             }
         }
     }
@@ -600,16 +600,17 @@ impl Mappings {
             .any(|(range, prot)| range.contains(&address) && prot & libc::PROT_EXEC != 0)
     }
 
-    /// Writes `value` at `slot`, making its page writable for the write if it
-    /// is not (a RELRO GOT) and giving it its protection back afterwards.
-    fn write_word(&self, slot: u64, value: u64) -> Result<(), Failure> {
+    /// Writes `value` at `slot`, making its page (of the host's `page` bytes)
+    /// writable for the write if it is not (a RELRO GOT) and giving it its
+    /// protection back afterwards.
+    fn write_word(&self, slot: u64, value: u64, page: u64) -> Result<(), Failure> {
         let prot = self
             .mappings
             .iter()
             .find(|(range, _)| range.start <= slot && slot.saturating_add(8) <= range.end)
             .map(|(_, prot)| *prot)
             .ok_or_else(|| Failure::message(format!("GOT entry at {slot:#x} is in no mapping")))?;
-        let page = slot & !(page_size() - 1);
+        let page = slot & !(page - 1);
         let writable = prot & libc::PROT_WRITE != 0;
         let protect = |prot: c_int| {
             // SAFETY: changes only the protection of the one page holding the

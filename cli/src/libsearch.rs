@@ -17,6 +17,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use goblin::elf::header::{EM_AARCH64, EM_RISCV, EM_X86_64};
+
 /// Scripts may name scripts; deeper than this is taken for a loop.
 const MAX_SCRIPT_DEPTH: usize = 8;
 
@@ -88,11 +90,12 @@ impl SearchPath {
             Some(file) => vec![file.to_owned()],
             None => vec![format!("lib{name}.so"), format!("lib{name}.a")],
         };
+        let machine = host_elf_machine();
         self.dirs.iter().find_map(|dir| {
             candidates
                 .iter()
                 .map(|file| dir.join(file))
-                .find(|path| path.is_file() && is_for_machine(path, host_elf_machine()))
+                .find(|path| path.is_file() && is_for_machine(path, machine))
         })
     }
 
@@ -208,62 +211,39 @@ fn driver_library_dirs(driver: &str) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// A machine's Debian multiarch name and the ELF `e_machine` of its code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Multiarch {
-    /// The directory name: `/usr/lib/TUPLE`.
-    tuple: &'static str,
-    /// `e_machine` of its shared objects.
-    machine: u16,
-}
-
-/// The machines `modload` runs on, by Rust's name for their architecture
-/// (`std::env::consts::ARCH`).
-const MULTIARCHES: [(&str, Multiarch); 3] = [
-    (
-        "x86_64",
-        Multiarch {
-            tuple: "x86_64-linux-gnu",
-            machine: 62,
-        },
-    ),
-    (
-        "aarch64",
-        Multiarch {
-            tuple: "aarch64-linux-gnu",
-            machine: 183,
-        },
-    ),
-    (
-        "riscv64",
-        Multiarch {
-            tuple: "riscv64-linux-gnu",
-            machine: 243,
-        },
-    ),
+/// The machines `modload` runs on: Rust's name for each architecture
+/// (`std::env::consts::ARCH`, also the start of its Debian multiarch name)
+/// and the ELF `e_machine` of its code.
+const MACHINES: [(&str, u16); 3] = [
+    ("x86_64", EM_X86_64),
+    ("aarch64", EM_AARCH64),
+    ("riscv64", EM_RISCV),
 ];
 
-/// The multiarch of the architecture Rust calls `arch`, if it is one of
-/// [`MULTIARCHES`].
-fn multiarch_of(arch: &str) -> Option<Multiarch> {
-    MULTIARCHES
-        .iter()
-        .find(|(name, _)| *name == arch)
-        .map(|(_, multiarch)| *multiarch)
+/// The Debian multiarch name of the architecture Rust calls `arch`, the
+/// directory name in `/usr/lib/TUPLE`: `ARCH-linux-gnu` for each of
+/// [`MACHINES`], and the usual guess for any other.
+fn multiarch_tuple(arch: &str) -> String {
+    format!("{arch}-linux-gnu")
 }
 
-/// The multiarch directory name of the machine the CLI runs on: a known
-/// one, else the usual `ARCH-linux-gnu` guess.
+/// `e_machine` of the code of the architecture Rust calls `arch`, if it is
+/// one of [`MACHINES`].
+fn elf_machine_of(arch: &str) -> Option<u16> {
+    MACHINES
+        .iter()
+        .find(|(name, _)| *name == arch)
+        .map(|(_, machine)| *machine)
+}
+
+/// The multiarch directory name of the machine the CLI runs on.
 fn host_multiarch_dir() -> String {
-    multiarch_of(std::env::consts::ARCH).map_or_else(
-        || format!("{}-linux-gnu", std::env::consts::ARCH),
-        |multiarch| multiarch.tuple.to_owned(),
-    )
+    multiarch_tuple(std::env::consts::ARCH)
 }
 
 /// `e_machine` of the objects `modload run` loads here, if known.
 fn host_elf_machine() -> Option<u16> {
-    multiarch_of(std::env::consts::ARCH).map(|multiarch| multiarch.machine)
+    elf_machine_of(std::env::consts::ARCH)
 }
 
 /// Whether `path` could be linked for `machine` (an ELF `e_machine`; `None`
@@ -509,23 +489,26 @@ mod tests {
             ("aarch64", "aarch64-linux-gnu", 183),
             ("riscv64", "riscv64-linux-gnu", 243),
         ] {
-            let multiarch = multiarch_of(arch).expect("a known machine");
-            assert_eq!((multiarch.tuple, multiarch.machine), (tuple, machine));
-            let dirs = system_library_dirs(multiarch.tuple);
+            assert_eq!(
+                (multiarch_tuple(arch).as_str(), elf_machine_of(arch)),
+                (tuple, Some(machine))
+            );
+            let dirs = system_library_dirs(&multiarch_tuple(arch));
             for dir in [format!("/lib/{tuple}"), format!("/usr/lib/{tuple}")] {
                 assert!(dirs.contains(&PathBuf::from(&dir)), "{arch}: {dirs:?}");
             }
             assert!(
                 !dirs.iter().any(|dir| {
                     let dir = dir.to_string_lossy();
-                    MULTIARCHES
-                        .iter()
-                        .any(|(_, other)| other.tuple != tuple && dir.contains(other.tuple))
+                    MACHINES.iter().any(|(other, _)| {
+                        let other = multiarch_tuple(other);
+                        other != tuple && dir.contains(&other)
+                    })
                 }),
                 "{arch}: {dirs:?}"
             );
         }
-        assert_eq!(multiarch_of("sparc64"), None);
+        assert_eq!(elf_machine_of("sparc64"), None);
         let here = host_multiarch_dir();
         assert!(here.starts_with(std::env::consts::ARCH), "{here}");
 

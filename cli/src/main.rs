@@ -191,3 +191,21 @@ fn print_usage() -> Result<(), Failure> {
         .and_then(|()| stdout.flush())
         .map_err(|error| Failure::io("cannot write the usage text", &error))
 }
+
+/// The last part of a module's name: `loop.o` for `build/loop.o`, as perf
+/// maps and crash reports show it.
+fn module_file_name(module_name: &str) -> &str {
+    module_name.rsplit('/').next().unwrap_or(module_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_file_names() {
+        assert_eq!(module_file_name("build/x/loop.o"), "loop.o");
+        assert_eq!(module_file_name("loop.o"), "loop.o");
+        assert_eq!(module_file_name("dir/a.o+2"), "a.o+2");
+    }
+}

@@ -18,7 +18,7 @@ pub fn write(modules: &[Module<'_>]) -> Result<PathBuf, Failure> {
     let mut map = String::new();
     for module in modules {
         let name = module.name().unwrap_or_default();
-        append_module(&mut map, file_name(&name), &module.symbols());
+        append_module(&mut map, crate::module_file_name(&name), &module.symbols());
     }
     let path = PathBuf::from(format!("/tmp/perf-{}.map", std::process::id()));
     std::fs::write(&path, map).map_err(|error| Failure::io(&path.to_string_lossy(), &error))?;
@@ -76,11 +76,6 @@ fn sized_symbol_starts_at(symbols: &[ModuleSymbol], label: &ModuleSymbol) -> boo
         .any(|symbol| symbol.size > 0 && symbol.section == label.section)
 }
 
-/// The last part of a module's name: `loop.o` for `build/loop.o`.
-fn file_name(module_name: &str) -> &str {
-    module_name.rsplit('/').next().unwrap_or(module_name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,12 +113,5 @@ mod tests {
              7f0000001058 8 after [loop.o]\n\
              7f0000002000 4 odd?name [loop.o]\n"
         );
-    }
-
-    #[test]
-    fn module_file_names() {
-        assert_eq!(file_name("build/x/loop.o"), "loop.o");
-        assert_eq!(file_name("loop.o"), "loop.o");
-        assert_eq!(file_name("dir/a.o+2"), "a.o+2");
     }
 }

@@ -13,8 +13,10 @@ use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use modload::{Constructors, ErrorKind, Loader, Module, Namespace, Region, UnboundCall};
-use modload_platform::host::{host_page_size, new_region, Placement, HOST_PROTECTION};
+use modload::{Constructors, ErrorKind, Loader, Module, Namespace, PageSize, Region, UnboundCall};
+use modload_platform::host::{
+    host_page_size, new_region_with_page_size, Placement, HOST_PROTECTION,
+};
 
 use crate::args::RunArgs;
 use crate::copies::Copies;
@@ -52,8 +54,7 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
         }
     }
     let page = host_page_size()
-        .map_err(|error| Failure::io("cannot protect module memory here", &error))?
-        .bytes();
+        .map_err(|error| Failure::io("cannot protect module memory here", &error))?;
     // One read of each object's symbols and relocations tells where the
     // region goes, which library data needs copies and which objects must
     // load as one set for hidden names (`order::survey`).
@@ -63,7 +64,7 @@ pub fn command(args: &RunArgs) -> Result<(), Failure> {
     // region next to them and 32-bit PC-relative references to their data reach.
     let libraries = SharedLibraries::open(&args.libraries).map_err(Failure::message)?;
     let region = map_region(args.region_size, placement, page)?;
-    prefault(region, args.region_size, page, &survey);
+    prefault(region, args.region_size, &survey);
     // Library data the objects' 32-bit fields cannot reach from the region
     // gets a copy beside it, as copy relocations give a non-PIE executable.
     let region_start = region.start().as_u64();
@@ -277,10 +278,11 @@ fn choose_placement(survey: &[order::Names]) -> Placement {
 /// then takes no page fault per page (a 1 MB module took ~250). Modules
 /// are placed from the region's start. Only a hint: a kernel before 5.14
 /// refuses it, and the pages then fault in as they are written.
-fn prefault(region: &Region, region_size: usize, page: u64, survey: &[order::Names]) {
+fn prefault(region: &Region, region_size: usize, survey: &[order::Names]) {
     let wanted = survey
         .iter()
         .fold(0u64, |sum, object| sum.saturating_add(object.loaded_bytes));
+    let page = region.page_size().bytes();
     let len = wanted.min(region_size as u64) / page * page;
     let (Ok(start), Ok(len)) = (
         usize::try_from(region.start().as_u64()),
@@ -296,15 +298,19 @@ fn prefault(region: &Region, region_size: usize, page: u64, survey: &[order::Nam
     unsafe { libc::madvise(start as *mut c_void, len, libc::MADV_POPULATE_WRITE) };
 }
 
-/// The region, of `size` bytes rounded up to the host's pages (`page`
-/// bytes), which it is protected in: on an AArch64 kernel built for 16 or
-/// 64 KiB pages, modules are laid out in those.
-fn map_region(size: usize, placement: Placement, page: u64) -> Result<&'static Region, Failure> {
-    let size = usize::try_from(page)
+/// The region, of `size` bytes rounded up to the host's pages (`page`),
+/// which it is protected in: on an AArch64 kernel built for 16 or 64 KiB
+/// pages, modules are laid out in those.
+fn map_region(
+    size: usize,
+    placement: Placement,
+    page: PageSize,
+) -> Result<&'static Region, Failure> {
+    let size = usize::try_from(page.bytes())
         .ok()
         .and_then(|page| size.checked_next_multiple_of(page))
         .ok_or_else(|| Failure::message(format!("--region-size {size} is too large")))?;
-    let region = new_region(size, placement)
+    let region = new_region_with_page_size(size, placement, page)
         .map_err(|error| Failure::io(&format!("cannot map {size} bytes for modules"), &error))?;
     if placement != Placement::Anywhere {
         let start = region.start().as_u64();

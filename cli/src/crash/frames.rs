@@ -5,7 +5,11 @@
 use std::ffi::c_void;
 
 use super::maps::find_mapping;
-use super::symbols::{bytes_before, locate_code, CodeSpot, CALL_BYTES};
+use super::symbols::{locate_code, CodeSpot};
+// Only x86_64 reads the call before a return address; AArch64 has the link
+// register.
+#[cfg(target_arch = "x86_64")]
+use super::symbols::{bytes_before, read_before, CALL_BYTES};
 
 /// A frame record is two words: the caller's frame pointer, then the
 /// return address (x86_64 `push rbp; mov rbp, rsp`; AArch64 `stp x29, x30`).
@@ -130,6 +134,17 @@ fn caller_of_frameless(
     registers.link
 }
 
+/// The word `index` words above the stack pointer `sp`, if it lies, aligned,
+/// within `[low, high)`: the interrupted thread's stack from its stack
+/// pointer to its top, which the caller found mapped readable.
+pub(super) fn stack_word(sp: usize, index: usize, low: usize, high: usize) -> Option<usize> {
+    let address = sp.checked_add(index.checked_mul(WORD)?)?;
+    let fits = address.is_multiple_of(WORD) && address >= low && address.checked_add(WORD)? <= high;
+    // SAFETY: the word lies within the interrupted thread's stack, between
+    // its stack pointer and its top.
+    fits.then(|| unsafe { std::ptr::read(address as *const usize) })
+}
+
 /// On x86_64 a function with a frame starts `push %rbp; mov %rsp, %rbp`
 /// (after an `endbr64`); before those ran, or in a function without them
 /// that moved no stack pointer, the return address is at the stack pointer
@@ -152,14 +167,7 @@ fn caller_of_frameless(
             .all(|(index, byte)| code(at + index) == Some(*byte))
     };
     let prologue = if starts_with(0, &ENDBR64) { 4 } else { 0 };
-    let stack_word = |index: usize| {
-        let address = registers.sp.checked_add(index * WORD)?;
-        let fits =
-            address.is_multiple_of(WORD) && address >= low && address.checked_add(WORD)? <= high;
-        // SAFETY: the word lies within the interrupted thread's stack,
-        // between its stack pointer and its top.
-        fits.then(|| unsafe { std::ptr::read(address as *const usize) })
-    };
+    let stack_word = |index: usize| stack_word(registers.sp, index, low, high);
     let pc_offset = registers.pc.wrapping_sub(function.function_start);
     if starts_with(prologue, &FRAME_PROLOGUE) {
         return match pc_offset {
@@ -190,15 +198,10 @@ fn follows_call(address: usize) -> bool {
         None => match find_mapping(address) {
             Some(mapping) if mapping.readable && mapping.executable => {
                 let count = (address - mapping.start).min(CALL_BYTES);
-                let mut bytes = [0; CALL_BYTES];
-                for (index, byte) in bytes.iter_mut().enumerate().skip(CALL_BYTES - count) {
-                    // SAFETY: the byte is at most `count` bytes before
-                    // `address` in its mapping, which is code mapped
-                    // readable outside any module (no unload frees it).
-                    *byte =
-                        unsafe { std::ptr::read((address - (CALL_BYTES - index)) as *const u8) };
-                }
-                (bytes, count)
+                // SAFETY: the `count` bytes before `address` are in its
+                // mapping, which is code mapped readable outside any module
+                // (no unload frees it).
+                (unsafe { read_before(address, count) }, count)
             }
             _ => return false,
         },

@@ -32,9 +32,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use modload::Namespace;
 
 use folding::{Folder, Run};
-use frames::{frameless_caller, strip_pointer_authentication, Registers, FRAME_ALIGN, WORD};
+use frames::{
+    frameless_caller, stack_word, strip_pointer_authentication, Registers, FRAME_ALIGN, WORD,
+};
 use maps::find_mapping;
-use symbols::{in_module, write_module_location, write_module_section, Lookup};
+use symbols::{in_module, write_module_location, Lookup, Section};
 use text::{describe_signal, Line};
 pub use threads::resolve as resolve_stand_in;
 use threads::AlternateStack;
@@ -193,8 +195,7 @@ fn report(signal: c_int, info: &libc::siginfo_t, registers: Option<&Registers>) 
         // Data of a module is worth naming: `counter+0x8 [a.o]`.
         if registers.is_some_and(|registers| registers.pc != address) {
             let mut name = Line::new();
-            if write_module_location(&mut name, address, 0) == Lookup::Found {
-                write_module_section(&mut name, address);
+            if write_module_location(&mut name, address, 0, Section::Named) == Lookup::Found {
                 let _ = write!(line, " ({})", name.text());
             }
         }
@@ -266,18 +267,9 @@ fn backtrace(registers: &Registers, fetch_fault: bool) {
     // the link register), and the frame pointer is still the caller's. So
     // it is for a function that has no frame record of its own.
     let unrecorded_caller = if fetch_fault {
-        match registers.link {
-            Some(link) => Some(link),
-            None if registers.sp.is_multiple_of(WORD)
-                && registers.sp >= low
-                && registers.sp < high =>
-            {
-                // SAFETY: the word at sp lies within the interrupted
-                // thread's stack, between its stack pointer and its top.
-                Some(unsafe { std::ptr::read(registers.sp as *const usize) })
-            }
-            None => None,
-        }
+        registers
+            .link
+            .or_else(|| stack_word(registers.sp, 0, low, high))
     } else {
         frameless_caller(registers, low, high)
     };
@@ -461,7 +453,7 @@ fn print_frame(depth: usize, return_address: usize) -> bool {
 /// outside modules the binary it is in, `(libc.so.6)`. The symbol is that of
 /// `address - before` (1 for return addresses), the offset that of `address`.
 fn write_code_location(line: &mut Line, address: usize, before: usize) -> Lookup {
-    match write_module_location(line, address, before) {
+    match write_module_location(line, address, before, Section::Unnamed) {
         Lookup::Found => return Lookup::Found,
         Lookup::Busy => {
             let _ = write!(line, "(namespace busy) ");

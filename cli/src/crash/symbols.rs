@@ -37,9 +37,24 @@ fn namespace() -> Option<&'static Namespace> {
     unsafe { namespace.as_ref() }
 }
 
+/// Whether [`write_module_location`] names the section too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Section {
+    /// `counter+0x8 [a.o]`.
+    Unnamed,
+    /// `counter+0x8 [a.o] in .data`: for data addresses.
+    Named,
+}
+
 /// Writes `symbol+0x14 [module.o]` for an address in a loaded module (the
-/// symbol of `address - before`, the offset of `address`).
-pub(super) fn write_module_location(line: &mut Line, address: usize, before: usize) -> Lookup {
+/// symbol of `address - before`, the offset of `address`), followed by
+/// ` in .data` (the section of `address - before`) if `section` says so.
+pub(super) fn write_module_location(
+    line: &mut Line,
+    address: usize,
+    before: usize,
+    section: Section,
+) -> Lookup {
     let Some(namespace) = namespace() else {
         return Lookup::NotFound;
     };
@@ -57,8 +72,11 @@ pub(super) fn write_module_location(line: &mut Line, address: usize, before: usi
                 line,
                 "{name}+{:#x} [{}]",
                 offset.wrapping_add(before as u64),
-                file_name(location.module_name)
+                crate::module_file_name(location.module_name)
             );
+            if section == Section::Named {
+                let _ = write!(line, " in {}", location.section);
+            }
             true
         },
     );
@@ -66,18 +84,6 @@ pub(super) fn write_module_location(line: &mut Line, address: usize, before: usi
         Some(true) => Lookup::Found,
         Some(false) => Lookup::NotFound,
         None => Lookup::Busy,
-    }
-}
-
-/// Writes ` in .data` for a data address in a loaded module: with the
-/// symbol line, `counter+0x8 [a.o] in .data`.
-pub(super) fn write_module_section(line: &mut Line, address: usize) {
-    if let Some(namespace) = namespace() {
-        namespace.try_locate(VirtAddr::new(address as u64), |location| {
-            if let Some(location) = location {
-                let _ = write!(line, " in {}", location.section);
-            }
-        });
     }
 }
 
@@ -89,11 +95,6 @@ pub(super) fn in_module(address: usize) -> bool {
             .try_locate(VirtAddr::new(address as u64), |location| location.is_some())
             .unwrap_or(true)
     })
-}
-
-/// The last part of a module's name: `bad.o` for `build/bad.o`.
-pub(super) fn file_name(module_name: &str) -> &str {
-    module_name.rsplit('/').next().unwrap_or(module_name)
 }
 
 /// The first bytes of a function that [`CodeSpot`] holds: enough for an
@@ -152,6 +153,25 @@ pub(super) fn locate_code(address: usize) -> Option<CodeSpot> {
         .flatten()
 }
 
+/// The `count` bytes (at most [`CALL_BYTES`]) right before `address`, nearest
+/// last, at the end of the array; the bytes not read stay zero.
+///
+/// # Safety
+///
+/// The `count` bytes before `address` must be mapped readable and stay so
+/// while this reads them.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) unsafe fn read_before(address: usize, count: usize) -> [u8; CALL_BYTES] {
+    let count = count.min(CALL_BYTES);
+    let mut bytes = [0; CALL_BYTES];
+    for (index, byte) in bytes.iter_mut().enumerate().skip(CALL_BYTES - count) {
+        // SAFETY: `address - (CALL_BYTES - index)` is at most `count` bytes
+        // before `address`, readable as the caller guarantees.
+        *byte = unsafe { std::ptr::read((address - (CALL_BYTES - index)) as *const u8) };
+    }
+    bytes
+}
+
 /// Up to [`CALL_BYTES`] bytes of module code right before `address` (a
 /// return address), nearest last, as far back as its section goes; read
 /// under the namespace's lock, as [`CodeSpot`]'s are. `None` if `address - 1`
@@ -168,14 +188,10 @@ pub(super) fn bytes_before(address: usize) -> Option<([u8; CALL_BYTES], usize)> 
                 .ok()?
                 .checked_add(1)?;
             let count = in_section.min(CALL_BYTES);
-            let mut bytes = [0; CALL_BYTES];
-            for (index, byte) in bytes.iter_mut().enumerate().skip(CALL_BYTES - count) {
-                // SAFETY: `address - (CALL_BYTES - index)` is at most `count`
-                // bytes before `address`, so within the section that holds
-                // `address - 1`, of a module the namespace's lock, held
-                // here, keeps loaded and mapped readable.
-                *byte = unsafe { std::ptr::read((address - (CALL_BYTES - index)) as *const u8) };
-            }
+            // SAFETY: the `count` bytes before `address` are within the
+            // section that holds `address - 1`, of a module the namespace's
+            // lock, held here, keeps loaded and mapped readable.
+            let bytes = unsafe { read_before(address, count) };
             Some((bytes, count))
         })
         .flatten()
